@@ -1,0 +1,227 @@
+"""Where requests go and how hard to push: the endpoint and the run policies.
+
+Every policy is a small frozen dataclass validated on creation, so a bad option fails with a
+message naming the value and the fix before anything is sent. The accessor's keyword options
+map one to one onto these fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from holysheep_nb.errors import ConfigError, MissingAPIKeyError
+
+DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+DEFAULT_MODEL = "gpt-4o"
+PLACEHOLDER_KEY = "YOUR_HOLYSHEEP_API_KEY"
+ENV_API_KEY = "HOLYSHEEP_API_KEY"
+ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
+ENV_MODEL = "HOLYSHEEP_MODEL"
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_positive(name: str, value: object, example: str) -> None:
+    if not _is_number(value) or value <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{name} must be a positive number, got {value!r}: pass e.g. {example}")
+
+
+def _require_whole_at_least(name: str, value: object, minimum: int, example: str) -> None:
+    if not _is_whole(value) or value < minimum:  # type: ignore[operator]
+        raise ConfigError(
+            f"{name} must be a whole number >= {minimum}, got {value!r}: pass e.g. {example}"
+        )
+
+
+def normalise_base_url(base_url: str) -> str:
+    """Return ``base_url`` without a trailing slash, with ``/v1`` added when it has no path.
+
+    ``http://localhost:8000`` and ``http://localhost:8000/v1/`` both become
+    ``http://localhost:8000/v1``: OpenAI-compatible servers (vLLM, Ollama, HolySheep) serve the
+    API under ``/v1``, and a bare host is the commonest slip.
+    """
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {base_url!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - reading it validates the port number
+    except ValueError as exc:
+        raise ConfigError(f"base_url {base_url!r} has an invalid port: {exc}") from None
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def is_loopback(base_url: str) -> bool:
+    """True when ``base_url`` points at this machine (localhost, 127.x, ::1)."""
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible chat-completions server, the model, and the key (never shown).
+
+    A loopback ``base_url`` (the embedded server, a local vLLM or Ollama) may run without a
+    key; then no Authorization header is sent. ``verify`` is True (system CAs), False (no
+    certificate check) or the path of a CA bundle to trust.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    model: str = DEFAULT_MODEL
+    api_key: str | None = field(default=None, repr=False, compare=False)
+    verify: bool | str = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", normalise_base_url(self.base_url))
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"model must be a non-empty string, got {self.model!r}")
+        if not isinstance(self.verify, (bool, str)):
+            raise ConfigError(
+                f"verify must be True, False or a CA bundle path, got {type(self.verify).__name__}"
+            )
+        key = self.api_key.strip() if isinstance(self.api_key, str) else self.api_key
+        if key is not None and not isinstance(key, str):
+            raise ConfigError(f"api_key must be a string, got {type(key).__name__}")
+        if key == PLACEHOLDER_KEY or key == "":
+            key = None
+        object.__setattr__(self, "api_key", key)
+        if key is None and not is_loopback(self.base_url):
+            raise MissingAPIKeyError(
+                f"no API key for {self.base_url}: set the {ENV_API_KEY} environment variable "
+                f"(or pass api_key=...) to your key; {PLACEHOLDER_KEY!r} is only a placeholder"
+            )
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        verify: bool | str = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Endpoint:
+        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults."""
+        env = os.environ if environ is None else environ
+        return cls(
+            base_url=base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
+            model=model or env.get(ENV_MODEL) or DEFAULT_MODEL,
+            api_key=api_key if api_key is not None else env.get(ENV_API_KEY),
+            verify=verify,
+        )
+
+    @property
+    def chat_url(self) -> str:
+        """The full chat-completions URL."""
+        return f"{self.base_url}/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        """Request headers, with the Authorization header only when a key is set."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def __repr__(self) -> str:
+        key = "<set>" if self.api_key else None
+        return f"Endpoint(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; a server hint replaces the backoff.
+
+    Up to ``max_retries + 1`` attempts. The n-th retry waits a uniform random time in
+    ``[0, min(max_wait, initial_wait * 2**(n-1))]``; a ``Retry-After`` hint is obeyed instead,
+    up to ``max_retry_after`` seconds.
+    """
+
+    max_retries: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    max_retry_after: float = 120.0
+
+    def __post_init__(self) -> None:
+        _require_whole_at_least("max_retries", self.max_retries, 0, "max_retries=5")
+        _require_positive("initial_wait", self.initial_wait, "initial_wait=0.5")
+        _require_positive("max_wait", self.max_wait, "max_wait=30")
+        _require_positive("max_retry_after", self.max_retry_after, "max_retry_after=120")
+        if self.max_wait < self.initial_wait:
+            raise ConfigError(
+                f"max_wait ({self.max_wait}) must be >= initial_wait ({self.initial_wait})"
+            )
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in all, the first one included."""
+        return self.max_retries + 1
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Client-side limits: requests and tokens per minute, each with a burst allowance.
+
+    Over any window of T seconds the sends stay below ``rate * T + burst``; the burst defaults
+    to one second's worth of the rate, at least 1.
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    request_burst: float | None = None
+    token_burst: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute", "request_burst", "token_burst"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_positive(name, value, f"{name}=600 (or None for no limit)")
+
+    @property
+    def request_capacity(self) -> float | None:
+        """The request bucket's size, or None when requests are not limited."""
+        return _capacity(self.requests_per_minute, self.request_burst)
+
+    @property
+    def token_capacity(self) -> float | None:
+        """The token bucket's size, or None when tokens are not limited."""
+        return _capacity(self.tokens_per_minute, self.token_burst)
+
+
+def _capacity(per_minute: float | None, burst: float | None) -> float | None:
+    if per_minute is None:
+        return None
+    return burst if burst is not None else max(1.0, per_minute / 60.0)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How one run behaves: concurrency bound, per-attempt timeout, retries and rate limits."""
+
+    max_concurrent: int = 16
+    timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: RateLimits = field(default_factory=RateLimits)
+
+    def __post_init__(self) -> None:
+        _require_whole_at_least("max_concurrent", self.max_concurrent, 1, "max_concurrent=16")
+        _require_positive("timeout", self.timeout, "timeout=60 (seconds per attempt)")

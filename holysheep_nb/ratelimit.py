@@ -1,0 +1,125 @@
+"""Admission control for sends: token buckets for requests and tokens, and the 429 cool-down.
+
+One ``Throttle`` per run decides when the next request may go. Waiters queue on one FIFO
+lock, so they are served in order and only the head of the queue sleeps: no busy-waiting,
+and with a fake clock every wait is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from holysheep_nb.clock import Clock
+from holysheep_nb.config import RateLimits
+
+#: Waits shorter than this count as none: float rounding must not leave a waiter sleeping
+#: for 1e-17 s forever (at t=1000 such a sleep does not even move the clock).
+_TOLERANCE = 1e-9
+
+
+class TokenBucket:
+    """A bucket of ``capacity`` that refills at ``rate`` per second, starting full.
+
+    A take larger than the bucket waits for a full bucket and then leaves it in debt, so a
+    request bigger than one second's worth of tokens still goes, and the long-run rate holds.
+    """
+
+    def __init__(self, rate: float, capacity: float, clock: Clock) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._level = capacity
+        self._updated = clock.now()
+
+    @property
+    def level(self) -> float:
+        """The tokens available now (negative while in debt)."""
+        self._refill()
+        return self._level
+
+    def delay_for(self, amount: float) -> float:
+        """Seconds until ``amount`` (at most a full bucket) is available; 0 when it is."""
+        self._refill()
+        missing = min(amount, self.capacity) - self._level
+        return missing / self.rate if missing > _TOLERANCE else 0.0
+
+    def take(self, amount: float) -> None:
+        """Remove ``amount``; the level may go negative (a debt later takes wait for)."""
+        self._refill()
+        self._level -= amount
+
+    def give_back(self, amount: float) -> None:
+        """Return ``amount`` (an over-estimate), never above the capacity."""
+        self._refill()
+        self._level = min(self.capacity, self._level + amount)
+
+    def _refill(self) -> None:
+        now = self._clock.now()
+        self._level = min(self.capacity, self._level + (now - self._updated) * self.rate)
+        self._updated = now
+
+
+class Throttle:
+    """Lets sends through in order once the cool-down is over and both buckets allow.
+
+    ``sleep`` is the run's sleep (it raises when the run is aborted, so waiters leave at once).
+    """
+
+    def __init__(
+        self,
+        limits: RateLimits,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep or clock.sleep
+        self._requests = _bucket(limits.requests_per_minute, limits.request_capacity, clock)
+        self._tokens = _bucket(limits.tokens_per_minute, limits.token_capacity, clock)
+        self._limited = self._requests is not None or self._tokens is not None
+        self._resume_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def resume_at(self) -> float:
+        """Clock time before which nothing is sent (the 429 cool-down)."""
+        return self._resume_at
+
+    def pause_until(self, when: float) -> None:
+        """Hold every new send until ``when`` (extends, never shortens, a cool-down)."""
+        self._resume_at = max(self._resume_at, when)
+
+    async def acquire(self, tokens: float = 0.0) -> None:
+        """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""
+        if not self._limited and not self._lock.locked() and self._clock.now() >= self._resume_at:
+            return
+        async with self._lock:
+            while True:
+                delay = self._resume_at - self._clock.now()
+                if self._requests is not None:
+                    delay = max(delay, self._requests.delay_for(1.0))
+                if self._tokens is not None:
+                    delay = max(delay, self._tokens.delay_for(tokens))
+                if delay <= _TOLERANCE:
+                    break
+                # Re-check after waking: a 429 may have extended the cool-down meanwhile.
+                await self._sleep(delay)
+            if self._requests is not None:
+                self._requests.take(1.0)
+            if self._tokens is not None:
+                self._tokens.take(tokens)
+
+    def settle_tokens(self, estimated: float, actual: float) -> None:
+        """Correct the token bucket once ``usage`` tells the real count."""
+        if self._tokens is None or actual == estimated:
+            return
+        if actual > estimated:
+            self._tokens.take(actual - estimated)
+        else:
+            self._tokens.give_back(estimated - actual)
+
+
+def _bucket(per_minute: float | None, capacity: float | None, clock: Clock) -> TokenBucket | None:
+    if per_minute is None or capacity is None:
+        return None
+    return TokenBucket(per_minute / 60.0, capacity, clock)

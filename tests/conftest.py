@@ -1,0 +1,48 @@
+"""Shared fixtures, and the aioresponses shim for aiohttp >= 3.14."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import aioresponses.core
+import pytest
+from aiohttp import ClientResponse
+
+from tests.fakes import FakeClock
+
+
+def _needs_stream_writer_shim() -> bool:
+    parameter = inspect.signature(ClientResponse.__init__).parameters.get("stream_writer")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+if _needs_stream_writer_shim():
+    # aioresponses 0.7.9 builds ClientResponse without the keyword-only `stream_writer`
+    # that aiohttp 3.14 made required (aioresponses #289, fix in PR #288, unreleased).
+    # Pinning aiohttp below 3.14 would give up a security fix, so default the argument.
+    # The response reads only `output_size` (bytes sent) from it: nothing is sent here.
+    class _NothingSent:
+        output_size = 0
+
+    class _ShimClientResponse(ClientResponse):
+        def __init__(self, *args: Any, stream_writer: Any = None, **kwargs: Any) -> None:
+            super().__init__(*args, stream_writer=stream_writer or _NothingSent(), **kwargs)
+
+    aioresponses.core.ClientResponse = _ShimClientResponse  # type: ignore[misc]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test sees the developer's key, base URL, model or cache directory."""
+    for name in ("HOLYSHEEP_API_KEY", "HOLYSHEEP_BASE_URL", "HOLYSHEEP_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOLYSHEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("TQDM_DISABLE", "1")

@@ -1,0 +1,140 @@
+"""Endpoint resolution, key handling and policy validation (SPEC §2, §5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from holysheep_nb.config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    Endpoint,
+    EngineSettings,
+    RateLimits,
+    RetryPolicy,
+    is_loopback,
+    normalise_base_url,
+)
+from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+
+KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://api.holysheep.ai/v1", "https://api.holysheep.ai/v1"),
+        ("https://api.holysheep.ai/v1/", "https://api.holysheep.ai/v1"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/v1"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1"),
+        ("http://localhost:11434/v1", "http://localhost:11434/v1"),
+        ("https://proxy.example/openai/v1//", "https://proxy.example/openai/v1"),
+        ("  http://[::1]:9000/v1  ", "http://[::1]:9000/v1"),
+    ],
+)
+def test_base_url_is_normalised(given: str, expected: str) -> None:
+    assert normalise_base_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "api.holysheep.ai/v1", "ftp://host/v1", "http://", "http://host:99999/v1", None]
+)
+def test_invalid_base_url_is_a_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        normalise_base_url(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://localhost:8000/v1", True),
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://127.8.9.10/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("https://api.holysheep.ai/v1", False),
+        ("http://10.0.0.1/v1", False),
+    ],
+)
+def test_loopback_detection(url: str, loopback: bool) -> None:
+    assert is_loopback(url) is loopback
+
+
+@pytest.mark.parametrize("key", [None, "", "   ", "YOUR_HOLYSHEEP_API_KEY"])
+def test_missing_or_placeholder_key_names_the_variable(key: str | None) -> None:
+    with pytest.raises(MissingAPIKeyError, match="HOLYSHEEP_API_KEY") as info:
+        Endpoint(api_key=key)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, HolySheepError)
+
+
+def test_loopback_needs_no_key_and_sends_no_authorization() -> None:
+    endpoint = Endpoint(base_url="http://127.0.0.1:1234", api_key="YOUR_HOLYSHEEP_API_KEY")
+    assert endpoint.api_key is None
+    assert "Authorization" not in endpoint.headers()
+
+
+def test_key_is_sent_but_never_shown() -> None:
+    endpoint = Endpoint(api_key=KEY)
+    assert endpoint.headers()["Authorization"] == f"Bearer {KEY}"
+    assert KEY not in repr(endpoint)
+    assert KEY not in str(endpoint)
+    assert "api_key=<set>" in repr(endpoint)
+    assert KEY not in repr(EngineSettings())
+
+
+def test_precedence_argument_then_environment_then_default() -> None:
+    env = {
+        "HOLYSHEEP_API_KEY": KEY,
+        "HOLYSHEEP_BASE_URL": "http://127.0.0.1:9/v1",
+        "HOLYSHEEP_MODEL": "env-model",
+    }
+    from_env = Endpoint.resolve(environ=env)
+    assert (from_env.base_url, from_env.model, from_env.api_key) == (
+        "http://127.0.0.1:9/v1",
+        "env-model",
+        KEY,
+    )
+    from_args = Endpoint.resolve(
+        base_url="http://localhost:7/v1", model="arg-model", api_key="sk-arg", environ=env
+    )
+    assert (from_args.base_url, from_args.model, from_args.api_key) == (
+        "http://localhost:7/v1",
+        "arg-model",
+        "sk-arg",
+    )
+    defaults = Endpoint.resolve(environ={"HOLYSHEEP_API_KEY": KEY})
+    assert (defaults.base_url, defaults.model) == (DEFAULT_BASE_URL, DEFAULT_MODEL)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (
+            lambda: EngineSettings(max_concurrent=0),
+            "max_concurrent must be a whole number >= 1, got 0",
+        ),
+        (lambda: EngineSettings(max_concurrent=2.5), "max_concurrent"),  # type: ignore[arg-type]
+        (lambda: EngineSettings(max_concurrent=True), "max_concurrent"),
+        (lambda: EngineSettings(timeout=0), "timeout must be a positive number, got 0"),
+        (lambda: EngineSettings(timeout=-1.0), "timeout"),
+        (lambda: EngineSettings(timeout=float("nan")), "timeout"),
+        (lambda: RetryPolicy(max_retries=-1), "max_retries"),
+        (lambda: RetryPolicy(initial_wait=0), "initial_wait"),
+        (lambda: RetryPolicy(initial_wait=2.0, max_wait=1.0), "max_wait"),
+        (lambda: RateLimits(requests_per_minute=0), "requests_per_minute must be a positive"),
+        (lambda: RateLimits(tokens_per_minute=-5), "tokens_per_minute"),
+        (lambda: RateLimits(requests_per_minute=60, request_burst=0), "request_burst"),
+        (lambda: Endpoint(base_url="http://127.0.0.1/v1", model=""), "model"),
+    ],
+)
+def test_bad_policy_values_name_the_value_and_the_fix(factory, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        factory()
+
+
+def test_burst_defaults_to_one_seconds_worth_at_least_one() -> None:
+    assert RateLimits(requests_per_minute=600).request_capacity == 10
+    assert RateLimits(requests_per_minute=30).request_capacity == 1
+    assert RateLimits(requests_per_minute=600, request_burst=3).request_capacity == 3
+    assert RateLimits().request_capacity is None
+    assert RateLimits(tokens_per_minute=60_000).token_capacity == 1000
+    assert RetryPolicy(max_retries=5).max_attempts == 6
