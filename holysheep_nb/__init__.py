@@ -1,5 +1,33 @@
-"""holysheep_nb: label a pandas DataFrame with an LLM from a notebook cell."""
+"""holysheep_nb: label a pandas DataFrame with an LLM from a notebook cell.
 
-from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError, RunAborted
+``import holysheep_nb`` registers the ``holysheep`` accessor on DataFrame and Series.
+"""
 
-__all__ = ["ConfigError", "HolySheepError", "MissingAPIKeyError", "RunAborted"]
+from holysheep_nb import accessor as _accessor  # noqa: F401 - registers df.holysheep
+from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
+from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.report import Prices, RunReport
+from holysheep_nb.results import RowResult, RunStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheInfo",
+    "CompletionEngine",
+    "ConfigError",
+    "Endpoint",
+    "EngineSettings",
+    "HolySheepError",
+    "MissingAPIKeyError",
+    "Prices",
+    "RateLimits",
+    "RetryPolicy",
+    "RowResult",
+    "RunReport",
+    "RunStats",
+    "__version__",
+    "cache_info",
+    "clear_cache",
+]

@@ -44,12 +44,12 @@ class CompletionEngine:
         settings: EngineSettings | None = None,
         *,
         clock: Clock | None = None,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.settings = settings or EngineSettings()
         self.clock = clock or SystemClock()
-        self.jitter = jitter
+        self.jitter = jitter or random.random
 
     async def run(
         self,

@@ -1,11 +1,11 @@
 """The one exception hierarchy of holysheep_nb.
 
     HolySheepError
-    ├── ConfigError (also ValueError)      bad option or input, raised before anything is sent
-    │   └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
-    └── RunAborted                         the provider refused the key mid-run (401/403)
+    └── ConfigError (also ValueError)      bad option or input, raised before anything is sent
+        └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
 
-A failure of one row is never an exception: it becomes that row's ``error`` text.
+A failure of one row is never an exception: it becomes that row's ``error`` text, and a
+401/403 ends the run with an error on every row not yet answered.
 ``asyncio.CancelledError`` and ``KeyboardInterrupt`` are never caught and always propagate.
 """
 
@@ -22,10 +22,6 @@ class ConfigError(HolySheepError, ValueError):
 
 class MissingAPIKeyError(ConfigError):
     """No API key is set for a base URL that needs one."""
-
-
-class RunAborted(HolySheepError):
-    """The run stopped sending because the provider rejected the API key."""
 
 
 def redact(text: str, secret: str | None) -> str:

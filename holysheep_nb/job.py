@@ -1,0 +1,188 @@
+"""One ``complete()`` call: DataFrame rows -> cache lookups -> engine -> a new DataFrame.
+
+Rows are prepared ``chunk_size`` at a time (prompt built, cache looked up) as the engine's
+workers ask for more, so memory stays flat on a million rows and there is no barrier
+between chunks. Each answer is written to the cache as it arrives; the cache is flushed on
+completion, error, interrupt and cancel alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
+from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
+from holysheep_nb.clock import Clock
+from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.options import JobOptions
+from holysheep_nb.progress import RunProgress
+from holysheep_nb.prompts import PromptSource
+from holysheep_nb.report import RunReport
+from holysheep_nb.results import RowResult, RunStats
+
+REPORT_ATTR = "holysheep_report"
+#: How often the progress bar is redrawn and pending answers are flushed to the cache. It
+#: also keeps the kernel's loop awake so that an interrupt is delivered promptly.
+TICK_SECONDS = 0.1
+_STR_DTYPE = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+
+
+class ResultColumns:
+    """The result columns of a run, filled by row position as outcomes arrive."""
+
+    def __init__(self, rows: int) -> None:
+        self.response: list[str | None] = [None] * rows
+        self.error: list[str | None] = [None] * rows
+        self.latency = np.full(rows, np.nan)
+        self.cached = np.zeros(rows, dtype=bool)
+        self.attempts = np.zeros(rows, dtype=np.int64)
+        self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
+        self.completion_tokens = np.full(rows, -1, dtype=np.int64)
+
+    def record(self, position: int, result: RowResult) -> None:
+        """Store an outcome from the engine."""
+        self.response[position] = result.response
+        self.error[position] = result.error
+        if result.latency is not None:
+            self.latency[position] = result.latency
+        self.attempts[position] = result.attempts
+        if result.prompt_tokens is not None:
+            self.prompt_tokens[position] = result.prompt_tokens
+        if result.completion_tokens is not None:
+            self.completion_tokens[position] = result.completion_tokens
+
+    def record_cached(self, position: int, answer: CachedAnswer) -> None:
+        """Store an answer served from the cache (nothing sent: latency stays NaN)."""
+        self.response[position] = answer.response
+        self.cached[position] = True
+        if answer.prompt_tokens is not None:
+            self.prompt_tokens[position] = answer.prompt_tokens
+        if answer.completion_tokens is not None:
+            self.completion_tokens[position] = answer.completion_tokens
+
+    def record_unsent(self, position: int, error: str) -> None:
+        """Store the error of a row that was never sent (missing prompt or value)."""
+        self.error[position] = error
+
+    def to_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A new frame: ``frame``'s columns and index plus the result columns."""
+        out = frame.copy(deep=False)
+        out["response"] = pd.array(self.response, dtype=_STR_DTYPE)
+        out["error"] = pd.array(self.error, dtype=_STR_DTYPE)
+        out["latency"] = self.latency
+        out["cached"] = self.cached
+        out["attempts"] = self.attempts
+        out["prompt_tokens"] = _nullable(self.prompt_tokens)
+        out["completion_tokens"] = _nullable(self.completion_tokens)
+        return out
+
+
+def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(values, values < 0)
+
+
+class CompletionJob:
+    """Runs every row of ``source`` through the engine and returns the result frame."""
+
+    def __init__(
+        self,
+        source: PromptSource,
+        options: JobOptions,
+        *,
+        clock: Clock | None = None,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.engine = CompletionEngine(
+            options.endpoint, options.settings, clock=clock, jitter=jitter
+        )
+        self.stats = RunStats()
+        self.columns = ResultColumns(len(source))
+
+    async def run(self) -> pd.DataFrame:
+        """Send what is not cached, store answers as they come, and build the new frame."""
+        options = self.options
+        cache = ResponseCache.open(options.cache) if options.cache is not False else None
+        progress = RunProgress(len(self.source), enabled=options.progress)
+        ticker = asyncio.ensure_future(self._tick(progress, cache))
+        waiting_for_answer: dict[int, str] = {}
+
+        def on_result(result: RowResult) -> None:
+            position: int = result.row_id  # type: ignore[assignment]
+            self.columns.record(position, result)
+            key = waiting_for_answer.pop(position, None)
+            if key is not None and result.response is not None and cache is not None:
+                cache.put(key, CachedAnswer(result.response, result.prompt_tokens,
+                                            result.completion_tokens))
+            progress.row_done(result.error is None)
+
+        try:
+            await self.engine.run(
+                self._requests(cache, progress, waiting_for_answer), on_result, stats=self.stats
+            )
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if cache is not None:
+                cache.close()
+            progress.close(self.stats)
+        return self._result()
+
+    def _requests(
+        self, cache: ResponseCache | None, progress: RunProgress, waiting: dict[int, str]
+    ) -> Iterator[tuple[int, ChatRequest]]:
+        """Rows to send, one chunk prepared at a time; cached and missing rows are filled here."""
+        options = self.options
+        endpoint = options.endpoint
+        key_of = (
+            Fingerprinter(base_url=endpoint.base_url, model=endpoint.model, params=options.params)
+            if cache is not None
+            else None
+        )
+        columns = self.columns
+        rows = len(self.source)
+        for start in range(0, rows, options.chunk_size):
+            stop = min(rows, start + options.chunk_size)
+            batch: list[tuple[int, tuple[dict[str, str], ...]]] = []
+            for position, prompt in enumerate(self.source.chunk(start, stop), start):
+                if prompt.text is None:
+                    columns.record_unsent(position, prompt.error or "missing prompt")
+                    progress.row_done(False)
+                else:
+                    batch.append((position, build_messages(prompt.text, options.system)))
+            keys = [key_of(messages) for _, messages in batch] if key_of is not None else []
+            hits = cache.get_many(keys) if cache is not None and keys else {}
+            for index, (position, messages) in enumerate(batch):
+                if key_of is not None:
+                    key = keys[index]
+                    hit = hits.get(key)
+                    if hit is not None:
+                        columns.record_cached(position, hit)
+                        progress.row_done(True, cached=True)
+                        continue
+                    waiting[position] = key
+                estimate = estimate_tokens(messages, options.max_tokens)
+                yield position, ChatRequest(messages, options.params, estimate)
+
+    async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            progress.refresh(self.stats)
+            if cache is not None:
+                cache.maybe_flush()
+
+    def _result(self) -> pd.DataFrame:
+        out = self.columns.to_frame(self.source.frame)
+        stats = self.stats
+        elapsed = (stats.finished or stats.started) - stats.started
+        out.attrs[REPORT_ATTR] = RunReport.from_frame(
+            out, stats=stats, elapsed=elapsed, prices=self.options.prices
+        )
+        return out

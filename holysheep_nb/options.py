@@ -1,0 +1,108 @@
+"""The accessor's keyword options, resolved and validated into one frozen ``JobOptions``.
+
+Everything is checked here, before any request: a bad option raises ``ConfigError`` naming
+the value and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from holysheep_nb.chat import RESERVED_PARAMS
+from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.errors import ConfigError
+from holysheep_nb.report import Prices
+
+CacheOption = bool | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Everything one ``complete()`` call needs besides the DataFrame."""
+
+    endpoint: Endpoint
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    system: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    chunk_size: int = 1000
+    progress: bool = True
+    cache: CacheOption = True
+    prices: Prices | None = None
+
+    @classmethod
+    def from_kwargs(
+        cls,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_concurrent: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        chunk_size: int = 1000,
+        progress: bool = True,
+        cache: CacheOption = True,
+        prices: Prices | tuple[float, float] | None = None,
+        verify: bool | str = True,
+        **params: Any,
+    ) -> JobOptions:
+        """Map the accessor's keyword options (SPEC §2) onto endpoint and policies."""
+        if system is not None and not isinstance(system, str):
+            raise ConfigError(f"system must be a string or None, got {type(system).__name__}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigError(
+                f"chunk_size must be a whole number >= 1, got {chunk_size!r}: "
+                "pass e.g. chunk_size=1000"
+            )
+        if not isinstance(progress, bool):
+            raise ConfigError(f"progress must be True or False, got {progress!r}")
+        if not isinstance(cache, (bool, str, os.PathLike)):
+            raise ConfigError(
+                f"cache must be True, False or a file path, got {type(cache).__name__}"
+            )
+        return cls(
+            endpoint=Endpoint.resolve(
+                base_url=base_url, model=model, api_key=api_key, verify=verify
+            ),
+            settings=EngineSettings(
+                max_concurrent=max_concurrent,
+                timeout=timeout,
+                retry=RetryPolicy(max_retries=max_retries),
+                limits=RateLimits(
+                    requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
+                ),
+            ),
+            system=system,
+            params=_checked_params(params),
+            chunk_size=chunk_size,
+            progress=progress,
+            cache=cache,
+            prices=prices if prices is None or isinstance(prices, Prices) else Prices(*prices),
+        )
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The completion budget the request asks for, if any (for the token estimate)."""
+        value = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
+    reserved = sorted(RESERVED_PARAMS.intersection(params))
+    if reserved:
+        raise ConfigError(
+            f"{', '.join(reserved)} cannot be passed through: holysheep_nb sets the model with "
+            "model=..., builds the messages from the rows, and reads one answer per row"
+        )
+    try:
+        json.dumps(params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"extra request parameters must be JSON values: {exc}") from None
+    return params

@@ -1,0 +1,136 @@
+"""Turning DataFrame rows into prompts: a prompt column or a ``str.format`` template.
+
+Validation happens up front (missing column, bad template) so misuse fails before anything
+is sent; a row whose prompt is missing gets a row error instead of a request.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from holysheep_nb.errors import ConfigError
+
+MISSING_PROMPT = "missing prompt"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A row's prompt text, or the reason it has none (``error``)."""
+
+    text: str | None
+    error: str | None = None
+
+
+def _is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, arrays: not a scalar, so not missing
+        return False
+
+
+class PromptSource:
+    """Where each row's prompt comes from: one column as is, or a template over columns."""
+
+    def __init__(self, frame: pd.DataFrame, column: Hashable | None, template: str | None):
+        if (column is None) == (template is None):
+            raise ConfigError(
+                "pass exactly one of a prompt column (complete('text', ...)) or "
+                "template='... {column} ...'"
+            )
+        self.frame = frame
+        self.column = column
+        self.template = template
+        self.fields: tuple[str, ...] = ()
+        if column is not None:
+            if column not in frame.columns:
+                raise ConfigError(
+                    f"no column {column!r} in the DataFrame; columns are {_names(frame.columns)}"
+                )
+        else:
+            assert template is not None
+            self.fields = template_fields(template)
+            missing = [name for name in self.fields if name not in frame.columns]
+            if missing:
+                raise ConfigError(
+                    f"template refers to missing column(s) {', '.join(map(repr, missing))}; "
+                    f"columns are {_names(frame.columns)}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def chunk(self, start: int, stop: int) -> Iterator[Prompt]:
+        """The prompts of rows ``start:stop`` (positions), in order."""
+        if self.column is not None:
+            values = self.frame[self.column].iloc[start:stop]
+            if isinstance(values, pd.DataFrame):
+                raise ConfigError(f"column {self.column!r} is not unique in the DataFrame")
+            for value in values.tolist():
+                yield _prompt_from_value(value)
+            return
+        assert self.template is not None
+        part = self.frame.iloc[start:stop]
+        columns = [part[name].tolist() for name in self.fields]
+        for values in zip(*columns, strict=True) if columns else ((),) * len(part):
+            yield self._format(dict(zip(self.fields, values, strict=True)))
+
+    def _format(self, values: dict[str, Any]) -> Prompt:
+        for name, value in values.items():
+            if _is_missing(value):
+                return Prompt(None, f"missing value for column {name!r}")
+        assert self.template is not None
+        try:
+            text = self.template.format_map(values)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            return Prompt(None, f"template error: {exc}")
+        return Prompt(text) if text.strip() else Prompt(None, MISSING_PROMPT)
+
+
+def _prompt_from_value(value: object) -> Prompt:
+    if _is_missing(value):
+        return Prompt(None, MISSING_PROMPT)
+    text = value if isinstance(value, str) else str(value)
+    return Prompt(text) if text.strip() else Prompt(None, MISSING_PROMPT)
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The column names a template refers to, in order of first use.
+
+    ``{title}``, ``{price:.2f}`` and ``{meta[lang]}`` refer to columns ``title``, ``price``
+    and ``meta``; positional fields (``{}``, ``{0}``) are rejected because rows have no order
+    of columns a reader could rely on.
+    """
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"template must be a non-empty string, got {template!r}")
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"bad template {template!r}: {exc}") from None
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        name = field.split(".", 1)[0].split("[", 1)[0]
+        if not name or name.isdigit():
+            raise ConfigError(
+                f"template {template!r} has a positional field {{{field}}}; name a column, "
+                "e.g. 'Label: {title}'"
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ConfigError(f"template {template!r} names no column, e.g. 'Label: {{title}}'")
+    return tuple(names)
+
+
+def _names(columns: Sequence[Hashable] | pd.Index) -> str:
+    shown = [repr(c) for c in list(columns)[:20]]
+    more = len(columns) - len(shown)
+    return "[" + ", ".join(shown) + (f", ... {more} more" if more > 0 else "") + "]"

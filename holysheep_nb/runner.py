@@ -1,0 +1,56 @@
+"""Running a coroutine to completion from synchronous code, in a script or a Jupyter cell.
+
+With no loop running this is plain ``asyncio.run``. Inside a running loop (a Jupyter
+kernel) the loop is made re-entrant with ``nest_asyncio2``, lazily at the first such call
+and never at import; a loop already patched by nest_asyncio or nest_asyncio2 is reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine ``make_coroutine()`` returns and give back its result.
+
+    On KeyboardInterrupt the run's task is cancelled and driven to the end of its cleanup
+    (requests cancelled, session closed, answers flushed) before the interrupt propagates,
+    so no task is left behind on the kernel's loop.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    ensure_reentrant(loop)
+    task = loop.create_task(make_coroutine())
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        _finish_cancelled(loop, task)
+        raise
+
+
+def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
+    """Patch ``loop`` with nest_asyncio2 unless it (or nest_asyncio) already did."""
+    if getattr(loop, "_nest_patched", False):
+        return
+    import nest_asyncio2
+
+    nest_asyncio2.apply(loop)
+
+
+def _finish_cancelled(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    if task.done():
+        return
+    task.cancel()
+    # A second interrupt while cleaning up must not leave the task half-closed either.
+    for _ in range(3):
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(task)
+        if task.done():
+            return
