@@ -1,0 +1,41 @@
+"""``python -m holysheep_nb demo | serve | cache``: the demo, the embedded server, the cache."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m holysheep_nb COMMAND [options]
+
+commands:
+  demo    label the sample reviews (embedded server, or HolySheep if HOLYSHEEP_API_KEY is set)
+  serve   run the embedded OpenAI-compatible server (--port, --latency, --fault-rate, ...)
+  cache   show or clear the answer cache (info | clear)
+
+Run 'python -m holysheep_nb COMMAND --help' for a command's options."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to the command named first; return the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        from holysheep_nb.demo import main as demo
+
+        return demo(rest)
+    if command == "serve":
+        from holysheep_nb.server import cli as serve
+
+        return serve(rest)
+    if command == "cache":
+        from holysheep_nb.cache import cli as cache
+
+        return cache(rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
