@@ -1,0 +1,352 @@
+"""The run report (SPEC §7): what happened in one run and why rows failed, at a glance.
+
+``RunReport.from_frame`` reads a result frame (``response``, ``error``, ``latency``,
+``cached`` and, when present, the token columns) plus the engine's ``RunStats``. The report
+renders as text in a terminal, as an HTML table in a notebook, as a plain dict for logs,
+and plots a latency histogram with the optional matplotlib extra.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+import pandas as pd
+
+from holysheep_nb.errors import ConfigError
+from holysheep_nb.results import RunStats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
+MAX_LATENCY_SAMPLE = 10_000
+
+_MAX_CAUSE = 60
+_ATTEMPTS = re.compile(r"\s+after \d+ attempts?$")
+_PLOT_HINT = "report.plot() needs matplotlib: pip install 'holysheep_nb[plot]'"
+_RESULT_COLUMNS = ("response", "error", "latency", "cached")
+
+
+def failure_cause(error: str) -> str:
+    """Group an ``error`` line by cause: ``HTTP 503 after 6 attempts: x`` -> ``HTTP 503``.
+
+    The cause is the text before the first ``:``, without a ``not sent:`` prefix or an
+    ``after N attempts`` suffix, so the same failure groups together however many attempts
+    it took and whatever the provider said.
+    """
+    lines = str(error).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    line = line.removeprefix("not sent:").strip()
+    # The column name is part of the cause, and may itself contain a colon.
+    if not line.startswith("missing value for column "):
+        line = _ATTEMPTS.sub("", line.partition(":")[0].strip())
+    if not line:
+        return "unknown error"
+    return line if len(line) <= _MAX_CAUSE else line[: _MAX_CAUSE - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What the provider charges, in USD per 1,000 tokens, to put a cost on the report."""
+
+    input_per_1k: float
+    output_per_1k: float
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_1k", "output_per_1k"):
+            value = getattr(self, name)
+            valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not valid or not math.isfinite(value) or value < 0:
+                raise ConfigError(
+                    f"Prices.{name} must be a number >= 0 (USD per 1,000 tokens), got {value!r}:"
+                    " pass e.g. Prices(input_per_1k=0.002, output_per_1k=0.008)"
+                )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """Counts, failure causes, latency percentiles, tokens and cost of one run."""
+
+    rows: int
+    succeeded: int
+    failed: int
+    cached: int
+    not_sent: int  # failed rows never sent: missing prompt or value, or after an auth abort
+    failures: tuple[tuple[str, int], ...]  # (cause, rows), most frequent first
+    retries: int
+    rate_limited: int  # 429 answers seen
+    requests_sent: int
+    elapsed: float  # seconds
+    throughput: float  # rows per second over ``elapsed``
+    latency_p50: float | None  # over rows sent in this run; None when none was
+    latency_p95: float | None
+    latency_p99: float | None
+    latency_max: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None  # USD, when prices were given
+    latency_sample: tuple[float, ...]  # sorted, at most MAX_LATENCY_SAMPLE
+    labels: tuple[tuple[str, int], ...] = ()  # (label, rows), most frequent first
+    timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
+
+    @classmethod
+    def from_frame(
+        cls,
+        out: pd.DataFrame,
+        *,
+        stats: RunStats,
+        elapsed: float,
+        prices: Prices | None = None,
+        label_column: str | None = None,
+        timeline: Iterable[tuple[float, int, int, int]] = (),
+    ) -> RunReport:
+        """Build the report of a run from its result frame and the engine's counters.
+
+        Tokens are summed over the rows sent in this run (cached rows cost nothing); when the
+        frame has no token columns, the engine's counters are used instead.
+        """
+        missing = [name for name in _RESULT_COLUMNS if name not in out.columns]
+        if missing:
+            raise ConfigError(f"not a holysheep_nb result frame: no column {missing[0]!r}")
+        if label_column is not None and label_column not in out.columns:
+            raise ConfigError(f"label_column {label_column!r} is not a column of the result")
+        if not math.isfinite(elapsed) or elapsed < 0:
+            raise ConfigError(f"elapsed must be a number of seconds >= 0, got {elapsed!r}")
+
+        errors = out["error"]
+        failed = errors.notna().to_numpy(dtype=bool)
+        cached = out["cached"].eq(True).to_numpy(dtype=bool, na_value=False)
+        latency = pd.to_numeric(out["latency"], errors="coerce").to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        sent = ~np.isnan(latency)
+        latencies = np.sort(latency[sent])
+        causes = Counter(failure_cause(error) for error in errors[failed])
+
+        prompt_tokens = _token_sum(out, "prompt_tokens", ~cached, stats.prompt_tokens)
+        completion_tokens = _token_sum(out, "completion_tokens", ~cached, stats.completion_tokens)
+        cost = None
+        if prices is not None:
+            cost = (
+                prompt_tokens * prices.input_per_1k + completion_tokens * prices.output_per_1k
+            ) / 1000
+        labels: Counter[str] = Counter()
+        if label_column is not None:
+            labels.update(str(value) for value in out[label_column].dropna())
+
+        def percentile(q: float) -> float | None:
+            return float(np.percentile(latencies, q)) if latencies.size else None
+
+        rows = len(out)
+        return cls(
+            rows=rows,
+            succeeded=rows - int(failed.sum()),
+            failed=int(failed.sum()),
+            cached=int(cached.sum()),
+            not_sent=int((failed & ~sent).sum()),
+            failures=_most_frequent(causes),
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
+            requests_sent=stats.requests_sent,
+            elapsed=float(elapsed),
+            throughput=rows / elapsed if elapsed > 0 else 0.0,
+            latency_p50=percentile(50),
+            latency_p95=percentile(95),
+            latency_p99=percentile(99),
+            latency_max=float(latencies[-1]) if latencies.size else None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
+            labels=_most_frequent(labels),
+            timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunReport:
+        # Immutable all the way down, and pandas deep-copies DataFrame.attrs on most operations:
+        # sharing it keeps ``out.head()`` from copying 10,000 latencies each time.
+        return self
+
+    def __str__(self) -> str:
+        """The report as aligned plain text for a terminal."""
+        title, sections = self._sections()
+        lines = [title]
+        for heading, rows in sections:
+            if heading:
+                lines.append(heading)
+            label_width = max(len(label) for label, _, _ in rows) + 2
+            value_width = max(len(value) for _, value, _ in rows)
+            for label, value, note in rows:
+                line = f"  {label:<{label_width}}{value:>{value_width}}"
+                lines.append(f"{line}   {note}" if note else line)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The report as a compact HTML table for Jupyter."""
+        esc = html.escape
+        title, sections = self._sections()
+        parts = [
+            '<table class="holysheep-report">',
+            f'<caption style="text-align:left"><b>{esc(title)}</b></caption>',
+        ]
+        for heading, rows in sections:
+            if heading:
+                parts.append(
+                    f'<tr><th colspan="3" style="text-align:left">{esc(heading)}</th></tr>'
+                )
+            parts.extend(
+                f'<tr><td style="text-align:left">{esc(label)}</td>'
+                f'<td style="text-align:right">{esc(value)}</td>'
+                f'<td style="text-align:left">{esc(note)}</td></tr>'
+                for label, value, note in rows
+            )
+        parts.append("</table>")
+        return "\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a plain JSON-able dict (lists and dicts only)."""
+        return {
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cached": self.cached,
+            "not_sent": self.not_sent,
+            "failures": dict(self.failures),
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "requests_sent": self.requests_sent,
+            "elapsed": self.elapsed,
+            "throughput": self.throughput,
+            "latency_p50": self.latency_p50,
+            "latency_p95": self.latency_p95,
+            "latency_p99": self.latency_p99,
+            "latency_max": self.latency_max,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+            "latency_sample": list(self.latency_sample),
+            "labels": dict(self.labels),
+            "timeline": [list(second) for second in self.timeline],
+        }
+
+    @overload
+    def plot(self, ax: None = None) -> Figure: ...
+    @overload
+    def plot(self, ax: Axes) -> Axes: ...
+
+    def plot(self, ax: Axes | None = None) -> Figure | Axes:
+        """Plot the latency histogram (and requests per second when there is a timeline).
+
+        Without ``ax``, returns a new Figure that Jupyter shows once as a cell's last
+        expression (save it anywhere with ``.savefig``). With ``ax``, draws only the histogram
+        there and returns that Axes.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(_PLOT_HINT) from exc
+        if ax is not None:
+            self._plot_latency(ax)
+            return ax
+        panels = 2 if self.timeline else 1
+        figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
+        self._plot_latency(axes[0, 0])
+        if self.timeline:
+            self._plot_timeline(axes[0, 1])
+        figure.tight_layout()
+        # pyplot would show the figure again at the end of the cell, after the returned one.
+        plt.close(figure)
+        return figure
+
+    def _plot_latency(self, ax: Axes) -> None:
+        sent = self.rows - self.cached - self.not_sent
+        title = f"latency of {sent:,} rows sent"
+        if len(self.latency_sample) < sent:
+            title += f" (sample of {len(self.latency_sample):,})"
+        ax.set_title(title)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("rows")
+        if not self.latency_sample:
+            ax.text(0.5, 0.5, "no request sent", ha="center", va="center", transform=ax.transAxes)
+            return
+        ax.hist(self.latency_sample, bins=50, color="tab:blue", alpha=0.8)
+        for name, value, style in (("p50", self.latency_p50, "--"), ("p95", self.latency_p95, ":")):
+            if value is not None:
+                ax.axvline(value, color="black", linestyle=style, label=f"{name} {value:.3f} s")
+        ax.legend()
+
+    def _plot_timeline(self, ax: Axes) -> None:
+        seconds, requests, retries, limited = zip(*self.timeline, strict=True)
+        ax.plot(seconds, requests, label="requests")
+        ax.plot(seconds, retries, label="retries")
+        ax.plot(seconds, limited, label="429s", color="tab:red")
+        ax.set_title("per second")
+        ax.set_xlabel("seconds since start")
+        ax.legend()
+
+    def _sections(self) -> tuple[str, list[tuple[str, list[tuple[str, str, str]]]]]:
+        """The title and (heading, [(label, value, note)]) blocks, for text and HTML alike.
+
+        The first block, the summary, has no heading.
+        """
+        noun = "row" if self.rows == 1 else "rows"
+        title = (
+            f"holysheep_nb run: {self.rows:,} {noun} in {self.elapsed:,.1f} s "
+            f"({self.throughput:,.1f} rows/s)"
+        )
+        not_sent = f"(not sent: {self.not_sent:,})" if self.not_sent else ""
+        summary = [
+            ("succeeded", f"{self.succeeded:,}", ""),
+            ("failed", f"{self.failed:,}", not_sent),
+            ("cached", f"{self.cached:,}", ""),
+            ("requests sent", f"{self.requests_sent:,}", ""),
+            ("retries", f"{self.retries:,}", f"(429s: {self.rate_limited:,})"),
+        ]
+        for name in ("p50", "p95", "p99", "max"):
+            value = getattr(self, f"latency_{name}")
+            summary.append((f"latency {name}", "n/a" if value is None else f"{value:.3f} s", ""))
+        tokens = f"{self.prompt_tokens:,} / {self.completion_tokens:,}"
+        summary.append(("tokens in/out", tokens, ""))
+        if self.cost is not None:
+            cost = f"${self.cost:,.2f}" if self.cost >= 1 else f"${self.cost:.4f}"
+            summary.append(("cost", cost, ""))
+        sections = [("", summary)]
+        for heading, counts in (("failures by cause", self.failures), ("labels", self.labels)):
+            if counts:
+                shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
+                sections.append((heading, shares))
+        return title, sections
+
+
+def _share(count: int, total: int) -> str:
+    """``count`` as a percentage of ``total``; "<0.1%" rather than a misleading "0.0%"."""
+    share = count / total
+    return "<0.1%" if share < 0.001 else f"{share:.1%}"
+
+
+def _token_sum(out: pd.DataFrame, column: str, sent: np.ndarray, fallback: int) -> int:
+    """Sum ``column`` over the rows this run paid for, or ``fallback`` without the column."""
+    if column not in out.columns:
+        return fallback
+    return int(pd.to_numeric(out[column], errors="coerce")[sent].sum())
+
+
+def _most_frequent(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """``(key, count)`` pairs, most frequent first, ties in alphabetical order."""
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _even_sample(values: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` values evenly spread over ``values`` (first and last included)."""
+    if values.size <= limit:
+        return values
+    picks: np.ndarray = values[np.linspace(0, values.size - 1, limit).round().astype(int)]
+    return picks
