@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +32,7 @@ REPORT_ATTR = "holysheep_report"
 #: How often the progress bar is redrawn and pending answers are flushed to the cache. It
 #: also keeps the kernel's loop awake so that an interrupt is delivered promptly.
 TICK_SECONDS = 0.1
-_STR_DTYPE = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+_STR_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
 
 
 class ResultColumns:
@@ -71,7 +74,7 @@ class ResultColumns:
 
     def to_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A new frame: ``frame``'s columns and index plus the result columns."""
-        out = frame.copy(deep=False)
+        out: pd.DataFrame = frame.copy(deep=False)
         out["response"] = pd.array(self.response, dtype=_STR_DTYPE)
         out["error"] = pd.array(self.error, dtype=_STR_DTYPE)
         out["latency"] = self.latency
@@ -84,6 +87,36 @@ class ResultColumns:
 
 def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(values, values < 0)
+
+
+class Timeline:
+    """Requests, retries and 429s per second of the run, sampled from the periodic tick.
+
+    Sampling the engine's counters once a second costs nothing per request, and is enough
+    to show 429 cool-downs and retry bursts in ``report.plot()``.
+    """
+
+    def __init__(self, stats: RunStats, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stats = stats
+        self._clock = clock
+        self._start = clock()
+        self._marks: list[tuple[int, int, int]] = [(0, 0, 0)]
+
+    def sample(self) -> None:
+        """Record the counters once for each whole second that has passed."""
+        stats = self._stats
+        while self._clock() - self._start >= len(self._marks):
+            self._marks.append((stats.requests_sent, stats.retries, stats.rate_limited))
+
+    def per_second(self) -> tuple[tuple[float, int, int, int], ...]:
+        """``(second, requests sent, retries, 429s)`` for each whole second, then the rest."""
+        stats = self._stats
+        marks = [*self._marks, (stats.requests_sent, stats.retries, stats.rate_limited)]
+        return tuple(
+            (float(second), sent - sent_before, retries - retries_before, limited - limited_before)
+            for second, ((sent_before, retries_before, limited_before), (sent, retries, limited))
+            in enumerate(itertools.pairwise(marks))
+        )
 
 
 class CompletionJob:
@@ -104,6 +137,7 @@ class CompletionJob:
         )
         self.stats = RunStats()
         self.columns = ResultColumns(len(source))
+        self.timeline = Timeline(self.stats)
 
     async def run(self) -> pd.DataFrame:
         """Send what is not cached, store answers as they come, and build the new frame."""
@@ -175,6 +209,7 @@ class CompletionJob:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             progress.refresh(self.stats)
+            self.timeline.sample()
             if cache is not None:
                 cache.maybe_flush()
 
@@ -183,6 +218,10 @@ class CompletionJob:
         stats = self.stats
         elapsed = (stats.finished or stats.started) - stats.started
         out.attrs[REPORT_ATTR] = RunReport.from_frame(
-            out, stats=stats, elapsed=elapsed, prices=self.options.prices
+            out,
+            stats=stats,
+            elapsed=elapsed,
+            prices=self.options.prices,
+            timeline=self.timeline.per_second(),
         )
         return out

@@ -32,7 +32,7 @@ def _notebook_tqdm() -> type[std.tqdm] | None:
         from tqdm.notebook import tqdm as notebook_tqdm
     except ImportError:
         return None
-    return notebook_tqdm
+    return notebook_tqdm  # type: ignore[no-any-return]
 
 
 class RunProgress:

@@ -30,7 +30,7 @@ def _is_missing(value: object) -> bool:
     if value is None:
         return True
     try:
-        return bool(pd.isna(value))
+        return bool(pd.isna(value))  # type: ignore[call-overload]
     except (TypeError, ValueError):  # lists, arrays: not a scalar, so not missing
         return False
 
@@ -69,17 +69,17 @@ class PromptSource:
     def chunk(self, start: int, stop: int) -> Iterator[Prompt]:
         """The prompts of rows ``start:stop`` (positions), in order."""
         if self.column is not None:
-            values = self.frame[self.column].iloc[start:stop]
-            if isinstance(values, pd.DataFrame):
+            selected: Any = self.frame[self.column]
+            if isinstance(selected, pd.DataFrame):
                 raise ConfigError(f"column {self.column!r} is not unique in the DataFrame")
-            for value in values.tolist():
+            for value in selected.iloc[start:stop].tolist():
                 yield _prompt_from_value(value)
             return
         assert self.template is not None
         part = self.frame.iloc[start:stop]
         columns = [part[name].tolist() for name in self.fields]
-        for values in zip(*columns, strict=True) if columns else ((),) * len(part):
-            yield self._format(dict(zip(self.fields, values, strict=True)))
+        for row in zip(*columns, strict=True):
+            yield self._format(dict(zip(self.fields, row, strict=True)))
 
     def _format(self, values: dict[str, Any]) -> Prompt:
         for name, value in values.items():
