@@ -1,8 +1,8 @@
-"""Faults and provider limits for the local server (``holysheep_nb.server``).
+"""Faults for the local server (``holysheep_nb.server``).
 
 Everything here decides *how a request fails*: the fault kinds and their probabilities,
-the ``{{fault:KIND*N}}`` prompt markers, the OpenAI-style error responses, the three
-forms of ``Retry-After``, and the sliding-window rpm / tpm limits of a real provider.
+the ``{{fault:KIND*N}}`` prompt markers, the OpenAI-style error responses and the three
+forms of ``Retry-After``. The rpm / tpm limits of a real provider are in ``_server_limits``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -183,66 +182,3 @@ def _retry_after_headers(kind: str, seconds: float) -> dict[str, str]:
         # HTTP dates have whole seconds: round the deadline up so the client never retries early.
         return {"Retry-After": formatdate(math.ceil(time.time() + seconds), usegmt=True)}
     return {"Retry-After": decimal_string(seconds)}
-
-
-class SlidingWindow:
-    """A provider-style limit: at most ``capacity`` units in any ``window`` seconds.
-
-    Used once for requests (one unit each) and once for tokens. Entries older than the
-    window are dropped as time passes, so memory stays bounded by the capacity.
-    """
-
-    def __init__(self, per_minute: float, window: float) -> None:
-        self.per_minute = per_minute
-        self.window = window
-        # The epsilon keeps 700 rpm over 0.6 s at 7 requests despite float rounding (6.999...).
-        self.capacity = max(1.0, math.floor(per_minute * window / 60.0 + 1e-9))
-        self._entries: deque[tuple[float, float]] = deque()
-        self._used = 0.0
-
-    def _expire(self, now: float) -> None:
-        while self._entries and self._entries[0][0] <= now - self.window:
-            self._used -= self._entries.popleft()[1]
-
-    def wait_for(self, now: float, units: float) -> float:
-        """Seconds until ``units`` more fit in the window (0.0: they fit now)."""
-        self._expire(now)
-        if self._used + units <= self.capacity:
-            return 0.0
-        if units > self.capacity:
-            return self.window
-        freed = self.capacity - self._used
-        for stamp, used in self._entries:
-            freed += used
-            if freed >= units:
-                return stamp + self.window - now
-        return self.window
-
-    def record(self, now: float, units: float) -> None:
-        """Charge ``units`` at time ``now`` (after ``wait_for`` said they fit)."""
-        self._entries.append((now, units))
-        self._used += units
-
-    def remaining(self, now: float) -> float:
-        """Units still free in the current window."""
-        self._expire(now)
-        return max(0.0, self.capacity - self._used)
-
-    def reset_after(self, now: float) -> float:
-        """Seconds until the oldest entry leaves the window (0.0 when empty)."""
-        self._expire(now)
-        return self._entries[0][0] + self.window - now if self._entries else 0.0
-
-
-def limit_headers(name: str, limit: SlidingWindow, now: float) -> dict[str, str]:
-    """The ``x-ratelimit-*-<name>`` headers OpenAI sends with every response."""
-    return {
-        f"x-ratelimit-limit-{name}": decimal_string(limit.per_minute),
-        f"x-ratelimit-remaining-{name}": decimal_string(math.floor(limit.remaining(now))),
-        f"x-ratelimit-reset-{name}": f"{ceil_ms(limit.reset_after(now))}s",
-    }
-
-
-def ceil_ms(seconds: float) -> str:
-    """Seconds rounded up to the millisecond, as a short decimal string like ``"0.085"``."""
-    return decimal_string(max(0, math.ceil(round(seconds * 1000.0, 6))) / 1000.0)

@@ -1,0 +1,132 @@
+"""The local server's options: ``ServerConfig`` and its answer-delay policy ``Latency``.
+
+Small frozen dataclasses validated in ``__post_init__``; public through ``holysheep_nb.server``.
+The fault policy they hold, ``Faults``, lives in ``_server_faults``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from random import Random
+from typing import Literal
+
+from holysheep_nb._server_faults import Faults
+from holysheep_nb.errors import ConfigError
+
+__all__ = ["Latency", "ServerConfig"]
+
+# LOW-HIGH, where a "-" right after an exponent's "e" (1e-05) is not the separator.
+_UNIFORM = re.compile(r"(.*?[^eE])-(.+)")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Delay before each answer. ``kind`` fixed: ``seconds``; uniform: ``seconds``..``spread``;
+    lognormal: median ``seconds``, sigma ``spread``. Build it with the class methods."""
+
+    kind: Literal["fixed", "uniform", "lognormal"] = "fixed"
+    seconds: float = 0.0
+    spread: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fixed", "uniform", "lognormal"):
+            raise ConfigError(
+                f"latency kind must be fixed, uniform or lognormal, not {self.kind!r}"
+            )
+        if not self.seconds >= 0.0 or not self.spread >= 0.0:
+            raise ConfigError(f"latency values must be >= 0 seconds, got {self}")
+        if self.kind == "uniform" and self.spread < self.seconds:
+            raise ConfigError(f"uniform latency needs low <= high, got {self}")
+        if self.kind == "lognormal" and self.seconds == 0.0:
+            raise ConfigError("lognormal latency needs a median > 0 seconds")
+
+    @classmethod
+    def fixed(cls, seconds: float) -> Latency:
+        """Every answer waits exactly ``seconds``."""
+        return cls("fixed", seconds)
+
+    @classmethod
+    def uniform(cls, low: float, high: float) -> Latency:
+        """Each answer waits a uniformly drawn ``low``..``high`` seconds."""
+        return cls("uniform", low, high)
+
+    @classmethod
+    def lognormal(cls, median: float, sigma: float) -> Latency:
+        """Each answer waits a lognormal draw: a long tail, like a real provider."""
+        return cls("lognormal", median, sigma)
+
+    @classmethod
+    def parse(cls, spec: str) -> Latency:
+        """Read the CLI form: ``0.1`` fixed, ``0.01-0.05`` uniform, ``lognormal:0.1:1.0``."""
+        try:
+            if spec.startswith("lognormal:"):
+                _, median, sigma = spec.split(":")
+                return cls.lognormal(float(median), float(sigma))
+            uniform = _UNIFORM.fullmatch(spec)
+            if uniform:
+                return cls.uniform(float(uniform[1]), float(uniform[2]))
+            return cls.fixed(float(spec))
+        except ConfigError:
+            raise
+        except ValueError:
+            raise ConfigError(
+                f"bad latency {spec!r}; use 0.1, 0.01-0.05 or lognormal:0.1:1.0"
+            ) from None
+
+    def __str__(self) -> str:
+        if self.kind == "fixed":
+            return repr(self.seconds)
+        if self.kind == "uniform":
+            return f"{self.seconds!r}-{self.spread!r}"
+        return f"lognormal:{self.seconds!r}:{self.spread!r}"
+
+    def sample(self, rng: Random) -> float:
+        """Draw one delay in seconds."""
+        if self.kind == "fixed":
+            return self.seconds
+        if self.kind == "uniform":
+            return rng.uniform(self.seconds, self.spread)
+        return rng.lognormvariate(math.log(self.seconds), self.spread)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every option of the local server; swap it at runtime with ``update(**changes)``."""
+
+    latency: Latency = Latency()
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 0
+    echo: bool = False
+    digest: bool = False
+    off_label_rate: float = 0.0
+    api_key: str | None = field(default=None, repr=False)
+    rpm: float | None = None
+    tpm: float | None = None
+    limit_window: float = 60.0
+    retry_after: float = 1.0
+    hang_seconds: float = 300.0
+    record_times: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.latency, Latency):
+            raise ConfigError(
+                f"latency must be a Latency, e.g. Latency.fixed(0.1); got {self.latency!r}"
+            )
+        if not isinstance(self.faults, Faults):
+            raise ConfigError(
+                f"faults must be a Faults, e.g. Faults({{'429': 0.1}}); got {self.faults!r}"
+            )
+        if not 0.0 <= self.off_label_rate <= 1.0:
+            raise ConfigError(f"off_label_rate must be in [0, 1], got {self.off_label_rate!r}")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0 or None (no limit), got {value!r}")
+        if not self.limit_window > 0:
+            raise ConfigError(f"limit_window must be > 0 seconds, got {self.limit_window!r}")
+        if not self.retry_after >= 0:
+            raise ConfigError(f"retry_after must be >= 0 seconds, got {self.retry_after!r}")
+        if not self.hang_seconds >= 0:
+            raise ConfigError(f"hang_seconds must be >= 0, got {self.hang_seconds!r}")

@@ -1,0 +1,180 @@
+"""What the local server answers: a deterministic, rule-based labeller.
+
+Sentiment word lists and cues, the label set a request asks for (a ``json_schema`` enum, a
+``labels:`` line, or positive / negative / neutral), the off-label answers, echo mode, the
+``[sha:...]`` digest suffix and the rough token count used for ``usage`` and the tpm limit.
+Pure functions of the request and the config: no I/O, no state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from holysheep_nb._server_config import ServerConfig
+from holysheep_nb._server_faults import parse_marker
+
+__all__ = ["compose", "estimate_tokens", "last_user_text", "message_text", "prompt_digest"]
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count, ``ceil(len(text) / 4)``: the server's ``usage`` and client estimates."""
+    return -(-len(text) // 4)
+
+
+def prompt_digest(text: str) -> str:
+    """First 8 hex digits of the SHA-256 of ``text`` (UTF-8): the ``[sha:...]`` answer suffix."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_LABELS_LINE = re.compile(
+    r"^[ \t]*(?:allowed[ \t]+)?labels[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE
+)
+_LABEL_SPLIT = re.compile(r",|;|\||\bor\b")
+_POSITIVE = frozenset({
+    "excellent", "great", "fantastic", "superb", "amazing", "perfect", "perfectly", "impressive",
+    "solid", "reliable", "love", "loved", "lovely", "happy", "recommend", "recommended", "best",
+    "worth", "value", "good", "nice", "awesome", "comfortable", "sturdy", "fast", "quick",
+    "brilliant", "pleased", "favourite", "favorite", "wonderful", "delighted",
+})  # fmt: skip
+_NEGATIVE = frozenset({
+    "awful", "terrible", "flimsy", "poor", "useless", "horrible", "disappointing", "disappointed",
+    "faulty", "broke", "broken", "stopped", "refund", "returned", "waste", "unhelpful", "avoid",
+    "bad", "worst", "hate", "hated", "defective", "leaked", "cracked", "junk", "annoying",
+    "rubbish", "problem", "problems", "died",
+})  # fmt: skip
+_NEGATORS = frozenset({
+    "not", "no", "never", "don't", "doesn't", "didn't", "isn't", "wasn't", "wouldn't", "won't",
+    "hardly",
+})  # fmt: skip
+_POSITIVE_CUES = ("ดีมาก", "良い", "最高", "👍", "😍", "❤")
+_NEGATIVE_CUES = ("แย่", "ไม่แนะนำ", "期待外れ", "壊れ", "👎", "😡")
+_SENTIMENTS = ("positive", "negative", "neutral")
+
+
+def _sentiment(text: str) -> str:
+    words = _WORD.findall(text.lower())
+    score = 0
+    for i, word in enumerate(words):
+        polarity = (word in _POSITIVE) - (word in _NEGATIVE)
+        if polarity and _NEGATORS.intersection(words[max(0, i - 2) : i]):
+            polarity = -polarity
+        score += polarity
+    if not text.isascii():
+        score += sum(cue in text for cue in _POSITIVE_CUES)
+        score -= sum(cue in text for cue in _NEGATIVE_CUES)
+    return _SENTIMENTS[0] if score > 0 else _SENTIMENTS[1] if score < 0 else _SENTIMENTS[2]
+
+
+def _stable_index(text: str, size: int, salt: str = "") -> int:
+    return int.from_bytes(hashlib.sha256(f"{salt}{text}".encode()).digest()[:8], "big") % size
+
+
+def _stem(word: str) -> str:
+    """Crude English stem so that "billed", "bills" and "billing" all meet at "bill"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _choose_label(text: str, labels: list[str]) -> str:
+    """A plausible label: the sentiment if the set has one, else keyword overlap, else a hash."""
+    by_lower = {label.lower(): label for label in labels}
+    if by_lower.keys() & set(_SENTIMENTS):
+        found = by_lower.get(_sentiment(text))
+        if found is not None:
+            return found
+    stems = {_stem(word) for word in _WORD.findall(text.lower())}
+    best, best_score = None, 0
+    for label in labels:
+        score = len(stems.intersection(_stem(word) for word in _WORD.findall(label.lower())))
+        if score > best_score:
+            best, best_score = label, score
+    return best if best is not None else labels[_stable_index(text, len(labels))]
+
+
+def _find_enum(schema: object, key: str = "label") -> tuple[str, list[str]] | None:
+    """The first ``enum`` of strings in a JSON schema, with the property name that holds it."""
+    if isinstance(schema, dict):
+        values = schema.get("enum")
+        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+            return key, values
+        properties = schema.get("properties")
+        if isinstance(properties, dict):
+            for name, sub in properties.items():
+                found = _find_enum(sub, name)
+                if found:
+                    return found
+        for name, sub in schema.items():
+            if name != "properties" and isinstance(sub, (dict, list)):
+                found = _find_enum(sub, key)
+                if found:
+                    return found
+    elif isinstance(schema, list):
+        for item in schema:
+            found = _find_enum(item, key)
+            if found:
+                return found
+    return None
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of one chat message: a string ``content`` or its text parts joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def last_user_text(messages: list[Mapping[str, Any]]) -> str:
+    """The last user message's text (the prompt), or the last message's if no user spoke."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message_text(message)
+    return message_text(messages[-1])
+
+
+def _label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, list[str]]:
+    """(JSON key, or None for a bare answer; allowed labels) that the request asks for."""
+    response_format = body.get("response_format")
+    key = None
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_schema",
+        "json_object",
+    ):
+        key = "label"
+        enum = _find_enum(response_format.get("json_schema"))
+        if enum is not None:
+            return enum
+    for content in texts:
+        match = _LABELS_LINE.search(content)
+        if match:
+            labels = [p.strip(" \t.'\"`") for p in _LABEL_SPLIT.split(match.group(1))]
+            if any(labels):
+                return key, [label for label in labels if label]
+    return key, list(_SENTIMENTS)
+
+
+def compose(config: ServerConfig, body: Mapping[str, Any], texts: list[str], raw: str) -> str:
+    """The assistant's answer for one request (``raw`` is the last user message as sent)."""
+    text = parse_marker(raw)[0]
+    if config.echo:
+        answer = text
+    else:
+        key, labels = _label_set(body, texts)
+        label = _choose_label(_LABELS_LINE.sub("", text), labels)
+        if config.off_label_rate and _stable_index(raw, 10**6, f"{config.seed}:") < (
+            config.off_label_rate * 10**6
+        ):
+            label = "unsure" if "unsure" not in labels else "other"
+        answer = label if key is None else json.dumps({key: label}, ensure_ascii=False)
+    if config.digest:
+        answer = f"{answer} [sha:{prompt_digest(raw)}]"
+    return answer
