@@ -33,8 +33,7 @@ def _report(frame: pd.DataFrame) -> RunReport:
     report = frame.attrs.get(REPORT_ATTR)
     if not isinstance(report, RunReport):
         raise HolySheepError(
-            "this DataFrame has no run report: call report() on the frame that "
-            "complete() returned"
+            "this DataFrame has no run report: call report() on the frame that complete() returned"
         )
     return report
 

@@ -79,8 +79,11 @@ def parse_answer(raw: bytes) -> Answer:
         raise MalformedAnswer(f"no message content (finish_reason={reason!r})")
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
-    return Answer(content, _int_or_none(usage.get("prompt_tokens")),
-                  _int_or_none(usage.get("completion_tokens")))
+    return Answer(
+        content,
+        _int_or_none(usage.get("prompt_tokens")),
+        _int_or_none(usage.get("completion_tokens")),
+    )
 
 
 def provider_message(data: object) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +24,8 @@ PLACEHOLDER_KEY = "YOUR_HOLYSHEEP_API_KEY"
 ENV_API_KEY = "HOLYSHEEP_API_KEY"
 ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
 ENV_MODEL = "HOLYSHEEP_MODEL"
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def _is_whole(value: object) -> bool:
@@ -53,17 +57,73 @@ def normalise_base_url(base_url: str) -> str:
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
-    parts = urlsplit(base_url.strip())
+    try:
+        parts = urlsplit(base_url.strip())
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError(f"base_url {base_url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {base_url!r}"
         )
+    if not _valid_host(parts.hostname):
+        raise ConfigError(f"base_url {base_url!r} has an invalid host name {parts.hostname!r}")
     try:
         parts.port  # noqa: B018 - reading it validates the port number
     except ValueError as exc:
         raise ConfigError(f"base_url {base_url!r} has an invalid port: {exc}") from None
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a DNS name of non-empty labels (international names via IDNA)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label, a space, ...
+        return False
+    labels = ascii_host.removesuffix(".").split(".")
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _check_verify(verify: object) -> None:
+    """``verify`` must be a bool or a CA bundle (file or folder) that ``ssl`` can load."""
+    if isinstance(verify, bool):
+        return
+    if not isinstance(verify, str):
+        raise ConfigError(
+            f"verify must be True, False or a CA bundle path, got {type(verify).__name__}"
+        )
+    try:
+        ssl_option(verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"verify={verify!r} is not a usable CA bundle ({exc}): pass the path of a PEM "
+            "file of CA certificates, True (system CAs) or False (no check)"
+        ) from None
+
+
+def ssl_option(verify: bool | str) -> bool | ssl.SSLContext:
+    """aiohttp's ``ssl=`` for ``verify``: default checks, none, or a CA bundle's context."""
+    if isinstance(verify, bool):
+        return verify
+    folder = os.path.isdir(verify)
+    return ssl.create_default_context(
+        cafile=None if folder else verify, capath=verify if folder else None
+    )
+
+
+def _check_key(key: str) -> None:
+    """A key that cannot go in an HTTP header is a copy-paste slip; say so without showing it."""
+    if any(not (" " < char <= "~") for char in key):
+        raise ConfigError(
+            "api_key contains a space, line break or non-ASCII character, so it cannot be "
+            f"sent in a header; copy the key again (it is not shown here) or set {ENV_API_KEY}"
+        )
 
 
 def is_loopback(base_url: str) -> bool:
@@ -95,15 +155,14 @@ class Endpoint:
         object.__setattr__(self, "base_url", normalise_base_url(self.base_url))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a non-empty string, got {self.model!r}")
-        if not isinstance(self.verify, (bool, str)):
-            raise ConfigError(
-                f"verify must be True, False or a CA bundle path, got {type(self.verify).__name__}"
-            )
+        _check_verify(self.verify)
         key = self.api_key.strip() if isinstance(self.api_key, str) else self.api_key
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"api_key must be a string, got {type(key).__name__}")
         if key == PLACEHOLDER_KEY or key == "":
             key = None
+        if key is not None:
+            _check_key(key)
         object.__setattr__(self, "api_key", key)
         if key is None and not is_loopback(self.base_url):
             raise MissingAPIKeyError(

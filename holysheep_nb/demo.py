@@ -21,9 +21,7 @@ from holysheep_nb.config import ENV_API_KEY
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import Faults, Latency, LocalServer, ServerConfig
 
-SYSTEM = (
-    "You label customer reviews. Answer with exactly one word: positive, negative or neutral."
-)
+SYSTEM = "You label customer reviews. Answer with exactly one word: positive, negative or neutral."
 #: What the demo server injects so that retries show up in the report: a few 429s and 5xx.
 DEMO_FAULTS = {"429": 0.01, "500": 0.005, "503": 0.005}
 
@@ -51,10 +49,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("labelled_reviews.csv"))
     parser.add_argument("--model", default=None, help="model (default: $HOLYSHEEP_MODEL or gpt-4o)")
     parser.add_argument("--max-concurrent", type=int, default=64)
-    parser.add_argument("--latency", type=float, default=0.15,
-                        help="embedded server's median latency in seconds (default 0.15)")
-    parser.add_argument("--local", action="store_true",
-                        help="use the embedded server even when HOLYSHEEP_API_KEY is set")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.15,
+        help="embedded server's median latency in seconds (default 0.15)",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="use the embedded server even when HOLYSHEEP_API_KEY is set",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 

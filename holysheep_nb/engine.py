@@ -10,8 +10,8 @@ Knows nothing of pandas, tqdm or the cache.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
-import ssl
 import urllib.request
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,11 +21,14 @@ import aiohttp
 
 from holysheep_nb.chat import Answer, ChatRequest, MalformedAnswer, error_detail, parse_answer
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.config import Endpoint, EngineSettings, is_loopback
+from holysheep_nb.config import Endpoint, EngineSettings, is_loopback, ssl_option
 from holysheep_nb.errors import redact
 from holysheep_nb.ratelimit import Throttle
 from holysheep_nb.results import RowResult, RunStats
 from holysheep_nb.retry import Verdict, classify_status, next_delay, parse_retry_after
+
+#: aiohttp's own threshold (``TOO_LARGE_BYTES_BODY``) above which a bytes body blocks and warns.
+_LARGE_BODY = 1 << 20
 
 ResultCallback = Callable[[RowResult], None]
 
@@ -105,6 +108,7 @@ class _Run:
         self.stats = stats
         self.url = engine.endpoint.chat_url
         self.key = engine.endpoint.api_key
+        self.key_bytes = self.key.encode() if self.key else b""
         self.proxy = proxy_for(self.url)
         self.auth_error: str | None = None
         self.abort = asyncio.Event()
@@ -204,8 +208,9 @@ class _Run:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            async with self.session.post(self.url, data=body, proxy=self.proxy) as response:
-                raw = await response.read()
+            post = self.session.post(self.url, data=_payload(body), proxy=self.proxy)
+            async with post as response:
+                raw = self.scrub(await response.read())
                 status = response.status
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError):
@@ -225,8 +230,15 @@ class _Run:
             parse_retry_after(headers, self.clock.wall()) if verdict is Verdict.RETRY else None
         )
         kind = {Verdict.RETRY: "server", Verdict.AUTH: "auth"}.get(verdict, "http")
-        return _Outcome(verdict, status=status, kind=kind, detail=error_detail(raw),
-                        retry_after=retry_after)
+        return _Outcome(
+            verdict, status=status, kind=kind, detail=error_detail(raw), retry_after=retry_after
+        )
+
+    def scrub(self, raw: bytes) -> bytes:
+        """``raw`` with the API key blanked, before any of it is cut short into an error line."""
+        if self.key_bytes and self.key_bytes in raw:
+            return raw.replace(self.key_bytes, b"***")
+        return raw
 
     def failed(
         self, row_id: Hashable, outcome: _Outcome, attempts: int, latency: float
@@ -291,11 +303,13 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def ssl_option(verify: bool | str) -> bool | ssl.SSLContext:
-    """aiohttp's ``ssl=`` for ``Endpoint.verify``: default checks, none, or a CA bundle."""
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return verify
+def _payload(body: bytes) -> bytes | io.BytesIO:
+    """The body as aiohttp should send it: bytes, or a stream once it is over 1 MiB.
+
+    aiohttp writes a large bytes body in one blocking go (and warns); a stream goes in chunks.
+    A fresh stream per attempt, since sending consumes it.
+    """
+    return body if len(body) <= _LARGE_BODY else io.BytesIO(body)
 
 
 def proxy_for(url: str) -> str | None:

@@ -114,8 +114,10 @@ class Timeline:
         marks = [*self._marks, (stats.requests_sent, stats.retries, stats.rate_limited)]
         return tuple(
             (float(second), sent - sent_before, retries - retries_before, limited - limited_before)
-            for second, ((sent_before, retries_before, limited_before), (sent, retries, limited))
-            in enumerate(itertools.pairwise(marks))
+            for second, (
+                (sent_before, retries_before, limited_before),
+                (sent, retries, limited),
+            ) in enumerate(itertools.pairwise(marks))
         )
 
 
@@ -152,8 +154,10 @@ class CompletionJob:
             self.columns.record(position, result)
             key = waiting_for_answer.pop(position, None)
             if key is not None and result.response is not None and cache is not None:
-                cache.put(key, CachedAnswer(result.response, result.prompt_tokens,
-                                            result.completion_tokens))
+                cache.put(
+                    key,
+                    CachedAnswer(result.response, result.prompt_tokens, result.completion_tokens),
+                )
             progress.row_done(result.error is None)
 
         try:

@@ -15,6 +15,7 @@ from typing import Any
 from holysheep_nb.chat import RESERVED_PARAMS
 from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.prompts import invalid_text
 from holysheep_nb.report import Prices
 
 CacheOption = bool | str | os.PathLike[str]
@@ -56,6 +57,8 @@ class JobOptions:
         """Map the accessor's keyword options (SPEC §2) onto endpoint and policies."""
         if system is not None and not isinstance(system, str):
             raise ConfigError(f"system must be a string or None, got {type(system).__name__}")
+        if system is not None and (problem := invalid_text(system)):
+            raise ConfigError(f"system {problem}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(
                 f"chunk_size must be a whole number >= 1, got {chunk_size!r}: "
@@ -102,7 +105,7 @@ def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
             "model=..., builds the messages from the rows, and reads one answer per row"
         )
     try:
-        json.dumps(params)
+        json.dumps(params, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"extra request parameters must be JSON values: {exc}") from None
     return params

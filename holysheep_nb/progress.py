@@ -66,8 +66,12 @@ class RunProgress:
             return
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
         bar.set_postfix(
-            {"ok": self.succeeded, "failed": self.failed, "retried": stats.retries,
-             "cached": self.cached},
+            {
+                "ok": self.succeeded,
+                "failed": self.failed,
+                "retried": stats.retries,
+                "cached": self.cached,
+            },
             refresh=False,
         )
         delta = self.done - bar.n

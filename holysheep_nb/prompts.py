@@ -90,14 +90,32 @@ class PromptSource:
             text = self.template.format_map(values)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             return Prompt(None, f"template error: {exc}")
-        return Prompt(text) if text.strip() else Prompt(None, MISSING_PROMPT)
+        return _prompt_from_text(text)
 
 
 def _prompt_from_value(value: object) -> Prompt:
     if _is_missing(value):
         return Prompt(None, MISSING_PROMPT)
-    text = value if isinstance(value, str) else str(value)
-    return Prompt(text) if text.strip() else Prompt(None, MISSING_PROMPT)
+    return _prompt_from_text(value if isinstance(value, str) else str(value))
+
+
+def _prompt_from_text(text: str) -> Prompt:
+    if not text.strip():
+        return Prompt(None, MISSING_PROMPT)
+    problem = invalid_text(text)
+    return Prompt(None, f"prompt {problem}") if problem else Prompt(text)
+
+
+def invalid_text(text: str) -> str | None:
+    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate from a bad decode), or None.
+
+    Such a row gets this as its error rather than a silently altered prompt.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start}"
+    return None
 
 
 def template_fields(template: str) -> tuple[str, ...]:
