@@ -35,6 +35,7 @@ _LABELS_LINE = re.compile(
     r"^[ \t]*(?:allowed[ \t]+)?labels[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE
 )
 _LABEL_SPLIT = re.compile(r",|;|\||\bor\b")
+_MULTI_ASK = re.compile(r"\bthat appl(?:y|ies)\b|\bseveral labels\b", re.IGNORECASE)
 _POSITIVE = frozenset({
     "excellent", "great", "fantastic", "superb", "amazing", "perfect", "perfectly", "impressive",
     "solid", "reliable", "love", "loved", "lovely", "happy", "recommend", "recommended", "best",
@@ -82,20 +83,25 @@ def _stem(word: str) -> str:
     return word
 
 
-def _choose_label(text: str, labels: list[str]) -> str:
-    """A plausible label: the sentiment if the set has one, else keyword overlap, else a hash."""
+def _choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str]:
+    """Plausible labels: the sentiment if the set has one, else keyword overlap, else a hash.
+
+    One label, or with ``multi`` every label whose words the text mentions (best first).
+    """
     by_lower = {label.lower(): label for label in labels}
     if by_lower.keys() & set(_SENTIMENTS):
         found = by_lower.get(_sentiment(text))
         if found is not None:
-            return found
+            return [found]
     stems = {_stem(word) for word in _WORD.findall(text.lower())}
-    best, best_score = None, 0
-    for label in labels:
-        score = len(stems.intersection(_stem(word) for word in _WORD.findall(label.lower())))
-        if score > best_score:
-            best, best_score = label, score
-    return best if best is not None else labels[_stable_index(text, len(labels))]
+    scores = {
+        label: len(stems.intersection(_stem(word) for word in _WORD.findall(label.lower())))
+        for label in labels
+    }
+    ranked = sorted((label for label in labels if scores[label]), key=lambda x: -scores[x])
+    if not ranked:
+        return [labels[_stable_index(text, len(labels))]]
+    return ranked if multi else ranked[:1]
 
 
 def _find_enum(schema: object, key: str = "label") -> tuple[str, list[str]] | None:
@@ -169,12 +175,17 @@ def compose(config: ServerConfig, body: Mapping[str, Any], texts: list[str], raw
         answer = text
     else:
         key, labels = _label_set(body, texts)
-        label = _choose_label(_LABELS_LINE.sub("", text), labels)
+        multi = key == "labels" or any(_MULTI_ASK.search(content) for content in texts)
+        chosen = _choose_labels(_LABELS_LINE.sub("", text), labels, multi)
         if config.off_label_rate and _stable_index(raw, 10**6, f"{config.seed}:") < (
             config.off_label_rate * 10**6
         ):
-            label = "unsure" if "unsure" not in labels else "other"
-        answer = label if key is None else json.dumps({key: label}, ensure_ascii=False)
+            chosen = ["unsure" if "unsure" not in labels else "other"]
+        if key is None:
+            answer = ", ".join(chosen)
+        else:
+            value: object = chosen if multi else chosen[0]
+            answer = json.dumps({key: value}, ensure_ascii=False)
     if config.digest:
         answer = f"{answer} [sha:{prompt_digest(raw)}]"
     return answer

@@ -1,19 +1,21 @@
 """The ``holysheep`` accessor on DataFrame and Series: what the user types in a cell.
 
-It validates input, builds a ``CompletionJob`` and runs it, natively (``acomplete``) or from
-synchronous code (``complete``). It keeps no state: pandas builds a new accessor object on
-every attribute access.
+It validates input, builds a ``CompletionJob`` and runs it, natively (``acomplete``,
+``alabel``) or from synchronous code (``complete``, ``label``). It keeps no state: pandas
+builds a new accessor object on every attribute access.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from holysheep_nb.errors import HolySheepError
+from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
 from holysheep_nb.job import REPORT_ATTR, CompletionJob
+from holysheep_nb.labels import LabelSet
 from holysheep_nb.options import JobOptions
 from holysheep_nb.prompts import PromptSource
 from holysheep_nb.report import RunReport
@@ -23,17 +25,53 @@ _SERIES_COLUMN = "prompt"
 
 
 def _job(
-    frame: pd.DataFrame, column: Hashable | None, template: str | None, options: dict[str, Any]
+    frame: pd.DataFrame,
+    column: Hashable | None,
+    template: str | None,
+    options: dict[str, Any],
+    labels: LabelSet | None = None,
 ) -> CompletionJob:
     source = PromptSource(frame, column, template)
-    return CompletionJob(source, JobOptions.from_kwargs(**options))
+    if labels is not None:
+        options = labels.request_options(options)
+    return CompletionJob(source, JobOptions.from_kwargs(**options), labels=labels)
+
+
+def _label_set(
+    labels: Sequence[str], instructions: str | None, multi: bool, structured: bool
+) -> LabelSet:
+    return LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+
+
+def _estimate(
+    frame: pd.DataFrame,
+    column: Hashable | None,
+    template: str | None,
+    options: dict[str, Any],
+    *,
+    labels: LabelSet | None,
+    latency: float,
+    output_tokens: int | None,
+) -> Estimate:
+    job = _job(frame, column, template, options, labels)
+    per_row = output_tokens
+    if per_row is None:
+        per_row = labels.answer_tokens() if labels is not None else job.options.max_tokens
+    return Estimate.of(
+        job.plan(),
+        job.options.settings,
+        latency=latency,
+        output_tokens_per_row=per_row,
+        prices=job.options.prices,
+    )
 
 
 def _report(frame: pd.DataFrame) -> RunReport:
     report = frame.attrs.get(REPORT_ATTR)
     if not isinstance(report, RunReport):
         raise HolySheepError(
-            "this DataFrame has no run report: call report() on the frame that complete() returned"
+            "this DataFrame has no run report: call report() on the frame that complete() or "
+            "label() returned"
         )
     return report
 
@@ -65,6 +103,75 @@ class HolySheepFrameAccessor:
         """``complete`` for ``await`` in a notebook cell or async code, without patching."""
         return await _job(self._frame, column, template, options).run()
 
+    def label(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """Give every row one label of ``labels`` (several with ``multi=True``).
+
+        Returns ``complete()``'s frame plus a ``label`` column (a Categorical over
+        ``labels``; lists with ``multi=True``) before ``response``, the raw answer. An answer
+        outside the set leaves the label missing and says ``not in label set: '...'`` in
+        ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
+        JSON-schema ``response_format`` for servers that reject it. Options as ``complete``.
+        """
+        label_set = _label_set(labels, instructions, multi, structured)
+        job = _job(self._frame, column, template, options, label_set)
+        return run_sync(job.run)
+
+    async def alabel(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """``label`` for ``await``."""
+        label_set = _label_set(labels, instructions, multi, structured)
+        return await _job(self._frame, column, template, options, label_set).run()
+
+    def estimate(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        labels: Sequence[str] | None = None,
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        latency: float = DEFAULT_LATENCY,
+        output_tokens: int | None = None,
+        **options: Any,
+    ) -> Estimate:
+        """What ``complete()`` (or ``label()`` with ``labels=``) would send, take and cost.
+
+        Sends nothing. Counts rows to send after cache hits and missing prompts, estimates
+        input tokens, the time under the given limits and concurrency (``latency`` seconds a
+        request assumed), and the cost when ``prices`` are given. Output tokens come from
+        ``output_tokens`` per row, the label set, or ``max_tokens``.
+        """
+        label_set = None if labels is None else _label_set(labels, instructions, multi, structured)
+        return _estimate(
+            self._frame,
+            column,
+            template,
+            options,
+            labels=label_set,
+            latency=latency,
+            output_tokens=output_tokens,
+        )
+
     def report(self) -> RunReport:
         """The report of the run that produced this frame (counts, failures, latency)."""
         return _report(self._frame)
@@ -77,17 +184,37 @@ class HolySheepSeriesAccessor:
     def __init__(self, series: pd.Series) -> None:
         self._series = series
 
-    def _frame(self) -> tuple[pd.DataFrame, Hashable]:
+    def _frame(self, template: str | None) -> tuple[HolySheepFrameAccessor, Hashable | None]:
+        """The Series as a one-column frame's accessor, and the prompt column (or None)."""
         name = self._series.name if self._series.name is not None else _SERIES_COLUMN
-        return self._series.to_frame(name=name), name
+        frame = HolySheepFrameAccessor(self._series.to_frame(name=name))
+        return frame, None if template else name
 
     def complete(self, *, template: str | None = None, **options: Any) -> pd.DataFrame:
         """Answer every prompt of the Series; return a frame with the prompts and answers."""
-        frame, name = self._frame()
-        job = _job(frame, None if template else name, template, options)
-        return run_sync(job.run)
+        frame, column = self._frame(template)
+        return frame.complete(column, template=template, **options)
 
     async def acomplete(self, *, template: str | None = None, **options: Any) -> pd.DataFrame:
         """``complete`` for ``await``."""
-        frame, name = self._frame()
-        return await _job(frame, None if template else name, template, options).run()
+        frame, column = self._frame(template)
+        return await frame.acomplete(column, template=template, **options)
+
+    def label(
+        self, *, labels: Sequence[str], template: str | None = None, **options: Any
+    ) -> pd.DataFrame:
+        """Label every value of the Series (see ``DataFrame.holysheep.label``)."""
+        frame, column = self._frame(template)
+        return frame.label(column, labels=labels, template=template, **options)
+
+    async def alabel(
+        self, *, labels: Sequence[str], template: str | None = None, **options: Any
+    ) -> pd.DataFrame:
+        """``label`` for ``await``."""
+        frame, column = self._frame(template)
+        return await frame.alabel(column, labels=labels, template=template, **options)
+
+    def estimate(self, *, template: str | None = None, **options: Any) -> Estimate:
+        """The dry run of ``complete`` / ``label`` on the Series (see the DataFrame form)."""
+        frame, column = self._frame(template)
+        return frame.estimate(column, template=template, **options)

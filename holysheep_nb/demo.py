@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,7 +22,11 @@ from holysheep_nb.config import ENV_API_KEY
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import Faults, Latency, LocalServer, ServerConfig
 
-SYSTEM = "You label customer reviews. Answer with exactly one word: positive, negative or neutral."
+LABELS = ["positive", "negative", "neutral"]
+INSTRUCTIONS = (
+    "The texts are customer reviews of household products. Label the reviewer's overall "
+    "sentiment; a mixed review that ends up recommending the product is positive."
+)
 #: What the demo server injects so that retries show up in the report: a few 429s and 5xx.
 DEMO_FAULTS = {"429": 0.01, "500": 0.005, "503": 0.005}
 
@@ -36,6 +41,7 @@ def _target(local: bool, latency: float) -> Iterator[dict[str, str]]:
         latency=Latency.lognormal(median=latency, sigma=0.5) if latency else Latency(),
         faults=Faults(rates=DEMO_FAULTS),
         retry_after=0.2,
+        off_label_rate=0.005,
     )
     with LocalServer(config) as server:
         print(f"embedded OpenAI-compatible server on {server.base_url} (no key needed)")
@@ -66,23 +72,26 @@ def main(argv: list[str]) -> int:
     local = args.local or not os.environ.get(ENV_API_KEY)
     reviews = load_reviews(args.rows)
     with _target(local, args.latency) as target:
-        out = reviews.holysheep.complete(
-            "text",
-            system=SYSTEM,
-            model=args.model,
-            max_concurrent=args.max_concurrent,
-            temperature=0,
-            max_tokens=3,
-            progress=not args.no_progress,
+        options: dict[str, Any] = {
+            "labels": LABELS,
+            "instructions": INSTRUCTIONS,
+            "model": args.model,
+            "max_concurrent": args.max_concurrent,
+            "temperature": 0,
             **target,
-        )
+        }
+        # The assumed latency: the embedded server's median, or a typical provider's second.
+        latency = args.latency if local and args.latency > 0 else 1.0
+        estimate = reviews.holysheep.estimate("text", latency=latency, **options)
+        print(estimate, end="\n\n")
+        out = reviews.holysheep.label("text", progress=not args.no_progress, **options)
     out.to_csv(args.out, index=False)
     report = out.holysheep.report()
     print()
     print(report)
     print()
     with pd.option_context("display.max_colwidth", 60, "display.width", 120):
-        print(out[["text", "response", "error", "latency"]].head(8).to_string())
+        print(out[["text", "label", "error", "latency"]].head(8).to_string())
     print(f"\nwrote {len(out):,} labelled rows to {args.out}")
     return 0 if report.succeeded else 1
 

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock
 from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.labels import LabelSet
 from holysheep_nb.options import JobOptions
 from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import PromptSource
@@ -121,6 +123,17 @@ class Timeline:
         )
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run would do before it starts: the input of the dry-run estimate."""
+
+    rows: int
+    to_send: int
+    cached: int
+    missing: int  # no prompt (missing value, template error): never sent
+    input_tokens: int  # estimated, of the rows to send
+
+
 class CompletionJob:
     """Runs every row of ``source`` through the engine and returns the result frame."""
 
@@ -131,9 +144,11 @@ class CompletionJob:
         *,
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
+        labels: LabelSet | None = None,
     ) -> None:
         self.source = source
         self.options = options
+        self.labels = labels
         self.engine = CompletionEngine(
             options.endpoint, options.settings, clock=clock, jitter=jitter
         )
@@ -172,6 +187,26 @@ class CompletionJob:
                 cache.close()
             progress.close(self.stats)
         return self._result()
+
+    def plan(self) -> RunPlan:
+        """What ``run()`` would send, sending nothing: rows to send, cache hits, input tokens.
+
+        It walks the very path ``run()`` takes (prompts, fingerprints, cache lookups), so the
+        dry run cannot drift from the real one.
+        """
+        options = self.options
+        cache = ResponseCache.open(options.cache) if options.cache is not False else None
+        to_send = input_tokens = 0
+        try:
+            for _, request in self._requests(cache, RunProgress(0, enabled=False), {}):
+                to_send += 1
+                input_tokens += request.estimated_tokens - (options.max_tokens or 0)
+        finally:
+            if cache is not None:
+                cache.close()
+        rows = len(self.source)
+        cached = int(self.columns.cached.sum())
+        return RunPlan(rows, to_send, cached, rows - to_send - cached, input_tokens)
 
     def _requests(
         self, cache: ResponseCache | None, progress: RunProgress, waiting: dict[int, str]
@@ -219,6 +254,9 @@ class CompletionJob:
 
     def _result(self) -> pd.DataFrame:
         out = self.columns.to_frame(self.source.frame)
+        label_column = None
+        if self.labels is not None:
+            out, label_column = self.labels.apply(out)
         stats = self.stats
         elapsed = (stats.finished or stats.started) - stats.started
         out.attrs[REPORT_ATTR] = RunReport.from_frame(
@@ -226,6 +264,7 @@ class CompletionJob:
             stats=stats,
             elapsed=elapsed,
             prices=self.options.prices,
+            label_column=label_column,
             timeline=self.timeline.per_second(),
         )
         return out

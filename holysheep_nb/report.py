@@ -8,17 +8,17 @@ and plots a latency histogram with the optional matplotlib extra.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
 
+from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.results import RunStats
 
@@ -105,7 +105,7 @@ class RunReport:
         stats: RunStats,
         elapsed: float,
         prices: Prices | None = None,
-        label_column: str | None = None,
+        label_column: Hashable | None = None,
         timeline: Iterable[tuple[float, int, int, int]] = (),
     ) -> RunReport:
         """Build the report of a run from its result frame and the engine's counters.
@@ -140,7 +140,9 @@ class RunReport:
             ) / 1000
         labels: Counter[str] = Counter()
         if label_column is not None:
-            labels.update(str(value) for value in out[label_column].dropna())
+            for value in out[label_column].dropna():
+                # multi=True rows hold a list of labels: each one counts for the row.
+                labels.update(map(str, value) if isinstance(value, list) else (str(value),))
 
         def percentile(q: float) -> float | None:
             return float(np.percentile(latencies, q)) if latencies.size else None
@@ -151,7 +153,7 @@ class RunReport:
             succeeded=rows - int(failed.sum()),
             failed=int(failed.sum()),
             cached=int(cached.sum()),
-            not_sent=int((failed & ~sent).sum()),
+            not_sent=int((failed & ~sent & ~cached).sum()),
             failures=_most_frequent(causes),
             retries=stats.retries,
             rate_limited=stats.rate_limited,
@@ -177,39 +179,11 @@ class RunReport:
 
     def __str__(self) -> str:
         """The report as aligned plain text for a terminal."""
-        title, sections = self._sections()
-        lines = [title]
-        for heading, rows in sections:
-            if heading:
-                lines.append(heading)
-            label_width = max(len(label) for label, _, _ in rows) + 2
-            value_width = max(len(value) for _, value, _ in rows)
-            for label, value, note in rows:
-                line = f"  {label:<{label_width}}{value:>{value_width}}"
-                lines.append(f"{line}   {note}" if note else line)
-        return "\n".join(lines)
+        return render_text(*self._sections())
 
     def _repr_html_(self) -> str:
         """The report as a compact HTML table for Jupyter."""
-        esc = html.escape
-        title, sections = self._sections()
-        parts = [
-            '<table class="holysheep-report">',
-            f'<caption style="text-align:left"><b>{esc(title)}</b></caption>',
-        ]
-        for heading, rows in sections:
-            if heading:
-                parts.append(
-                    f'<tr><th colspan="3" style="text-align:left">{esc(heading)}</th></tr>'
-                )
-            parts.extend(
-                f'<tr><td style="text-align:left">{esc(label)}</td>'
-                f'<td style="text-align:right">{esc(value)}</td>'
-                f'<td style="text-align:left">{esc(note)}</td></tr>'
-                for label, value, note in rows
-            )
-        parts.append("</table>")
-        return "\n".join(parts)
+        return render_html(*self._sections(), css_class="holysheep-report")
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a plain JSON-able dict (lists and dicts only)."""
@@ -292,7 +266,7 @@ class RunReport:
         ax.set_xlabel("seconds since start")
         ax.legend()
 
-    def _sections(self) -> tuple[str, list[tuple[str, list[tuple[str, str, str]]]]]:
+    def _sections(self) -> tuple[str, Sections]:
         """The title and (heading, [(label, value, note)]) blocks, for text and HTML alike.
 
         The first block, the summary, has no heading.

@@ -1,0 +1,134 @@
+"""The dry run: what a labelling run will send, take and cost, before anything is sent.
+
+The counts and input tokens come from ``CompletionJob.plan`` (the real prompts against the
+real cache). Time is the slowest of three bounds: the concurrency (rows x latency / slots),
+the requests-per-minute limit and the tokens-per-minute limit, each after its initial burst.
+Latency is an assumption the caller can tighten with a small real run first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from holysheep_nb._render import Sections, render_html, render_text
+from holysheep_nb.config import EngineSettings
+from holysheep_nb.errors import ConfigError
+from holysheep_nb.job import RunPlan
+from holysheep_nb.report import Prices
+
+#: Seconds per request assumed when the caller gives none: a short chat completion.
+DEFAULT_LATENCY = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """Rows to send, tokens, time and cost of a run that has not happened."""
+
+    rows: int
+    to_send: int
+    cached: int
+    missing: int
+    input_tokens: int
+    output_tokens: int | None  # None: unknown (no max_tokens, output_tokens or label set)
+    seconds: float
+    limited_by: str  # "concurrency", "requests_per_minute" or "tokens_per_minute"
+    latency: float  # the per-request latency assumed
+    cost: float | None  # USD; input only when output_tokens is None
+
+    @classmethod
+    def of(
+        cls,
+        plan: RunPlan,
+        settings: EngineSettings,
+        *,
+        latency: float = DEFAULT_LATENCY,
+        output_tokens_per_row: int | None = None,
+        prices: Prices | None = None,
+    ) -> Estimate:
+        """Combine a plan with the run's policies into an estimate."""
+        if (
+            isinstance(latency, bool)
+            or not isinstance(latency, (int, float))
+            or not (math.isfinite(latency) and latency > 0)
+        ):
+            raise ConfigError(
+                f"latency must be a positive number of seconds, got {latency!r}: pass e.g. "
+                "latency=out.latency.median() from a small run such as df.head(50)"
+            )
+        output = None if output_tokens_per_row is None else output_tokens_per_row * plan.to_send
+        limits = settings.limits
+        bounds = {"concurrency": plan.to_send * latency / settings.max_concurrent}
+        if limits.requests_per_minute is not None:
+            bounds["requests_per_minute"] = _after_burst(
+                plan.to_send, limits.request_capacity, limits.requests_per_minute
+            )
+        if limits.tokens_per_minute is not None:
+            bounds["tokens_per_minute"] = _after_burst(
+                plan.input_tokens + (output or 0),
+                limits.token_capacity,
+                limits.tokens_per_minute,
+            )
+        limited_by = max(bounds, key=bounds.__getitem__)
+        cost = None
+        if prices is not None:
+            cost = plan.input_tokens * prices.input_per_1k + (output or 0) * prices.output_per_1k
+            cost /= 1000
+        return cls(
+            rows=plan.rows,
+            to_send=plan.to_send,
+            cached=plan.cached,
+            missing=plan.missing,
+            input_tokens=plan.input_tokens,
+            output_tokens=output,
+            seconds=bounds[limited_by],
+            limited_by=limited_by,
+            latency=float(latency),
+            cost=cost,
+        )
+
+    def __str__(self) -> str:
+        """The estimate as aligned text."""
+        return render_text(*self._sections())
+
+    def _repr_html_(self) -> str:
+        """The estimate as an HTML table in Jupyter."""
+        return render_html(*self._sections(), css_class="holysheep-estimate")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The estimate as a plain dict."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def _sections(self) -> tuple[str, Sections]:
+        title = f"holysheep_nb estimate (nothing sent): {self.to_send:,} of {self.rows:,} rows"
+        output = "unknown" if self.output_tokens is None else f"{self.output_tokens:,}"
+        rows = [
+            ("rows to send", f"{self.to_send:,}", ""),
+            ("cached", f"{self.cached:,}", "(answered from the cache, free)"),
+            ("no prompt", f"{self.missing:,}", "(missing value: never sent)"),
+            ("tokens in/out", f"{self.input_tokens:,} / {output}", "(estimated, 4 chars a token)"),
+            ("time", _duration(self.seconds), f"(bound: {self.limited_by.replace('_', ' ')}, "
+             f"{self.latency:g} s a request assumed)"),
+        ]  # fmt: skip
+        if self.cost is not None:
+            note = (
+                "(input only: pass output_tokens=... or max_tokens=...)"
+                if (self.output_tokens is None)
+                else ""
+            )
+            rows.append(("cost", f"${self.cost:,.4f}", note))
+        return title, [("", rows)]
+
+
+def _after_burst(amount: float, capacity: float | None, per_minute: float) -> float:
+    """Seconds to pass ``amount`` through a bucket that starts full at ``capacity``."""
+    return max(0.0, amount - (capacity or 0.0)) * 60.0 / per_minute
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"

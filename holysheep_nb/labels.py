@@ -1,0 +1,247 @@
+"""Labelling with a fixed label set: the prompt, the JSON schema, and reading the answer back.
+
+``LabelSet`` turns ``labels=[...]`` into a system prompt and a ``response_format`` JSON
+schema with an enum (for servers that support structured output; the prompt alone works
+everywhere else), then maps each raw answer onto the set. Matching forgives what models do
+(case, spaces, quotes, a trailing full stop, ``**bold**``, a JSON wrapper, a code fence); an
+answer that still matches no label becomes the row's error, never a guessed label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from holysheep_nb.errors import ConfigError
+
+#: The prefix of the error a row gets when the model answered outside the label set.
+OFF_LABEL = "not in label set"
+#: The result column, or the fallback when the input already has one (often gold labels).
+LABEL_COLUMNS = ("label", "predicted_label")
+
+#: Straight and typographic quotes, backticks, and the asterisks of **bold**.
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb*"
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
+_PREFIX = re.compile(r"^(?:labels?|answer|category)\s*:\s*", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[,;\n]+")
+_SPACING = re.compile(r"[\s_-]+")
+_MAX_SHOWN = 80
+
+
+def _key(text: str) -> str:
+    """The form two spellings of a label must share to match: case, quotes, spacing forgiven."""
+    text = _PREFIX.sub("", text.strip().strip(_QUOTES).strip())
+    return _SPACING.sub(" ", text.strip().strip(_QUOTES).rstrip(".!").strip()).casefold()
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The labels a run may answer with, and how to ask for them.
+
+    ``multi`` lets a row carry several labels; ``instructions`` tell the model what the labels
+    mean; ``structured`` adds a ``response_format`` JSON schema with an enum (turn it off for
+    a server that rejects ``response_format``).
+    """
+
+    labels: Sequence[str]  # kept as a tuple
+    multi: bool = False
+    instructions: str | None = None
+    structured: bool = True
+
+    def __post_init__(self) -> None:
+        labels = self.labels
+        if isinstance(labels, (str, bytes)) or not isinstance(
+            labels, (Sequence, pd.Index, pd.Series, np.ndarray)
+        ):
+            raise ConfigError(
+                f"labels must be a list of strings (in the order the categories should have), "
+                f"got {labels!r}: pass e.g. labels=['positive', 'negative', 'neutral']"
+            )
+        labels = tuple(labels)
+        if not labels:
+            raise ConfigError("labels is empty: pass at least one, e.g. labels=['spam', 'ham']")
+        for label in labels:
+            if not isinstance(label, str) or not _key(label):
+                raise ConfigError(f"every label must be a non-blank string, got {label!r}")
+            if "\n" in label or (self.multi and _SEPARATORS.search(label)):
+                what = "a comma, semicolon or line break" if self.multi else "a line break"
+                raise ConfigError(
+                    f"a label cannot contain {what} (they separate labels in an answer), "
+                    f"got {label!r}"
+                )
+        seen: dict[str, str] = {}
+        for label in labels:
+            other = seen.setdefault(_key(label), label)
+            if other is not label:
+                raise ConfigError(
+                    f"labels {other!r} and {label!r} only differ in case, spacing or quotes, so "
+                    "an answer could not tell them apart: keep one"
+                )
+        if self.instructions is not None and not isinstance(self.instructions, str):
+            raise ConfigError(
+                f"instructions must be a string, got {type(self.instructions).__name__}"
+            )
+        if not isinstance(self.multi, bool) or not isinstance(self.structured, bool):
+            raise ConfigError("multi and structured must be True or False")
+        object.__setattr__(self, "labels", labels)
+
+    # --- asking ---------------------------------------------------------------------------
+
+    def system_prompt(self, system: str | None = None) -> str:
+        """The system message: the caller's own ``system`` first, then how to answer."""
+        ask = (
+            "Answer with every label from the list below that applies, separated by commas, "
+            "and nothing else."
+            if self.multi
+            else "Answer with exactly one label from the list below and nothing else."
+        )
+        if self.structured:
+            field = '{"labels": [...]}' if self.multi else '{"label": "..."}'
+            ask += f" Reply in JSON as {field}."
+        parts = [system.strip()] if system and system.strip() else []
+        parts.append("You are labelling data.")
+        if self.instructions and self.instructions.strip():
+            parts.append(self.instructions.strip())
+        parts.append(ask)
+        parts.append("Labels: " + ", ".join(self.labels))
+        return "\n".join(parts)
+
+    def response_format(self) -> dict[str, Any]:
+        """An OpenAI ``response_format`` whose JSON schema only admits labels of the set."""
+        enum = {"type": "string", "enum": list(self.labels)}
+        name, value = (
+            ("labels", {"type": "array", "items": enum}) if self.multi else ("label", enum)
+        )
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "labels" if self.multi else "label",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {name: value},
+                    "required": [name],
+                    "additionalProperties": False,
+                },
+            },
+        }
+
+    def request_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``complete()`` options for a labelling run: system prompt and response format."""
+        merged = dict(options)
+        merged["system"] = self.system_prompt(merged.get("system"))
+        if self.structured and "response_format" not in merged:
+            merged["response_format"] = self.response_format()
+        return merged
+
+    def answer_tokens(self) -> int:
+        """A rough count of the tokens an answer takes (for the dry-run estimate)."""
+        longest = max(len(label) for label in self.labels)
+        chars = sum(len(label) + 2 for label in self.labels) if self.multi else longest
+        return (chars + (16 if self.structured else 0) + 3) // 4 + 1
+
+    # --- reading --------------------------------------------------------------------------
+
+    def read(self, answer: str) -> tuple[str | list[str] | None, str | None]:
+        """``(label or labels, None)`` for an answer on the set, else ``(None, error)``."""
+        items = _answer_items(answer, self.multi)
+        by_key = self._by_key()
+        found: list[str] = []
+        off: list[str] = []
+        for item in items:
+            label = by_key.get(_key(item))
+            if label is None:
+                off.append(item)
+            elif label not in found:
+                found.append(label)
+        if off or not found:
+            shown = ", ".join(_shown(item) for item in off) if off else _shown(answer)
+            return None, f"{OFF_LABEL}: {shown}"
+        if self.multi:
+            return sorted(found, key=self.labels.index), None
+        if len(found) > 1:
+            return None, f"{OFF_LABEL}: {_shown(answer)} (more than one label)"
+        return found[0], None
+
+    def _by_key(self) -> dict[str, str]:
+        return {_key(label): label for label in self.labels}
+
+    def apply(self, out: pd.DataFrame) -> tuple[pd.DataFrame, Hashable]:
+        """Add the label column before ``response``, and an error where an answer is off the set.
+
+        Returns the frame and the column's name: ``label``, or ``predicted_label`` when the
+        input already has a ``label`` column (gold labels must survive a labelling run).
+        """
+        values: list[Any] = []
+        errors = out["error"].tolist()
+        for position, (response, error) in enumerate(
+            zip(out["response"].tolist(), errors, strict=True)
+        ):
+            if (error is not None and not pd.isna(error)) or response is None or pd.isna(response):
+                values.append(None)
+                continue
+            label, off = self.read(response)
+            values.append(label)
+            if off is not None:
+                errors[position] = off
+        position = list(out.columns).index("response")
+        result = out.copy(deep=False)
+        column: Any = (
+            pd.Series(values, index=out.index, dtype=object)
+            if self.multi
+            else pd.Categorical(values, categories=list(self.labels))
+        )
+        name = _free_name(out.columns)
+        result.insert(position, name, column)
+        result["error"] = pd.Series(errors, index=out.index, dtype=out["error"].dtype)
+        return result, name
+
+
+def _free_name(columns: pd.Index) -> str:
+    """The first of ``LABEL_COLUMNS`` the frame lacks, else ``predicted_label_2``, ..."""
+    for name in LABEL_COLUMNS:
+        if name not in columns:
+            return name
+    suffix = 2
+    while f"{LABEL_COLUMNS[-1]}_{suffix}" in columns:
+        suffix += 1
+    return f"{LABEL_COLUMNS[-1]}_{suffix}"
+
+
+def _answer_items(answer: str, multi: bool) -> list[str]:
+    """The label(s) an answer names: from JSON when it is JSON, else from the plain text."""
+    text = answer.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    if text[:1] in '{["':
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if parsed is not None:
+            return _json_items(parsed)
+    return [part for part in _SEPARATORS.split(text) if part.strip()] if multi else [text]
+
+
+def _json_items(value: object) -> list[str]:
+    if isinstance(value, dict):
+        for key in ("labels", "label", "category", "answer"):
+            if key in value:
+                return _json_items(value[key])
+        return _json_items(next(iter(value.values()))) if len(value) == 1 else [json.dumps(value)]
+    if isinstance(value, list):
+        return [item if isinstance(item, str) else json.dumps(item) for item in value]
+    return [value if isinstance(value, str) else json.dumps(value)]
+
+
+def _shown(text: str) -> str:
+    """An answer as quoted in an error: repr, cut short."""
+    text = text.strip()
+    return repr(text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…")
