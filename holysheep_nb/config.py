@@ -240,8 +240,10 @@ class RetryPolicy:
 class RateLimits:
     """Client-side limits: requests and tokens per minute, each with a burst allowance.
 
-    Over any window of T seconds the sends stay below ``rate * T + burst``; the burst defaults
-    to one second's worth of the rate, at least 1.
+    Over any window of T seconds the sends stay below ``rate * T + burst``. The burst defaults
+    to 1 (one request; for tokens, one request of any size): pure pacing, because providers
+    count over sliding windows and a client that starts with a second's worth of burst is over
+    their limit in its first window however well it paces after.
     """
 
     requests_per_minute: float | None = None
@@ -269,7 +271,7 @@ class RateLimits:
 def _capacity(per_minute: float | None, burst: float | None) -> float | None:
     if per_minute is None:
         return None
-    return burst if burst is not None else max(1.0, per_minute / 60.0)
+    return burst if burst is not None else 1.0
 
 
 @dataclass(frozen=True)

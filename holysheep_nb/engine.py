@@ -25,7 +25,13 @@ from holysheep_nb.config import Endpoint, EngineSettings, is_loopback, ssl_optio
 from holysheep_nb.errors import redact
 from holysheep_nb.ratelimit import Throttle
 from holysheep_nb.results import RowResult, RunStats
-from holysheep_nb.retry import Verdict, classify_status, next_delay, parse_retry_after
+from holysheep_nb.retry import (
+    Verdict,
+    budget_hold,
+    classify_status,
+    next_delay,
+    parse_retry_after,
+)
 
 #: aiohttp's own threshold (``TOO_LARGE_BYTES_BODY``) above which a bytes body blocks and warns.
 _LARGE_BODY = 1 << 20
@@ -220,6 +226,9 @@ class _Run:
         finally:
             stats.in_flight -= 1
         stats.status_counts[status] += 1
+        hold = budget_hold(headers, stats.in_flight)
+        if hold:
+            self.throttle.pause_until(self.clock.now() + min(hold, self.policy.max_retry_after))
         verdict = classify_status(status)
         if verdict is Verdict.OK:
             try:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from holysheep_nb.config import RetryPolicy
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _PERMANENT_5XX = frozenset({501, 505})
 
 
@@ -62,6 +65,49 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float) -> float | No
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - now_wall)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in an ``x-ratelimit-reset-*`` value: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``.
+
+    OpenAI writes Go-style durations; some compatible servers write plain seconds.
+    """
+    text = text.strip()
+    seconds = _finite_float(text)
+    if seconds is not None:
+        return seconds if seconds >= 0 else None
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def budget_hold(headers: Mapping[str, str], in_flight: int) -> float | None:
+    """Seconds to hold new sends because the provider's budget is spent, or None.
+
+    Read from the ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` headers that OpenAI
+    and compatible servers send with every answer: when the requests left are no more than
+    those already in flight (each will use one), or no tokens are left, waiting for the reset
+    costs less than the burst of 429s that sending would bring.
+    """
+    holds = []
+    requests = _budget(headers, "requests")
+    if requests is not None and requests[0] <= in_flight:
+        holds.append(requests[1])
+    tokens = _budget(headers, "tokens")
+    if tokens is not None and tokens[0] <= 0:
+        holds.append(tokens[1])
+    return max(holds) if holds else None
+
+
+def _budget(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
+    """``(units left, seconds to reset)`` from the ``x-ratelimit-*-<kind>`` headers."""
+    remaining = _header(headers, f"x-ratelimit-remaining-{kind}")
+    reset = _header(headers, f"x-ratelimit-reset-{kind}")
+    if remaining is None or reset is None:
+        return None
+    left, wait = _finite_float(remaining), parse_duration(reset)
+    return None if left is None or wait is None else (left, wait)
 
 
 def backoff_delay(retry_number: int, policy: RetryPolicy, jitter: float) -> float:

@@ -119,9 +119,7 @@ async def test_exhausted_retries_wait_exact_backoff_then_fail(clock: FakeClock) 
 async def test_max_retries_zero_means_one_attempt(clock: FakeClock) -> None:
     with scripted(clock) as server:
         server.script("p", Reply(500, error_body("boom")))
-        results, _ = await run_all(
-            engine(clock, retry=RetryPolicy(max_retries=0)), ["p"]
-        )
+        results, _ = await run_all(engine(clock, retry=RetryPolicy(max_retries=0)), ["p"])
     assert results[0].error == "HTTP 500 after 1 attempt: boom"
 
 
@@ -165,6 +163,21 @@ async def test_a_429_pauses_every_new_send_of_the_run(clock: FakeClock) -> None:
     later = server.send_times[in_flight_before:]
     assert later, "rows after the 429 must still be sent"
     assert all(t >= first_429 + 5.0 for t in later), server.send_times
+
+
+async def test_a_spent_provider_budget_holds_new_sends_until_its_reset(clock: FakeClock) -> None:
+    """x-ratelimit-remaining-requests: 0 means the next send would be a 429: wait instead."""
+    spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "4s"}
+    with scripted(clock) as server:
+        server.script("row0", Reply(200, ok_body("answer:row0"), spent))
+        results, stats = await run_all(
+            engine(clock, max_concurrent=1), [f"row{i}" for i in range(3)]
+        )
+    assert [results[i].response for i in range(3)] == ["answer:row0", "answer:row1", "answer:row2"]
+    assert server.send_times[1] - server.send_times[0] == pytest.approx(4.0)
+    assert server.send_times[2] == server.send_times[1]  # the budget says nothing more
+    assert stats.rate_limited == 0
+    assert stats.retries == 0
 
 
 async def test_401_aborts_the_run_and_keeps_answered_rows(clock: FakeClock) -> None:
@@ -212,12 +225,17 @@ async def test_abort_wakes_rows_waiting_in_backoff(clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ("<html><head><title>502 Bad Gateway</title></head></html>", "not JSON: HTML page: 502 Bad Gateway"),
-        ('{"choices": [', "not JSON: {\"choices\": ["),
+        (
+            "<html><head><title>502 Bad Gateway</title></head></html>",
+            "not JSON: HTML page: 502 Bad Gateway",
+        ),
+        ('{"choices": [', 'not JSON: {"choices": ['),
         ('{"id": "x", "object": "chat.completion"}', "no choices in answer"),
         ('{"error": {"message": "upstream died"}}', "no choices in answer: upstream died"),
-        ('{"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "length"}]}',
-         "no message content (finish_reason='length')"),
+        (
+            '{"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "length"}]}',
+            "no message content (finish_reason='length')",
+        ),
         ("[1, 2]", "expected a JSON object, got list"),
     ],
 )
@@ -245,9 +263,18 @@ async def test_malformed_then_good_answer_succeeds(clock: FakeClock) -> None:
     [
         (asyncio.TimeoutError(), "timeout after 3 attempts"),
         (aiohttp.ServerTimeoutError("read timed out"), "timeout after 3 attempts"),
-        (aiohttp.ServerDisconnectedError(), "connection error after 3 attempts: ServerDisconnectedError: Server disconnected"),
-        (aiohttp.ClientOSError(111, "Connection refused"), "connection error after 3 attempts: ClientOSError: [Errno 111] Connection refused"),
-        (aiohttp.ClientPayloadError("truncated"), "connection error after 3 attempts: ClientPayloadError: truncated"),
+        (
+            aiohttp.ServerDisconnectedError(),
+            "connection error after 3 attempts: ServerDisconnectedError: Server disconnected",
+        ),
+        (
+            aiohttp.ClientOSError(111, "Connection refused"),
+            "connection error after 3 attempts: ClientOSError: [Errno 111] Connection refused",
+        ),
+        (
+            aiohttp.ClientPayloadError("truncated"),
+            "connection error after 3 attempts: ClientPayloadError: truncated",
+        ),
     ],
 )
 async def test_transport_errors_are_retried_then_reported(
@@ -263,13 +290,17 @@ async def test_transport_errors_are_retried_then_reported(
 
 async def test_concurrency_bound_is_reached_and_never_exceeded(clock: FakeClock) -> None:
     with scripted(clock, shuffle_seed=1) as server:
-        results, stats = await run_all(engine(clock, max_concurrent=7), [f"r{i}" for i in range(300)])
+        results, stats = await run_all(
+            engine(clock, max_concurrent=7), [f"r{i}" for i in range(300)]
+        )
     assert len(results) == 300
     assert server.max_in_flight == 7
     assert stats.max_in_flight == 7
 
 
-async def test_rows_keep_their_own_answers_under_random_latency_and_faults(clock: FakeClock) -> None:
+async def test_rows_keep_their_own_answers_under_random_latency_and_faults(
+    clock: FakeClock,
+) -> None:
     rng = random.Random(42)
     prompts = [f"prompt {i} {rng.random():.6f}" for i in range(600)]
     faults = [
@@ -346,9 +377,7 @@ async def test_cancel_stops_workers_closes_session_and_keeps_reported_rows(
     rows = ((i, request(f"r{i}")) for i in range(100))
     with aioresponses() as mocked, pytest.MonkeyPatch.context() as patch:
         patch.setattr(aiohttp.ClientSession, "close", spy_close)
-        mocked.post(
-            f"{BASE_URL}/chat/completions", callback=handle, repeat=True, body=ok_body("x")
-        )
+        mocked.post(f"{BASE_URL}/chat/completions", callback=handle, repeat=True, body=ok_body("x"))
         task = asyncio.ensure_future(engine(clock, max_concurrent=4).run(rows, reported.append))
         for _ in range(200):
             await asyncio.sleep(0)
@@ -382,8 +411,8 @@ async def test_requests_per_minute_limit_spaces_the_sends(clock: FakeClock) -> N
     assert len(times) == 40
     for i, start in enumerate(times):
         in_one_second = sum(1 for t in times[i:] if t - start <= 1.0 + 1e-9)
-        assert in_one_second <= 10 * 1.0 + 10
-    assert times[-1] - times[0] == pytest.approx((40 - 10) / 10.0)
+        assert in_one_second <= 10 * 1.0 + 1
+    assert times[-1] - times[0] == pytest.approx((40 - 1) / 10.0)  # paced from the first send
 
 
 async def test_no_key_on_loopback_sends_no_authorization(clock: FakeClock) -> None:

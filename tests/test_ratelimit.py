@@ -40,19 +40,32 @@ def test_give_back_never_exceeds_capacity(clock: FakeClock) -> None:
     assert bucket.level == 3.0
 
 
-async def test_requests_per_minute_spaces_sends_exactly(clock: FakeClock) -> None:
-    throttle = Throttle(RateLimits(requests_per_minute=120), clock)  # 2/s, burst 2
+@pytest.mark.parametrize(
+    ("burst", "expected"),
+    [
+        (None, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]),  # the default: pure pacing from the start
+        (2.0, [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]),
+    ],
+)
+async def test_requests_per_minute_spaces_sends_exactly(
+    clock: FakeClock, burst: float | None, expected: list[float]
+) -> None:
+    throttle = Throttle(RateLimits(requests_per_minute=120, request_burst=burst), clock)  # 2/s
     sent = []
     for _ in range(6):
         await throttle.acquire()
         sent.append(clock.now() - clock.start)
-    assert sent == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5, 2.0])
-    assert clock.sleeps == pytest.approx([0.5] * 4)
+    assert sent == pytest.approx(expected)
+    assert clock.sleeps == pytest.approx([0.5] * (len(expected) - expected.count(0.0)))
 
 
-async def test_no_window_exceeds_rate_times_t_plus_burst(clock: FakeClock) -> None:
-    rpm = 600.0  # 10/s, burst 10
-    throttle = Throttle(RateLimits(requests_per_minute=rpm), clock)
+@pytest.mark.parametrize("burst", [None, 10.0])
+async def test_no_window_exceeds_rate_times_t_plus_burst(
+    clock: FakeClock, burst: float | None
+) -> None:
+    rpm = 600.0  # 10/s
+    limits = RateLimits(requests_per_minute=rpm, request_burst=burst)
+    throttle = Throttle(limits, clock)
     times: list[float] = []
 
     async def sender(n: int) -> None:
@@ -62,13 +75,16 @@ async def test_no_window_exceeds_rate_times_t_plus_burst(clock: FakeClock) -> No
 
     await asyncio.gather(*(sender(25) for _ in range(8)))
     assert len(times) == 200
-    rate, burst = rpm / 60.0, 10.0
+    rate, capacity = rpm / 60.0, limits.request_capacity
+    assert capacity == (burst or 1.0)
     for i, start in enumerate(times):
         for window in (0.1, 0.5, 1.0, 3.0, 10.0):
-            count = sum(1 for t in times[i:] if t - start <= window + 1e-9)
-            assert count <= rate * window + burst + 1e-6, (start, window, count)
+            count = sum(1 for t in times[i:] if t - start < window - 1e-9)
+            assert count <= rate * window + capacity + 1e-6, (start, window, count)
+            if burst is None:  # pure pacing: a provider's window of T never sees more than rate*T
+                assert count <= max(1.0, rate * window) + 1e-6, (start, window, count)
     # and the limit is used, not just respected: 200 sends take (200 - burst) / rate seconds
-    assert times[-1] - times[0] == pytest.approx((200 - burst) / rate)
+    assert times[-1] - times[0] == pytest.approx((200 - capacity) / rate)
 
 
 async def test_waiters_are_served_in_arrival_order(clock: FakeClock) -> None:
@@ -89,7 +105,8 @@ async def test_waiters_are_served_in_arrival_order(clock: FakeClock) -> None:
 
 
 async def test_tokens_per_minute_charges_estimate_and_settles_from_usage(clock: FakeClock) -> None:
-    throttle = Throttle(RateLimits(tokens_per_minute=6000), clock)  # 100 tokens/s, bucket 100
+    limits = RateLimits(tokens_per_minute=6000, token_burst=100)  # 100 tokens/s, bucket 100
+    throttle = Throttle(limits, clock)
     await throttle.acquire(100)
     throttle.settle_tokens(estimated=100, actual=40)  # 60 come back
     await throttle.acquire(60)

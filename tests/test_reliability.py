@@ -204,6 +204,11 @@ async def test_soak_with_mixed_faults_loses_and_mixes_nothing(tmp_path: Path) ->
     assert set(faults) == set(RETRYABLE) | set(PERMANENT) | {"429-date"}
     share = sum(faults.values()) / stats["requests"]
     assert 0.07 <= share <= 0.14, f"faults were {share:.1%} of requests, meant ~10%"
+    print(
+        f"soak: {SOAK_ROWS} rows, {stats['requests']} requests, {sum(faults.values())} faults "
+        f"injected ({share:.1%}), {report.retries} retries, {len(must_fail)} rows failed as "
+        f"planned, lost 0, mixed {len(mixed)}, {report.elapsed:.1f} s"
+    )
 
     # A re-run is served from the cache but for the failed rows, which are sent once more
     # (the server remembers their markers are spent, so all but the 400/501 rows succeed).
@@ -304,3 +309,7 @@ def test_sigkill_then_resume_pays_only_for_what_was_not_stored(seed: int, tmp_pa
     assert sent_second == KILL_ROWS - stored  # only what the file did not hold
     paid_twice = sent_first - stored
     assert paid_twice <= sent_first - sent_long_before
+    print(
+        f"SIGKILL after {sent_first} requests: {stored} answers stored, {paid_twice} paid twice "
+        f"(all sent in the last {FLUSH_MARGIN} s); resume sent {sent_second}"
+    )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.utils import formatdate
 
 import pytest
+from multidict import CIMultiDict
 
 from holysheep_nb.config import RetryPolicy
 from holysheep_nb.retry import (
     Verdict,
     backoff_delay,
+    budget_hold,
     classify_status,
     next_delay,
+    parse_duration,
     parse_retry_after,
 )
 
@@ -88,3 +92,66 @@ def test_server_hint_replaces_backoff_up_to_the_cap() -> None:
     assert next_delay(1, policy, retry_after=3.0, jitter=0.5) == 3.0
     assert next_delay(1, policy, retry_after=0.0, jitter=0.5) == 0.0
     assert next_delay(1, policy, retry_after=3600.0, jitter=0.5) == 20.0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("1h2m3.5s", 3723.5),
+        ("20ms", 0.02),
+        ("0.085s", 0.085),
+        ("250us", 0.00025),
+        ("0.5", 0.5),
+        (" 2 ", 2.0),
+        ("", None),
+        ("soon", None),
+        ("5 s", None),
+        ("1s junk", None),
+        ("-1", None),
+        ("nan", None),
+    ],
+)
+def test_parse_duration_reads_openai_and_plain_resets(text: str, seconds: float | None) -> None:
+    result = parse_duration(text)
+    assert result == (None if seconds is None else pytest.approx(seconds))
+
+
+def limit(requests: str | None = None, tokens: str | None = None) -> dict[str, str]:
+    """x-ratelimit headers: ``"remaining/reset"`` for requests and tokens."""
+    headers = {}
+    for kind, value in (("requests", requests), ("tokens", tokens)):
+        if value is not None:
+            remaining, reset = value.split("/")
+            headers[f"x-ratelimit-remaining-{kind}"] = remaining
+            headers[f"x-ratelimit-reset-{kind}"] = reset
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "in_flight", "hold"),
+    [
+        ({}, 0, None),  # a server that sends no budget
+        (limit(requests="10/2s"), 3, None),  # plenty left
+        (limit(requests="3/2s"), 3, 2.0),  # the ones in flight will use the rest
+        (limit(requests="0/1.5s"), 0, 1.5),
+        (limit(tokens="0/6m0s"), 0, 360.0),
+        (limit(tokens="120/1s"), 50, None),  # tokens: held only when none are left
+        (limit(requests="0/2s", tokens="0/5s"), 0, 5.0),  # the longer wait wins
+        (limit(requests="x/2s"), 0, None),  # unreadable: ignored, never a crash
+        (limit(requests="0/later"), 0, None),
+        # aiohttp's headers are case-insensitive, as providers capitalise as they please
+        (
+            CIMultiDict(
+                {"X-RateLimit-Remaining-Requests": "0", "X-RateLimit-Reset-Requests": "3s"}
+            ),
+            0,
+            3.0,
+        ),
+    ],
+)
+def test_budget_hold_waits_for_the_reset_once_the_budget_is_spent(
+    headers: Mapping[str, str], in_flight: int, hold: float | None
+) -> None:
+    assert budget_hold(headers, in_flight) == hold
