@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ def _target(local: bool, latency: float) -> Iterator[dict[str, str]]:
         retry_after=0.2,
         off_label_rate=0.005,
     )
-    with LocalServer(config) as server:
+    # The server's port is new every run, so its answers could never be reused: they go to a
+    # cache of the run's own (repeated reviews are still served from it), not the user's.
+    with LocalServer(config) as server, tempfile.TemporaryDirectory() as folder:
         print(f"embedded OpenAI-compatible server on {server.base_url} (no key needed)")
-        yield {"base_url": server.base_url}
+        yield {"base_url": server.base_url, "cache": str(Path(folder) / "demo.sqlite")}
 
 
 def main(argv: list[str]) -> int:

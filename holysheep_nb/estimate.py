@@ -92,6 +92,10 @@ class Estimate:
         """The estimate as aligned text."""
         return render_text(*self._sections())
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display."""
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         """The estimate as an HTML table in Jupyter."""
         return render_html(*self._sections(), css_class="holysheep-estimate")

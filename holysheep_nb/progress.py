@@ -43,7 +43,10 @@ class RunProgress:
         options: dict[str, Any] = {"total": total, "desc": description, "unit": "row"}
         if bar_class is std.tqdm:
             options.update(dynamic_ncols=True, file=sys.stderr)
-        self._bar = bar_class(disable=not enabled, smoothing=0.1, **options)
+        if not enabled:
+            # Only when asked: passing disable at all would override TQDM_DISABLE=1.
+            options["disable"] = True
+        self._bar = bar_class(smoothing=0.1, **options)
         self.done = 0
         self.succeeded = 0
         self.failed = 0

@@ -181,6 +181,17 @@ class RunReport:
         """The report as aligned plain text for a terminal."""
         return render_text(*self._sections())
 
+    def __repr__(self) -> str:
+        # The generated repr would dump up to 10,000 latencies into every saved notebook.
+        return (
+            f"RunReport(rows={self.rows}, succeeded={self.succeeded}, failed={self.failed}, "
+            f"cached={self.cached}, elapsed={self.elapsed:.3f})"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display (a terminal IPython, a notebook saved as text)."""
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         """The report as a compact HTML table for Jupyter."""
         return render_html(*self._sections(), css_class="holysheep-report")

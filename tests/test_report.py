@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 import matplotlib
@@ -183,6 +184,14 @@ def test_latency_sample_is_capped_evenly_and_deterministically() -> None:
     assert list(report.latency_sample) == sorted(report.latency_sample)
     assert np.median(report.latency_sample) == pytest.approx(np.median(latencies), rel=0.01)
     assert make_report(frame).latency_sample == report.latency_sample
+    # The repr a notebook saves stays one short line, not 10,000 latencies.
+    assert repr(report) == (
+        f"RunReport(rows={n}, succeeded={n}, failed=0, cached=0, elapsed={report.elapsed:.3f})"
+    )
+    printed: list[str] = []
+    printer = SimpleNamespace(text=printed.append)  # what IPython hands to _repr_pretty_
+    report._repr_pretty_(printer, cycle=False)
+    assert printed == [str(report)]
 
 
 def test_empty_frame() -> None:

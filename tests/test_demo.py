@@ -1,0 +1,53 @@
+"""``python -m holysheep_nb demo``: the README's first command, end to end in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from holysheep_nb.demo import LABELS
+from holysheep_nb.server import LocalServer, ServerConfig
+
+
+def run_demo(
+    tmp_path: Path, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], pd.DataFrame]:
+    out = tmp_path / "labelled.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "holysheep_nb", "demo", "--rows", "300", "--latency", "0.01",
+         "--out", str(out), "--no-progress", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, pd.read_csv(out)
+
+
+def test_demo_labels_the_sample_on_the_embedded_server(tmp_path: Path) -> None:
+    done, labelled = run_demo(tmp_path)
+    assert "embedded OpenAI-compatible server on http://127.0.0.1:" in done.stdout
+    assert "holysheep_nb estimate (nothing sent): 300 of 300 rows" in done.stdout
+    assert "holysheep_nb run: 300 rows" in done.stdout
+    assert len(labelled) == 300
+    assert (labelled["label"].notna() ^ labelled["error"].notna()).all()
+    assert set(labelled["label"].dropna()) <= set(LABELS)
+    assert labelled["label"].notna().mean() > 0.95
+    # Answers from a server on a one-off port could never be reused: not in the user's cache.
+    assert not any(Path(os.environ["HOLYSHEEP_CACHE_DIR"]).glob("*.sqlite"))
+
+
+def test_demo_uses_the_provider_when_a_key_is_set(tmp_path: Path) -> None:
+    """With HOLYSHEEP_API_KEY set it goes to HOLYSHEEP_BASE_URL (the real provider by default)."""
+    key = "sk-demo-test-0123456789"
+    with LocalServer(ServerConfig(api_key=key)) as provider:
+        done, labelled = run_demo(
+            tmp_path, HOLYSHEEP_API_KEY=key, HOLYSHEEP_BASE_URL=provider.base_url
+        )
+        requests = provider.stats()["requests"]
+    assert "embedded" not in done.stdout
+    assert requests >= 300 - labelled["cached"].sum()
+    assert labelled["error"].isna().all()
+    assert key not in done.stdout + done.stderr
