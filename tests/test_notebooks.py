@@ -1,0 +1,111 @@
+"""The notebooks in ``notebooks/``: committed clean, and they run top to bottom.
+
+Each notebook is executed in a real kernel (nbclient) that inherits this test's environment:
+``conftest.py`` clears ``HOLYSHEEP_*`` (so the notebooks start the embedded server on
+127.0.0.1 and never call a real provider) and points ``HOLYSHEEP_CACHE_DIR`` at a temporary
+directory. The executed copy goes to ``tmp_path``; the committed files are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(path.name for path in NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def _outputs(nb: Any) -> list[dict[str, Any]]:
+    return [output for cell in nb["cells"] for output in cell.get("outputs", [])]
+
+
+def _output_text(nb: Any) -> str:
+    """Every text an executed notebook shows: streams and text/plain, text/html reprs."""
+    parts: list[str] = []
+    for output in _outputs(nb):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        data = output.get("data", {})
+        parts.extend(data.get(mime, "") for mime in ("text/plain", "text/html"))
+    return "\n".join(part if isinstance(part, str) else "".join(part) for part in parts)
+
+
+def _check_quickstart(nb: Any, text: str) -> None:
+    assert "holysheep_nb estimate (nothing sent): 500 of 500 rows" in text
+    assert "holysheep_nb run: 500 rows" in text  # the report's table
+    assert "100% of rows served from the cache, 0 requests sent" in text
+    assert any("image/png" in output.get("data", {}) for output in _outputs(nb)), "no plot"
+
+
+def _check_limits_and_faults(nb: Any, text: str) -> None:
+    # Told the server's limit, the client paces under it: 120 rows, 120 requests, no 429.
+    assert re.search(r"requests_per_minute=600\s+[\d.]+\s+120\s+0\s", text), "told run drew 429s"
+    # The injected 429s are met and retried.
+    limited = [int(n.replace(",", "")) for n in re.findall(r"\(429s: ([\d,]+)\)", text)]
+    assert limited, "no report with a 429 count"
+    assert max(limited) > 0
+    assert "timeout after 2 attempts" in text
+    assert "failures by cause" in text
+    images = [output for output in _outputs(nb) if "image/png" in output.get("data", {})]
+    assert len(images) == 2, "one timeline plot per rate-limit run"
+    # The resumed run sent only what the interrupted one had not stored in the cache.
+    resumed = re.search(r"resumed: (\d+) requests for (\d+) rows, (\d+) rows from the cache", text)
+    assert resumed, "the resume cell printed nothing"
+    sent, rows, cached = map(int, resumed.groups())
+    assert cached > 0
+    assert sent < rows
+    assert sent + cached == rows
+
+
+CHECKS: dict[str, Callable[[Any, str], None]] = {
+    "quickstart.ipynb": _check_quickstart,
+    "limits_and_faults.ipynb": _check_limits_and_faults,
+}
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+    assert set(CHECKS) <= set(NOTEBOOKS), "a checked notebook is missing"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_without_outputs(name: str) -> None:
+    """Nothing from a user's session is committed: no outputs, counts or widget state."""
+    nb = json.loads((NOTEBOOK_DIR / name).read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert "widgets" not in nb["metadata"]
+    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    assert code
+    for cell in code:
+        source = "".join(cell["source"])
+        assert cell["outputs"] == [], f"outputs committed in cell:\n{source}"
+        assert cell["execution_count"] is None, f"execution count committed in cell:\n{source}"
+        assert "execution" not in cell.get("metadata", {}), f"timings committed in:\n{source}"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs(name: str, tmp_path: Path) -> None:
+    """Run All in a fresh kernel: no cell fails, and the outputs show the product working."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    source = NOTEBOOK_DIR / name
+    committed = source.read_bytes()
+    nb = nbformat.read(source, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+    nbformat.write(nb, tmp_path / name)  # for a look after a failure
+    assert source.read_bytes() == committed
+
+    errors = [output for output in _outputs(nb) if output.get("output_type") == "error"]
+    assert not errors
+    check = CHECKS.get(name)
+    if check is not None:
+        check(nb, _output_text(nb))
