@@ -1,0 +1,187 @@
+"""Cases 1 and 2, and the OpenAI SDK reference: zero-latency throughput and client CPU.
+
+With no latency the server answers as fast as it can, so the run is bound by CPU: the
+server's (its own process) and the client's. Each contender runs in turn, a few rounds, and
+the medians are compared; the client's CPU time (``time.process_time``: every thread of this
+process) per row shows the client's own cost even when the server is what limits throughput.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from analysis import median
+from baseline import openai_available, openai_sdk, preload_openai, raw_aiohttp
+from harness import (
+    Context,
+    Figure,
+    Sample,
+    alternate,
+    at_least,
+    at_most,
+    check_answers,
+    check_frame,
+    complete,
+    frame,
+    measure,
+    prompts,
+    server,
+    summary,
+    warm_up,
+)
+
+from holysheep_nb.server import ServerProcess
+
+CONCURRENCY = 64
+
+
+def _product_run(
+    process: ServerProcess, df: pd.DataFrame, label: str, **options: object
+) -> Callable[[], Sample]:
+    def run() -> Sample:
+        out, sample = measure(
+            len(df),
+            lambda: complete(df, process, max_concurrent=CONCURRENCY, **options),
+        )
+        check_frame(out, df, label)
+        return sample
+
+    return run
+
+
+def _baseline_run(
+    process: ServerProcess,
+    texts: list[str],
+    label: str,
+    client: Callable[[str, list[str], int], list[str]] = raw_aiohttp,
+) -> Callable[[], Sample]:
+    def run() -> Sample:
+        answers, sample = measure(len(texts), lambda: client(process.base_url, texts, CONCURRENCY))
+        check_answers(answers, texts, label)
+        return sample
+
+    return run
+
+
+def _ratio(top: list[Sample], bottom: list[Sample], key: Callable[[Sample], float]) -> float:
+    return median([key(s) for s in top]) / median([key(s) for s in bottom])
+
+
+def throughput(ctx: Context) -> list[Figure]:
+    """Case 1: ``complete()`` (progress on, cache off) against raw aiohttp, same server."""
+    rows, rounds = ctx.pick((20_000, 5), (2_000, 2))
+    texts = prompts(rows)
+    df = frame(texts)
+    with server() as process:
+        warm_up(process)
+        samples = alternate(
+            rounds,
+            {
+                "raw_aiohttp": _baseline_run(process, texts, "raw aiohttp"),
+                "holysheep": _product_run(process, df, "complete()", cache=False),
+            },
+        )
+    base, product = samples["raw_aiohttp"], samples["holysheep"]
+    ctx.details.update(
+        rows=rows,
+        rounds=rounds,
+        concurrency=CONCURRENCY,
+        **{name: summary(s) for name, s in samples.items()},
+    )
+    per_second = median([s.rows_per_second for s in product])
+    return [
+        Figure(
+            "throughput vs raw aiohttp",
+            _ratio(product, base, lambda s: s.rows_per_second),
+            at_least(0.95),
+            note=f"{per_second:,.0f} rows/s",
+        ),
+        Figure(
+            "client CPU per row vs raw aiohttp",
+            _ratio(product, base, lambda s: s.cpu_per_row),
+            at_most(1.1),
+            note=f"{median([s.cpu_per_row for s in product]) * 1e6:.0f} us/row",
+        ),
+    ]
+
+
+def _fresh_cache_run(
+    process: ServerProcess, df: pd.DataFrame, folder: Path
+) -> Callable[[], Sample]:
+    """A run with the cache on, each time in a new file: every row a miss, then stored."""
+    files = (folder / f"cache-{i}.sqlite" for i in itertools.count())
+
+    def run() -> Sample:
+        return _product_run(process, df, "complete(cache=path)", cache=str(next(files)))()
+
+    return run
+
+
+def cache(ctx: Context) -> list[Figure]:
+    """Case 2: the same run with the cache on (a fresh file each time) against cache off."""
+    rows, rounds = ctx.pick((20_000, 5), (2_000, 2))
+    df = frame(prompts(rows))
+    with tempfile.TemporaryDirectory(prefix="holysheep-bench-") as folder, server() as process:
+        warm_up(process)
+        samples = alternate(
+            rounds,
+            {
+                "cache_off": _product_run(process, df, "complete(cache=False)", cache=False),
+                "cache_on": _fresh_cache_run(process, df, Path(folder)),
+            },
+        )
+    ctx.details.update(
+        rows=rows, rounds=rounds, **{name: summary(s) for name, s in samples.items()}
+    )
+    return [
+        Figure(
+            "throughput, cache on vs off",
+            _ratio(samples["cache_on"], samples["cache_off"], lambda s: s.rows_per_second),
+            at_least(0.85),
+            note="fresh cache file per run: every row a miss, then stored",
+        ),
+        Figure(
+            "client CPU per row, cache on vs off",
+            _ratio(samples["cache_on"], samples["cache_off"], lambda s: s.cpu_per_row),
+            note="reported only",
+        ),
+    ]
+
+
+def openai_reference(ctx: Context) -> list[Figure]:
+    """Reference: case 1's workload through ``AsyncOpenAI`` + a semaphore, vs raw aiohttp."""
+    if not openai_available():
+        ctx.details["skipped"] = "openai is not installed (pip install openai to include it)"
+        return [Figure("AsyncOpenAI throughput vs raw aiohttp", None, note="skipped: no openai")]
+    rows, rounds = ctx.pick((20_000, 3), (300, 1))
+    texts = prompts(rows)
+    preload_openai()
+    with server() as process:
+        warm_up(process)
+        samples = alternate(
+            rounds,
+            {
+                "raw_aiohttp": _baseline_run(process, texts, "raw aiohttp"),
+                "openai": _baseline_run(process, texts, "AsyncOpenAI", openai_sdk),
+            },
+        )
+    ctx.details.update(
+        rows=rows, rounds=rounds, **{name: summary(s) for name, s in samples.items()}
+    )
+    base, sdk = samples["raw_aiohttp"], samples["openai"]
+    return [
+        Figure(
+            "AsyncOpenAI throughput vs raw aiohttp",
+            _ratio(sdk, base, lambda s: s.rows_per_second),
+            note=f"reference; {median([s.rows_per_second for s in sdk]):,.0f} rows/s",
+        ),
+        Figure(
+            "AsyncOpenAI CPU per row vs raw aiohttp",
+            _ratio(sdk, base, lambda s: s.cpu_per_row),
+            note="reference",
+        ),
+    ]
