@@ -131,11 +131,13 @@ def test_bad_policy_values_name_the_value_and_the_fix(factory, message: str) -> 
         factory()
 
 
-def test_burst_defaults_to_one_so_a_paced_client_never_overruns_a_window() -> None:
-    assert RateLimits(requests_per_minute=600).request_capacity == 1
-    assert RateLimits(requests_per_minute=30).request_capacity == 1
+def test_burst_defaults_to_one_plus_a_lateness_allowance() -> None:
+    # One unit, plus 20 ms of the rate to make up a late wake-up: never a second's worth, so
+    # a paced client does not overrun a provider's sliding window in its first window.
+    assert RateLimits(requests_per_minute=600).request_capacity == pytest.approx(1.2)
+    assert RateLimits(requests_per_minute=30).request_capacity == pytest.approx(1.01)
     assert RateLimits(requests_per_minute=600, request_burst=3).request_capacity == 3
     assert RateLimits().request_capacity is None
-    assert RateLimits(tokens_per_minute=60_000).token_capacity == 1
+    assert RateLimits(tokens_per_minute=60_000).token_capacity == pytest.approx(21.0)
     assert RateLimits(tokens_per_minute=60_000, token_burst=500).token_capacity == 500
     assert RetryPolicy(max_retries=5).max_attempts == 6
