@@ -221,6 +221,7 @@ class CompletionJob:
         )
         columns = self.columns
         rows = len(self.source)
+        max_tokens = options.max_tokens
         for start in range(0, rows, options.chunk_size):
             stop = min(rows, start + options.chunk_size)
             batch: list[tuple[int, tuple[dict[str, str], ...]]] = []
@@ -241,7 +242,7 @@ class CompletionJob:
                         progress.row_done(True, cached=True)
                         continue
                     waiting[position] = key
-                estimate = estimate_tokens(messages, options.max_tokens)
+                estimate = estimate_tokens(messages, max_tokens)
                 yield position, ChatRequest(messages, options.params, estimate)
 
     async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from holysheep_nb.config import RetryPolicy
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
@@ -103,8 +105,10 @@ def budget_hold(headers: Mapping[str, str], in_flight: int) -> float | None:
 def _budget(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
     """``(units left, seconds to reset)`` from the ``x-ratelimit-*-<kind>`` headers."""
     remaining = _header(headers, f"x-ratelimit-remaining-{kind}")
+    if remaining is None:  # most servers: one lookup per answer, on the hot path
+        return None
     reset = _header(headers, f"x-ratelimit-reset-{kind}")
-    if remaining is None or reset is None:
+    if reset is None:
         return None
     left, wait = _finite_float(remaining), parse_duration(reset)
     return None if left is None or wait is None else (left, wait)
@@ -132,8 +136,8 @@ def next_delay(
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
-    if value is None:
-        value = headers.get(name.title())
+    if value is None and not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        value = headers.get(name.title())  # a plain dict; aiohttp's headers ignore case
     return value.strip() if isinstance(value, str) else None
 
 
