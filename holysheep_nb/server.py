@@ -22,22 +22,11 @@ modules, each owning one idea:
 
 from __future__ import annotations
 
-# Besides the public names in ``__all__``, the ``x as x`` imports keep the helpers that were
-# importable from here before the split (tests import ``parse_marker`` from here).
 from holysheep_nb._server_cli import ServerProcess, cli, config_args, parse_cli
 from holysheep_nb._server_config import Latency, ServerConfig
-from holysheep_nb._server_faults import FAULT_KINDS, Faults
-from holysheep_nb._server_faults import error_response as error_response
-from holysheep_nb._server_faults import fault_response as fault_response
-from holysheep_nb._server_faults import json_response as json_response
-from holysheep_nb._server_faults import parse_marker as parse_marker
-from holysheep_nb._server_faults import unauthorized as unauthorized
+from holysheep_nb._server_faults import FAULT_KINDS, Faults, parse_marker
 from holysheep_nb._server_labels import estimate_tokens, prompt_digest
-from holysheep_nb._server_limits import SlidingWindow as SlidingWindow
-from holysheep_nb._server_limits import ceil_ms as ceil_ms
-from holysheep_nb._server_limits import limit_headers as limit_headers
 from holysheep_nb._server_local import LocalServer, RunningServer, start_server
-from holysheep_nb.errors import ConfigError as ConfigError
 
 __all__ = [
     "FAULT_KINDS",
@@ -51,6 +40,7 @@ __all__ = [
     "config_args",
     "estimate_tokens",
     "parse_cli",
+    "parse_marker",
     "prompt_digest",
     "start_server",
 ]
