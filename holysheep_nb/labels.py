@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,8 @@ class LabelSet:
     multi: bool = False
     instructions: str | None = None
     structured: bool = True
+    #: Each label by its matching form (``_key``), built once: ``read`` runs once per row.
+    _lookup: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         labels = self.labels
@@ -75,9 +77,9 @@ class LabelSet:
                     f"a label cannot contain {what} (they separate labels in an answer), "
                     f"got {label!r}"
                 )
-        seen: dict[str, str] = {}
+        lookup: dict[str, str] = {}
         for label in labels:
-            other = seen.setdefault(_key(label), label)
+            other = lookup.setdefault(_key(label), label)
             if other is not label:
                 raise ConfigError(
                     f"labels {other!r} and {label!r} only differ in case, spacing or quotes, so "
@@ -90,6 +92,7 @@ class LabelSet:
         if not isinstance(self.multi, bool) or not isinstance(self.structured, bool):
             raise ConfigError("multi and structured must be True or False")
         object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "_lookup", lookup)
 
     # --- asking ---------------------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class LabelSet:
     def read(self, answer: str) -> tuple[str | list[str] | None, str | None]:
         """``(label or labels, None)`` for an answer on the set, else ``(None, error)``."""
         items = _answer_items(answer, self.multi)
-        by_key = self._by_key()
+        by_key = self._lookup
         found: list[str] = []
         off: list[str] = []
         for item in items:
@@ -168,9 +171,6 @@ class LabelSet:
         if len(found) > 1:
             return None, f"{OFF_LABEL}: {_shown(answer)} (more than one label)"
         return found[0], None
-
-    def _by_key(self) -> dict[str, str]:
-        return {_key(label): label for label in self.labels}
 
     def apply(self, out: pd.DataFrame) -> tuple[pd.DataFrame, Hashable]:
         """Add the label column before ``response``, and an error where an answer is off the set.

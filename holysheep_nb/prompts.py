@@ -111,6 +111,8 @@ def invalid_text(text: str) -> str | None:
 
     Such a row gets this as its error rather than a silently altered prompt.
     """
+    if text.isascii():  # O(1) in CPython: most prompts skip the encoding below
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
