@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from holysheep_nb.chat import invalid_text
 from holysheep_nb.errors import ConfigError
 
 __all__ = [
@@ -301,7 +302,7 @@ class ResponseCache:
         except UnicodeEncodeError:
             # A response can hold a lone surrogate (a JSON "\ud800" escape). SQLite stores only
             # valid UTF-8, so such answers are not cached rather than failing the whole batch.
-            self._run(self._write, [row for row in rows if _is_utf8(row[1])])
+            self._run(self._write, [row for row in rows if invalid_text(row[1]) is None])
         self._pending.clear()
         self._last_flush = self._clock()
 
@@ -503,14 +504,6 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return (code & 0xFF) in _BUSY_CODES
     return "locked" in str(exc)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

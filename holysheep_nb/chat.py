@@ -31,6 +31,21 @@ class ChatRequest:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def invalid_text(text: str) -> str | None:
+    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate from a bad decode), or None.
+
+    A prompt row gets this as its error rather than a silently altered prompt; the cache
+    skips answers that fail it (SQLite stores only valid UTF-8).
+    """
+    if text.isascii():  # O(1) in CPython: most prompts skip the encoding below
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start}"
+    return None
+
+
 def build_messages(prompt: str, system: str | None) -> tuple[dict[str, str], ...]:
     """The message list for one prompt, with the system message first when given."""
     if system:

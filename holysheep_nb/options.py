@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from holysheep_nb.chat import RESERVED_PARAMS
+from holysheep_nb.chat import RESERVED_PARAMS, invalid_text
 from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.prompts import invalid_text
 from holysheep_nb.report import Prices
 
 CacheOption = bool | str | os.PathLike[str]
@@ -105,7 +104,9 @@ def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
             "model=..., builds the messages from the rows, and reads one answer per row"
         )
     try:
-        json.dumps(params, allow_nan=False)
+        encoded = json.dumps(params, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"extra request parameters must be JSON values: {exc}") from None
+    if problem := invalid_text(encoded):  # the body is sent as UTF-8, as written
+        raise ConfigError(f"extra request parameters: the text {problem}")
     return params

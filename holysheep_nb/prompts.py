@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from holysheep_nb.chat import invalid_text
 from holysheep_nb.errors import ConfigError
 
 MISSING_PROMPT = "missing prompt"
@@ -104,20 +105,6 @@ def _prompt_from_text(text: str) -> Prompt:
         return Prompt(None, MISSING_PROMPT)
     problem = invalid_text(text)
     return Prompt(None, f"prompt {problem}") if problem else Prompt(text)
-
-
-def invalid_text(text: str) -> str | None:
-    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate from a bad decode), or None.
-
-    Such a row gets this as its error rather than a silently altered prompt.
-    """
-    if text.isascii():  # O(1) in CPython: most prompts skip the encoding below
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start}"
-    return None
 
 
 def template_fields(template: str) -> tuple[str, ...]:

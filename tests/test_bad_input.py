@@ -117,6 +117,8 @@ RAISES: dict[str, Raises] = {
     "reserved parameter": Raises({"stream": True}, "stream cannot be passed through"),
     "parameter not JSON": Raises({"temperature": object()}, "must be JSON values"),
     "parameter NaN": Raises({"temperature": math.nan}, "must be JSON values"),
+    "parameter with a lone surrogate": Raises({"stop": ["\ud83d"]}, "not valid Unicode"),
+    "system with a lone surrogate": Raises({"system": "be \ud83d brief"}, "not valid Unicode"),
     # the key (SPEC §5: name HOLYSHEEP_API_KEY, for any non-loopback base_url)
     "no key for a remote URL": Raises({"base_url": "https://api.example.test/v1"},
                                       "HOLYSHEEP_API_KEY", error=MissingAPIKeyError, local=False),
