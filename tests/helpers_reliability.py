@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability, security and bad-input tests (issue 8).
+"""Shared pieces of the accessor, reliability, security and bad-input tests.
 
 Everything here talks only to 127.0.0.1, to servers the calling test started, and every wait
 is bounded.
@@ -176,3 +176,9 @@ def make_tls_files(folder: Path) -> TLSFiles:
              "-CAcreateserial", "-out", "server.pem", "-days", "2",
              "-extfile", "server.ext", cwd=folder)  # fmt: skip
     return TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+
+
+def client_tasks() -> list[str]:
+    """Names of the engine's and the job's tasks still alive on this loop."""
+    names = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]  # type: ignore[union-attr]
+    return [name for name in names if name.startswith(("_Run.", "CompletionJob."))]

@@ -13,9 +13,17 @@ import pytest
 import holysheep_nb
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
+from tests.helpers_reliability import client_tasks
 
-RESULT_COLUMNS = ["response", "error", "latency", "cached", "attempts", "prompt_tokens",
-                  "completion_tokens"]
+RESULT_COLUMNS = [
+    "response",
+    "error",
+    "latency",
+    "cached",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+]
 
 
 @pytest.fixture
@@ -28,12 +36,6 @@ async def echo() -> AsyncIterator[RunningServer]:
 def threaded_echo() -> Iterator[LocalServer]:
     with LocalServer(ServerConfig(echo=True)) as server:
         yield server
-
-
-def client_tasks() -> list[str]:
-    """Names of the engine's and the job's tasks still alive on this loop."""
-    names = [task.get_coro().__qualname__ for task in asyncio.all_tasks()]  # type: ignore[union-attr]
-    return [name for name in names if name.startswith(("_Run.", "CompletionJob."))]
 
 
 def requests_at(server: RunningServer | LocalServer) -> int:
@@ -88,9 +90,7 @@ async def test_missing_prompts_are_not_sent(echo: RunningServer) -> None:
 
 
 async def test_non_string_prompts_are_sent_as_their_string_form(echo: RunningServer) -> None:
-    frame = pd.DataFrame(
-        {"num": [1, 2.5, -3], "cat": pd.Categorical(["a", "b", "a"])}
-    )
+    frame = pd.DataFrame({"num": [1, 2.5, -3], "cat": pd.Categorical(["a", "b", "a"])})
     out = await frame.holysheep.acomplete("num", base_url=echo.base_url, cache=False)
     assert out["response"].tolist() == ["1.0", "2.5", "-3.0"]
     out = await frame.holysheep.acomplete("cat", base_url=echo.base_url, cache=False)
@@ -99,7 +99,11 @@ async def test_non_string_prompts_are_sent_as_their_string_form(echo: RunningSer
 
 async def test_template_formats_rows_and_flags_missing_values(echo: RunningServer) -> None:
     frame = pd.DataFrame(
-        {"title": ["Kettle", "Lamp", None], "body": ["boils fast", None, "x"], "price": [9.5, 20, 3]}
+        {
+            "title": ["Kettle", "Lamp", None],
+            "body": ["boils fast", None, "x"],
+            "price": [9.5, 20, 3],
+        }
     )
     out = await frame.holysheep.acomplete(
         template="Label: {title} / {body} ({price:.2f})", base_url=echo.base_url, cache=False

@@ -22,7 +22,7 @@ import pytest
 
 from holysheep_nb.errors import ConfigError, MissingAPIKeyError
 from holysheep_nb.server import RunningServer, ServerConfig, start_server
-from tests.helpers_reliability import bounded, refused_port
+from tests.helpers_reliability import bounded, client_tasks, refused_port
 
 RESULT_COLUMNS = ["response", "error", "latency", "cached", "attempts", "prompt_tokens",
                   "completion_tokens"]  # fmt: skip
@@ -367,10 +367,12 @@ async def test_a_cancelled_bad_run_leaves_nothing_behind(echo: RunningServer) ->
             frame.holysheep.acomplete("text", base_url=f"http://127.0.0.1:{port}/v1",
                                       max_retries=10, cache=False, progress=False)
         )  # fmt: skip
-        await asyncio.sleep(0.2)
+        for _ in range(500):  # until the workers are running (and failing, and backing off)
+            await asyncio.sleep(0.01)
+            if any(name.startswith("_Run.work") for name in client_tasks()):
+                break
+        assert client_tasks(), "the run never started"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await bounded(task, 2.0, "cancelling the run")
-    alive = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    names = [t.get_coro().__qualname__ for t in alive]  # type: ignore[union-attr]
-    assert [n for n in names if n.startswith(("_Run.", "CompletionJob."))] == []
+    assert client_tasks() == []
