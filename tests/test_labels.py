@@ -17,7 +17,7 @@ from holysheep_nb import Prices
 from holysheep_nb.config import RateLimits
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.labels import LabelSet
-from holysheep_nb.server import RunningServer, ServerConfig, start_server
+from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.scripted import BASE_URL, URL, ok_body
 
 SENTIMENT = ["positive", "negative", "neutral"]
@@ -239,8 +239,6 @@ async def test_multi_label_rows_hold_lists(labeller: RunningServer) -> None:
 
 
 def test_series_label_and_sync_label_in_a_script(tmp_path: Path) -> None:
-    from holysheep_nb.server import LocalServer
-
     with LocalServer() as server:
         series = pd.Series(REVIEWS[:2], name="review")
         out = series.holysheep.label(
