@@ -8,8 +8,8 @@ from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
 from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.report import Prices, RunReport
-from holysheep_nb.results import RowResult, RunStats
 
 __version__ = "0.1.0"
 
@@ -21,10 +21,11 @@ __all__ = [
     "EngineSettings",
     "HolySheepError",
     "MissingAPIKeyError",
+    "OutcomeKind",
     "Prices",
     "RateLimits",
     "RetryPolicy",
-    "RowResult",
+    "RowOutcome",
     "RunReport",
     "RunStats",
     "__version__",

@@ -1,10 +1,12 @@
 """The async engine: sends chat-completion requests concurrently, within limits, with retries.
 
 ``CompletionEngine.run`` takes an iterable of ``(row_id, ChatRequest)`` and reports one
-``RowResult`` per row through a callback as soon as the row is done. ``max_concurrent``
+``RowOutcome`` per row through a callback as soon as the row is done. ``max_concurrent``
 workers pull rows from the shared iterator, so tasks and memory are bounded by the
-concurrency, not the number of rows, and no row waits for another row's chunk.
-Knows nothing of pandas, tqdm or the cache.
+concurrency, not the number of rows, and no row waits for another row's chunk. The
+iterable may also carry rows whose outcome is already known (an answer from the cache, a
+missing prompt) as ``(row_id, RowOutcome)``: they pass through the same reader, tally and
+callback, so every row is counted in one place. Knows nothing of pandas, tqdm or the cache.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from holysheep_nb.chat import Answer, ChatRequest, MalformedAnswer, error_detail
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.config import Endpoint, EngineSettings, is_loopback, ssl_option
 from holysheep_nb.errors import redact
+from holysheep_nb.outcome import AnswerReader, OutcomeKind, RowOutcome, RunStats, read_answer
 from holysheep_nb.ratelimit import Throttle
-from holysheep_nb.results import RowResult, RunStats
 from holysheep_nb.retry import (
     Verdict,
     budget_hold,
@@ -36,7 +38,9 @@ from holysheep_nb.retry import (
 #: aiohttp's own threshold (``TOO_LARGE_BYTES_BODY``) above which a bytes body blocks and warns.
 _LARGE_BODY = 1 << 20
 
-ResultCallback = Callable[[RowResult], None]
+ResultCallback = Callable[[RowOutcome], None]
+#: What a run's iterable yields: a request to send, or a row whose outcome is already known.
+RowWork = tuple[Hashable, ChatRequest | RowOutcome]
 
 
 class CompletionEngine:
@@ -62,20 +66,23 @@ class CompletionEngine:
 
     async def run(
         self,
-        requests: Iterable[tuple[Hashable, ChatRequest]],
+        requests: Iterable[RowWork],
         on_result: ResultCallback,
         *,
         stats: RunStats | None = None,
+        reader: AnswerReader | None = None,
     ) -> RunStats:
         """Send every request; call ``on_result`` once per row as it finishes; return the stats.
 
+        ``reader`` turns each answer (sent or passed in) into the row's value, or rejects it
+        with ``AnswerRejected`` (an answer off the label set), before the row is counted.
         Cancellation (an interrupt) stops every worker, cancels requests in flight and closes
         the session before it propagates; rows already reported stay reported.
         """
         stats = stats if stats is not None else RunStats()
         stats.started = self.clock.now()
         try:
-            await _Run(self, on_result, stats).execute(iter(requests))
+            await _Run(self, on_result, stats, reader).execute(iter(requests))
         finally:
             stats.finished = self.clock.now()
         return stats
@@ -95,19 +102,27 @@ class _Outcome:
     verdict: Verdict
     answer: Answer | None = None
     status: int | None = None
-    kind: str = ""
+    kind: OutcomeKind = OutcomeKind.OK
     detail: str = ""
     retry_after: float | None = None
 
 
-_TIMEOUT = _Outcome(Verdict.RETRY, kind="timeout")
+_TIMEOUT = _Outcome(Verdict.RETRY, kind=OutcomeKind.TIMEOUT)
+_KIND_OF_VERDICT = {Verdict.RETRY: OutcomeKind.SERVER, Verdict.AUTH: OutcomeKind.AUTH}
 
 
 class _Run:
     """The state of one run: session, throttle, counters and the auth-abort flag."""
 
-    def __init__(self, engine: CompletionEngine, on_result: ResultCallback, stats: RunStats):
+    def __init__(
+        self,
+        engine: CompletionEngine,
+        on_result: ResultCallback,
+        stats: RunStats,
+        reader: AnswerReader | None,
+    ):
         self.engine = engine
+        self.reader = reader
         self.clock = engine.clock
         self.policy = engine.settings.retry
         self.on_result = on_result
@@ -121,7 +136,7 @@ class _Run:
         self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
         self.session: aiohttp.ClientSession | None = None
 
-    async def execute(self, rows: Iterator[tuple[Hashable, ChatRequest]]) -> None:
+    async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
         connector = aiohttp.TCPConnector(
             limit=settings.max_concurrent, ssl=ssl_option(self.engine.endpoint.verify)
@@ -142,24 +157,22 @@ class _Run:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
 
-    async def work(self, rows: Iterator[tuple[Hashable, ChatRequest]]) -> None:
-        for row_id, request in rows:
-            if self.auth_error is not None:
+    async def work(self, rows: Iterator[RowWork]) -> None:
+        for row_id, item in rows:
+            if isinstance(item, RowOutcome):
+                self.report(item)
+            elif self.auth_error is not None:
                 self.report(self.not_sent(row_id, None))
             else:
-                self.report(await self.complete(row_id, request))
+                self.report(await self.complete(row_id, item))
 
-    def report(self, result: RowResult) -> None:
-        stats = self.stats
-        if result.error is None:
-            stats.succeeded += 1
-        else:
-            stats.failed += 1
-        stats.prompt_tokens += result.prompt_tokens or 0
-        stats.completion_tokens += result.completion_tokens or 0
-        self.on_result(result)
+    def report(self, outcome: RowOutcome) -> None:
+        """Read the answer, count the row once, and hand it to the caller."""
+        outcome = read_answer(outcome, self.reader)
+        self.stats.record(outcome)
+        self.on_result(outcome)
 
-    async def complete(self, row_id: Hashable, request: ChatRequest) -> RowResult:
+    async def complete(self, row_id: Hashable, request: ChatRequest) -> RowOutcome:
         """One row through attempts and waits until it has its final outcome."""
         clock = self.clock
         body = request.body(self.engine.endpoint.model)
@@ -182,8 +195,9 @@ class _Run:
                 used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
                 if used:
                     self.throttle.settle_tokens(estimate, used)
-                return RowResult(
+                return RowOutcome(
                     row_id,
+                    OutcomeKind.OK,
                     response=answer.text,
                     latency=clock.now() - started,
                     attempts=attempts,
@@ -198,7 +212,6 @@ class _Run:
             self.stats.retries += 1
             if outcome.status == 429:
                 # A 429 speaks for the whole account: hold every new send, not just this row.
-                self.stats.rate_limited += 1
                 self.throttle.pause_until(clock.now() + delay)
                 continue
             try:
@@ -222,10 +235,13 @@ class _Run:
         except (asyncio.TimeoutError, TimeoutError):
             return _TIMEOUT
         except aiohttp.ClientError as exc:
-            return _Outcome(Verdict.RETRY, kind="connection", detail=describe_exception(exc))
+            return _Outcome(
+                Verdict.RETRY, kind=OutcomeKind.CONNECTION, detail=describe_exception(exc)
+            )
         finally:
             stats.in_flight -= 1
-        stats.status_counts[status] += 1
+        if status == 429:
+            stats.rate_limited += 1
         hold = budget_hold(headers, stats.in_flight)
         if hold:
             self.throttle.pause_until(self.clock.now() + min(hold, self.policy.max_retry_after))
@@ -234,11 +250,13 @@ class _Run:
             try:
                 return _Outcome(verdict, answer=parse_answer(raw), status=status)
             except MalformedAnswer as exc:
-                return _Outcome(Verdict.RETRY, status=status, kind="malformed", detail=str(exc))
+                return _Outcome(
+                    Verdict.RETRY, status=status, kind=OutcomeKind.MALFORMED, detail=str(exc)
+                )
         retry_after = (
             parse_retry_after(headers, self.clock.wall()) if verdict is Verdict.RETRY else None
         )
-        kind = {Verdict.RETRY: "server", Verdict.AUTH: "auth"}.get(verdict, "http")
+        kind = _KIND_OF_VERDICT.get(verdict, OutcomeKind.HTTP)
         return _Outcome(
             verdict, status=status, kind=kind, detail=error_detail(raw), retry_after=retry_after
         )
@@ -251,21 +269,22 @@ class _Run:
 
     def failed(
         self, row_id: Hashable, outcome: _Outcome, attempts: int, latency: float
-    ) -> RowResult:
-        return RowResult(
+    ) -> RowOutcome:
+        return RowOutcome(
             row_id,
-            error=redact(error_line(outcome, attempts), self.key),
-            error_kind=outcome.kind,
+            outcome.kind,
+            status=outcome.status,
+            detail=redact(outcome.detail, self.key),
             latency=latency,
             attempts=attempts,
         )
 
-    def not_sent(self, row_id: Hashable, started: float | None, attempts: int = 0) -> RowResult:
+    def not_sent(self, row_id: Hashable, started: float | None, attempts: int = 0) -> RowOutcome:
         latency = None if started is None else self.clock.now() - started
-        return RowResult(
+        return RowOutcome(
             row_id,
-            error=f"not sent: {self.auth_error}",
-            error_kind="auth",
+            OutcomeKind.NOT_SENT,
+            detail=self.auth_error or "",
             latency=latency,
             attempts=attempts,
         )
@@ -288,22 +307,6 @@ class _Run:
             aborted.cancel()
         if self.abort.is_set():
             raise _Aborted
-
-
-def error_line(outcome: _Outcome, attempts: int) -> str:
-    """The row's ``error`` text: one short readable line naming the cause."""
-    tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
-    if outcome.kind == "auth":
-        return f"authentication failed (HTTP {outcome.status}): {outcome.detail}"
-    if outcome.kind == "http":
-        return f"HTTP {outcome.status}: {outcome.detail}"
-    if outcome.kind == "server":
-        return f"HTTP {outcome.status} {tries}: {outcome.detail}"
-    if outcome.kind == "timeout":
-        return f"timeout {tries}"
-    if outcome.kind == "malformed":
-        return f"malformed response {tries}: {outcome.detail}"
-    return f"connection error {tries}: {outcome.detail}"
 
 
 def describe_exception(exc: BaseException) -> str:

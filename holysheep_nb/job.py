@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,14 @@ import pandas as pd
 
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
-from holysheep_nb.clock import Clock
-from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.clock import Clock, SystemClock
+from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.labels import LabelSet
 from holysheep_nb.options import JobOptions
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.progress import RunProgress
-from holysheep_nb.prompts import PromptSource
+from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
-from holysheep_nb.results import RowResult, RunStats
 
 REPORT_ATTR = "holysheep_report"
 #: How often the progress bar is redrawn and pending answers are flushed to the cache. It
@@ -40,7 +39,7 @@ _STR_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
 class ResultColumns:
     """The result columns of a run, filled by row position as outcomes arrive."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, *, keep_values: bool = False) -> None:
         self.response: list[str | None] = [None] * rows
         self.error: list[str | None] = [None] * rows
         self.latency = np.full(rows, np.nan)
@@ -48,31 +47,23 @@ class ResultColumns:
         self.attempts = np.zeros(rows, dtype=np.int64)
         self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
         self.completion_tokens = np.full(rows, -1, dtype=np.int64)
+        #: What the answer reader made of each answer (labels); kept only when there is one.
+        self.values: list[Any] | None = [None] * rows if keep_values else None
 
-    def record(self, position: int, result: RowResult) -> None:
-        """Store an outcome from the engine."""
-        self.response[position] = result.response
-        self.error[position] = result.error
-        if result.latency is not None:
-            self.latency[position] = result.latency
-        self.attempts[position] = result.attempts
-        if result.prompt_tokens is not None:
-            self.prompt_tokens[position] = result.prompt_tokens
-        if result.completion_tokens is not None:
-            self.completion_tokens[position] = result.completion_tokens
-
-    def record_cached(self, position: int, answer: CachedAnswer) -> None:
-        """Store an answer served from the cache (nothing sent: latency stays NaN)."""
-        self.response[position] = answer.response
-        self.cached[position] = True
-        if answer.prompt_tokens is not None:
-            self.prompt_tokens[position] = answer.prompt_tokens
-        if answer.completion_tokens is not None:
-            self.completion_tokens[position] = answer.completion_tokens
-
-    def record_unsent(self, position: int, error: str) -> None:
-        """Store the error of a row that was never sent (missing prompt or value)."""
-        self.error[position] = error
+    def record(self, position: int, outcome: RowOutcome) -> None:
+        """Store a row's final outcome."""
+        self.response[position] = outcome.response
+        self.error[position] = outcome.error
+        if outcome.latency is not None:
+            self.latency[position] = outcome.latency
+        self.cached[position] = outcome.cached
+        self.attempts[position] = outcome.attempts
+        if outcome.prompt_tokens is not None:
+            self.prompt_tokens[position] = outcome.prompt_tokens
+        if outcome.completion_tokens is not None:
+            self.completion_tokens[position] = outcome.completion_tokens
+        if self.values is not None:
+            self.values[position] = outcome.value
 
     def to_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A new frame: ``frame``'s columns and index plus the result columns."""
@@ -95,19 +86,19 @@ class Timeline:
     """Requests, retries and 429s per second of the run, sampled from the periodic tick.
 
     Sampling the engine's counters once a second costs nothing per request, and is enough
-    to show 429 cool-downs and retry bursts in ``report.plot()``.
+    to show 429 cool-downs and retry bursts in ``report.plot()``. ``now`` is the run's clock.
     """
 
-    def __init__(self, stats: RunStats, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stats: RunStats, now: Callable[[], float]) -> None:
         self._stats = stats
-        self._clock = clock
-        self._start = clock()
+        self._now = now
+        self._start = now()
         self._marks: list[tuple[int, int, int]] = [(0, 0, 0)]
 
     def sample(self) -> None:
         """Record the counters once for each whole second that has passed."""
         stats = self._stats
-        while self._clock() - self._start >= len(self._marks):
+        while self._now() - self._start >= len(self._marks):
             self._marks.append((stats.requests_sent, stats.retries, stats.rate_limited))
 
     def per_second(self) -> tuple[tuple[float, int, int, int], ...]:
@@ -135,7 +126,12 @@ class RunPlan:
 
 
 class CompletionJob:
-    """Runs every row of ``source`` through the engine and returns the result frame."""
+    """Runs every row of ``source`` through the engine and returns the result frame.
+
+    With ``labels``, every answer is read against the label set as it arrives (an answer
+    off the set is that row's failure from the moment it is recorded) and the label column
+    is added to the frame.
+    """
 
     def __init__(
         self,
@@ -149,12 +145,13 @@ class CompletionJob:
         self.source = source
         self.options = options
         self.labels = labels
+        self.clock = clock or SystemClock()
         self.engine = CompletionEngine(
-            options.endpoint, options.settings, clock=clock, jitter=jitter
+            options.endpoint, options.settings, clock=self.clock, jitter=jitter
         )
         self.stats = RunStats()
-        self.columns = ResultColumns(len(source))
-        self.timeline = Timeline(self.stats)
+        self.columns = ResultColumns(len(source), keep_values=labels is not None)
+        self.timeline = Timeline(self.stats, self.clock.now)
 
     async def run(self) -> pd.DataFrame:
         """Send what is not cached, store answers as they come, and build the new frame."""
@@ -163,21 +160,25 @@ class CompletionJob:
         progress = RunProgress(len(self.source), enabled=options.progress)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, str] = {}
+        columns = self.columns
 
-        def on_result(result: RowResult) -> None:
-            position: int = result.row_id  # type: ignore[assignment]
-            self.columns.record(position, result)
+        def on_result(outcome: RowOutcome) -> None:
+            position: int = outcome.row_id  # type: ignore[assignment]
+            columns.record(position, outcome)
             key = waiting_for_answer.pop(position, None)
-            if key is not None and result.response is not None and cache is not None:
+            if key is not None and outcome.response is not None and cache is not None:
+                # Paid for, so kept: also an answer the reader rejected (off the label set).
                 cache.put(
                     key,
-                    CachedAnswer(result.response, result.prompt_tokens, result.completion_tokens),
+                    CachedAnswer(
+                        outcome.response, outcome.prompt_tokens, outcome.completion_tokens
+                    ),
                 )
-            progress.row_done(result.error is None)
 
+        reader = self.labels.read if self.labels is not None else None
         try:
             await self.engine.run(
-                self._requests(cache, progress, waiting_for_answer), on_result, stats=self.stats
+                self._work(cache, waiting_for_answer), on_result, stats=self.stats, reader=reader
             )
         finally:
             ticker.cancel()
@@ -196,22 +197,25 @@ class CompletionJob:
         """
         options = self.options
         cache = ResponseCache.open(options.cache) if options.cache is not False else None
-        to_send = input_tokens = 0
+        to_send = cached = input_tokens = 0
         try:
-            for _, request in self._requests(cache, RunProgress(0, enabled=False), {}):
+            for _, item in self._work(cache, {}):
+                if isinstance(item, RowOutcome):
+                    cached += item.cached
+                    continue
                 to_send += 1
-                input_tokens += request.estimated_tokens - (options.max_tokens or 0)
+                input_tokens += item.estimated_tokens - (options.max_tokens or 0)
         finally:
             if cache is not None:
                 cache.close()
         rows = len(self.source)
-        cached = int(self.columns.cached.sum())
         return RunPlan(rows, to_send, cached, rows - to_send - cached, input_tokens)
 
-    def _requests(
-        self, cache: ResponseCache | None, progress: RunProgress, waiting: dict[int, str]
-    ) -> Iterator[tuple[int, ChatRequest]]:
-        """Rows to send, one chunk prepared at a time; cached and missing rows are filled here."""
+    def _work(
+        self, cache: ResponseCache | None, waiting: dict[int, str]
+    ) -> Iterator[RowWork]:
+        """Every row in order, one chunk prepared at a time: a request to send, or the row's
+        outcome when it is already known (answered from the cache, or no prompt to send)."""
         options = self.options
         endpoint = options.endpoint
         key_of = (
@@ -219,27 +223,27 @@ class CompletionJob:
             if cache is not None
             else None
         )
-        columns = self.columns
         rows = len(self.source)
         max_tokens = options.max_tokens
         for start in range(0, rows, options.chunk_size):
             stop = min(rows, start + options.chunk_size)
             batch: list[tuple[int, tuple[dict[str, str], ...]]] = []
+            missing: dict[int, str] = {}
             for position, prompt in enumerate(self.source.chunk(start, stop), start):
                 if prompt.text is None:
-                    columns.record_unsent(position, prompt.error or "missing prompt")
-                    progress.row_done(False)
+                    missing[position] = prompt.error or MISSING_PROMPT
                 else:
                     batch.append((position, build_messages(prompt.text, options.system)))
             keys = [key_of(messages) for _, messages in batch] if key_of is not None else []
             hits = cache.get_many(keys) if cache is not None and keys else {}
+            for position, reason in missing.items():
+                yield position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
             for index, (position, messages) in enumerate(batch):
                 if key_of is not None:
                     key = keys[index]
                     hit = hits.get(key)
                     if hit is not None:
-                        columns.record_cached(position, hit)
-                        progress.row_done(True, cached=True)
+                        yield position, _cached_outcome(position, hit)
                         continue
                     waiting[position] = key
                 estimate = estimate_tokens(messages, max_tokens)
@@ -255,17 +259,31 @@ class CompletionJob:
 
     def _result(self) -> pd.DataFrame:
         out = self.columns.to_frame(self.source.frame)
-        label_column = None
+        label_counts = None
         if self.labels is not None:
-            out, label_column = self.labels.apply(out)
+            assert self.columns.values is not None
+            out = self.labels.add_column(out, self.columns.values)
+            label_counts = self.labels.counts(self.columns.values)
         stats = self.stats
         elapsed = (stats.finished or stats.started) - stats.started
-        out.attrs[REPORT_ATTR] = RunReport.from_frame(
-            out,
-            stats=stats,
+        out.attrs[REPORT_ATTR] = RunReport.from_run(
+            stats,
+            latency=self.columns.latency,
             elapsed=elapsed,
             prices=self.options.prices,
-            label_column=label_column,
+            labels=label_counts,
             timeline=self.timeline.per_second(),
         )
         return out
+
+
+def _cached_outcome(position: int, answer: CachedAnswer) -> RowOutcome:
+    """The outcome of a row answered from the cache: nothing sent, so no latency, no cost."""
+    return RowOutcome(
+        position,
+        OutcomeKind.OK,
+        response=answer.response,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        cached=True,
+    )

@@ -2,16 +2,18 @@
 
 ``LabelSet`` turns ``labels=[...]`` into a system prompt and a ``response_format`` JSON
 schema with an enum (for servers that support structured output; the prompt alone works
-everywhere else), then maps each raw answer onto the set. Matching forgives what models do
-(case, spaces, quotes, a trailing full stop, ``**bold**``, a JSON wrapper, a code fence); an
-answer that still matches no label becomes the row's error, never a guessed label.
+everywhere else), then reads each raw answer onto the set as it arrives. Matching forgives
+what models do (case, spaces, quotes, a trailing full stop, ``**bold**``, a JSON wrapper, a
+code fence); an answer that still matches no label is the row's failure from the moment it
+is recorded, never a guessed label.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.outcome import AnswerRejected, OutcomeKind
 
-#: The prefix of the error a row gets when the model answered outside the label set.
-OFF_LABEL = "not in label set"
 #: The result column, or the fallback when the input already has one (often gold labels).
 LABEL_COLUMNS = ("label", "predicted_label")
 
@@ -151,8 +152,12 @@ class LabelSet:
 
     # --- reading --------------------------------------------------------------------------
 
-    def read(self, answer: str) -> tuple[str | list[str] | None, str | None]:
-        """``(label or labels, None)`` for an answer on the set, else ``(None, error)``."""
+    def read(self, answer: str) -> str | list[str]:
+        """The label (a list of labels with ``multi``) an answer names.
+
+        Raises ``AnswerRejected`` (``OFF_LABEL``) when the answer names no label of the set,
+        something outside it, or more than one label where one was asked for.
+        """
         items = _answer_items(answer, self.multi)
         by_key = self._lookup
         found: list[str] = []
@@ -165,42 +170,38 @@ class LabelSet:
                 found.append(label)
         if off or not found:
             shown = ", ".join(_shown(item) for item in off) if off else _shown(answer)
-            return None, f"{OFF_LABEL}: {shown}"
+            raise AnswerRejected(OutcomeKind.OFF_LABEL, shown)
         if self.multi:
-            return sorted(found, key=self.labels.index), None
+            return sorted(found, key=self.labels.index)
         if len(found) > 1:
-            return None, f"{OFF_LABEL}: {_shown(answer)} (more than one label)"
-        return found[0], None
+            raise AnswerRejected(OutcomeKind.OFF_LABEL, f"{_shown(answer)} (more than one label)")
+        return found[0]
 
-    def apply(self, out: pd.DataFrame) -> tuple[pd.DataFrame, Hashable]:
-        """Add the label column before ``response``, and an error where an answer is off the set.
+    def add_column(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
+        """Insert the label column (the rows' read ``values``) before ``response``.
 
-        Returns the frame and the column's name: ``label``, or ``predicted_label`` when the
-        input already has a ``label`` column (gold labels must survive a labelling run).
+        The column is ``label``, or ``predicted_label`` when the input already has a
+        ``label`` column (gold labels must survive a labelling run).
         """
-        values: list[Any] = []
-        errors = out["error"].tolist()
-        for position, (response, error) in enumerate(
-            zip(out["response"].tolist(), errors, strict=True)
-        ):
-            if (error is not None and not pd.isna(error)) or response is None or pd.isna(response):
-                values.append(None)
-                continue
-            label, off = self.read(response)
-            values.append(label)
-            if off is not None:
-                errors[position] = off
-        position = list(out.columns).index("response")
-        result = out.copy(deep=False)
         column: Any = (
             pd.Series(values, index=out.index, dtype=object)
             if self.multi
             else pd.Categorical(values, categories=list(self.labels))
         )
         name = _free_name(out.columns)
-        result.insert(position, name, column)
-        result["error"] = pd.Series(errors, index=out.index, dtype=out["error"].dtype)
-        return result, name
+        result: pd.DataFrame = out.copy(deep=False)
+        result.insert(list(out.columns).index("response"), name, column)
+        return result
+
+    def counts(self, values: list[Any]) -> Counter[str]:
+        """Rows per label over the rows' read ``values`` (a multi-label row counts for each)."""
+        counts: Counter[str] = Counter()
+        for value in values:
+            if isinstance(value, list):
+                counts.update(value)
+            elif value is not None:
+                counts[value] += 1
+        return counts
 
 
 def _free_name(columns: pd.Index) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import std
 
-from holysheep_nb.results import RunStats
+from holysheep_nb.outcome import RunStats
 
 
 def _notebook_tqdm() -> type[std.tqdm] | None:
@@ -36,7 +36,11 @@ def _notebook_tqdm() -> type[std.tqdm] | None:
 
 
 class RunProgress:
-    """Counts finished rows, with succeeded / failed / retried in the postfix."""
+    """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix.
+
+    It counts nothing itself: every figure is read from the run's ``RunStats``, the one
+    tally the report is built from too.
+    """
 
     def __init__(self, total: int, *, enabled: bool = True, description: str = "holysheep"):
         bar_class = _notebook_tqdm() or std.tqdm
@@ -47,20 +51,6 @@ class RunProgress:
             # Only when asked: passing disable at all would override TQDM_DISABLE=1.
             options["disable"] = True
         self._bar = bar_class(smoothing=0.1, **options)
-        self.done = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.cached = 0
-
-    def row_done(self, ok: bool, cached: bool = False) -> None:
-        """Count one finished row (cheap: the bar itself is drawn by ``refresh``)."""
-        self.done += 1
-        if ok:
-            self.succeeded += 1
-        else:
-            self.failed += 1
-        if cached:
-            self.cached += 1
 
     def refresh(self, stats: RunStats) -> None:
         """Bring the bar up to date; called from the run's periodic tick."""
@@ -70,14 +60,14 @@ class RunProgress:
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
         bar.set_postfix(
             {
-                "ok": self.succeeded,
-                "failed": self.failed,
+                "ok": stats.succeeded,
+                "failed": stats.failed,
                 "retried": stats.retries,
-                "cached": self.cached,
+                "cached": stats.cached,
             },
             refresh=False,
         )
-        delta = self.done - bar.n
+        delta = stats.done - bar.n
         if delta:
             bar.update(delta)
         else:

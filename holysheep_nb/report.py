@@ -1,7 +1,7 @@
-"""The run report (SPEC §7): what happened in one run and why rows failed, at a glance.
+"""The run report: what happened in one run and why rows failed, at a glance.
 
-``RunReport.from_frame`` reads a result frame (``response``, ``error``, ``latency``,
-``cached`` and, when present, the token columns) plus the engine's ``RunStats``. The report
+``RunReport.from_run`` reads the run's one tally (``RunStats``: rows by outcome, failures
+by cause, requests, retries, every 429, tokens) and the rows' latencies. The report
 renders as text in a terminal, as an HTML table in a notebook, as a plain dict for logs,
 and plots a latency histogram with the optional matplotlib extra.
 """
@@ -9,18 +9,16 @@ and plots a latency histogram with the optional matplotlib extra.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import pandas as pd
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.results import RunStats
+from holysheep_nb.outcome import RunStats
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,28 +27,7 @@ if TYPE_CHECKING:
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
 
-_MAX_CAUSE = 60
-_ATTEMPTS = re.compile(r"\s+after \d+ attempts?$")
 _PLOT_HINT = "report.plot() needs matplotlib: pip install 'holysheep_nb[plot]'"
-_RESULT_COLUMNS = ("response", "error", "latency", "cached")
-
-
-def failure_cause(error: str) -> str:
-    """Group an ``error`` line by cause: ``HTTP 503 after 6 attempts: x`` -> ``HTTP 503``.
-
-    The cause is the text before the first ``:``, without a ``not sent:`` prefix or an
-    ``after N attempts`` suffix, so the same failure groups together however many attempts
-    it took and whatever the provider said.
-    """
-    lines = str(error).strip().splitlines()
-    line = lines[0].strip() if lines else ""
-    line = line.removeprefix("not sent:").strip()
-    # The column name is part of the cause, and may itself contain a colon.
-    if not line.startswith("missing value for column "):
-        line = _ATTEMPTS.sub("", line.partition(":")[0].strip())
-    if not line:
-        return "unknown error"
-    return line if len(line) <= _MAX_CAUSE else line[: _MAX_CAUSE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -82,7 +59,7 @@ class RunReport:
     not_sent: int  # failed rows never sent: missing prompt or value, or after an auth abort
     failures: tuple[tuple[str, int], ...]  # (cause, rows), most frequent first
     retries: int
-    rate_limited: int  # 429 answers seen
+    rate_limited: int  # every 429 answer the server sent, retried or not
     requests_sent: int
     elapsed: float  # seconds
     throughput: float  # rows per second over ``elapsed``
@@ -98,63 +75,43 @@ class RunReport:
     timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
 
     @classmethod
-    def from_frame(
+    def from_run(
         cls,
-        out: pd.DataFrame,
-        *,
         stats: RunStats,
+        *,
+        latency: np.ndarray,
         elapsed: float,
         prices: Prices | None = None,
-        label_column: Hashable | None = None,
+        labels: Counter[str] | None = None,
         timeline: Iterable[tuple[float, int, int, int]] = (),
     ) -> RunReport:
-        """Build the report of a run from its result frame and the engine's counters.
+        """Build the report of a run from its tally and the rows' latencies.
 
-        Tokens are summed over the rows sent in this run (cached rows cost nothing); when the
-        frame has no token columns, the engine's counters are used instead.
+        ``stats`` is the run's one tally of outcomes and requests; ``latency`` holds each
+        row's latency in seconds (NaN for rows not sent in this run); ``labels`` counts rows
+        per label for a labelling run.
         """
-        missing = [name for name in _RESULT_COLUMNS if name not in out.columns]
-        if missing:
-            raise ConfigError(f"not a holysheep_nb result frame: no column {missing[0]!r}")
-        if label_column is not None and label_column not in out.columns:
-            raise ConfigError(f"label_column {label_column!r} is not a column of the result")
         if not math.isfinite(elapsed) or elapsed < 0:
             raise ConfigError(f"elapsed must be a number of seconds >= 0, got {elapsed!r}")
-
-        errors = out["error"]
-        failed = errors.notna().to_numpy(dtype=bool)
-        cached = out["cached"].eq(True).to_numpy(dtype=bool, na_value=False)
-        latency = pd.to_numeric(out["latency"], errors="coerce").to_numpy(
-            dtype=float, na_value=np.nan
-        )
-        sent = ~np.isnan(latency)
-        latencies = np.sort(latency[sent])
-        causes = Counter(failure_cause(error) for error in errors[failed])
-
-        prompt_tokens = _token_sum(out, "prompt_tokens", ~cached, stats.prompt_tokens)
-        completion_tokens = _token_sum(out, "completion_tokens", ~cached, stats.completion_tokens)
+        latencies = np.sort(latency[~np.isnan(latency)])
         cost = None
         if prices is not None:
             cost = (
-                prompt_tokens * prices.input_per_1k + completion_tokens * prices.output_per_1k
+                stats.prompt_tokens * prices.input_per_1k
+                + stats.completion_tokens * prices.output_per_1k
             ) / 1000
-        labels: Counter[str] = Counter()
-        if label_column is not None:
-            for value in out[label_column].dropna():
-                # multi=True rows hold a list of labels: each one counts for the row.
-                labels.update(map(str, value) if isinstance(value, list) else (str(value),))
 
         def percentile(q: float) -> float | None:
             return float(np.percentile(latencies, q)) if latencies.size else None
 
-        rows = len(out)
+        rows = stats.done
         return cls(
             rows=rows,
-            succeeded=rows - int(failed.sum()),
-            failed=int(failed.sum()),
-            cached=int(cached.sum()),
-            not_sent=int((failed & ~sent & ~cached).sum()),
-            failures=_most_frequent(causes),
+            succeeded=stats.succeeded,
+            failed=stats.failed,
+            cached=stats.cached,
+            not_sent=stats.not_sent,
+            failures=_most_frequent(stats.failures),
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             requests_sent=stats.requests_sent,
@@ -164,11 +121,11 @@ class RunReport:
             latency_p95=percentile(95),
             latency_p99=percentile(99),
             latency_max=float(latencies[-1]) if latencies.size else None,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
             cost=cost,
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
-            labels=_most_frequent(labels),
+            labels=_most_frequent(labels or Counter()),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
         )
 
@@ -315,13 +272,6 @@ def _share(count: int, total: int) -> str:
     """``count`` as a percentage of ``total``; "<0.1%" rather than a misleading "0.0%"."""
     share = count / total
     return "<0.1%" if share < 0.001 else f"{share:.1%}"
-
-
-def _token_sum(out: pd.DataFrame, column: str, sent: np.ndarray, fallback: int) -> int:
-    """Sum ``column`` over the rows this run paid for, or ``fallback`` without the column."""
-    if column not in out.columns:
-        return fallback
-    return int(pd.to_numeric(out[column], errors="coerce")[sent].sum())
 
 
 def _most_frequent(counts: Counter[str]) -> tuple[tuple[str, int], ...]:

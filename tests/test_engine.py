@@ -15,7 +15,7 @@ import pytest
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.engine import CompletionEngine
-from holysheep_nb.results import RowResult, RunStats
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from tests.fakes import FakeClock, ScriptedJitter
 from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 
@@ -45,10 +45,10 @@ def engine(
 
 async def run_all(
     eng: CompletionEngine, prompts: Iterable[str], **params: object
-) -> tuple[dict[int, RowResult], RunStats]:
-    results: dict[int, RowResult] = {}
+) -> tuple[dict[int, RowOutcome], RunStats]:
+    results: dict[int, RowOutcome] = {}
 
-    def keep(result: RowResult) -> None:
+    def keep(result: RowOutcome) -> None:
         assert result.row_id not in results, "a row was reported twice"
         results[result.row_id] = result  # type: ignore[index]
 
@@ -110,7 +110,7 @@ async def test_exhausted_retries_wait_exact_backoff_then_fail(clock: FakeClock) 
         results, stats = await run_all(engine(clock), ["p"])
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0]  # doubling, capped at max_wait=8
     assert results[0].error == "HTTP 503 after 6 attempts: HTML page: Service Unavailable"
-    assert results[0].error_kind == "server"
+    assert results[0].kind is OutcomeKind.SERVER
     assert results[0].attempts == 6
     assert server.count("p") == 6
     assert stats.retries == 5
@@ -246,7 +246,7 @@ async def test_malformed_200_is_retried_then_a_row_error(
         server.script("p", *[Reply(200, body)] * 3)
         results, _ = await run_all(engine(clock, retry=RetryPolicy(max_retries=2)), ["p", "q"])
     assert results[0].error == f"malformed response after 3 attempts: {detail}"
-    assert results[0].error_kind == "malformed"
+    assert results[0].kind is OutcomeKind.MALFORMED
     assert results[1].response == "answer:q"
 
 
@@ -343,7 +343,7 @@ async def test_rows_are_pulled_lazily_and_tasks_stay_bounded(clock: FakeClock) -
             pulled += 1
             yield i, request(f"r{i}")
 
-    def keep(result: RowResult) -> None:
+    def keep(result: RowOutcome) -> None:
         nonlocal reported, widest_gap
         reported += 1
         widest_gap = max(widest_gap, pulled - reported)
@@ -358,7 +358,7 @@ async def test_rows_are_pulled_lazily_and_tasks_stay_bounded(clock: FakeClock) -
 async def test_cancel_stops_workers_closes_session_and_keeps_reported_rows(
     clock: FakeClock,
 ) -> None:
-    reported: list[RowResult] = []
+    reported: list[RowOutcome] = []
     hang = asyncio.Event()
 
     async def handle(url: object, **kwargs: object) -> None:
@@ -393,7 +393,7 @@ async def test_cancel_stops_workers_closes_session_and_keeps_reported_rows(
 
 
 async def test_exception_in_callback_propagates_and_cleans_up(clock: FakeClock) -> None:
-    def explode(result: RowResult) -> None:
+    def explode(result: RowOutcome) -> None:
         raise RuntimeError("callback bug")
 
     with scripted(clock), pytest.raises(RuntimeError, match="callback bug"):

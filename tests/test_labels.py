@@ -17,6 +17,7 @@ from holysheep_nb import Prices
 from holysheep_nb.config import RateLimits
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.labels import LabelSet
+from holysheep_nb.outcome import AnswerRejected, OutcomeKind, RowOutcome
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.scripted import BASE_URL, URL, ok_body
 
@@ -68,7 +69,7 @@ def one_of_label_or_error(out: pd.DataFrame, column: str = "label") -> None:
     ],
 )
 def test_answers_on_the_set_are_normalised_to_the_label(answer: str, label: str) -> None:
-    assert LabelSet(SENTIMENT).read(answer) == (label, None)
+    assert LabelSet(SENTIMENT).read(answer) == label
 
 
 @pytest.mark.parametrize(
@@ -84,10 +85,12 @@ def test_answers_on_the_set_are_normalised_to_the_label(answer: str, label: str)
     ],
 )
 def test_answers_off_the_set_are_errors_never_guesses(answer: str, error: str) -> None:
-    label, got = LabelSet(SENTIMENT).read(answer)
-    assert label is None
-    assert got is not None
-    assert got.startswith(error)
+    with pytest.raises(AnswerRejected) as rejected:
+        LabelSet(SENTIMENT).read(answer)
+    assert rejected.value.kind is OutcomeKind.OFF_LABEL
+    outcome = RowOutcome(0, rejected.value.kind, detail=rejected.value.detail)
+    assert outcome.error is not None
+    assert outcome.error.startswith(error)
 
 
 @pytest.mark.parametrize(
@@ -101,14 +104,12 @@ def test_answers_off_the_set_are_errors_never_guesses(answer: str, error: str) -
     ],
 )
 def test_multi_answers_become_lists_in_label_order(answer: str, labels: list[str]) -> None:
-    assert LabelSet(ASPECTS, multi=True).read(answer) == (labels, None)
+    assert LabelSet(ASPECTS, multi=True).read(answer) == labels
 
 
 def test_multi_answer_with_one_label_off_the_set_is_an_error() -> None:
-    assert LabelSet(ASPECTS, multi=True).read("fit, colour, weight") == (
-        None,
-        "not in label set: 'colour', 'weight'",
-    )
+    with pytest.raises(AnswerRejected, match=r"^'colour', 'weight'$"):
+        LabelSet(ASPECTS, multi=True).read("fit, colour, weight")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import sys
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,83 +16,46 @@ import pandas as pd
 import pytest
 
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.report import MAX_LATENCY_SAMPLE, Prices, RunReport, failure_cause
-from holysheep_nb.results import RunStats
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
+from holysheep_nb.report import MAX_LATENCY_SAMPLE, Prices, RunReport
 
 matplotlib.use("Agg")
 
-NA = np.nan
-
-
-def result_frame(rows: list[tuple[Any, ...]], *, tokens: bool = True) -> pd.DataFrame:
-    """A result frame from (response, error, latency, cached, prompt_tokens, completion_tokens)."""
-    frame: pd.DataFrame = pd.DataFrame(
-        rows,
-        columns=["response", "error", "latency", "cached", "prompt_tokens", "completion_tokens"],
-    )
-    frame["cached"] = frame["cached"].astype(bool)
-    for column in ("prompt_tokens", "completion_tokens"):
-        if tokens:
-            frame[column] = frame[column].astype("Int64")
-        else:
-            del frame[column]
-    return frame
-
+K = OutcomeKind
 
 #: Ten rows: 5 answered (2 from the cache), 5 failed (2 never sent).
-ROWS = [
-    ("positive", NA, 0.5, False, 100, 2),
-    ("negative", NA, 1.5, False, 200, 3),
-    ("positive", NA, 2.5, False, 300, 4),
-    ("positive", NA, NA, True, 1000, 1000),  # tokens of the original run: not paid again
-    ("neutral", NA, NA, True, NA, NA),
-    (NA, "HTTP 400: bad request", 0.25, False, NA, NA),
-    (NA, "timeout after 6 attempts", 60.0, False, NA, NA),
-    (NA, "HTTP 400: context too long: 9000 tokens", 3.0, False, NA, NA),
-    (NA, "missing prompt", NA, False, NA, NA),
-    (NA, "not sent: authentication failed (HTTP 401)", NA, False, NA, NA),
+OUTCOMES = [
+    RowOutcome(0, K.OK, "positive", latency=0.5, prompt_tokens=100, completion_tokens=2),
+    RowOutcome(1, K.OK, "negative", latency=1.5, prompt_tokens=200, completion_tokens=3),
+    RowOutcome(2, K.OK, "positive", latency=2.5, prompt_tokens=300, completion_tokens=4),
+    # Tokens of the original run: not paid again.
+    RowOutcome(3, K.OK, "positive", cached=True, prompt_tokens=1000, completion_tokens=1000),
+    RowOutcome(4, K.OK, "neutral", cached=True),
+    RowOutcome(5, K.HTTP, status=400, detail="bad request", attempts=1, latency=0.25),
+    RowOutcome(6, K.TIMEOUT, attempts=6, latency=60.0),
+    RowOutcome(7, K.HTTP, status=400, detail="context too long", attempts=1, latency=3.0),
+    RowOutcome(8, K.MISSING_PROMPT, detail="missing prompt"),
+    RowOutcome(9, K.NOT_SENT, detail="authentication failed (HTTP 401)"),
 ]
 SENT_LATENCIES = [0.5, 1.5, 2.5, 0.25, 60.0, 3.0]
 
 
-def make_report(frame: pd.DataFrame | None = None, **kwargs: Any) -> RunReport:
-    stats = RunStats(
-        requests_sent=9, retries=4, rate_limited=2, prompt_tokens=7, completion_tokens=8
-    )
-    options: dict[str, Any] = {"stats": stats, "elapsed": 4.0, **kwargs}
-    return RunReport.from_frame(result_frame(ROWS) if frame is None else frame, **options)
+def make_report(
+    outcomes: list[RowOutcome] | None = None, *, with_labels: bool = False, **kwargs: Any
+) -> RunReport:
+    """The report of a run whose rows ended as ``outcomes``, counted by the run's tally."""
+    outcomes = OUTCOMES if outcomes is None else outcomes
+    stats = RunStats(requests_sent=9, retries=4, rate_limited=2)
+    for outcome in outcomes:
+        stats.record(outcome)
+    latency = np.array([np.nan if o.latency is None else o.latency for o in outcomes])
+    labels = Counter(o.response for o in outcomes if o.kind is K.OK) if with_labels else None
+    options: dict[str, Any] = {"latency": latency, "elapsed": 4.0, "labels": labels, **kwargs}
+    return RunReport.from_run(stats, **options)
 
 
-@pytest.mark.parametrize(
-    ("error", "cause"),
-    [
-        ("HTTP 400: <provider message>", "HTTP 400"),
-        ("HTTP 400: context too long: 9000 tokens", "HTTP 400"),
-        ("HTTP 503 after 6 attempts: Service Unavailable", "HTTP 503"),
-        ("HTTP 429 after 1 attempt", "HTTP 429"),
-        ("timeout after 6 attempts", "timeout"),
-        ("connection error after 6 attempts: Connection reset by peer", "connection error"),
-        ("malformed response after 6 attempts: not JSON: <html>", "malformed response"),
-        ("authentication failed (HTTP 401): Incorrect API key", "authentication failed (HTTP 401)"),
-        ("not sent: authentication failed (HTTP 401)", "authentication failed (HTTP 401)"),
-        ("authentication failed (HTTP 403): forbidden", "authentication failed (HTTP 403)"),
-        ("not sent: authentication failed (HTTP 403)", "authentication failed (HTTP 403)"),
-        ("missing prompt", "missing prompt"),
-        ("missing value for column 'title'", "missing value for column 'title'"),
-        ("missing value for column 'a:b'", "missing value for column 'a:b'"),
-        ("not in label set: 'unsure'", "not in label set"),
-        ("quota exceeded: try again tomorrow", "quota exceeded"),
-        ("something odd", "something odd"),
-        ("  spaced out  ", "spaced out"),
-        ("first line: detail\nsecond line", "first line"),
-        ("x" * 80, "x" * 59 + "…"),
-        ("", "unknown error"),
-        (": no cause", "unknown error"),
-    ],
-)
-def test_failure_cause(error: str, cause: str) -> None:
-    assert failure_cause(error) == cause
-    assert len(failure_cause(error)) <= 60
+def answered(latencies: np.ndarray) -> list[RowOutcome]:
+    return [RowOutcome(i, K.OK, "ok", latency=float(t)) for i, t in enumerate(latencies)]
 
 
 def test_counts_and_causes() -> None:
@@ -100,8 +64,8 @@ def test_counts_and_causes() -> None:
     assert (report.cached, report.not_sent) == (2, 2)
     assert report.failures == (
         ("HTTP 400", 2),
-        ("authentication failed (HTTP 401)", 1),
         ("missing prompt", 1),
+        ("not sent: authentication failed (HTTP 401)", 1),
         ("timeout", 1),
     )
     assert (report.requests_sent, report.retries, report.rate_limited) == (9, 4, 2)
@@ -138,11 +102,6 @@ def test_tokens_skip_cached_rows_and_cost_uses_prices() -> None:
     assert make_report().cost is None
 
 
-def test_frame_without_token_columns_uses_engine_counters() -> None:
-    report = make_report(result_frame(ROWS, tokens=False), prices=Prices(1.0, 1.0))
-    assert (report.prompt_tokens, report.completion_tokens) == (7, 8)
-    assert report.cost == pytest.approx(0.015)
-    assert report.succeeded == 5
 
 
 @pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, True, "0.1", None])
@@ -153,37 +112,18 @@ def test_prices_are_validated(value: Any) -> None:
     assert Prices(input_per_1k=0, output_per_1k=1).output_per_1k == 1
 
 
-def test_nullable_dtypes_are_read() -> None:
-    frame: pd.DataFrame = pd.DataFrame(
-        {
-            "response": pd.array(["a", None, None], dtype="str"),
-            "error": pd.array(
-                [None, "HTTP 500 after 6 attempts: x", "missing prompt"], dtype="str"
-            ),
-            "latency": pd.array([0.2, 0.4, None], dtype="Float64"),
-            "cached": pd.array([False, None, False], dtype="boolean"),
-        }
-    )
-    report = make_report(frame)
-    assert (report.succeeded, report.failed, report.cached, report.not_sent) == (1, 2, 0, 1)
-    assert report.failures == (("HTTP 500", 1), ("missing prompt", 1))
-    assert report.latency_max == 0.4
-    assert report.prompt_tokens == 7
 
 
 def test_latency_sample_is_capped_evenly_and_deterministically() -> None:
     n = 50_000
     latencies = np.random.default_rng(7).exponential(0.5, n)
-    frame: pd.DataFrame = pd.DataFrame(
-        {"response": ["ok"] * n, "error": [NA] * n, "latency": latencies, "cached": [False] * n}
-    )
-    report = make_report(frame)
+    report = make_report(answered(latencies))
     assert len(report.latency_sample) == MAX_LATENCY_SAMPLE
     assert report.latency_sample[0] == latencies.min()
     assert report.latency_sample[-1] == latencies.max() == report.latency_max
     assert list(report.latency_sample) == sorted(report.latency_sample)
     assert np.median(report.latency_sample) == pytest.approx(np.median(latencies), rel=0.01)
-    assert make_report(frame).latency_sample == report.latency_sample
+    assert make_report(answered(latencies)).latency_sample == report.latency_sample
     # The repr a notebook saves stays one short line, not 10,000 latencies.
     assert repr(report) == (
         f"RunReport(rows={n}, succeeded={n}, failed=0, cached=0, elapsed={report.elapsed:.3f})"
@@ -194,8 +134,8 @@ def test_latency_sample_is_capped_evenly_and_deterministically() -> None:
     assert printed == [str(report)]
 
 
-def test_empty_frame() -> None:
-    report = make_report(result_frame([]), elapsed=0.0)
+def test_empty_run() -> None:
+    report = make_report([], elapsed=0.0)
     assert (report.rows, report.succeeded, report.failed, report.not_sent) == (0, 0, 0, 0)
     assert report.latency_p50 is report.latency_p95 is report.latency_p99 is None
     assert report.latency_max is None
@@ -206,15 +146,10 @@ def test_empty_frame() -> None:
     json.dumps(report.to_dict())
 
 
-def test_not_a_result_frame() -> None:
-    with pytest.raises(ConfigError, match="no column 'cached'"):
-        make_report(result_frame(ROWS).drop(columns="cached"))
-    with pytest.raises(ConfigError, match="label_column 'label'"):
-        make_report(label_column="label")
 
 
 def test_labels_and_timeline() -> None:
-    report = make_report(label_column="response", timeline=[(0, 3, 1, 0), (1.0, 6, 3, 2)])
+    report = make_report(with_labels=True, timeline=[(0, 3, 1, 0), (1.0, 6, 3, 2)])
     assert report.labels == (("positive", 3), ("negative", 1), ("neutral", 1))
     assert report.timeline == ((0.0, 3, 1, 0), (1.0, 6, 3, 2))
     assert make_report().labels == ()
@@ -223,7 +158,7 @@ def test_labels_and_timeline() -> None:
 
 def test_text_rendering() -> None:
     report = make_report(
-        prices=Prices(input_per_1k=0.5, output_per_1k=2.0), label_column="response"
+        prices=Prices(input_per_1k=0.5, output_per_1k=2.0), with_labels=True
     )
     text = str(report)
     lines = text.splitlines()
@@ -245,9 +180,13 @@ def test_text_rendering() -> None:
 
 
 def test_large_numbers_are_grouped() -> None:
-    report = RunReport.from_frame(
-        result_frame([("ok", NA, 0.1, False, 1_234_567, 23_456)]),
-        stats=RunStats(retries=12_345),
+    stats = RunStats(retries=12_345)
+    stats.record(
+        RowOutcome(0, K.OK, "ok", latency=0.1, prompt_tokens=1_234_567, completion_tokens=23_456)
+    )
+    report = RunReport.from_run(
+        stats,
+        latency=np.array([0.1]),
         elapsed=42.1,
         prices=Prices(input_per_1k=1.0, output_per_1k=1.0),
     )
@@ -259,12 +198,12 @@ def test_large_numbers_are_grouped() -> None:
 
 
 def test_html_is_a_table_and_escapes_everything() -> None:
-    rows = [
-        *ROWS,
-        (NA, "<script>alert(1)</script>", 1.0, False, NA, NA),
-        ("<b>x</b>", NA, 1.0, False, 1, 1),
+    outcomes = [
+        *OUTCOMES,
+        RowOutcome(10, K.MISSING_PROMPT, detail="<script>alert(1)</script>"),
+        RowOutcome(11, K.OK, "<b>x</b>", latency=1.0, prompt_tokens=1, completion_tokens=1),
     ]
-    page = make_report(result_frame(rows), label_column="response")._repr_html_()
+    page = make_report(outcomes, with_labels=True)._repr_html_()
     assert page.startswith("<table")
     assert page.endswith("</table>")
     assert page.count("<tr>") == page.count("</tr>") > 10
@@ -277,25 +216,25 @@ def test_html_is_a_table_and_escapes_everything() -> None:
 
 
 def test_to_dict_round_trips_through_json() -> None:
-    report = make_report(prices=Prices(0.5, 2.0), label_column="response", timeline=[(0, 3, 1, 0)])
+    report = make_report(prices=Prices(0.5, 2.0), with_labels=True, timeline=[(0, 3, 1, 0)])
     data = report.to_dict()
     assert json.loads(json.dumps(data)) == data
     assert data["failures"] == {
         "HTTP 400": 2,
-        "authentication failed (HTTP 401)": 1,
         "missing prompt": 1,
+        "not sent: authentication failed (HTTP 401)": 1,
         "timeout": 1,
     }
     assert data["labels"] == {"positive": 3, "negative": 1, "neutral": 1}
     assert data["timeline"] == [[0.0, 3, 1, 0]]
     assert data["rows"] == 10
     assert data["cost"] == pytest.approx(0.318)
-    assert make_report(result_frame([]), elapsed=0.0).to_dict()["latency_p50"] is None
+    assert make_report([], elapsed=0.0).to_dict()["latency_p50"] is None
 
 
 def test_report_survives_dataframe_attrs_copies() -> None:
-    frame = result_frame(ROWS)
-    report = make_report(frame)
+    frame = pd.DataFrame({"response": ["a", "b", "c"]})
+    report = make_report()
     frame.attrs["holysheep_report"] = report
     assert copy.deepcopy(report) is report
     assert frame.head(2).attrs["holysheep_report"] == report
@@ -325,7 +264,7 @@ def test_plot_on_a_given_axes_and_with_nothing_sent() -> None:
     from matplotlib.figure import Figure
 
     ax = Figure().subplots()
-    assert make_report(result_frame([]), elapsed=0.0).plot(ax=ax) is ax
+    assert make_report([], elapsed=0.0).plot(ax=ax) is ax
     assert not ax.patches
     assert ax.texts[0].get_text() == "no request sent"
 

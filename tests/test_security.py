@@ -31,10 +31,11 @@ from holysheep_nb import (
     CompletionEngine,
     Endpoint,
     EngineSettings,
+    OutcomeKind,
     Prices,
     RateLimits,
     RetryPolicy,
-    RowResult,
+    RowOutcome,
     RunStats,
 )
 from holysheep_nb.engine import proxy_for
@@ -267,7 +268,8 @@ async def test_repr_and_str_of_every_public_object_never_show_the_key(key: str) 
         "CompletionEngine": CompletionEngine(endpoint, settings),
         "JobOptions": options,
         "RunReport": out.holysheep.report(),
-        "RowResult": RowResult(0, error="x"),
+        "RowOutcome": RowOutcome(0, OutcomeKind.HTTP, status=400, detail="x"),
+        "OutcomeKind": OutcomeKind.HTTP,
         "RunStats": RunStats(),
         "Prices": Prices(0.001, 0.002),
         "CacheInfo": holysheep_nb.cache_info(),

@@ -1,0 +1,198 @@
+"""One typed outcome per row, and the one tally of a run's outcomes.
+
+Every row of a run ends as exactly one ``RowOutcome``, built where the fact is known: the
+engine for rows it sent, the job for rows answered from the cache or never sendable, and
+the answer reader (a label set, later a schema) for answers that came back but do not fit.
+``RunStats.record`` is the only place a row is counted, so the progress bar, the engine's
+stats and the report cannot disagree. The error text of a row is written in one place,
+``RowOutcome.error``; the report groups failures by ``RowOutcome.cause`` (kind and HTTP
+status), never by reading error strings back.
+
+The kinds, and the contract behind them, are listed in ``docs/contract.md`` ("Failure
+kinds").
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class OutcomeKind(enum.Enum):
+    """What became of one row. The value is the stable name used in dicts and logs."""
+
+    OK = "ok"
+    #: A status that a retry cannot change (400, 404, 422, 501, ...): the row's own error.
+    HTTP = "http"
+    #: A retryable status (429, 5xx, ...) on every attempt.
+    SERVER = "server"
+    #: Every attempt timed out.
+    TIMEOUT = "timeout"
+    #: Connection refused, reset or dropped on every attempt.
+    CONNECTION = "connection"
+    #: A 2xx answer that is not a chat completion (HTML, bad JSON, no choices).
+    MALFORMED = "malformed"
+    #: The provider refused the key (401, 403) for this row.
+    AUTH = "auth"
+    #: The run stopped (for the reason in ``detail``) before this row was sent.
+    NOT_SENT = "not_sent"
+    #: The row has no prompt to send (missing value, template value, invalid text).
+    MISSING_PROMPT = "missing_prompt"
+    #: The answer names no label of the set (or several where one was asked for).
+    OFF_LABEL = "off_label"
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """The final outcome of one row.
+
+    ``response`` is the answer text when one came back (also for an answer the reader
+    rejected: it was paid for and stays inspectable); ``value`` is what the reader made of
+    it (a label, a list of labels), ``None`` without a reader. ``latency`` runs from the
+    first attempt to the outcome, retries and backoff included, and is ``None`` for a row
+    never sent in this run (cached, missing prompt, not sent). ``status`` is the HTTP status
+    behind a failure, when there was one; ``detail`` is the provider's message, our reason,
+    or the rejected answer, already cleared of the API key.
+    """
+
+    row_id: Hashable
+    kind: OutcomeKind
+    response: str | None = None
+    value: Any = None
+    status: int | None = None
+    detail: str = ""
+    attempts: int = 0
+    latency: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = False
+
+    @property
+    def error(self) -> str | None:
+        """The row's ``error`` cell: one short readable line, or None when it succeeded."""
+        kind = self.kind
+        if kind is OutcomeKind.OK:
+            return None
+        tries = f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        if kind is OutcomeKind.HTTP:
+            return f"HTTP {self.status}: {self.detail}"
+        if kind is OutcomeKind.SERVER:
+            return f"HTTP {self.status} {tries}: {self.detail}"
+        if kind is OutcomeKind.TIMEOUT:
+            return f"timeout {tries}"
+        if kind is OutcomeKind.CONNECTION:
+            return f"connection error {tries}: {self.detail}"
+        if kind is OutcomeKind.MALFORMED:
+            return f"malformed response {tries}: {self.detail}"
+        if kind is OutcomeKind.AUTH:
+            return f"authentication failed (HTTP {self.status}): {self.detail}"
+        if kind is OutcomeKind.NOT_SENT:
+            return f"not sent: {self.detail}"
+        if kind is OutcomeKind.OFF_LABEL:
+            return f"not in label set: {self.detail}"
+        return self.detail  # MISSING_PROMPT: the reason is the whole message
+
+    @property
+    def cause(self) -> str | None:
+        """The group this row's failure counts under in the report, or None when it succeeded.
+
+        Built from the kind and the status, plus our own short reason for rows that were
+        never sent; never from the provider's free text.
+        """
+        kind = self.kind
+        if kind is OutcomeKind.OK:
+            return None
+        if kind in (OutcomeKind.HTTP, OutcomeKind.SERVER):
+            return f"HTTP {self.status}"
+        if kind is OutcomeKind.AUTH:
+            return f"authentication failed (HTTP {self.status})"
+        if kind is OutcomeKind.NOT_SENT:
+            return f"not sent: {self.detail}"
+        if kind is OutcomeKind.MISSING_PROMPT:
+            return self.detail
+        return _CAUSES[kind]
+
+    @property
+    def sent(self) -> bool:
+        """True when this run sent the row (it has a latency)."""
+        return self.latency is not None
+
+
+_CAUSES = {
+    OutcomeKind.TIMEOUT: "timeout",
+    OutcomeKind.CONNECTION: "connection error",
+    OutcomeKind.MALFORMED: "malformed response",
+    OutcomeKind.OFF_LABEL: "not in label set",
+}
+
+
+class AnswerRejected(Exception):
+    """Raised by an answer reader for an answer that came back but does not fit the ask."""
+
+    def __init__(self, kind: OutcomeKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+#: Turns an answer's text into the row's value, or raises ``AnswerRejected``.
+AnswerReader = Callable[[str], Any]
+
+
+def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
+    """``outcome`` with its answer read: the value filled in, or the rejection as the kind."""
+    if reader is None or outcome.kind is not OutcomeKind.OK or outcome.response is None:
+        return outcome
+    try:
+        value = reader(outcome.response)
+    except AnswerRejected as rejected:
+        return replace(outcome, kind=rejected.kind, detail=rejected.detail)
+    return replace(outcome, value=value)
+
+
+@dataclass(slots=True)
+class RunStats:
+    """The one tally of a run: rows by outcome, and the requests behind them.
+
+    Rows are counted only by ``record``. Request counters (``requests_sent``, ``retries``,
+    ``rate_limited``, ``in_flight``) are kept by the engine as requests go and come back;
+    ``rate_limited`` counts every 429 answer, retried or not.
+    """
+
+    started: float = 0.0
+    finished: float | None = None
+    requests_sent: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cached: int = 0
+    not_sent: int = 0  # failed rows that this run never sent
+    prompt_tokens: int = 0  # of answers received in this run (cached answers cost nothing)
+    completion_tokens: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # cause -> rows
+
+    @property
+    def done(self) -> int:
+        """Rows with their final outcome."""
+        return self.succeeded + self.failed
+
+    def record(self, outcome: RowOutcome) -> None:
+        """Count one row's final outcome."""
+        if outcome.kind is OutcomeKind.OK:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            self.failures[outcome.cause or ""] += 1
+            if not outcome.sent and not outcome.cached:
+                self.not_sent += 1
+        if outcome.cached:
+            self.cached += 1
+        else:
+            self.prompt_tokens += outcome.prompt_tokens or 0
+            self.completion_tokens += outcome.completion_tokens or 0

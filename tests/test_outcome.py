@@ -1,0 +1,170 @@
+"""One typed outcome per row, counted once: the bar, the stats and the report agree."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from holysheep_nb.job import CompletionJob
+from holysheep_nb.labels import LabelSet
+from holysheep_nb.options import JobOptions
+from holysheep_nb.outcome import (
+    AnswerRejected,
+    OutcomeKind,
+    RowOutcome,
+    RunStats,
+    read_answer,
+)
+from holysheep_nb.prompts import PromptSource
+from holysheep_nb.server import ServerConfig, start_server
+
+SENTIMENT = ["positive", "negative", "neutral"]
+K = OutcomeKind
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error", "cause"),
+    [
+        (RowOutcome(0, K.OK, response="x"), None, None),
+        (RowOutcome(0, K.HTTP, status=400, detail="bad", attempts=1), "HTTP 400: bad", "HTTP 400"),
+        (
+            RowOutcome(0, K.SERVER, status=503, detail="busy", attempts=6),
+            "HTTP 503 after 6 attempts: busy",
+            "HTTP 503",
+        ),
+        (
+            RowOutcome(0, K.SERVER, status=429, detail="slow down", attempts=1),
+            "HTTP 429 after 1 attempt: slow down",
+            "HTTP 429",
+        ),
+        (RowOutcome(0, K.TIMEOUT, attempts=4), "timeout after 4 attempts", "timeout"),
+        (
+            RowOutcome(0, K.CONNECTION, detail="reset", attempts=6),
+            "connection error after 6 attempts: reset",
+            "connection error",
+        ),
+        (
+            RowOutcome(0, K.MALFORMED, status=200, detail="not JSON: <", attempts=2),
+            "malformed response after 2 attempts: not JSON: <",
+            "malformed response",
+        ),
+        (
+            RowOutcome(0, K.AUTH, status=401, detail="Incorrect API key", attempts=1),
+            "authentication failed (HTTP 401): Incorrect API key",
+            "authentication failed (HTTP 401)",
+        ),
+        (
+            RowOutcome(0, K.NOT_SENT, detail="authentication failed (HTTP 401)"),
+            "not sent: authentication failed (HTTP 401)",
+            "not sent: authentication failed (HTTP 401)",
+        ),
+        (RowOutcome(0, K.MISSING_PROMPT, detail="missing prompt"), "missing prompt", "missing prompt"),
+        (
+            RowOutcome(0, K.MISSING_PROMPT, detail="missing value for column 'a:b'"),
+            "missing value for column 'a:b'",
+            "missing value for column 'a:b'",
+        ),
+        (
+            RowOutcome(0, K.OFF_LABEL, response="mixed", detail="'mixed'"),
+            "not in label set: 'mixed'",
+            "not in label set",
+        ),
+    ],
+)
+def test_error_text_and_cause_come_from_the_kind(
+    outcome: RowOutcome, error: str | None, cause: str | None
+) -> None:
+    assert outcome.error == error
+    assert outcome.cause == cause
+
+
+def test_the_tally_counts_each_row_once_by_kind_and_status() -> None:
+    stats = RunStats()
+    outcomes = [
+        RowOutcome(0, K.OK, response="a", latency=0.1, prompt_tokens=10, completion_tokens=2),
+        RowOutcome(1, K.OK, response="b", cached=True, prompt_tokens=99, completion_tokens=99),
+        RowOutcome(2, K.SERVER, status=503, attempts=6, latency=3.0),
+        RowOutcome(3, K.SERVER, status=503, attempts=6, latency=3.0),
+        RowOutcome(4, K.HTTP, status=400, attempts=1, latency=0.2),
+        RowOutcome(5, K.MISSING_PROMPT, detail="missing prompt"),
+        RowOutcome(6, K.NOT_SENT, detail="authentication failed (HTTP 401)"),
+        RowOutcome(7, K.OFF_LABEL, response="meh", latency=0.3, prompt_tokens=5, completion_tokens=1),
+        RowOutcome(8, K.OFF_LABEL, response="meh", cached=True),
+    ]
+    for outcome in outcomes:
+        stats.record(outcome)
+    assert (stats.done, stats.succeeded, stats.failed) == (9, 2, 7)
+    assert (stats.cached, stats.not_sent) == (2, 2)
+    assert (stats.prompt_tokens, stats.completion_tokens) == (15, 3)  # cached rows cost nothing
+    assert stats.failures == {
+        "HTTP 503": 2,
+        "HTTP 400": 1,
+        "missing prompt": 1,
+        "not sent: authentication failed (HTTP 401)": 1,
+        "not in label set": 2,
+    }
+
+
+def test_reading_an_answer_fills_the_value_or_turns_it_into_the_rejection() -> None:
+    labels = LabelSet(SENTIMENT)
+    answered = RowOutcome(0, K.OK, response='{"label": "Positive"}', latency=0.1)
+    assert read_answer(answered, labels.read).value == "positive"
+    off = read_answer(RowOutcome(0, K.OK, response="mixed", latency=0.1), labels.read)
+    assert (off.kind, off.response, off.error) == (K.OFF_LABEL, "mixed", "not in label set: 'mixed'")
+    failed = RowOutcome(0, K.TIMEOUT, attempts=2)
+    assert read_answer(failed, labels.read) is failed
+    assert read_answer(answered, None) is answered
+
+    def reject(text: str) -> str:
+        raise AnswerRejected(K.OFF_LABEL, repr(text))
+
+    assert read_answer(answered, reject).detail == repr('{"label": "Positive"}')
+
+
+def _final_bar(text: str) -> dict[str, int]:
+    """The postfix of the last state a text bar drew: ``ok=0, failed=6, ...``."""
+    last = re.split(r"[\r\n]", text.strip())[-1]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", last)}
+
+
+async def test_off_label_run_shows_the_same_counts_in_bar_stats_and_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TQDM_DISABLE")
+    frame = pd.DataFrame({"text": [f"review {i}" for i in range(6)]})
+    async with await start_server(ServerConfig(off_label_rate=1.0)) as server:
+        labels = LabelSet(SENTIMENT)
+        options = JobOptions.from_kwargs(
+            **labels.request_options({"base_url": server.base_url, "cache": False})
+        )
+        job = CompletionJob(PromptSource(frame, "text", None), options, labels=labels)
+        out = await job.run()
+    bar = _final_bar(capsys.readouterr().err)
+    report = out.holysheep.report()
+    assert (bar["ok"], bar["failed"]) == (0, 6)
+    assert (job.stats.succeeded, job.stats.failed) == (0, 6)
+    assert (report.succeeded, report.failed) == (0, 6)
+    assert dict(report.failures) == {"not in label set": 6}
+    assert out["label"].isna().all()
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+async def test_report_counts_every_429_the_server_sent(max_retries: int) -> None:
+    frame = pd.DataFrame({"text": [f"{{{{fault:429-ms*3}}}} row {i}" for i in range(3)]})
+    async with await start_server(ServerConfig()) as server:
+        out = await frame.holysheep.acomplete(
+            "text",
+            base_url=server.base_url,
+            max_retries=max_retries,
+            cache=False,
+            progress=False,
+        )
+        sent_by_server = server.stats()["by_status"]["429"]
+    report = out.holysheep.report()
+    assert sent_by_server == 3 * (max_retries + 1)
+    assert report.rate_limited == sent_by_server
+    assert report.failed == 3
+    assert dict(report.failures) == {"HTTP 429": 3}
+    assert f"(429s: {sent_by_server})" in str(report)
