@@ -12,18 +12,15 @@ callback, so every row is counted in one place. Knows nothing of pandas, tqdm or
 from __future__ import annotations
 
 import asyncio
-import io
 import random
-import urllib.request
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from holysheep_nb.chat import Answer, ChatRequest, MalformedAnswer, error_detail, parse_answer
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.config import Endpoint, EngineSettings, is_loopback, ssl_option
+from holysheep_nb.config import Endpoint, EngineSettings, ssl_option
 from holysheep_nb.errors import redact
 from holysheep_nb.outcome import AnswerReader, OutcomeKind, RowOutcome, RunStats, read_answer
 from holysheep_nb.ratelimit import Throttle
@@ -34,9 +31,7 @@ from holysheep_nb.retry import (
     next_delay,
     parse_retry_after,
 )
-
-#: aiohttp's own threshold (``TOO_LARGE_BYTES_BODY``) above which a bytes body blocks and warns.
-_LARGE_BODY = 1 << 20
+from holysheep_nb.transport import describe_exception, payload, proxy_for
 
 ResultCallback = Callable[[RowOutcome], None]
 #: What a run's iterable yields: a request to send, or a row whose outcome is already known.
@@ -227,7 +222,7 @@ class _Run:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            post = self.session.post(self.url, data=_payload(body), proxy=self.proxy)
+            post = self.session.post(self.url, data=payload(body), proxy=self.proxy)
             async with post as response:
                 raw = self.scrub(await response.read())
                 status = response.status
@@ -307,32 +302,3 @@ class _Run:
             aborted.cancel()
         if self.abort.is_set():
             raise _Aborted
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``ClassName: message`` in one line, for connection errors."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _payload(body: bytes) -> bytes | io.BytesIO:
-    """The body as aiohttp should send it: bytes, or a stream once it is over 1 MiB.
-
-    aiohttp writes a large bytes body in one blocking go (and warns); a stream goes in chunks.
-    A fresh stream per attempt, since sending consumes it.
-    """
-    return body if len(body) <= _LARGE_BODY else io.BytesIO(body)
-
-
-def proxy_for(url: str) -> str | None:
-    """The proxy the environment asks for this URL, resolved once per run.
-
-    Equivalent to aiohttp's ``trust_env`` but without its per-request lookup (which costs
-    about 3x the client CPU per request). Loopback URLs never go through a proxy.
-    """
-    if is_loopback(url):
-        return None
-    parts = urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
