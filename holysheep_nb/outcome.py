@@ -43,6 +43,15 @@ class OutcomeKind(enum.Enum):
     MISSING_PROMPT = "missing_prompt"
     #: The answer names no label of the set (or several where one was asked for).
     OFF_LABEL = "off_label"
+    #: The answer does not fit the requested schema (``detail`` names the field and why).
+    INVALID = "invalid"
+    #: The model declined (``message.refusal``): answered once, never retried.
+    REFUSED = "refused"
+    #: The provider's content filter withheld the answer (``finish_reason: content_filter``).
+    FILTERED = "filtered"
+    #: The answer was cut at the token limit (``finish_reason: length``) and is empty, or a
+    #: label or schema was asked for and a cut answer cannot be trusted to hold it.
+    TRUNCATED = "truncated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,9 @@ class RowOutcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached: bool = False
+    finish_reason: str | None = None
+    reasoning: str | None = None
+    tool_calls: str | None = None
 
     @property
     def error(self) -> str | None:
@@ -91,8 +103,8 @@ class RowOutcome:
             return f"authentication failed (HTTP {self.status}): {self.detail}"
         if kind is OutcomeKind.NOT_SENT:
             return f"not sent: {self.detail}"
-        if kind is OutcomeKind.OFF_LABEL:
-            return f"not in label set: {self.detail}"
+        if kind in _PREFIXES:
+            return f"{_PREFIXES[kind]}: {self.detail}" if self.detail else _PREFIXES[kind]
         return self.detail  # MISSING_PROMPT: the reason is the whole message
 
     @property
@@ -121,11 +133,19 @@ class RowOutcome:
         return self.latency is not None
 
 
+#: The error text of answers that came back but cannot be used: prefix, then ``detail``.
+_PREFIXES = {
+    OutcomeKind.OFF_LABEL: "not in label set",
+    OutcomeKind.INVALID: "answer does not fit the schema",
+    OutcomeKind.REFUSED: "refused by the model",
+    OutcomeKind.FILTERED: "withheld by the content filter",
+    OutcomeKind.TRUNCATED: "truncated at the token limit",
+}
 _CAUSES = {
+    **_PREFIXES,
     OutcomeKind.TIMEOUT: "timeout",
     OutcomeKind.CONNECTION: "connection error",
     OutcomeKind.MALFORMED: "malformed response",
-    OutcomeKind.OFF_LABEL: "not in label set",
 }
 
 
@@ -138,14 +158,23 @@ class AnswerRejected(Exception):
         self.detail = detail
 
 
+#: The ``detail`` of a truncated answer: what to do about it.
+TRUNCATED_HINT = "raise max_tokens (or max_completion_tokens) and run again"
+
 #: Turns an answer's text into the row's value, or raises ``AnswerRejected``.
 AnswerReader = Callable[[str], Any]
 
 
 def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
-    """``outcome`` with its answer read: the value filled in, or the rejection as the kind."""
+    """``outcome`` with its answer read: the value filled in, or the rejection as the kind.
+
+    An answer cut at the token limit is never read: a label or a schema cannot be trusted
+    from half an answer, so it is ``TRUNCATED`` (the text stays in ``response``).
+    """
     if reader is None or outcome.kind is not OutcomeKind.OK or outcome.response is None:
         return outcome
+    if outcome.finish_reason == "length":
+        return replace(outcome, kind=OutcomeKind.TRUNCATED, detail=TRUNCATED_HINT)
     try:
         value = reader(outcome.response)
     except AnswerRejected as rejected:
