@@ -14,6 +14,7 @@ import pandas as pd
 
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
+from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job import REPORT_ATTR, CompletionJob
 from holysheep_nb.labels import LabelSet
 from holysheep_nb.options import JobOptions
@@ -29,12 +30,12 @@ def _job(
     column: Hashable | None,
     template: str | None,
     options: dict[str, Any],
-    labels: LabelSet | None = None,
+    answer_format: AnswerFormat | None = None,
 ) -> CompletionJob:
     source = PromptSource(frame, column, template)
-    if labels is not None:
-        options = labels.request_options(options)
-    return CompletionJob(source, JobOptions.from_kwargs(**options), labels=labels)
+    if answer_format is not None:
+        options = answer_format.request_options(options)
+    return CompletionJob(source, JobOptions.from_kwargs(**options), answer_format=answer_format)
 
 
 def _label_set(
@@ -49,14 +50,18 @@ def _estimate(
     template: str | None,
     options: dict[str, Any],
     *,
-    labels: LabelSet | None,
+    answer_format: AnswerFormat | None,
     latency: float,
     output_tokens: int | None,
 ) -> Estimate:
-    job = _job(frame, column, template, options, labels)
+    job = _job(frame, column, template, options, answer_format)
     per_row = output_tokens
     if per_row is None:
-        per_row = labels.answer_tokens() if labels is not None else job.options.max_tokens
+        per_row = (
+            answer_format.answer_tokens()
+            if answer_format is not None
+            else job.options.max_tokens
+        )
     return Estimate.of(
         job.plan(),
         job.options.settings,
@@ -167,7 +172,7 @@ class HolySheepFrameAccessor:
             column,
             template,
             options,
-            labels=label_set,
+            answer_format=label_set,
             latency=latency,
             output_tokens=output_tokens,
         )

@@ -22,7 +22,7 @@ from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine, RowWork
-from holysheep_nb.labels import LabelSet
+from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.progress import RunProgress
@@ -128,9 +128,9 @@ class RunPlan:
 class CompletionJob:
     """Runs every row of ``source`` through the engine and returns the result frame.
 
-    With ``labels``, every answer is read against the label set as it arrives (an answer
-    off the set is that row's failure from the moment it is recorded) and the label column
-    is added to the frame.
+    With an ``answer_format`` (a label set, a schema), every answer is read as it arrives
+    (an answer that does not fit is that row's failure from the moment it is recorded) and
+    the format's columns are added to the frame.
     """
 
     def __init__(
@@ -140,17 +140,17 @@ class CompletionJob:
         *,
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
-        labels: LabelSet | None = None,
+        answer_format: AnswerFormat | None = None,
     ) -> None:
         self.source = source
         self.options = options
-        self.labels = labels
+        self.answer_format = answer_format
         self.clock = clock or SystemClock()
         self.engine = CompletionEngine(
             options.endpoint, options.settings, clock=self.clock, jitter=jitter
         )
         self.stats = RunStats()
-        self.columns = ResultColumns(len(source), keep_values=labels is not None)
+        self.columns = ResultColumns(len(source), keep_values=answer_format is not None)
         self.timeline = Timeline(self.stats, self.clock.now)
 
     async def run(self) -> pd.DataFrame:
@@ -175,7 +175,7 @@ class CompletionJob:
                     ),
                 )
 
-        reader = self.labels.read if self.labels is not None else None
+        reader = self.answer_format.read if self.answer_format is not None else None
         try:
             await self.engine.run(
                 self._work(cache, waiting_for_answer), on_result, stats=self.stats, reader=reader
@@ -260,10 +260,10 @@ class CompletionJob:
     def _result(self) -> pd.DataFrame:
         out = self.columns.to_frame(self.source.frame)
         label_counts = None
-        if self.labels is not None:
+        if self.answer_format is not None:
             assert self.columns.values is not None
-            out = self.labels.add_column(out, self.columns.values)
-            label_counts = self.labels.counts(self.columns.values)
+            out = self.answer_format.add_columns(out, self.columns.values)
+            label_counts = self.answer_format.counts(self.columns.values)
         stats = self.stats
         elapsed = (stats.finished or stats.started) - stats.started
         out.attrs[REPORT_ATTR] = RunReport.from_run(

@@ -177,7 +177,7 @@ class LabelSet:
             raise AnswerRejected(OutcomeKind.OFF_LABEL, f"{_shown(answer)} (more than one label)")
         return found[0]
 
-    def add_column(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
+    def add_columns(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
         """Insert the label column (the rows' read ``values``) before ``response``.
 
         The column is ``label``, or ``predicted_label`` when the input already has a
@@ -193,7 +193,7 @@ class LabelSet:
         result.insert(list(out.columns).index("response"), name, column)
         return result
 
-    def counts(self, values: list[Any]) -> Counter[str]:
+    def counts(self, values: list[Any]) -> Counter[str] | None:
         """Rows per label over the rows' read ``values`` (a multi-label row counts for each)."""
         counts: Counter[str] = Counter()
         for value in values:

@@ -139,7 +139,7 @@ async def test_off_label_run_shows_the_same_counts_in_bar_stats_and_report(
         options = JobOptions.from_kwargs(
             **labels.request_options({"base_url": server.base_url, "cache": False})
         )
-        job = CompletionJob(PromptSource(frame, "text", None), options, labels=labels)
+        job = CompletionJob(PromptSource(frame, "text", None), options, answer_format=labels)
         out = await job.run()
     bar = _final_bar(capsys.readouterr().err)
     report = out.holysheep.report()

@@ -1,0 +1,40 @@
+"""What a run asks the model to answer in, and how it reads each answer back.
+
+``complete()`` takes answers as text. ``label()`` asks for one of a set of labels
+(``LabelSet``); ``extract()`` asks for fields of a schema. Each such format builds the
+request options (system prompt, ``response_format``), reads every answer as it arrives
+(raising ``AnswerRejected`` for one that does not fit), adds its columns to the result
+frame, and may count its values for the report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import pandas as pd
+
+
+class AnswerFormat(Protocol):
+    """The contract between a format (label set, schema) and the run that uses it."""
+
+    def request_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The caller's options with this format's system prompt and response format added."""
+        ...
+
+    def read(self, answer: str) -> Any:
+        """The row's value from the answer text, or raise ``AnswerRejected``."""
+        ...
+
+    def add_columns(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
+        """The result frame with this format's columns filled from the rows' values."""
+        ...
+
+    def answer_tokens(self) -> int:
+        """A rough count of the tokens one answer takes (for the dry-run estimate)."""
+        ...
+
+    def counts(self, values: list[Any]) -> Counter[str] | None:
+        """Rows per value for the report's breakdown (labels), or None for no breakdown."""
+        ...
