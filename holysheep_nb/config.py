@@ -8,7 +8,6 @@ map one to one onto these fields.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 import ssl
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from holysheep_nb.errors import ConfigError, MissingAPIKeyError
+from holysheep_nb.validation import require_positive, require_whole_at_least
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 DEFAULT_MODEL = "gpt-4o"
@@ -28,26 +28,6 @@ ENV_MODEL = "HOLYSHEEP_MODEL"
 LATENESS_ALLOWANCE = 0.02
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require_positive(name: str, value: object, example: str) -> None:
-    if not _is_number(value) or value <= 0:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a positive number, got {value!r}: pass e.g. {example}")
-
-
-def _require_whole_at_least(name: str, value: object, minimum: int, example: str) -> None:
-    if not _is_whole(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigError(
-            f"{name} must be a whole number >= {minimum}, got {value!r}: pass e.g. {example}"
-        )
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -223,10 +203,10 @@ class RetryPolicy:
     max_retry_after: float = 120.0
 
     def __post_init__(self) -> None:
-        _require_whole_at_least("max_retries", self.max_retries, 0, "max_retries=5")
-        _require_positive("initial_wait", self.initial_wait, "initial_wait=0.5")
-        _require_positive("max_wait", self.max_wait, "max_wait=30")
-        _require_positive("max_retry_after", self.max_retry_after, "max_retry_after=120")
+        require_whole_at_least("max_retries", self.max_retries, 0, "max_retries=5")
+        require_positive("initial_wait", self.initial_wait, "initial_wait=0.5")
+        require_positive("max_wait", self.max_wait, "max_wait=30")
+        require_positive("max_retry_after", self.max_retry_after, "max_retry_after=120")
         if self.max_wait < self.initial_wait:
             raise ConfigError(
                 f"max_wait ({self.max_wait}) must be >= initial_wait ({self.initial_wait})"
@@ -259,7 +239,7 @@ class RateLimits:
         for name in ("requests_per_minute", "tokens_per_minute", "request_burst", "token_burst"):
             value = getattr(self, name)
             if value is not None:
-                _require_positive(name, value, f"{name}=600 (or None for no limit)")
+                require_positive(name, value, f"{name}=600 (or None for no limit)")
 
     @property
     def request_capacity(self) -> float | None:
@@ -288,5 +268,5 @@ class EngineSettings:
     limits: RateLimits = field(default_factory=RateLimits)
 
     def __post_init__(self) -> None:
-        _require_whole_at_least("max_concurrent", self.max_concurrent, 1, "max_concurrent=16")
-        _require_positive("timeout", self.timeout, "timeout=60 (seconds per attempt)")
+        require_whole_at_least("max_concurrent", self.max_concurrent, 1, "max_concurrent=16")
+        require_positive("timeout", self.timeout, "timeout=60 (seconds per attempt)")
