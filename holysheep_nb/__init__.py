@@ -5,11 +5,13 @@
 
 from holysheep_nb import accessor as _accessor  # noqa: F401 - registers df.holysheep
 from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
-from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
-from holysheep_nb.report import Prices, RunReport
+from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.prices import Prices
+from holysheep_nb.report import RunReport
 
 __version__ = "0.1.0"
 

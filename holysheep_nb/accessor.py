@@ -15,8 +15,8 @@ import pandas as pd
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
 from holysheep_nb.job import REPORT_ATTR, CompletionJob
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.labels import LabelSet
-from holysheep_nb.options import JobOptions
 from holysheep_nb.prompts import PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.runner import run_sync

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from holysheep_nb._render import Sections, render_html, render_text
-from holysheep_nb.config import EngineSettings
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.job import RunPlan
-from holysheep_nb.report import Prices
+from holysheep_nb.policies import EngineSettings
+from holysheep_nb.prices import Prices
 from holysheep_nb.validation import is_finite_number
 
 #: Seconds per request assumed when the caller gives none: a short chat completion.

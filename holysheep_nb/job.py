@@ -22,8 +22,8 @@ from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine, RowWork
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.labels import LabelSet
-from holysheep_nb.options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
@@ -211,9 +211,7 @@ class CompletionJob:
         rows = len(self.source)
         return RunPlan(rows, to_send, cached, rows - to_send - cached, input_tokens)
 
-    def _work(
-        self, cache: ResponseCache | None, waiting: dict[int, str]
-    ) -> Iterator[RowWork]:
+    def _work(self, cache: ResponseCache | None, waiting: dict[int, str]) -> Iterator[RowWork]:
         """Every row in order, one chunk prepared at a time: a request to send, or the row's
         outcome when it is already known (answered from the cache, or no prompt to send)."""
         options = self.options

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from holysheep_nb.chat import RESERVED_PARAMS, invalid_text
-from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.report import Prices
+from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.prices import Prices
 from holysheep_nb.validation import is_whole, require_whole_at_least
 
 CacheOption = bool | str | os.PathLike[str]
