@@ -9,14 +9,16 @@ Latency is an assumption the caller can tighten with a small real run first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.job import RunPlan
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.prices import Prices
 from holysheep_nb.validation import is_finite_number
+
+if TYPE_CHECKING:
+    from holysheep_nb.job import RunPlan
 
 #: Seconds per request assumed when the caller gives none: a short chat completion.
 DEFAULT_LATENCY = 1.0
