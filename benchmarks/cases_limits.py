@@ -28,7 +28,7 @@ from harness import (
     server,
 )
 
-from holysheep_nb.config import RateLimits
+from holysheep_nb.policies import RateLimits
 from holysheep_nb.server import ServerProcess
 
 CONCURRENCY = 64

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(rest)
     if command == "cache":
-        from holysheep_nb.cache import cli as cache
+        from holysheep_nb.cache.cli import main as cache
 
         return cache(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

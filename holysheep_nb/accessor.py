@@ -3,24 +3,30 @@
 It validates input, builds a ``CompletionJob`` and runs it, natively (``acomplete``,
 ``alabel``) or from synchronous code (``complete``, ``label``). It keeps no state: pandas
 builds a new accessor object on every attribute access.
+
+Importing this module registers the accessors, and may happen in the middle of another
+module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
+modules that never import pandas themselves; the job, labels, prompts and report modules
+are loaded on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
-from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.job import REPORT_ATTR, CompletionJob
-from holysheep_nb.labels import LabelSet
-from holysheep_nb.options import JobOptions
-from holysheep_nb.prompts import PromptSource
-from holysheep_nb.report import RunReport
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.runner import run_sync
+
+if TYPE_CHECKING:
+    from holysheep_nb.formats import AnswerFormat
+    from holysheep_nb.job import CompletionJob
+    from holysheep_nb.labels import LabelSet
+    from holysheep_nb.report import RunReport
 
 _SERIES_COLUMN = "prompt"
 
@@ -32,6 +38,9 @@ def _job(
     options: dict[str, Any],
     answer_format: AnswerFormat | None = None,
 ) -> CompletionJob:
+    from holysheep_nb.job import CompletionJob
+    from holysheep_nb.prompts import PromptSource
+
     source = PromptSource(frame, column, template)
     if answer_format is not None:
         options = answer_format.request_options(options)
@@ -41,6 +50,8 @@ def _job(
 def _label_set(
     labels: Sequence[str], instructions: str | None, multi: bool, structured: bool
 ) -> LabelSet:
+    from holysheep_nb.labels import LabelSet
+
     return LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
 
 
@@ -72,6 +83,9 @@ def _estimate(
 
 
 def _report(frame: pd.DataFrame) -> RunReport:
+    from holysheep_nb.job import REPORT_ATTR
+    from holysheep_nb.report import RunReport
+
     report = frame.attrs.get(REPORT_ATTR)
     if not isinstance(report, RunReport):
         raise HolySheepError(

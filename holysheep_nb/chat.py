@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from holysheep_nb.validation import is_whole
+
 #: Body keys the engine owns; passing them as extra parameters is a mistake.
 RESERVED_PARAMS = frozenset({"model", "messages", "stream", "n"})
 
@@ -138,4 +140,4 @@ def _one_line(text: str) -> str:
 
 
 def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_whole(value) else None

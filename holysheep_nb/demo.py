@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import holysheep_nb  # noqa: F401 - registers the accessor
-from holysheep_nb.config import ENV_API_KEY
+from holysheep_nb.endpoint import ENV_API_KEY
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import Faults, Latency, LocalServer, ServerConfig
 

@@ -20,9 +20,10 @@ import aiohttp
 
 from holysheep_nb.chat import Answer, ChatRequest, MalformedAnswer, error_detail, parse_answer
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.config import Endpoint, EngineSettings, ssl_option
+from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import redact
 from holysheep_nb.outcome import AnswerReader, OutcomeKind, RowOutcome, RunStats, read_answer
+from holysheep_nb.policies import EngineSettings
 from holysheep_nb.ratelimit import Throttle
 from holysheep_nb.retry import (
     Verdict,

@@ -8,15 +8,17 @@ Latency is an assumption the caller can tighten with a small real run first.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holysheep_nb._render import Sections, render_html, render_text
-from holysheep_nb.config import EngineSettings
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.job import RunPlan
-from holysheep_nb.report import Prices
+from holysheep_nb.policies import EngineSettings
+from holysheep_nb.prices import Prices
+from holysheep_nb.validation import is_finite_number
+
+if TYPE_CHECKING:
+    from holysheep_nb.job import RunPlan
 
 #: Seconds per request assumed when the caller gives none: a short chat completion.
 DEFAULT_LATENCY = 1.0
@@ -48,11 +50,7 @@ class Estimate:
         prices: Prices | None = None,
     ) -> Estimate:
         """Combine a plan with the run's policies into an estimate."""
-        if (
-            isinstance(latency, bool)
-            or not isinstance(latency, (int, float))
-            or not (math.isfinite(latency) and latency > 0)
-        ):
+        if not is_finite_number(latency) or latency <= 0:
             raise ConfigError(
                 f"latency must be a positive number of seconds, got {latency!r}: pass e.g. "
                 "latency=out.latency.median() from a small run such as df.head(50)"

@@ -23,7 +23,7 @@ from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.options import JobOptions
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
@@ -156,7 +156,7 @@ class CompletionJob:
     async def run(self) -> pd.DataFrame:
         """Send what is not cached, store answers as they come, and build the new frame."""
         options = self.options
-        cache = ResponseCache.open(options.cache) if options.cache is not False else None
+        cache = self._open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, str] = {}
@@ -196,7 +196,7 @@ class CompletionJob:
         dry run cannot drift from the real one.
         """
         options = self.options
-        cache = ResponseCache.open(options.cache) if options.cache is not False else None
+        cache = self._open_cache()
         to_send = cached = input_tokens = 0
         try:
             for _, item in self._work(cache, {}):
@@ -211,9 +211,11 @@ class CompletionJob:
         rows = len(self.source)
         return RunPlan(rows, to_send, cached, rows - to_send - cached, input_tokens)
 
-    def _work(
-        self, cache: ResponseCache | None, waiting: dict[int, str]
-    ) -> Iterator[RowWork]:
+    def _open_cache(self) -> ResponseCache | None:
+        option = self.options.cache
+        return None if option is False else ResponseCache.open(option, clock=self.clock)
+
+    def _work(self, cache: ResponseCache | None, waiting: dict[int, str]) -> Iterator[RowWork]:
         """Every row in order, one chunk prepared at a time: a request to send, or the row's
         outcome when it is already known (answered from the cache, or no prompt to send)."""
         options = self.options

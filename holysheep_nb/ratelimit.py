@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from holysheep_nb.clock import Clock
-from holysheep_nb.config import RateLimits
+from holysheep_nb.policies import RateLimits
 
 #: Waits shorter than this count as none: float rounding must not leave a waiter sleeping
 #: for 1e-17 s forever (at t=1000 such a sleep does not even move the clock).

@@ -19,6 +19,7 @@ import numpy as np
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import RunStats
+from holysheep_nb.prices import Prices
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -28,24 +29,6 @@ if TYPE_CHECKING:
 MAX_LATENCY_SAMPLE = 10_000
 
 _PLOT_HINT = "report.plot() needs matplotlib: pip install 'holysheep_nb[plot]'"
-
-
-@dataclass(frozen=True)
-class Prices:
-    """What the provider charges, in USD per 1,000 tokens, to put a cost on the report."""
-
-    input_per_1k: float
-    output_per_1k: float
-
-    def __post_init__(self) -> None:
-        for name in ("input_per_1k", "output_per_1k"):
-            value = getattr(self, name)
-            valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not valid or not math.isfinite(value) or value < 0:
-                raise ConfigError(
-                    f"Prices.{name} must be a number >= 0 (USD per 1,000 tokens), got {value!r}:"
-                    " pass e.g. Prices(input_per_1k=0.002, output_per_1k=0.008)"
-                )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from holysheep_nb.config import RetryPolicy
+from holysheep_nb.policies import RetryPolicy
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")

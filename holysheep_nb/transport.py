@@ -7,7 +7,7 @@ import io
 import urllib.request
 from urllib.parse import urlsplit
 
-from holysheep_nb.config import is_loopback
+from holysheep_nb.endpoint import is_loopback
 
 #: aiohttp's own threshold (``TOO_LARGE_BYTES_BODY``) above which a bytes body blocks and warns.
 _LARGE_BODY = 1 << 20

@@ -57,6 +57,12 @@ def frame_of(*prompts: object, **columns: Any) -> Callable[[], pd.DataFrame]:
     return lambda: pd.DataFrame(columns)
 
 
+def object_frame_of(*prompts: object) -> Callable[[], pd.DataFrame]:
+    """Prompts kept as Python objects: pandas' pyarrow-backed ``str`` dtype (pandas 3 with
+    pyarrow installed) cannot even hold a lone surrogate, an object column can."""
+    return lambda: pd.DataFrame({"text": pd.Series(list(prompts), dtype=object)})
+
+
 TWO_ROWS = frame_of("a", "b")
 
 
@@ -276,7 +282,8 @@ ROWS: dict[str, Rows] = {
                                    responses("7", None, requests=1)),
     "bool column": Rows(frame_of(True, False), responses("True", "False", requests=2)),
     "Thai, emoji, mixed scripts": Rows(frame_of(*UNICODE), echoed()),
-    "lone surrogate": Rows(frame_of("before", "bad \ud83d half an emoji", "after"), lone_surrogate),
+    "lone surrogate": Rows(object_frame_of("before", "bad \ud83d half an emoji", "after"),
+                           lone_surrogate),
     "prompt over 1 MB": Rows(frame_of(BIG), echoed()),
     "duplicate index labels": Rows(lambda: pd.DataFrame({"text": ["a", "b", "c", "d"]}, index=[7, 7, 3, 7]),
                                    same_index_and_order),

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import holysheep_nb.cache
+import holysheep_nb
 from holysheep_nb.cache import (
     CachedAnswer,
     CacheWarning,
@@ -28,14 +28,14 @@ from holysheep_nb.cache import (
     ResponseCache,
     cache_info,
     clear_cache,
-    cli,
     default_cache_path,
     fingerprint,
 )
+from holysheep_nb.cache.cli import main as cli
 from holysheep_nb.errors import ConfigError
 from tests.fakes import FakeClock
 
-REPO_ROOT = Path(holysheep_nb.cache.__file__).resolve().parents[1]
+REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
 SYSTEM = "Answer with one word: positive, negative or neutral."
 BASE: dict[str, Any] = {
     "base_url": "https://api.holysheep.ai/v1",
@@ -59,7 +59,7 @@ def cache_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cache(cache_path: Path, clock: FakeClock) -> Iterator[ResponseCache]:
-    with ResponseCache(cache_path, flush_interval=1.0, max_pending=100, clock=clock.now) as c:
+    with ResponseCache(cache_path, flush_interval=1.0, max_pending=100, clock=clock) as c:
         yield c
 
 
@@ -220,7 +220,7 @@ def test_put_flushes_itself_at_max_pending(cache: ResponseCache, cache_path: Pat
 
 
 def test_close_flushes_and_is_idempotent(cache_path: Path, clock: FakeClock) -> None:
-    cache = ResponseCache(cache_path, clock=clock.now)
+    cache = ResponseCache(cache_path, clock=clock)
     cache.put("k", CachedAnswer("v", 1, 2))
     assert stored(cache_path) == {}
     cache.close()
@@ -232,7 +232,7 @@ def test_close_flushes_and_is_idempotent(cache_path: Path, clock: FakeClock) -> 
 
 def test_context_manager_flushes_on_exception(cache_path: Path, clock: FakeClock) -> None:
     def interrupted_run() -> None:
-        with ResponseCache(cache_path, clock=clock.now) as cache:
+        with ResponseCache(cache_path, clock=clock) as cache:
             cache.put("paid-for", CachedAnswer("keep me"))
             raise KeyboardInterrupt
 
@@ -319,16 +319,20 @@ def test_default_path_per_platform(
 # -- damaged or unusable files ------------------------------------------------------------
 
 
-def test_corrupt_file_is_moved_aside_and_a_fresh_cache_works(cache_path: Path) -> None:
+def test_corrupt_file_is_moved_aside_and_a_fresh_cache_works(
+    cache_path: Path, clock: FakeClock
+) -> None:
     garbage = b"this is not a database, just bytes " * 200
     cache_path.write_bytes(garbage)
 
     with pytest.warns(CacheWarning, match=r"answers\.sqlite is corrupt or not a SQLite database"):
-        cache = ResponseCache(cache_path)
+        cache = ResponseCache(cache_path, clock=clock)
     with cache:
         cache.put("k", CachedAnswer("fresh"))
 
     [moved] = cache_path.parent.glob("answers.sqlite.corrupt-*")
+    stamp = datetime.fromtimestamp(clock.wall()).strftime("%Y%m%d-%H%M%S")
+    assert moved.name == f"answers.sqlite.corrupt-{stamp}"  # named by the clock's wall time
     assert moved.read_bytes() == garbage
     assert stored(cache_path) == {"k": ("fresh", None, None)}
 
@@ -344,8 +348,8 @@ def _corrupt_under_open_connections(path: Path) -> None:
 
 
 def test_corruption_during_a_run_is_recovered_once(cache_path: Path, clock: FakeClock) -> None:
-    first = ResponseCache(cache_path, clock=clock.now)
-    second = ResponseCache(cache_path, clock=clock.now)
+    first = ResponseCache(cache_path, clock=clock)
+    second = ResponseCache(cache_path, clock=clock)
     first.put("old", CachedAnswer("lost with the file"))
     first.flush()
     _corrupt_under_open_connections(cache_path)
@@ -507,20 +511,26 @@ def test_cache_info_of_a_missing_file_does_not_create_it(cache_path: Path) -> No
     assert "entries    : 0" in str(info)
 
 
-def test_cache_info_counts_entries_and_dates(cache_path: Path) -> None:
-    before = datetime.now().astimezone()
-    _fill(cache_path, 3)
+def test_cache_info_counts_entries_and_dates(cache_path: Path, clock: FakeClock) -> None:
+    first = datetime.fromtimestamp(clock.wall()).astimezone()
+    with ResponseCache(cache_path, clock=clock) as cache:
+        cache.put("k0", CachedAnswer("v"))
+        cache.flush()
+        clock.advance(90.0)
+        cache.put("k1", CachedAnswer("v"))
+        cache.put("k2", CachedAnswer("v"))
     info = cache_info(cache_path)
 
     assert info.path == cache_path
     assert info.entries == 3
     assert info.size_bytes > 0
-    assert info.oldest is not None
-    assert info.newest is not None
-    assert before - timedelta(seconds=1) <= info.oldest <= info.newest
+    # Each answer is stamped with the wall time of the clock the cache was given.
+    assert info.oldest == first
+    assert info.newest == first + timedelta(seconds=90)
     lines = str(info).splitlines()
     assert lines[0] == f"cache file : {cache_path}"
     assert "entries    : 3" in lines
+    assert f"oldest     : {first:%Y-%m-%d %H:%M:%S}" in lines
     assert len({line.index(":") for line in lines}) == 1  # aligned
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from holysheep_nb.config import (
+from holysheep_nb.endpoint import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     Endpoint,
-    EngineSettings,
-    RateLimits,
-    RetryPolicy,
     is_loopback,
     normalise_base_url,
 )
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 
 KEY = "sk-test-0123456789abcdef"
 

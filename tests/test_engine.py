@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 
 from holysheep_nb.chat import ChatRequest, build_messages
-from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
+from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from tests.fakes import FakeClock, ScriptedJitter
 from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from holysheep_nb.job import CompletionJob
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.labels import LabelSet
-from holysheep_nb.options import JobOptions
 from holysheep_nb.outcome import (
     AnswerRejected,
     OutcomeKind,

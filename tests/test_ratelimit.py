@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from holysheep_nb.config import RateLimits
+from holysheep_nb.policies import RateLimits
 from holysheep_nb.ratelimit import Throttle, TokenBucket
 from tests.fakes import FakeClock
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from holysheep_nb.config import Endpoint, EngineSettings, RetryPolicy
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.job import CompletionJob
-from holysheep_nb.options import JobOptions
+from holysheep_nb.job_options import JobOptions
+from holysheep_nb.policies import EngineSettings, RetryPolicy
 from holysheep_nb.prompts import PromptSource
 from holysheep_nb.server import (
     Faults,

@@ -8,7 +8,7 @@ from email.utils import formatdate
 import pytest
 from multidict import CIMultiDict
 
-from holysheep_nb.config import RetryPolicy
+from holysheep_nb.policies import RetryPolicy
 from holysheep_nb.retry import (
     Verdict,
     backoff_delay,

@@ -38,7 +38,7 @@ from holysheep_nb import (
     RowOutcome,
     RunStats,
 )
-from holysheep_nb.options import JobOptions
+from holysheep_nb.job_options import JobOptions
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from holysheep_nb.transport import proxy_for
 from tests.helpers_reliability import (

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from holysheep_nb.chat import RESERVED_PARAMS, invalid_text
-from holysheep_nb.config import Endpoint, EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.report import Prices
+from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.prices import Prices
+from holysheep_nb.validation import is_whole, require_whole_at_least
 
 CacheOption = bool | str | os.PathLike[str]
 
@@ -58,11 +60,7 @@ class JobOptions:
             raise ConfigError(f"system must be a string or None, got {type(system).__name__}")
         if system is not None and (problem := invalid_text(system)):
             raise ConfigError(f"system {problem}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ConfigError(
-                f"chunk_size must be a whole number >= 1, got {chunk_size!r}: "
-                "pass e.g. chunk_size=1000"
-            )
+        require_whole_at_least("chunk_size", chunk_size, 1, "chunk_size=1000")
         if not isinstance(progress, bool):
             raise ConfigError(f"progress must be True or False, got {progress!r}")
         if not isinstance(cache, (bool, str, os.PathLike)):
@@ -93,7 +91,7 @@ class JobOptions:
     def max_tokens(self) -> int | None:
         """The completion budget the request asks for, if any (for the token estimate)."""
         value = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return value if is_whole(value) else None
 
 
 def _checked_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,13 @@
-"""Where requests go and how hard to push: the endpoint and the run policies.
+"""Where requests go: the server's base URL, the model, the API key and TLS verification.
 
-Every policy is a small frozen dataclass validated on creation, so a bad option fails with a
-message naming the value and the fix before anything is sent. The accessor's keyword options
-map one to one onto these fields.
+``Endpoint`` is validated on creation, so a bad URL or key fails with a message naming the
+value and the fix before anything is sent. How hard to push that endpoint (concurrency,
+retries, rate limits) lives in ``holysheep_nb.policies``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 import ssl
@@ -24,30 +23,8 @@ PLACEHOLDER_KEY = "YOUR_HOLYSHEEP_API_KEY"
 ENV_API_KEY = "HOLYSHEEP_API_KEY"
 ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
 ENV_MODEL = "HOLYSHEEP_MODEL"
-#: Seconds of a rate limit's worth added to the default burst (see ``RateLimits``).
-LATENESS_ALLOWANCE = 0.02
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require_positive(name: str, value: object, example: str) -> None:
-    if not _is_number(value) or value <= 0:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a positive number, got {value!r}: pass e.g. {example}")
-
-
-def _require_whole_at_least(name: str, value: object, minimum: int, example: str) -> None:
-    if not _is_whole(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigError(
-            f"{name} must be a whole number >= {minimum}, got {value!r}: pass e.g. {example}"
-        )
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -206,87 +183,3 @@ class Endpoint:
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
         return f"Endpoint(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped; a server hint replaces the backoff.
-
-    Up to ``max_retries + 1`` attempts. The n-th retry waits a uniform random time in
-    ``[0, min(max_wait, initial_wait * 2**(n-1))]``; a ``Retry-After`` hint is obeyed instead,
-    up to ``max_retry_after`` seconds.
-    """
-
-    max_retries: int = 5
-    initial_wait: float = 0.5
-    max_wait: float = 30.0
-    max_retry_after: float = 120.0
-
-    def __post_init__(self) -> None:
-        _require_whole_at_least("max_retries", self.max_retries, 0, "max_retries=5")
-        _require_positive("initial_wait", self.initial_wait, "initial_wait=0.5")
-        _require_positive("max_wait", self.max_wait, "max_wait=30")
-        _require_positive("max_retry_after", self.max_retry_after, "max_retry_after=120")
-        if self.max_wait < self.initial_wait:
-            raise ConfigError(
-                f"max_wait ({self.max_wait}) must be >= initial_wait ({self.initial_wait})"
-            )
-
-    @property
-    def max_attempts(self) -> int:
-        """Attempts in all, the first one included."""
-        return self.max_retries + 1
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Client-side limits: requests and tokens per minute, each with a burst allowance.
-
-    Over any window of T seconds the sends stay below ``rate * T + burst``. The burst defaults
-    to one unit plus ``LATENESS_ALLOWANCE`` seconds' worth of the rate: close to pure pacing,
-    because providers count over sliding windows and a client that starts with a second's
-    worth of burst is over their limit in its first window however well it paces after; the
-    allowance lets a send that the event loop woke a little late be made up by the next one
-    instead of being lost (at 20 requests/s, 1 ms of lateness per send would cost 2%).
-    """
-
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    request_burst: float | None = None
-    token_burst: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("requests_per_minute", "tokens_per_minute", "request_burst", "token_burst"):
-            value = getattr(self, name)
-            if value is not None:
-                _require_positive(name, value, f"{name}=600 (or None for no limit)")
-
-    @property
-    def request_capacity(self) -> float | None:
-        """The request bucket's size, or None when requests are not limited."""
-        return _capacity(self.requests_per_minute, self.request_burst)
-
-    @property
-    def token_capacity(self) -> float | None:
-        """The token bucket's size, or None when tokens are not limited."""
-        return _capacity(self.tokens_per_minute, self.token_burst)
-
-
-def _capacity(per_minute: float | None, burst: float | None) -> float | None:
-    if per_minute is None:
-        return None
-    return burst if burst is not None else 1.0 + per_minute / 60.0 * LATENESS_ALLOWANCE
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How one run behaves: concurrency bound, per-attempt timeout, retries and rate limits."""
-
-    max_concurrent: int = 16
-    timeout: float = 60.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    limits: RateLimits = field(default_factory=RateLimits)
-
-    def __post_init__(self) -> None:
-        _require_whole_at_least("max_concurrent", self.max_concurrent, 1, "max_concurrent=16")
-        _require_positive("timeout", self.timeout, "timeout=60 (seconds per attempt)")

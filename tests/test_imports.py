@@ -1,0 +1,71 @@
+"""What importing the package loads, and that ``import holysheep_nb`` gives DataFrames ``.holysheep``.
+
+Each case runs in a fresh interpreter: what is already imported in the test process says
+nothing about what an import loads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import holysheep_nb
+
+REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
+
+
+def _python(code: str) -> str:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_engine_and_server_import_without_pandas_numpy_or_tqdm() -> None:
+    loaded = _python(
+        "import sys, holysheep_nb.engine, holysheep_nb.server\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'tqdm') if m in sys.modules))\n"
+    )
+    assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import holysheep_nb\nimport pandas as pd",  # the package first: pandas later
+        "import pandas as pd\nimport holysheep_nb",  # the usual order
+        # A module of the package that itself imports pandas: the accessor is registered
+        # in the middle of that import and must not need the half-imported module.
+        "import holysheep_nb.job\nimport pandas as pd",
+        "import holysheep_nb.accessor\nimport pandas as pd",
+    ],
+)
+def test_import_holysheep_nb_registers_the_accessor(imports: str) -> None:
+    out = _python(
+        f"{imports}\n"
+        "frame = pd.DataFrame({'text': ['a']})\n"
+        "print(type(frame.holysheep).__name__, type(frame.text.holysheep).__name__)\n"
+    )
+    assert out.split() == ["HolySheepFrameAccessor", "HolySheepSeriesAccessor"]
+
+
+def test_the_public_names_load_on_first_access() -> None:
+    for name in holysheep_nb.__all__:
+        assert getattr(holysheep_nb, name) is not None
+    assert set(holysheep_nb.__all__) <= set(dir(holysheep_nb))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        holysheep_nb.nothing_here  # noqa: B018
