@@ -13,26 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import random
+import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
 
 import aiohttp
 
-from holysheep_nb.chat import Answer, ChatRequest, MalformedAnswer, error_detail, parse_answer
+from holysheep_nb.answers import Answer, answer_kind
+from holysheep_nb.attempt import Attempt, Sender, track_reuse
+from holysheep_nb.chat import ChatRequest
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint, ssl_option
-from holysheep_nb.errors import redact
-from holysheep_nb.outcome import AnswerReader, OutcomeKind, RowOutcome, RunStats, read_answer
+from holysheep_nb.errors import HolySheepWarning, redact
+from holysheep_nb.outcome import (
+    AnswerReader,
+    OutcomeKind,
+    RowOutcome,
+    RunStats,
+    RunStop,
+    read_answer,
+)
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.ratelimit import Throttle
-from holysheep_nb.retry import (
-    Verdict,
-    budget_hold,
-    classify_status,
-    next_delay,
-    parse_retry_after,
-)
-from holysheep_nb.transport import describe_exception, payload, proxy_for
+from holysheep_nb.retry import Verdict, budget_hold, next_delay, wait_too_long
+from holysheep_nb.transport import proxy_for
 
 ResultCallback = Callable[[RowOutcome], None]
 #: What a run's iterable yields: a request to send, or a row whose outcome is already known.
@@ -87,28 +90,20 @@ class CompletionEngine:
         return f"CompletionEngine({self.endpoint!r}, {self.settings!r})"
 
 
-class _Aborted(Exception):
-    """Raised inside a run's sleeps once the provider refused the key."""
+#: Connection failures, with no answer ever received, after which the run stops: the server
+#: is not there (wrong base_url, server down, no network), and every row would say so.
+CONNECT_FAILURES_TO_STOP = 3
+#: Times one row may be resent without spending an attempt when its request cannot have
+#: been read (a pooled keep-alive connection the server had closed).
+FREE_RESENDS = 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What one attempt came back with."""
-
-    verdict: Verdict
-    answer: Answer | None = None
-    status: int | None = None
-    kind: OutcomeKind = OutcomeKind.OK
-    detail: str = ""
-    retry_after: float | None = None
-
-
-_TIMEOUT = _Outcome(Verdict.RETRY, kind=OutcomeKind.TIMEOUT)
-_KIND_OF_VERDICT = {Verdict.RETRY: OutcomeKind.SERVER, Verdict.AUTH: OutcomeKind.AUTH}
+class _Stopped(Exception):
+    """Raised inside a run's sleeps once the run has stopped."""
 
 
 class _Run:
-    """The state of one run: session, throttle, counters and the auth-abort flag."""
+    """The state of one run: session, throttle, counters, the stop and the fallback."""
 
     def __init__(
         self,
@@ -121,28 +116,36 @@ class _Run:
         self.reader = reader
         self.clock = engine.clock
         self.policy = engine.settings.retry
+        self.model = engine.endpoint.model
         self.on_result = on_result
         self.stats = stats
-        self.url = engine.endpoint.chat_url
-        self.key = engine.endpoint.api_key
-        self.key_bytes = self.key.encode() if self.key else b""
-        self.proxy = proxy_for(self.url)
-        self.auth_error: str | None = None
-        self.abort = asyncio.Event()
+        self.stop: RunStop | None = None
+        self.stopped = asyncio.Event()
+        self.structured = True  # False once the server rejected response_format
+        self.connect_failures = 0
         self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
-        self.session: aiohttp.ClientSession | None = None
+        self.sender: Sender | None = None
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
+        endpoint = self.engine.endpoint
         connector = aiohttp.TCPConnector(
-            limit=settings.max_concurrent, ssl=ssl_option(self.engine.endpoint.verify)
+            limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
         )
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=settings.timeout),
-            headers=self.engine.endpoint.headers(),
+            headers=endpoint.headers(),
+            trace_configs=[track_reuse()],
         ) as session:
-            self.session = session
+            self.sender = Sender(
+                session,
+                endpoint.chat_url,
+                stats=self.stats,
+                proxy=proxy_for(endpoint.chat_url),
+                key=endpoint.api_key,
+                wall=self.clock.wall,
+            )
             workers = [
                 asyncio.ensure_future(self.work(rows)) for _ in range(settings.max_concurrent)
             ]
@@ -157,7 +160,7 @@ class _Run:
         for row_id, item in rows:
             if isinstance(item, RowOutcome):
                 self.report(item)
-            elif self.auth_error is not None:
+            elif self.stop is not None:
                 self.report(self.not_sent(row_id, None))
             else:
                 self.report(await self.complete(row_id, item))
@@ -170,108 +173,130 @@ class _Run:
 
     async def complete(self, row_id: Hashable, request: ChatRequest) -> RowOutcome:
         """One row through attempts and waits until it has its final outcome."""
+        assert self.sender is not None
         clock = self.clock
-        body = request.body(self.engine.endpoint.model)
         estimate = request.estimated_tokens
         started: float | None = None
-        attempts = 0
+        attempts = free_resends = 0
         while True:
             try:
                 await self.throttle.acquire(estimate)
-            except _Aborted:
+            except _Stopped:
                 return self.not_sent(row_id, started, attempts)
-            if self.auth_error is not None:
+            if self.stop is not None:
                 return self.not_sent(row_id, started, attempts)
             attempts += 1
             if started is None:
                 started = clock.now()
-            outcome = await self.attempt(body)
-            answer = outcome.answer
-            if answer is not None:
-                used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-                if used:
-                    self.throttle.settle_tokens(estimate, used)
-                return RowOutcome(
-                    row_id,
-                    OutcomeKind.OK,
-                    response=answer.text,
-                    latency=clock.now() - started,
-                    attempts=attempts,
-                    prompt_tokens=answer.prompt_tokens,
-                    completion_tokens=answer.completion_tokens,
-                )
-            if outcome.verdict is Verdict.AUTH:
-                self.abort_run(outcome.status)
-            if outcome.verdict is not Verdict.RETRY or attempts >= self.policy.max_attempts:
-                return self.failed(row_id, outcome, attempts, clock.now() - started)
-            delay = next_delay(attempts, self.policy, outcome.retry_after, self.engine.jitter())
+            structured = self.structured and request.structured
+            body = request.body(self.model, structured=structured)
+            attempt = await self.sender.send(body, structured=structured)
+            if attempt.headers is not None:
+                self.hold_for_budget(attempt)
+            verdict = attempt.verdict
+            if verdict is Verdict.OK:
+                assert attempt.answer is not None
+                return self.answered(row_id, attempt.answer, attempts, started, estimate)
+            if attempt.unsent and free_resends < FREE_RESENDS:
+                free_resends += 1
+                attempts -= 1
+                self.stats.resent += 1
+                continue
+            if verdict is Verdict.FALLBACK and self.fall_back(attempt):
+                attempts -= 1  # the server refused the form of the request, not the row
+                continue
+            if verdict is Verdict.STOP:
+                assert attempt.judgement.stop is not None
+                self.stop_run(attempt.judgement.stop)
+                return self.failed(row_id, attempt, attempts, started)
+            if attempt.connect_failed:
+                self.count_connect_failure(attempt)
+            if verdict is not Verdict.RETRY or attempts >= self.policy.max_attempts:
+                return self.failed(row_id, attempt, attempts, started)
+            wait = attempt.retry_after
+            if wait is not None and wait > self.policy.max_retry_after:
+                self.stop_run(wait_too_long(wait, attempt.status))
+                return self.failed(row_id, attempt, attempts, started)
+            delay = next_delay(attempts, self.policy, attempt.retry_after, self.engine.jitter())
             self.stats.retries += 1
-            if outcome.status == 429:
+            if attempt.status == 429:
                 # A 429 speaks for the whole account: hold every new send, not just this row.
                 self.throttle.pause_until(clock.now() + delay)
                 continue
             try:
                 await self.sleep(delay)
-            except _Aborted:
+            except _Stopped:
                 return self.not_sent(row_id, started, attempts)
 
-    async def attempt(self, body: bytes) -> _Outcome:
-        """Send once; turn whatever happens (but cancellation) into an ``_Outcome``."""
-        assert self.session is not None
-        stats = self.stats
-        stats.requests_sent += 1
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        try:
-            post = self.session.post(self.url, data=payload(body), proxy=self.proxy)
-            async with post as response:
-                raw = self.scrub(await response.read())
-                status = response.status
-                headers = response.headers
-        except (asyncio.TimeoutError, TimeoutError):
-            return _TIMEOUT
-        except aiohttp.ClientError as exc:
-            return _Outcome(
-                Verdict.RETRY, kind=OutcomeKind.CONNECTION, detail=describe_exception(exc)
-            )
-        finally:
-            stats.in_flight -= 1
-        if status == 429:
-            stats.rate_limited += 1
-        hold = budget_hold(headers, stats.in_flight)
+    def answered(
+        self, row_id: Hashable, answer: Answer, attempts: int, started: float, estimate: int
+    ) -> RowOutcome:
+        """The outcome of a row whose answer came back: an answer, or why it is unusable."""
+        used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+        if used:
+            self.throttle.settle_tokens(estimate, used)
+        kind, detail = answer_kind(answer)
+        return RowOutcome(
+            row_id,
+            kind,
+            response=answer.text,
+            detail=detail,
+            latency=self.clock.now() - started,
+            attempts=attempts,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            finish_reason=answer.finish_reason,
+            reasoning=answer.reasoning,
+            tool_calls=answer.tool_calls,
+        )
+
+    def hold_for_budget(self, attempt: Attempt) -> None:
+        """Hold new sends while the provider's budget headers say it is spent."""
+        assert attempt.headers is not None
+        hold = budget_hold(attempt.headers, self.stats.in_flight)
         if hold:
             self.throttle.pause_until(self.clock.now() + min(hold, self.policy.max_retry_after))
-        verdict = classify_status(status)
-        if verdict is Verdict.OK:
-            try:
-                return _Outcome(verdict, answer=parse_answer(raw), status=status)
-            except MalformedAnswer as exc:
-                return _Outcome(
-                    Verdict.RETRY, status=status, kind=OutcomeKind.MALFORMED, detail=str(exc)
-                )
-        retry_after = (
-            parse_retry_after(headers, self.clock.wall()) if verdict is Verdict.RETRY else None
-        )
-        kind = _KIND_OF_VERDICT.get(verdict, OutcomeKind.HTTP)
-        return _Outcome(
-            verdict, status=status, kind=kind, detail=error_detail(raw), retry_after=retry_after
-        )
 
-    def scrub(self, raw: bytes) -> bytes:
-        """``raw`` with the API key blanked, before any of it is cut short into an error line."""
-        if self.key_bytes and self.key_bytes in raw:
-            return raw.replace(self.key_bytes, b"***")
-        return raw
+    def fall_back(self, attempt: Attempt) -> bool:
+        """Stop asking for ``response_format`` for the rest of the run (once, with a notice).
+
+        False when the run already had: then the 400 is this row's own error.
+        """
+        if not self.structured:
+            return False
+        self.structured = False
+        warnings.warn(
+            f"the server rejected response_format ({attempt.detail}); holysheep_nb asks without "
+            "it for the rest of this run and reads the answers all the same. Pass "
+            "structured=False to skip the first try.",
+            HolySheepWarning,
+            stacklevel=1,
+        )
+        return True
+
+    def count_connect_failure(self, attempt: Attempt) -> None:
+        assert self.sender is not None
+        if self.sender.heard_back:
+            return
+        self.connect_failures += 1
+        if self.connect_failures >= CONNECT_FAILURES_TO_STOP:
+            url = self.engine.endpoint.chat_url
+            self.stop_run(
+                RunStop(
+                    f"cannot connect to {url} ({attempt.detail})",
+                    "check base_url, that the server is running, and the network",
+                )
+            )
 
     def failed(
-        self, row_id: Hashable, outcome: _Outcome, attempts: int, latency: float
+        self, row_id: Hashable, attempt: Attempt, attempts: int, started: float
     ) -> RowOutcome:
         return RowOutcome(
             row_id,
-            outcome.kind,
-            status=outcome.status,
-            detail=redact(outcome.detail, self.key),
-            latency=latency,
+            attempt.judgement.kind,
+            status=attempt.status,
+            detail=redact(attempt.detail, self.engine.endpoint.api_key),
+            latency=self.clock.now() - started,
             attempts=attempts,
         )
 
@@ -280,26 +305,30 @@ class _Run:
         return RowOutcome(
             row_id,
             OutcomeKind.NOT_SENT,
-            detail=self.auth_error or "",
+            detail=self.stop.cause if self.stop is not None else "",
             latency=latency,
             attempts=attempts,
         )
 
-    def abort_run(self, status: int | None) -> None:
-        if self.auth_error is None:
-            self.auth_error = f"authentication failed (HTTP {status})"
-            self.abort.set()
+    def stop_run(self, stop: RunStop) -> None:
+        """Stop the run (the first reason wins): nothing more is sent, waiters wake up."""
+        if self.stop is not None:
+            return
+        stop = RunStop(redact(stop.cause, self.engine.endpoint.api_key), stop.advice)
+        self.stop = self.stats.stop = stop
+        self.stopped.set()
+        warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
 
     async def sleep(self, delay: float) -> None:
-        """Sleep on the run's clock, waking at once (with ``_Aborted``) if the run aborts."""
-        if self.abort.is_set():
-            raise _Aborted
+        """Sleep on the run's clock, waking at once (with ``_Stopped``) if the run stops."""
+        if self.stopped.is_set():
+            raise _Stopped
         sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        aborted = asyncio.ensure_future(self.abort.wait())
+        stopped = asyncio.ensure_future(self.stopped.wait())
         try:
-            await asyncio.wait((sleeper, aborted), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((sleeper, stopped), return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
-            aborted.cancel()
-        if self.abort.is_set():
-            raise _Aborted
+            stopped.cancel()
+        if self.stopped.is_set():
+            raise _Stopped

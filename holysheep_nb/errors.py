@@ -4,8 +4,12 @@
     └── ConfigError (also ValueError)      bad option or input, raised before anything is sent
         └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
 
-A failure of one row is never an exception: it becomes that row's ``error`` text, and a
-401/403 ends the run with an error on every row not yet answered.
+    HolySheepWarning (a UserWarning)       told once, while the run goes on or as it stops
+
+A failure of one row is never an exception: it becomes that row's ``error`` text. A failure
+that concerns the whole run (a refused key, no credits, a quota spent, a model that does not
+exist, a server that cannot be reached) stops it: answered rows keep their answers, the rest
+say ``not sent: <cause>``, and a ``HolySheepWarning`` says what happened and what to do.
 ``asyncio.CancelledError`` and ``KeyboardInterrupt`` are never caught and always propagate.
 """
 
@@ -18,6 +22,11 @@ class HolySheepError(Exception):
 
 class ConfigError(HolySheepError, ValueError):
     """An option or the input is unusable; raised before any request is sent."""
+
+
+class HolySheepWarning(UserWarning):
+    """Something the user should know about a run that still returned its frame: the run
+    stopped early, or fell back to asking without structured output."""
 
 
 class MissingAPIKeyError(ConfigError):

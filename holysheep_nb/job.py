@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
@@ -47,6 +48,9 @@ class ResultColumns:
         self.attempts = np.zeros(rows, dtype=np.int64)
         self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
         self.completion_tokens = np.full(rows, -1, dtype=np.int64)
+        self.finish_reason: list[str | None] = [None] * rows
+        self.reasoning: list[str | None] = [None] * rows
+        self.tool_calls: list[str | None] = [None] * rows
         #: What the answer reader made of each answer (labels); kept only when there is one.
         self.values: list[Any] | None = [None] * rows if keep_values else None
 
@@ -62,6 +66,9 @@ class ResultColumns:
             self.prompt_tokens[position] = outcome.prompt_tokens
         if outcome.completion_tokens is not None:
             self.completion_tokens[position] = outcome.completion_tokens
+        self.finish_reason[position] = outcome.finish_reason
+        self.reasoning[position] = outcome.reasoning
+        self.tool_calls[position] = outcome.tool_calls
         if self.values is not None:
             self.values[position] = outcome.value
 
@@ -75,6 +82,9 @@ class ResultColumns:
         out["attempts"] = self.attempts
         out["prompt_tokens"] = _nullable(self.prompt_tokens)
         out["completion_tokens"] = _nullable(self.completion_tokens)
+        out["finish_reason"] = pd.array(self.finish_reason, dtype=_STR_DTYPE)
+        out["reasoning"] = pd.array(self.reasoning, dtype=_STR_DTYPE)
+        out["tool_calls"] = pd.array(self.tool_calls, dtype=_STR_DTYPE)
         return out
 
 
@@ -166,14 +176,9 @@ class CompletionJob:
             position: int = outcome.row_id  # type: ignore[assignment]
             columns.record(position, outcome)
             key = waiting_for_answer.pop(position, None)
-            if key is not None and outcome.response is not None and cache is not None:
+            if key is not None and cache is not None and _answered(outcome):
                 # Paid for, so kept: also an answer the reader rejected (off the label set).
-                cache.put(
-                    key,
-                    CachedAnswer(
-                        outcome.response, outcome.prompt_tokens, outcome.completion_tokens
-                    ),
-                )
+                cache.put(key, _to_cache(outcome))
 
         reader = self.answer_format.read if self.answer_format is not None else None
         try:
@@ -279,13 +284,48 @@ class CompletionJob:
         return out
 
 
+def _answered(outcome: RowOutcome) -> bool:
+    """True when the row's answer is worth keeping: a success, or an answer with text that
+    its reader rejected (off the label set, not fitting the schema, cut short), which was
+    paid for and would come back the same. An empty cut answer, a refusal or a filtered
+    answer is an error, asked again on the next run."""
+    return outcome.kind is OutcomeKind.OK or bool(outcome.response)
+
+
+def _to_cache(outcome: RowOutcome) -> CachedAnswer:
+    return CachedAnswer(
+        outcome.response or "",
+        outcome.prompt_tokens,
+        outcome.completion_tokens,
+        outcome.finish_reason,
+        outcome.reasoning,
+        outcome.tool_calls,
+    )
+
+
 def _cached_outcome(position: int, answer: CachedAnswer) -> RowOutcome:
-    """The outcome of a row answered from the cache: nothing sent, so no latency, no cost."""
+    """The outcome of a row answered from the cache: nothing sent, so no latency, no cost.
+
+    The stored answer goes through the same reading as a fresh one (``answer_kind``), so a
+    cached truncated or refused answer is that again, not a success.
+    """
+    response = None if answer.tool_calls and not answer.response else answer.response
+    kind, detail = answer_kind(
+        Answer(
+            response,
+            finish_reason=answer.finish_reason,
+            tool_calls=answer.tool_calls,
+        )
+    )
     return RowOutcome(
         position,
-        OutcomeKind.OK,
-        response=answer.response,
+        kind,
+        response=response,
+        detail=detail,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         cached=True,
+        finish_reason=answer.finish_reason,
+        reasoning=answer.reasoning,
+        tool_calls=answer.tool_calls,
     )

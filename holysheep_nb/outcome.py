@@ -149,6 +149,21 @@ _CAUSES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RunStop:
+    """Why a run stopped before every row was sent, and what the user can do about it.
+
+    ``cause`` is short (``authentication failed (HTTP 401)``): every row not sent says
+    ``not sent: <cause>``. ``advice`` is one sentence for the warning and the report.
+    """
+
+    cause: str
+    advice: str
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.advice}"
+
+
 class AnswerRejected(Exception):
     """Raised by an answer reader for an answer that came back but does not fit the ask."""
 
@@ -187,14 +202,15 @@ class RunStats:
     """The one tally of a run: rows by outcome, and the requests behind them.
 
     Rows are counted only by ``record``. Request counters (``requests_sent``, ``retries``,
-    ``rate_limited``, ``in_flight``) are kept by the engine as requests go and come back;
-    ``rate_limited`` counts every 429 answer, retried or not.
+    ``resent``, ``rate_limited``, ``in_flight``) are kept by the engine as requests go and
+    come back; ``rate_limited`` counts every 429 answer, retried or not.
     """
 
     started: float = 0.0
     finished: float | None = None
     requests_sent: int = 0
     retries: int = 0
+    resent: int = 0  # requests sent again without spending an attempt (never read by the server)
     rate_limited: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -202,9 +218,11 @@ class RunStats:
     failed: int = 0
     cached: int = 0
     not_sent: int = 0  # failed rows that this run never sent
+    truncated: int = 0  # rows whose answer was cut at the token limit
     prompt_tokens: int = 0  # of answers received in this run (cached answers cost nothing)
     completion_tokens: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # cause -> rows
+    stop: RunStop | None = None  # why the run stopped early, if it did
 
     @property
     def done(self) -> int:
@@ -220,6 +238,8 @@ class RunStats:
             self.failures[outcome.cause or ""] += 1
             if not outcome.sent and not outcome.cached:
                 self.not_sent += 1
+        if outcome.finish_reason == "length":
+            self.truncated += 1
         if outcome.cached:
             self.cached += 1
         else:

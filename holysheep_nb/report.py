@@ -43,7 +43,9 @@ class RunReport:
     failures: tuple[tuple[str, int], ...]  # (cause, rows), most frequent first
     retries: int
     rate_limited: int  # every 429 answer the server sent, retried or not
-    requests_sent: int
+    requests_sent: int  # resends included
+    resent: int  # requests sent again without spending an attempt (the server never read them)
+    truncated: int  # rows whose answer was cut at the token limit (finish_reason "length")
     elapsed: float  # seconds
     throughput: float  # rows per second over ``elapsed``
     latency_p50: float | None  # over rows sent in this run; None when none was
@@ -56,6 +58,8 @@ class RunReport:
     latency_sample: tuple[float, ...]  # sorted, at most MAX_LATENCY_SAMPLE
     labels: tuple[tuple[str, int], ...] = ()  # (label, rows), most frequent first
     timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
+    stop_cause: str | None = None  # why the run stopped early, if it did
+    stop_advice: str | None = None  # what to do about it
 
     @classmethod
     def from_run(
@@ -98,6 +102,8 @@ class RunReport:
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             requests_sent=stats.requests_sent,
+            resent=stats.resent,
+            truncated=stats.truncated,
             elapsed=float(elapsed),
             throughput=rows / elapsed if elapsed > 0 else 0.0,
             latency_p50=percentile(50),
@@ -110,6 +116,8 @@ class RunReport:
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
             labels=_most_frequent(labels or Counter()),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
+            stop_cause=stats.stop.cause if stats.stop else None,
+            stop_advice=stats.stop.advice if stats.stop else None,
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RunReport:
@@ -148,6 +156,10 @@ class RunReport:
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "requests_sent": self.requests_sent,
+            "resent": self.resent,
+            "truncated": self.truncated,
+            "stop_cause": self.stop_cause,
+            "stop_advice": self.stop_advice,
             "elapsed": self.elapsed,
             "throughput": self.throughput,
             "latency_p50": self.latency_p50,
@@ -228,13 +240,16 @@ class RunReport:
             f"({self.throughput:,.1f} rows/s)"
         )
         not_sent = f"(not sent: {self.not_sent:,})" if self.not_sent else ""
+        resent = f"(resent unread: {self.resent:,})" if self.resent else ""
         summary = [
             ("succeeded", f"{self.succeeded:,}", ""),
             ("failed", f"{self.failed:,}", not_sent),
             ("cached", f"{self.cached:,}", ""),
-            ("requests sent", f"{self.requests_sent:,}", ""),
+            ("requests sent", f"{self.requests_sent:,}", resent),
             ("retries", f"{self.retries:,}", f"(429s: {self.rate_limited:,})"),
         ]
+        if self.truncated:
+            summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
         for name in ("p50", "p95", "p99", "max"):
             value = getattr(self, f"latency_{name}")
             summary.append((f"latency {name}", "n/a" if value is None else f"{value:.3f} s", ""))
@@ -243,7 +258,13 @@ class RunReport:
         if self.cost is not None:
             cost = f"${self.cost:,.2f}" if self.cost >= 1 else f"${self.cost:.4f}"
             summary.append(("cost", cost, ""))
-        sections = [("", summary)]
+        sections: Sections = []
+        if self.stop_cause is not None:
+            # The cause leads: it explains every "not sent" row below.
+            sections.append(
+                (f"stopped early: {self.stop_cause}", [("to do", "", self.stop_advice or "")])
+            )
+        sections.append(("", summary))
         for heading, counts in (("failures by cause", self.failures), ("labels", self.labels)):
             if counts:
                 shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]

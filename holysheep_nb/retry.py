@@ -2,7 +2,8 @@
 
 The engine only loops; every decision lives here so it can be tested with tables. What is
 retried follows openai-python (408, 409, 429, 5xx) plus 425 Too Early; 501 Not Implemented
-and 505 HTTP Version Not Supported will not change on a retry.
+and 505 HTTP Version Not Supported will not change on a retry. What stops the whole run is
+decided here too (``judge``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import enum
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from holysheep_nb.answers import ProviderError
+from holysheep_nb.outcome import OutcomeKind, RunStop
 from holysheep_nb.policies import RetryPolicy
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
@@ -24,23 +28,104 @@ _PERMANENT_5XX = frozenset({501, 505})
 
 
 class Verdict(enum.Enum):
-    """What to do with an HTTP status."""
+    """What to do after an answer."""
 
     OK = "ok"
     RETRY = "retry"
-    AUTH = "auth"  # abort the run: the key is refused
     FAIL = "fail"  # this row's final error
+    STOP = "stop"  # every row would fail the same way: stop the run
+    FALLBACK = "fallback"  # send again without ``response_format``, for the rest of the run
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The verdict on one answer, the kind a failure gets, and the stop it calls for."""
+
+    verdict: Verdict
+    kind: OutcomeKind = OutcomeKind.OK
+    stop: RunStop | None = None
+
+
+_OK = Judgement(Verdict.OK)
+_RETRY = Judgement(Verdict.RETRY, OutcomeKind.SERVER)
+_FAIL = Judgement(Verdict.FAIL, OutcomeKind.HTTP)
+_KEY_ADVICE = "check the API key (HOLYSHEEP_API_KEY or api_key=...)"
+_CREDIT_ADVICE = (
+    "add credits or raise the account's limit, then run the cell again "
+    "(rows already answered come from the cache)"
+)
 
 
 def classify_status(status: int) -> Verdict:
-    """Map an HTTP status to what the engine does next."""
+    """What an HTTP status alone says: OK, RETRY, STOP (401/402/403/404) or FAIL."""
     if 200 <= status < 300:
         return Verdict.OK
-    if status in (401, 403):
-        return Verdict.AUTH
+    if status in (401, 402, 403, 404):
+        return Verdict.STOP
     if status in _RETRYABLE_4XX or (500 <= status < 600 and status not in _PERMANENT_5XX):
         return Verdict.RETRY
     return Verdict.FAIL
+
+
+def judge(status: int, error: ProviderError | None, *, structured: bool = False) -> Judgement:
+    """What to do with an answer of ``status`` whose error body said ``error``.
+
+    The statuses that concern the whole run stop it (``docs/contract.md``, "Failures that
+    stop the run"): a refused key (401, and 403 unless the body says this input was
+    flagged, as OpenRouter's moderation does), no credits (402), a model or URL that does
+    not exist (404), and a quota 429 (``insufficient_quota``), which waiting never clears.
+    A 400 that rejects ``response_format`` on a ``structured`` request asks for the
+    fallback; Azure's 400 ``content_filter`` is the row's filtered input.
+    """
+    verdict = classify_status(status)
+    if verdict is Verdict.OK:
+        return _OK
+    error = error or ProviderError("")
+    if verdict is Verdict.RETRY:
+        if status == 429 and error.quota_exhausted:
+            cause = f"quota exhausted (HTTP 429{' ' + error.code if error.code else ''})"
+            return Judgement(Verdict.STOP, OutcomeKind.SERVER, RunStop(cause, _CREDIT_ADVICE))
+        return _RETRY
+    if verdict is Verdict.STOP:
+        return _stop_for(status, error)
+    if structured and status in (400, 422) and error.about_response_format:
+        return Judgement(Verdict.FALLBACK, OutcomeKind.HTTP)
+    if status == 400 and "content_filter" in f"{error.code} {error.type}":
+        return Judgement(Verdict.FAIL, OutcomeKind.FILTERED)
+    return _FAIL
+
+
+def wait_too_long(seconds: float, status: int | None) -> RunStop:
+    """The stop for a ``Retry-After`` beyond ``RetryPolicy.max_retry_after``: waiting that
+    long inside a notebook cell is worse than stopping and saying so."""
+    return RunStop(
+        f"the provider asked to wait {seconds:,.0f} s (HTTP {status} with Retry-After)",
+        f"run the cell again later, or pass max_retry_after={seconds:.0f} to wait that long",
+    )
+
+
+def _stop_for(status: int, error: ProviderError) -> Judgement:
+    if status == 403 and error.input_flagged:
+        return Judgement(Verdict.FAIL, OutcomeKind.FILTERED)
+    if status in (401, 403):
+        stop = RunStop(f"authentication failed (HTTP {status})", _KEY_ADVICE)
+        return Judgement(Verdict.STOP, OutcomeKind.AUTH, stop)
+    if status == 402:
+        return Judgement(
+            Verdict.STOP, OutcomeKind.HTTP, RunStop("out of credits (HTTP 402)", _CREDIT_ADVICE)
+        )
+    if "model" in f"{error.code} {error.message}".lower():
+        stop = RunStop(
+            f"model not found (HTTP 404): {error.message}",
+            "check model= (GET <base_url>/models lists the models this server has)",
+        )
+    else:
+        stop = RunStop(
+            f"not found (HTTP 404): {error.message}",
+            "check base_url: it should end where the server's /chat/completions starts "
+            "(usually /v1)",
+        )
+    return Judgement(Verdict.STOP, OutcomeKind.HTTP, stop)
 
 
 def parse_retry_after(headers: Mapping[str, str], now_wall: float) -> float | None:

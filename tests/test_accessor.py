@@ -23,6 +23,9 @@ RESULT_COLUMNS = [
     "attempts",
     "prompt_tokens",
     "completion_tokens",
+    "finish_reason",
+    "reasoning",
+    "tool_calls",
 ]
 
 
@@ -132,7 +135,7 @@ async def test_template_formats_rows_and_flags_missing_values(echo: RunningServe
         ({"column": "title", "timeout": 0}, "timeout"),
         ({"column": "title", "max_retries": -1}, "max_retries"),
         ({"column": "title", "chunk_size": 0}, "chunk_size"),
-        ({"column": "title", "stream": True}, "stream cannot be passed through"),
+        ({"column": "title", "n": 2}, "n cannot be passed through"),
         ({"column": "title", "messages": []}, "messages cannot be passed through"),
         ({"column": "title", "temperature": object()}, "must be JSON values"),
         ({"column": "title", "cache": 3}, "cache must be"),

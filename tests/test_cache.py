@@ -341,7 +341,7 @@ def _corrupt_under_open_connections(path: Path) -> None:
     # Another process commits and checkpoints (so open connections must re-read the file),
     # then the file is overwritten: the next query of an open connection fails.
     with closing(sqlite3.connect(path)) as other:
-        other.execute("INSERT INTO answers VALUES ('other', 'x', NULL, NULL, 0)")
+        other.execute("INSERT INTO answers (key, response, created) VALUES ('other', 'x', 0)")
         other.commit()
         other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     path.write_bytes(b"\xde\xad\xbe\xef" * 4096)
@@ -561,3 +561,24 @@ def test_cli_uses_the_default_path(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_rejects_an_unknown_action(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["explode"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_answers(cache_path: Path) -> None:
+    """Files written before finish reasons, reasoning and tool calls were kept still serve."""
+    with closing(sqlite3.connect(cache_path)) as conn:
+        conn.execute(
+            "CREATE TABLE answers (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
+            "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
+        )
+        conn.execute("INSERT INTO answers VALUES ('old', 'positive', 12, 1, 0)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    with ResponseCache(cache_path) as cache:
+        assert cache.get_many(["old"]) == {"old": CachedAnswer("positive", 12, 1)}
+        cut = CachedAnswer("posi", 5, 1, finish_reason="length", reasoning="hm", tool_calls=None)
+        cache.put("new", cut)
+        cache.flush()
+    with ResponseCache(cache_path) as cache:
+        assert cache.get_many(["new"]) == {"new": cut}
+    with closing(sqlite3.connect(cache_path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -15,6 +15,7 @@ import pytest
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from tests.fakes import FakeClock, ScriptedJitter
@@ -93,7 +94,7 @@ async def test_retryable_status_is_retried_after_backoff(clock: FakeClock, statu
     assert stats.retries == 1
 
 
-@pytest.mark.parametrize("status", [400, 404, 413, 422, 501, 505])
+@pytest.mark.parametrize("status", [400, 413, 422, 501, 505])
 async def test_other_statuses_fail_the_row_at_once(clock: FakeClock, status: int) -> None:
     with scripted(clock) as server:
         server.script("p", Reply(status, error_body("you sent something odd")))
@@ -146,11 +147,28 @@ async def test_429_waits_what_the_server_asks(
     assert stats.rate_limited == 1
 
 
-async def test_retry_after_is_capped(clock: FakeClock) -> None:
+async def test_a_wait_beyond_max_retry_after_stops_the_run(clock: FakeClock) -> None:
+    """Waiting a day inside a notebook cell is worse than stopping and saying so."""
     with scripted(clock) as server:
         server.script("p", Reply(503, error_body("maintenance"), {"Retry-After": "86400"}))
-        await run_all(engine(clock, retry=RetryPolicy(max_retry_after=30.0)), ["p"])
+        with pytest.warns(HolySheepWarning, match="asked to wait 86,400 s"):
+            results, stats = await run_all(
+                engine(clock, max_concurrent=1, retry=RetryPolicy(max_retry_after=30.0)),
+                ["p", "q"],
+            )
+    assert clock.sleeps == []
+    assert results[0].error == "HTTP 503 after 1 attempt: maintenance"
+    assert results[1].error == "not sent: the provider asked to wait 86,400 s (HTTP 503 with Retry-After)"
+    assert stats.stop is not None
+    assert "max_retry_after=86400" in stats.stop.advice
+
+
+async def test_a_wait_within_max_retry_after_is_waited(clock: FakeClock) -> None:
+    with scripted(clock) as server:
+        server.script("p", Reply(503, error_body("maintenance"), {"Retry-After": "30"}))
+        results, _ = await run_all(engine(clock, retry=RetryPolicy(max_retry_after=30.0)), ["p"])
     assert clock.sleeps == [30.0]
+    assert results[0].response == "answer:p"
 
 
 async def test_a_429_pauses_every_new_send_of_the_run(clock: FakeClock) -> None:
@@ -234,8 +252,8 @@ async def test_abort_wakes_rows_waiting_in_backoff(clock: FakeClock) -> None:
         ('{"id": "x", "object": "chat.completion"}', "no choices in answer"),
         ('{"error": {"message": "upstream died"}}', "no choices in answer: upstream died"),
         (
-            '{"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "length"}]}',
-            "no message content (finish_reason='length')",
+            '{"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]}',
+            "no message content (finish_reason='stop')",
         ),
         ("[1, 2]", "expected a JSON object, got list"),
     ],

@@ -8,15 +8,19 @@ from email.utils import formatdate
 import pytest
 from multidict import CIMultiDict
 
+from holysheep_nb.answers import ProviderError
+from holysheep_nb.outcome import OutcomeKind
 from holysheep_nb.policies import RetryPolicy
 from holysheep_nb.retry import (
     Verdict,
     backoff_delay,
     budget_hold,
     classify_status,
+    judge,
     next_delay,
     parse_duration,
     parse_retry_after,
+    wait_too_long,
 )
 
 NOW = 1_700_000_000.0
@@ -28,9 +32,10 @@ NOW = 1_700_000_000.0
         (200, Verdict.OK),
         (201, Verdict.OK),
         (400, Verdict.FAIL),
-        (401, Verdict.AUTH),
-        (403, Verdict.AUTH),
-        (404, Verdict.FAIL),
+        (401, Verdict.STOP),
+        (402, Verdict.STOP),
+        (403, Verdict.STOP),
+        (404, Verdict.STOP),
         (408, Verdict.RETRY),
         (409, Verdict.RETRY),
         (413, Verdict.FAIL),
@@ -49,6 +54,72 @@ NOW = 1_700_000_000.0
 )
 def test_classify_status(status: int, verdict: Verdict) -> None:
     assert classify_status(status) is verdict
+
+
+#: Error bodies as providers send them (shapes from OpenAI's, OpenRouter's, Azure's and
+#: DeepSeek's error documentation), and what each calls for.
+OPENAI_QUOTA = ProviderError(
+    "You exceeded your current quota, please check your plan and billing details.",
+    code="insufficient_quota",
+    type="insufficient_quota",
+)
+OPENROUTER_FLAGGED = ProviderError(
+    "Input flagged by moderation",
+    code="403",
+    metadata={"reasons": ["harassment"], "flagged_input": "you are...", "provider_name": "x"},
+)
+DEEPSEEK_FORMAT = ProviderError(
+    "This response_format type is unavailable now", type="invalid_request_error"
+)
+AZURE_FILTER = ProviderError(
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+    code="content_filter",
+)
+MODEL_404 = ProviderError(
+    "The model `gpt-9` does not exist or you do not have access to it.", code="model_not_found"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "structured", "verdict", "kind", "cause"),
+    [
+        (200, None, False, Verdict.OK, OutcomeKind.OK, None),
+        (429, ProviderError("Rate limit reached"), False, Verdict.RETRY, OutcomeKind.SERVER, None),
+        (429, OPENAI_QUOTA, False, Verdict.STOP, OutcomeKind.SERVER, "quota exhausted (HTTP 429 insufficient_quota)"),
+        (429, ProviderError("x", code="billing_hard_limit_reached"), False, Verdict.STOP, OutcomeKind.SERVER, "quota exhausted (HTTP 429 billing_hard_limit_reached)"),
+        (401, ProviderError("Incorrect API key"), False, Verdict.STOP, OutcomeKind.AUTH, "authentication failed (HTTP 401)"),
+        (403, ProviderError("forbidden"), False, Verdict.STOP, OutcomeKind.AUTH, "authentication failed (HTTP 403)"),
+        (403, OPENROUTER_FLAGGED, False, Verdict.FAIL, OutcomeKind.FILTERED, None),
+        (402, ProviderError("Insufficient credits"), False, Verdict.STOP, OutcomeKind.HTTP, "out of credits (HTTP 402)"),
+        (404, MODEL_404, False, Verdict.STOP, OutcomeKind.HTTP, f"model not found (HTTP 404): {MODEL_404.message}"),
+        (404, ProviderError("Not Found"), False, Verdict.STOP, OutcomeKind.HTTP, "not found (HTTP 404): Not Found"),
+        (400, DEEPSEEK_FORMAT, True, Verdict.FALLBACK, OutcomeKind.HTTP, None),
+        (400, DEEPSEEK_FORMAT, False, Verdict.FAIL, OutcomeKind.HTTP, None),
+        (400, ProviderError("bad", param="response_format"), True, Verdict.FALLBACK, OutcomeKind.HTTP, None),
+        (400, ProviderError("context too long"), True, Verdict.FAIL, OutcomeKind.HTTP, None),
+        (400, AZURE_FILTER, False, Verdict.FAIL, OutcomeKind.FILTERED, None),
+        (503, ProviderError("overloaded"), False, Verdict.RETRY, OutcomeKind.SERVER, None),
+    ],
+)
+def test_judge_tells_row_failures_from_run_failures(
+    status: int,
+    error: ProviderError | None,
+    structured: bool,
+    verdict: Verdict,
+    kind: OutcomeKind,
+    cause: str | None,
+) -> None:
+    judgement = judge(status, error, structured=structured)
+    assert (judgement.verdict, judgement.kind) == (verdict, kind)
+    assert (judgement.stop.cause if judgement.stop else None) == cause
+    if judgement.stop is not None:
+        assert judgement.stop.advice
+
+
+def test_a_wait_beyond_the_longest_accepted_names_the_wait() -> None:
+    stop = wait_too_long(3600, 429)
+    assert stop.cause == "the provider asked to wait 3,600 s (HTTP 429 with Retry-After)"
+    assert "max_retry_after=3600" in stop.advice
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-"""Stored in ``PRAGMA user_version``; a file with another version is left alone."""
+SCHEMA_VERSION = 2
+"""Stored in ``PRAGMA user_version``. Version 1 files (no finish reason, reasoning or tool
+calls) are upgraded in place; a file with a newer version is left alone."""
 
 BUSY_TIMEOUT = 30.0
 """Seconds a statement waits for another process's write lock before giving up."""
@@ -22,23 +23,29 @@ BUSY_TIMEOUT = 30.0
 MAX_VARIABLES = 500
 """Keys per ``IN (...)`` query: below SQLite's historic limit of 999 bound variables."""
 
-Row = tuple[str, str, int | None, int | None, float]
-"""One stored answer: key, response, prompt tokens, completion tokens, created (epoch s)."""
+Row = tuple[str, str, int | None, int | None, float, str | None, str | None, str | None]
+"""One stored answer: key, response, prompt tokens, completion tokens, created (epoch s),
+finish reason, reasoning, tool calls (JSON)."""
 
-Found = tuple[str, str, int | None, int | None]
+Found = tuple[str, str, int | None, int | None, str | None, str | None, str | None]
 """One answer read back: a ``Row`` without its ``created`` time."""
 
-_COLUMNS = ["key", "response", "prompt_tokens", "completion_tokens", "created"]
+_COLUMNS_V1 = ["key", "response", "prompt_tokens", "completion_tokens", "created"]
+_ADDED_V2 = ["finish_reason", "reasoning", "tool_calls"]
+_COLUMNS = [*_COLUMNS_V1, *_ADDED_V2]
 _CREATE = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
     response TEXT NOT NULL,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
-    created REAL
+    created REAL,
+    finish_reason TEXT,
+    reasoning TEXT,
+    tool_calls TEXT
 )
 """
-_INSERT = "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)"
+_INSERT = "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # Primary result codes that mean "this file is damaged or not a database" (the low byte of an
 # extended code): SQLITE_CORRUPT and SQLITE_NOTADB. Busy, locked or I/O errors are not in here.
 _CORRUPTION_CODES = frozenset({11, 26})
@@ -150,6 +157,10 @@ def init_schema(conn: sqlite3.Connection) -> None:
         if version == 0:
             conn.execute(_CREATE)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:
+            for column in _ADDED_V2:
+                conn.execute(f"ALTER TABLE answers ADD COLUMN {column} TEXT")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
             raise UnusableCacheError(
                 f"schema version {version}; this holysheep_nb reads version {SCHEMA_VERSION}"
@@ -163,8 +174,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
 def _select_sql(count: int) -> str:
     marks = ",".join("?" * count)
     return (
-        "SELECT key, response, prompt_tokens, completion_tokens "
-        f"FROM answers WHERE key IN ({marks})"
+        "SELECT key, response, prompt_tokens, completion_tokens, finish_reason, reasoning, "
+        f"tool_calls FROM answers WHERE key IN ({marks})"
     )
 
 

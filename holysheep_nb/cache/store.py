@@ -47,11 +47,16 @@ class CacheWarning(UserWarning):
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """One stored successful answer: the assistant text and its token usage, if reported."""
+    """One stored answer: the assistant text, its token usage if reported, the finish reason,
+    the reasoning set apart from the text, and the tool calls (JSON). A tool-call answer
+    without text is stored with ``response=""``."""
 
     response: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
+    reasoning: str | None = None
+    tool_calls: str | None = None
 
 
 class StoreStats(NamedTuple):
@@ -158,8 +163,8 @@ class ResponseCache:
                 found[key] = answer
         for start in range(0, len(missing), db.MAX_VARIABLES):
             rows = self._run(self._select, missing[start : start + db.MAX_VARIABLES])
-            for key, response, prompt_tokens, completion_tokens in rows:
-                found[key] = CachedAnswer(response, prompt_tokens, completion_tokens)
+            for key, response, prompt, completion, finish, reasoning, calls in rows:
+                found[key] = CachedAnswer(response, prompt, completion, finish, reasoning, calls)
         return found
 
     def put(self, key: str, answer: CachedAnswer) -> None:
@@ -190,7 +195,16 @@ class ResponseCache:
             return
         created = self._clock.wall()
         rows = [
-            (key, a.response, a.prompt_tokens, a.completion_tokens, created)
+            (
+                key,
+                a.response,
+                a.prompt_tokens,
+                a.completion_tokens,
+                created,
+                a.finish_reason,
+                a.reasoning,
+                a.tool_calls,
+            )
             for key, a in self._pending.items()
         ]
         # In key order the inserts walk the key index left to right instead of jumping about

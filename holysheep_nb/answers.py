@@ -1,0 +1,330 @@
+"""Reading what a provider sends back: a chat completion (JSON or SSE) or an error body.
+
+A 2xx body becomes an ``Answer``: the assistant text with reasoning set apart, the finish
+reason, a refusal, tool calls and usage, whichever shape the provider used:
+
+- JSON, as OpenAI documents ``chat.completion``;
+- server-sent events (``data: {...}`` chunks of ``chat.completion.chunk`` deltas, then
+  ``data: [DONE]``), which some servers send even when not asked to stream; the deltas are
+  joined into one answer;
+- reasoning as a ``<think>...</think>`` block before the answer (vLLM and Ollama with
+  reasoning models; also the form with only the closing tag, when the opening one was part
+  of the prompt template), or as a ``reasoning_content`` (DeepSeek) or ``reasoning``
+  (OpenRouter) field of the message.
+
+A body that is none of these raises ``MalformedAnswer``. An error body becomes a
+``ProviderError`` (message, ``code``, ``type``, OpenRouter's ``metadata``), from which the
+engine tells a row's failure from one that concerns the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
+from holysheep_nb.validation import is_whole
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+_MAX_DETAIL = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A parsed 2xx completion. ``text`` is None when the model gave no content (a refusal,
+    a tool call, a filtered or cut answer); ``tool_calls`` is their JSON text."""
+
+    text: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: str | None = None
+    filter_reason: str = ""
+
+
+class MalformedAnswer(Exception):
+    """A 2xx body that is not a chat completion; the message says what was wrong."""
+
+
+def parse_answer(raw: bytes) -> Answer:
+    """Read a 2xx body (JSON or SSE) into an ``Answer``, or raise ``MalformedAnswer``."""
+    if raw[:5] == b"data:" or raw[:6] == b"event:" or raw[:1] == b":":
+        return _parse_events(raw)
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedAnswer(f"not JSON: {summarise_body(raw)}") from None
+    if not isinstance(data, dict):
+        raise MalformedAnswer(f"expected a JSON object, got {type(data).__name__}")
+    choice = _first_choice(data)
+    message = choice.get("message")
+    message = message if isinstance(message, dict) else {}
+    return _answer(
+        content=message.get("content"),
+        reasoning=_text(message.get("reasoning_content")) or _text(message.get("reasoning")),
+        refusal=_text(message.get("refusal")),
+        tool_calls=message.get("tool_calls"),
+        finish_reason=_text(choice.get("finish_reason")),
+        usage=data.get("usage"),
+        filter_results=choice.get("content_filter_results"),
+    )
+
+
+def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        error = provider_message(data)
+        raise MalformedAnswer(f"no choices in answer{': ' + error if error else ''}")
+    return choices[0]
+
+
+def _parse_events(raw: bytes) -> Answer:
+    """Join the deltas of an SSE stream of ``chat.completion.chunk`` objects."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    refusal: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish_reason = None
+    usage = filter_results = None
+    seen = False
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue  # comments (": keep-alive"), event names, ids, blank separators
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            break
+        try:
+            chunk = json.loads(payload)
+        except json.JSONDecodeError:
+            raise MalformedAnswer(f"bad event in stream: {_one_line(payload)}") from None
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk:
+            raise MalformedAnswer(f"error in stream: {provider_message(chunk) or 'unknown'}")
+        seen = True
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            delta = delta if isinstance(delta, dict) else {}
+            for parts, key in ((content, "content"), (refusal, "refusal")):
+                if isinstance(delta.get(key), str):
+                    parts.append(delta[key])
+            for key in ("reasoning_content", "reasoning"):
+                if isinstance(delta.get(key), str):
+                    reasoning.append(delta[key])
+            for call in delta.get("tool_calls") or ():
+                _merge_call(calls, call)
+            finish_reason = _text(choice.get("finish_reason")) or finish_reason
+            filter_results = choice.get("content_filter_results") or filter_results
+    if not seen:
+        raise MalformedAnswer(f"a stream with no completion chunk: {summarise_body(raw)}")
+    return _answer(
+        content="".join(content) if content or finish_reason == "stop" else None,
+        reasoning="".join(reasoning) or None,
+        refusal="".join(refusal) or None,
+        tool_calls=[calls[i] for i in sorted(calls)] or None,
+        finish_reason=finish_reason,
+        usage=usage,
+        filter_results=filter_results,
+    )
+
+
+def _merge_call(calls: dict[int, dict[str, Any]], delta: object) -> None:
+    """Fold one streamed tool-call delta into the call it continues (by ``index``)."""
+    if not isinstance(delta, dict):
+        return
+    call = calls.setdefault(
+        int(delta.get("index", 0)),
+        {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+    )
+    if delta.get("id"):
+        call["id"] = delta["id"]
+    function = delta.get("function")
+    if isinstance(function, dict):
+        for key in ("name", "arguments"):
+            if isinstance(function.get(key), str):
+                call["function"][key] += function[key]
+
+
+def _answer(
+    *,
+    content: object,
+    reasoning: str | None,
+    refusal: str | None,
+    tool_calls: object,
+    finish_reason: str | None,
+    usage: object,
+    filter_results: object,
+) -> Answer:
+    text = content if isinstance(content, str) else None
+    if text is not None:
+        inline, text = split_reasoning(text)
+        reasoning = reasoning or inline
+    calls = json.dumps(tool_calls, ensure_ascii=False) if tool_calls else None
+    usage = usage if isinstance(usage, dict) else {}
+    return Answer(
+        text=text,
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        finish_reason=finish_reason,
+        reasoning=reasoning,
+        refusal=refusal,
+        tool_calls=calls,
+        filter_reason=_filtered_categories(filter_results),
+    )
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """``(reasoning, answer)`` of a text that may open with a ``<think>`` block.
+
+    Handles ``<think>r</think>a`` and, for templates that put the opening tag in the prompt,
+    ``r</think>a``. A text without a closing tag has no reasoning.
+    """
+    close = text.find(_THINK_CLOSE)
+    if close < 0:
+        return None, text
+    head = text[:close]
+    stripped = head.lstrip()
+    if stripped.startswith(_THINK_OPEN):
+        head = stripped[len(_THINK_OPEN) :]
+    elif _THINK_OPEN in head:
+        return None, text  # a think block in the middle of an answer is the answer's own text
+    return head.strip() or None, text[close + len(_THINK_CLOSE) :].strip()
+
+
+def _filtered_categories(results: object) -> str:
+    """Azure's ``content_filter_results``: the categories that were filtered, with severity."""
+    if not isinstance(results, dict):
+        return ""
+    hits = []
+    for category, verdict in results.items():
+        if isinstance(verdict, dict) and verdict.get("filtered"):
+            severity = verdict.get("severity")
+            hits.append(f"{category} ({severity})" if isinstance(severity, str) else category)
+    return ", ".join(hits)
+
+
+def answer_kind(answer: Answer) -> tuple[OutcomeKind, str]:
+    """The kind of a well-formed answer, and the detail of one that cannot be used.
+
+    Never retried: a refusal or a filtered answer comes back the same, and was paid for.
+    """
+    if answer.refusal:
+        return OutcomeKind.REFUSED, answer.refusal
+    if answer.text is None and answer.finish_reason == "content_filter":
+        return OutcomeKind.FILTERED, answer.filter_reason or "finish_reason content_filter"
+    if not answer.text and not answer.tool_calls and answer.finish_reason == "length":
+        return OutcomeKind.TRUNCATED, TRUNCATED_HINT
+    return OutcomeKind.OK, ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderError:
+    """What an error body said: OpenAI's ``error`` object, or OpenRouter's with metadata."""
+
+    message: str
+    code: str = ""
+    type: str = ""
+    param: str = ""
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """A 429 that waiting will not clear: the account's quota or credits are spent.
+
+        OpenAI: ``code``/``type`` ``insufficient_quota``; others say ``quota`` or
+        ``billing`` in the code, or "exceeded your current quota" in the message.
+        """
+        marks = f"{self.code} {self.type}".lower()
+        return (
+            "quota" in marks
+            or "billing" in marks
+            or "exceeded your current quota" in self.message.lower()
+        )
+
+    @property
+    def input_flagged(self) -> bool:
+        """A 403 about this input, not about the key (OpenRouter's moderation error)."""
+        meta = self.metadata or {}
+        if "reasons" in meta or "flagged_input" in meta:
+            return True
+        marks = f"{self.code} {self.type} {self.message}".lower()
+        return any(word in marks for word in ("flagged", "moderation", "content_policy"))
+
+    @property
+    def about_response_format(self) -> bool:
+        """A 400 that rejects ``response_format`` (DeepSeek and other servers without
+        structured output), so the request can go again without it."""
+        text = f"{self.param} {self.message}".lower()
+        return "response_format" in text or "json_schema" in text
+
+    @property
+    def flagged_reasons(self) -> str:
+        """OpenRouter's ``metadata.reasons`` as one line, or the message."""
+        reasons = (self.metadata or {}).get("reasons")
+        if isinstance(reasons, list) and reasons:
+            return ", ".join(str(reason) for reason in reasons)
+        return self.message
+
+
+def parse_error(raw: bytes) -> ProviderError:
+    """The ``ProviderError`` of an error body: JSON error object, HTML title, or text."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ProviderError(summarise_body(raw))
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        metadata = error.get("metadata")
+        return ProviderError(
+            message=provider_message(data) or summarise_body(raw),
+            code=str(error.get("code") or ""),
+            type=str(error.get("type") or ""),
+            param=str(error.get("param") or ""),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+    return ProviderError(provider_message(data) or summarise_body(raw))
+
+
+def provider_message(data: object) -> str:
+    """The ``error.message`` of an OpenAI-style error object, or ''."""
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return _one_line(error["message"])
+        if isinstance(error, str):
+            return _one_line(error)
+    return ""
+
+
+def summarise_body(raw: bytes) -> str:
+    """A short description of a body that is not the JSON we wanted."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not text:
+        return "empty body"
+    if text[:1] == "<":
+        title = _TITLE.search(text)
+        return f"HTML page{': ' + _one_line(title.group(1)) if title else ''}"
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    line = _SPACES.sub(" ", text).strip()
+    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if is_whole(value) else None

@@ -1,0 +1,156 @@
+"""One attempt of one request: send it, read what came back, and judge it.
+
+``Sender.send`` turns whatever happens to one POST (but cancellation) into an ``Attempt``:
+an answer, an error body judged by ``retry.judge``, a timeout, or a connection error. It
+keeps the request counters of the run's ``RunStats`` (every request sent, every 429 seen,
+requests in flight) and blanks the API key out of every body before any of it is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer, parse_error
+from holysheep_nb.outcome import OutcomeKind, RunStats
+from holysheep_nb.retry import Judgement, Verdict, judge, parse_retry_after
+from holysheep_nb.transport import describe_exception, payload
+
+_MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
+_CONNECTION = Judgement(Verdict.RETRY, OutcomeKind.CONNECTION)
+_TIMEOUT = Judgement(Verdict.RETRY, OutcomeKind.TIMEOUT)
+#: Finish reasons that explain an answer without content (it is not malformed).
+_EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt came back with.
+
+    ``unsent`` marks a request that the server cannot have read: the connection it was
+    written on had been reused from the pool and was closed by the server before any answer
+    (a keep-alive connection the server had already dropped). ``connect_failed`` marks one
+    that never reached a server at all (refused, DNS, TLS handshake).
+    """
+
+    judgement: Judgement
+    answer: Answer | None = None
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    headers: CIMultiDictProxy[str] | None = None
+    unsent: bool = False
+    connect_failed: bool = False
+
+    @property
+    def verdict(self) -> Verdict:
+        """The judgement's verdict."""
+        return self.judgement.verdict
+
+
+def track_reuse() -> aiohttp.TraceConfig:
+    """A session trace that marks, per request, whether its connection came from the pool
+    (``Sender.send`` passes the request's mark as ``trace_request_ctx``)."""
+
+    async def reused(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+        if context.trace_request_ctx is not None:
+            context.trace_request_ctx.reused = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(reused)
+    return trace
+
+
+class Sender:
+    """Posts request bodies to one URL over one session (made with ``track_reuse``) and
+    judges each answer."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        stats: RunStats,
+        proxy: str | None,
+        key: str | None,
+        wall: Any,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.stats = stats
+        self.proxy = proxy
+        self.key_bytes = key.encode() if key else b""
+        self.wall = wall
+        #: True once any HTTP answer came back in this run (the server is reachable).
+        self.heard_back = False
+
+    async def send(self, body: bytes, *, structured: bool) -> Attempt:
+        """Send ``body`` once and judge what came back (``structured``: it asked for a
+        ``response_format``, so a 400 about it calls for the fallback)."""
+        stats = self.stats
+        stats.requests_sent += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        context = SimpleNamespace(reused=False)
+        try:
+            post = self.session.post(
+                self.url, data=payload(body), proxy=self.proxy, trace_request_ctx=context
+            )
+            async with post as response:
+                raw = self.scrub(await response.read())
+                status = response.status
+                headers = response.headers
+        except (asyncio.TimeoutError, TimeoutError):
+            return Attempt(_TIMEOUT)
+        except aiohttp.ClientConnectorError as exc:
+            stats.requests_sent -= 1  # it never left this machine
+            return Attempt(_CONNECTION, detail=describe_exception(exc), connect_failed=True)
+        except aiohttp.ClientError as exc:
+            unsent = context.reused and isinstance(
+                exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+            )
+            return Attempt(_CONNECTION, detail=describe_exception(exc), unsent=unsent)
+        finally:
+            stats.in_flight -= 1
+        self.heard_back = True
+        if status == 429:
+            stats.rate_limited += 1
+        if 200 <= status < 300:
+            return self._answered(raw, status, headers)
+        error = parse_error(raw)
+        judgement = judge(status, error, structured=structured)
+        retry_after = (
+            parse_retry_after(headers, self.wall())
+            if judgement.verdict in (Verdict.RETRY, Verdict.STOP)
+            else None
+        )
+        flagged = judgement.kind is OutcomeKind.FILTERED and status == 403
+        return Attempt(
+            judgement,
+            status=status,
+            detail=error.flagged_reasons if flagged else error.message,
+            retry_after=retry_after,
+            headers=headers,
+        )
+
+    def _answered(self, raw: bytes, status: int, headers: CIMultiDictProxy[str]) -> Attempt:
+        try:
+            answer = parse_answer(raw)
+        except MalformedAnswer as exc:
+            return Attempt(_MALFORMED, status=status, detail=str(exc), headers=headers)
+        explained = answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
+        if answer.text is None and not explained:
+            detail = f"no message content (finish_reason={answer.finish_reason!r})"
+            return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
+        return Attempt(judge(status, None), answer=answer, status=status, headers=headers)
+
+    def scrub(self, raw: bytes) -> bytes:
+        """``raw`` with the API key blanked, before any of it is cut short into an error line."""
+        if self.key_bytes and self.key_bytes in raw:
+            return raw.replace(self.key_bytes, b"***")
+        return raw
