@@ -19,7 +19,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from holysheep_nb._import_hook import when_imported
-from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.errors import (
+    ConfigError,
+    HolySheepError,
+    HolySheepWarning,
+    LoopError,
+    MissingAPIKeyError,
+)
 
 if TYPE_CHECKING:
     from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
@@ -39,6 +45,8 @@ __all__ = [
     "Endpoint",
     "EngineSettings",
     "HolySheepError",
+    "HolySheepWarning",
+    "LoopError",
     "MissingAPIKeyError",
     "OutcomeKind",
     "Prices",

@@ -1,8 +1,9 @@
 """The one exception hierarchy of holysheep_nb.
 
     HolySheepError
-    └── ConfigError (also ValueError)      bad option or input, raised before anything is sent
-        └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
+    ├── ConfigError (also ValueError)      bad option or input, raised before anything is sent
+    │   └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
+    └── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
 
     HolySheepWarning (a UserWarning)       told once, while the run goes on or as it stops
 
@@ -22,6 +23,11 @@ class HolySheepError(Exception):
 
 class ConfigError(HolySheepError, ValueError):
     """An option or the input is unusable; raised before any request is sent."""
+
+
+class LoopError(HolySheepError, RuntimeError):
+    """A synchronous call (``complete()``) inside a running event loop that cannot be made
+    re-entrant (uvloop); the message says to ``await`` the async form instead."""
 
 
 class HolySheepWarning(UserWarning):

@@ -27,8 +27,10 @@ class AnswerFormat(Protocol):
         """The row's value from the answer text, or raise ``AnswerRejected``."""
         ...
 
-    def add_columns(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
-        """The result frame with this format's columns filled from the rows' values."""
+    def add_columns(self, out: pd.DataFrame, values: list[Any], *, before: str) -> pd.DataFrame:
+        """The result frame with this format's columns, filled from the rows' values and
+        inserted before the column ``before`` (the run's response column). Names follow
+        ``columns.free_name``: an input column is never replaced."""
         ...
 
     def answer_tokens(self) -> int:

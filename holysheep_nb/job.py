@@ -22,6 +22,7 @@ from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
+from holysheep_nb.columns import free_name
 from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job_options import JobOptions
@@ -72,20 +73,27 @@ class ResultColumns:
         if self.values is not None:
             self.values[position] = outcome.value
 
-    def to_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """A new frame: ``frame``'s columns and index plus the result columns."""
+    def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+        """A new frame: ``frame``'s columns and index plus the result columns, and the name
+        the ``response`` column got (a column of the input is never replaced: see
+        ``columns.free_name``)."""
+        results: dict[str, Any] = {
+            "response": pd.array(self.response, dtype=_STR_DTYPE),
+            "error": pd.array(self.error, dtype=_STR_DTYPE),
+            "latency": self.latency,
+            "cached": self.cached,
+            "attempts": self.attempts,
+            "prompt_tokens": _nullable(self.prompt_tokens),
+            "completion_tokens": _nullable(self.completion_tokens),
+            "finish_reason": pd.array(self.finish_reason, dtype=_STR_DTYPE),
+            "reasoning": pd.array(self.reasoning, dtype=_STR_DTYPE),
+            "tool_calls": pd.array(self.tool_calls, dtype=_STR_DTYPE),
+        }
         out: pd.DataFrame = frame.copy(deep=False)
-        out["response"] = pd.array(self.response, dtype=_STR_DTYPE)
-        out["error"] = pd.array(self.error, dtype=_STR_DTYPE)
-        out["latency"] = self.latency
-        out["cached"] = self.cached
-        out["attempts"] = self.attempts
-        out["prompt_tokens"] = _nullable(self.prompt_tokens)
-        out["completion_tokens"] = _nullable(self.completion_tokens)
-        out["finish_reason"] = pd.array(self.finish_reason, dtype=_STR_DTYPE)
-        out["reasoning"] = pd.array(self.reasoning, dtype=_STR_DTYPE)
-        out["tool_calls"] = pd.array(self.tool_calls, dtype=_STR_DTYPE)
-        return out
+        response = free_name("response", out.columns)
+        for name, values in results.items():
+            out[free_name(name, out.columns)] = values
+        return out, response
 
 
 def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
@@ -265,11 +273,11 @@ class CompletionJob:
                 cache.maybe_flush()
 
     def _result(self) -> pd.DataFrame:
-        out = self.columns.to_frame(self.source.frame)
+        out, response = self.columns.to_frame(self.source.frame)
         label_counts = None
         if self.answer_format is not None:
             assert self.columns.values is not None
-            out = self.answer_format.add_columns(out, self.columns.values)
+            out = self.answer_format.add_columns(out, self.columns.values, before=response)
             label_counts = self.answer_format.counts(self.columns.values)
         stats = self.stats
         elapsed = (stats.finished or stats.started) - stats.started

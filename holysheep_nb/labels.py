@@ -20,11 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from holysheep_nb.columns import free_name
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import AnswerRejected, OutcomeKind
-
-#: The result column, or the fallback when the input already has one (often gold labels).
-LABEL_COLUMNS = ("label", "predicted_label")
 
 #: Straight and typographic quotes, backticks, and the asterisks of **bold**.
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb*"
@@ -177,8 +175,8 @@ class LabelSet:
             raise AnswerRejected(OutcomeKind.OFF_LABEL, f"{_shown(answer)} (more than one label)")
         return found[0]
 
-    def add_columns(self, out: pd.DataFrame, values: list[Any]) -> pd.DataFrame:
-        """Insert the label column (the rows' read ``values``) before ``response``.
+    def add_columns(self, out: pd.DataFrame, values: list[Any], *, before: str) -> pd.DataFrame:
+        """Insert the label column (the rows' read ``values``) before the column ``before``.
 
         The column is ``label``, or ``predicted_label`` when the input already has a
         ``label`` column (gold labels must survive a labelling run).
@@ -188,9 +186,9 @@ class LabelSet:
             if self.multi
             else pd.Categorical(values, categories=list(self.labels))
         )
-        name = _free_name(out.columns)
+        name = "label" if "label" not in out.columns else free_name("predicted_label", out.columns)
         result: pd.DataFrame = out.copy(deep=False)
-        result.insert(list(out.columns).index("response"), name, column)
+        result.insert(list(out.columns).index(before), name, column)
         return result
 
     def counts(self, values: list[Any]) -> Counter[str] | None:
@@ -202,17 +200,6 @@ class LabelSet:
             elif value is not None:
                 counts[value] += 1
         return counts
-
-
-def _free_name(columns: pd.Index) -> str:
-    """The first of ``LABEL_COLUMNS`` the frame lacks, else ``predicted_label_2``, ..."""
-    for name in LABEL_COLUMNS:
-        if name not in columns:
-            return name
-    suffix = 2
-    while f"{LABEL_COLUMNS[-1]}_{suffix}" in columns:
-        suffix += 1
-    return f"{LABEL_COLUMNS[-1]}_{suffix}"
 
 
 def _answer_items(answer: str, multi: bool) -> list[str]:

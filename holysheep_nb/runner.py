@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from holysheep_nb.errors import LoopError
+
 T = TypeVar("T")
 
 
@@ -41,7 +43,14 @@ def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
         return
     import nest_asyncio2
 
-    nest_asyncio2.apply(loop)
+    try:
+        nest_asyncio2.apply(loop)
+    except ValueError:  # nest_asyncio2 patches asyncio's own loops only (not uvloop's)
+        raise LoopError(
+            f"complete() cannot run inside this {type(loop).__module__}.{type(loop).__name__} "
+            "event loop (it cannot be re-entered): use the async form instead, "
+            "e.g. out = await df.holysheep.acomplete(...)"
+        ) from None
 
 
 def _finish_cancelled(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import holysheep_nb
-from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.errors import ConfigError, HolySheepError, LoopError, MissingAPIKeyError
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.helpers_reliability import client_tasks
 
@@ -261,3 +261,38 @@ def test_report_on_a_plain_frame_is_a_clear_error() -> None:
 def test_public_names_are_exported() -> None:
     for name in holysheep_nb.__all__:
         assert hasattr(holysheep_nb, name), name
+
+
+async def test_a_result_never_replaces_a_column_of_the_input(echo: RunningServer) -> None:
+    """complete() run again on an earlier result keeps the earlier answers and errors."""
+    frame = pd.DataFrame({"text": ["a", "b"]})
+    first = await frame.holysheep.acomplete("text", base_url=echo.base_url, cache=False, progress=False)
+    second = await first.holysheep.acomplete(
+        template="again: {response}", base_url=echo.base_url, cache=False, progress=False
+    )
+    assert second[first.columns].equals(first)  # every earlier column, untouched
+    new = [column for column in second.columns if column not in first.columns]
+    assert new == [f"{name}_2" for name in RESULT_COLUMNS]
+    assert second["response"].tolist() == first["response"].tolist()
+    assert second["response_2"].tolist() == ["again: a", "again: b"]
+    assert second["error_2"].isna().all()
+
+
+def test_sync_complete_under_uvloop_says_to_await_the_async_form(
+    threaded_echo: LocalServer,
+) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    frame = pd.DataFrame({"text": ["a", "b"]})
+
+    async def cell() -> tuple[str, list[str]]:
+        with pytest.raises(LoopError, match=r"await df\.holysheep\.acomplete") as info:
+            frame.holysheep.complete("text", base_url=threaded_echo.base_url, cache=False,
+                                     progress=False)  # fmt: skip
+        out = await frame.holysheep.acomplete(
+            "text", base_url=threaded_echo.base_url, cache=False, progress=False
+        )
+        return str(info.value), out["response"].tolist()
+
+    message, answers = uvloop.run(cell())
+    assert "uvloop" in message
+    assert answers == ["a", "b"]  # the async form works under uvloop

@@ -67,7 +67,8 @@ def cache(cache_path: Path, clock: FakeClock) -> Iterator[ResponseCache]:
 
 
 def test_fingerprint_is_sha256_of_the_canonical_json() -> None:
-    document = {**BASE, "v": 1}
+    # Whole floats are written as ints (temperature 0.0 is temperature 0).
+    document = {**BASE, "params": {"temperature": 0, "max_tokens": 5}, "v": 1}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     expected = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -582,3 +583,17 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_answers(cache_path:
         assert cache.get_many(["new"]) == {"new": cut}
     with closing(sqlite3.connect(cache_path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_whole_floats_and_ints_in_parameters_share_one_key() -> None:
+    """temperature=0 and temperature=0.0 ask the same of the model: paid once."""
+    messages = [{"role": "user", "content": "hi"}]
+
+    def key(**params: object) -> str:
+        return fingerprint(base_url="http://h/v1", model="m", messages=messages, params=params)
+
+    assert key(temperature=0) == key(temperature=0.0)
+    assert key(temperature=1, top_p=1.0) == key(temperature=1.0, top_p=1)
+    assert key(logit_bias={"42": 5.0}) == key(logit_bias={"42": 5})
+    assert key(temperature=0.5) != key(temperature=0)
+    assert key(seed=True) != key(seed=1)

@@ -29,6 +29,20 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every whole float written as an int, in dicts and lists too.
+
+    ``temperature=0`` and ``temperature=0.0`` ask the same of the model: one key, paid once.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    return value
+
+
 def _utf8(text: str) -> bytes:
     # surrogatepass: a prompt may hold a lone surrogate (bad source data); it still needs a key.
     return text.encode("utf-8", "surrogatepass")
@@ -48,7 +62,7 @@ class Fingerprinter:
         # keys, so "messages" sits between a fixed head and a fixed tail.
         head = f'{{"base_url":{_ENCODER.encode(base_url.rstrip("/"))},"messages":'
         tail = (
-            f',"model":{_ENCODER.encode(model)},"params":{_ENCODER.encode(params)}'
+            f',"model":{_ENCODER.encode(model)},"params":{_ENCODER.encode(canonical(params))}'
             f',"v":{FINGERPRINT_VERSION}}}'
         )
         self._head = hashlib.sha256(_utf8(head))
