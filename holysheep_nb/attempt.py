@@ -78,6 +78,7 @@ class Sender:
         stats: RunStats,
         proxy: str | None,
         key: str | None,
+        headers: dict[str, str],
         wall: Any,
     ) -> None:
         self.session = session
@@ -85,6 +86,7 @@ class Sender:
         self.stats = stats
         self.proxy = proxy
         self.key_bytes = key.encode() if key else b""
+        self.headers = headers
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
         self.heard_back = False
@@ -99,7 +101,12 @@ class Sender:
         context = SimpleNamespace(reused=False)
         try:
             post = self.session.post(
-                self.url, data=payload(body), proxy=self.proxy, trace_request_ctx=context
+                self.url,
+                data=payload(body),
+                headers=self.headers,
+                proxy=self.proxy,
+                allow_redirects=False,  # the key must never follow a redirect to another host
+                trace_request_ctx=context,
             )
             async with post as response:
                 raw = self.scrub(await response.read())

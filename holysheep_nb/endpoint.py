@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from holysheep_nb.errors import ConfigError, MissingAPIKeyError
 
@@ -24,15 +24,20 @@ ENV_API_KEY = "HOLYSHEEP_API_KEY"
 ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
 ENV_MODEL = "HOLYSHEEP_MODEL"
 
+_CHAT_PATH = "/chat/completions"
+_AZURE_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def normalise_base_url(base_url: str) -> str:
-    """Return ``base_url`` without a trailing slash, with ``/v1`` added when it has no path.
+    """Return ``base_url`` without a trailing slash or query, with ``/v1`` added when it has
+    no path, and without a pasted ``/chat/completions`` at the end.
 
-    ``http://localhost:8000`` and ``http://localhost:8000/v1/`` both become
-    ``http://localhost:8000/v1``: OpenAI-compatible servers (vLLM, Ollama, HolySheep) serve the
-    API under ``/v1``, and a bare host is the commonest slip.
+    ``http://localhost:8000``, ``http://localhost:8000/v1/`` and
+    ``http://localhost:8000/v1/chat/completions`` all become ``http://localhost:8000/v1``:
+    OpenAI-compatible servers (vLLM, Ollama, HolySheep) serve the API under ``/v1``, and a
+    bare host or the full endpoint URL copied from a provider's page are the commonest slips.
+    The query (Azure's ``api-version``) is read by ``Endpoint``, see ``base_query``.
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -50,8 +55,21 @@ def normalise_base_url(base_url: str) -> str:
         parts.port  # noqa: B018 - reading it validates the port number
     except ValueError as exc:
         raise ConfigError(f"base_url {base_url!r} has an invalid port: {exc}") from None
-    path = parts.path.rstrip("/") or "/v1"
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(_CHAT_PATH) if path.endswith(_CHAT_PATH) else path
+    if not path and not is_azure_host(parts.hostname):
+        path = "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def base_query(base_url: str) -> dict[str, str]:
+    """The query parameters written into ``base_url`` (Azure's ``?api-version=...``)."""
+    return dict(parse_qsl(urlsplit(base_url.strip()).query))
+
+
+def is_azure_host(host: str | None) -> bool:
+    """True for Azure OpenAI resource hosts (``<resource>.openai.azure.com`` and kin)."""
+    return bool(host) and str(host).lower().endswith(_AZURE_SUFFIXES)
 
 
 def _valid_host(host: str) -> bool:
@@ -122,18 +140,51 @@ class Endpoint:
 
     A loopback ``base_url`` (the embedded server, a local vLLM or Ollama) may run without a
     key; then no Authorization header is sent. ``verify`` is True (system CAs), False (no
-    certificate check) or the path of a CA bundle to trust.
+    certificate check) or the path of a CA bundle to trust. ``headers`` are sent with every
+    request (OpenRouter's ``HTTP-Referer`` and ``X-Title``, a gateway's own header).
+
+    Azure OpenAI (a ``*.openai.azure.com`` host, or ``api_version`` given): the key goes in
+    the ``api-key`` header, every request carries ``?api-version=``, and a bare resource URL
+    becomes the deployment URL ``/openai/deployments/<model>`` (the deployment name is what
+    Azure calls the model). Azure's REST reference documents both.
+
+    The key and the headers go with each request to the API host only: never as the
+    session's defaults (aiohttp copies those into a proxy's CONNECT request) and never to
+    another host on a redirect (redirects are not followed).
     """
 
     base_url: str = DEFAULT_BASE_URL
     model: str = DEFAULT_MODEL
     api_key: str | None = field(default=None, repr=False, compare=False)
     verify: bool | str = True
+    api_version: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    query: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", normalise_base_url(self.base_url))
+        base_url = normalise_base_url(self.base_url)
+        query = {**base_query(self.base_url), **dict(self.query)}
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a non-empty string, got {self.model!r}")
+        api_version = self.api_version or query.get("api-version")
+        if api_version is not None and (not isinstance(api_version, str) or not api_version):
+            raise ConfigError(
+                f"api_version must be a string such as '2024-10-21', got {api_version!r}"
+            )
+        parts = urlsplit(base_url)
+        if is_azure_host(parts.hostname) and not parts.path:
+            base_url = f"{base_url}/openai/deployments/{self.model}"
+        if "/openai/deployments/" in base_url and api_version is None:
+            raise ConfigError(
+                f"an Azure deployment URL ({base_url}) needs api_version=... (for example "
+                "api_version='2024-10-21'), as the Azure OpenAI REST reference lists"
+            )
+        if api_version is not None:
+            query["api-version"] = api_version
+        object.__setattr__(self, "base_url", base_url)
+        object.__setattr__(self, "api_version", api_version)
+        object.__setattr__(self, "query", query)
+        object.__setattr__(self, "headers", _checked_headers(self.headers))
         _check_verify(self.verify)
         key = self.api_key.strip() if isinstance(self.api_key, str) else self.api_key
         if key is not None and not isinstance(key, str):
@@ -157,6 +208,9 @@ class Endpoint:
         model: str | None = None,
         api_key: str | None = None,
         verify: bool | str = True,
+        api_version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Endpoint:
         """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults."""
@@ -166,20 +220,54 @@ class Endpoint:
             model=model or env.get(ENV_MODEL) or DEFAULT_MODEL,
             api_key=api_key if api_key is not None else env.get(ENV_API_KEY),
             verify=verify,
+            api_version=api_version,
+            headers=headers or {},
+            query=query or {},
         )
 
     @property
-    def chat_url(self) -> str:
-        """The full chat-completions URL."""
-        return f"{self.base_url}/chat/completions"
+    def azure(self) -> bool:
+        """True when this is an Azure OpenAI endpoint (the key goes in ``api-key``)."""
+        return self.api_version is not None or is_azure_host(urlsplit(self.base_url).hostname)
 
-    def headers(self) -> dict[str, str]:
-        """Request headers, with the Authorization header only when a key is set."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    @property
+    def chat_url(self) -> str:
+        """The full chat-completions URL, with its query (``api-version``) if any."""
+        url = f"{self.base_url}{_CHAT_PATH}"
+        return f"{url}?{urlencode(self.query)}" if self.query else url
+
+    def session_headers(self) -> dict[str, str]:
+        """Headers that may be session defaults: nothing secret in them."""
+        return {"Content-Type": "application/json", "Accept": "application/json"}
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers for each request to the API host: the caller's headers, then the key
+        (``Authorization: Bearer``, or ``api-key`` for Azure) when one is set."""
+        headers = dict(self.headers)
         if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+            if self.azure:
+                headers["api-key"] = self.api_key
+            else:
+                headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
     def __repr__(self) -> str:
         key = "<set>" if self.api_key else None
         return f"Endpoint(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
+
+
+def _checked_headers(headers: object) -> dict[str, str]:
+    """Extra headers: a mapping of strings that can go in an HTTP header as written."""
+    if not isinstance(headers, Mapping):
+        raise ConfigError(
+            f"headers must be a dict of header name to value, got {type(headers).__name__}: "
+            "pass e.g. headers={'HTTP-Referer': 'https://example.org'}"
+        )
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigError(f"header names and values must be strings, got {name!r}")
+        if any(char in f"{name}{value}" for char in "\r\n") or not name.strip():
+            raise ConfigError(f"header {name!r} has a line break or an empty name")
+        checked[name] = value
+    return checked

@@ -135,7 +135,7 @@ class _Run:
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=settings.timeout),
-            headers=endpoint.headers(),
+            headers=endpoint.session_headers(),
             trace_configs=[track_reuse()],
         ) as session:
             self.sender = Sender(
@@ -144,6 +144,7 @@ class _Run:
                 stats=self.stats,
                 proxy=proxy_for(endpoint.chat_url),
                 key=endpoint.api_key,
+                headers=endpoint.request_headers(),
                 wall=self.clock.wall,
             )
             workers = [

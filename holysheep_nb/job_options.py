@@ -53,9 +53,24 @@ class JobOptions:
         cache: CacheOption = True,
         prices: Prices | tuple[float, float] | None = None,
         verify: bool | str = True,
+        api_version: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retry_after: float = 120.0,
         **params: Any,
     ) -> JobOptions:
-        """Map the accessor's keyword options (SPEC §2) onto endpoint and policies."""
+        """Map the accessor's keyword options (``docs/contract.md``, "Options") onto the
+        endpoint and the policies.
+
+        The openai client's ``extra_headers``, ``extra_query`` and ``extra_body`` mean what
+        they mean there (headers, URL query, body fields), so they never land in the body
+        by mistake.
+        """
+        headers = {
+            **_mapping("headers", headers),
+            **_mapping("extra_headers", params.pop("extra_headers", None)),
+        }
+        query = _mapping("extra_query", params.pop("extra_query", None))
+        params.update(_mapping("extra_body", params.pop("extra_body", None)))
         if system is not None and not isinstance(system, str):
             raise ConfigError(f"system must be a string or None, got {type(system).__name__}")
         if system is not None and (problem := invalid_text(system)):
@@ -69,12 +84,18 @@ class JobOptions:
             )
         return cls(
             endpoint=Endpoint.resolve(
-                base_url=base_url, model=model, api_key=api_key, verify=verify
+                base_url=base_url,
+                model=model,
+                api_key=api_key,
+                verify=verify,
+                api_version=api_version,
+                headers=headers,
+                query=query,
             ),
             settings=EngineSettings(
                 max_concurrent=max_concurrent,
                 timeout=timeout,
-                retry=RetryPolicy(max_retries=max_retries),
+                retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
                 limits=RateLimits(
                     requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
                 ),
@@ -92,6 +113,15 @@ class JobOptions:
         """The completion budget the request asks for, if any (for the token estimate)."""
         value = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
         return value if is_whole(value) else None
+
+
+def _mapping(name: str, value: object) -> dict[str, Any]:
+    """An optional dict option (None means empty), or a ``ConfigError`` naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a dict, got {type(value).__name__}")
+    return dict(value)
 
 
 def _checked_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class ProxySeen:
     target: str  # the request-target as sent: absolute URI, or host:port for CONNECT
     host: str
     authorization: str | None
+    headers: dict[str, str] = field(default_factory=dict)  # every header, as received
 
 
 @dataclass
@@ -115,7 +116,11 @@ async def forward_proxy() -> AsyncIterator[ForwardProxy]:
         assert proxy is not None
         proxy.seen.append(
             ProxySeen(
-                request.method, request.raw_path, request.host, request.headers.get("Authorization")
+                request.method,
+                request.raw_path,
+                request.host,
+                request.headers.get("Authorization"),
+                dict(request.headers),
             )
         )
         if request.method == "CONNECT":
@@ -131,6 +136,19 @@ async def forward_proxy() -> AsyncIterator[ForwardProxy]:
         await web.SockSite(runner, sock).start()
         proxy = ForwardProxy(f"http://127.0.0.1:{sock.getsockname()[1]}")
         yield proxy
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 for the block; yields its ``http://127.0.0.1:PORT``."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        sock = socket.create_server(("127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         await runner.cleanup()
 

@@ -330,16 +330,31 @@ async def test_base_url_with_or_without_v1_and_trailing_slash(
     assert requests_at(echo) == 2
 
 
-async def test_base_url_naming_the_endpoint_itself_is_a_per_row_404(echo: RunningServer) -> None:
+async def test_base_url_pasted_with_the_endpoint_path_is_accepted(echo: RunningServer) -> None:
+    """Providers' pages show the full URL; posting to /chat/completions/chat/completions
+    made every row a 404."""
     frame = pd.DataFrame({"text": ["one", "two"]})
     out = await bounded(
-        frame.holysheep.acomplete("text", base_url=echo.base_url + "/chat/completions",
+        frame.holysheep.acomplete("text", base_url=echo.base_url + "/chat/completions/",
                                   cache=False, progress=False),
         DEADLINE, "the run",
     )  # fmt: skip
-    assert out["error"].str.startswith("HTTP 404: ").all(), out["error"].tolist()
-    assert out["attempts"].tolist() == [1, 1]  # a 404 is not retried
-    assert out["response"].isna().all()
+    assert out["response"].tolist() == ["one", "two"]
+    assert requests_at(echo) == 2
+
+
+async def test_a_wrong_path_stops_the_run_at_the_first_404(echo: RunningServer) -> None:
+    frame = pd.DataFrame({"text": [f"r{i}" for i in range(30)]})
+    with pytest.warns(HolySheepWarning, match="not found"):
+        out = await bounded(
+            frame.holysheep.acomplete("text", base_url=echo.base_url + "/oops", max_concurrent=1,
+                                      cache=False, progress=False),
+            DEADLINE, "the run",
+        )  # fmt: skip
+    assert out["error"].iat[0].startswith("HTTP 404")
+    assert out["error"].iloc[1:].str.startswith("not sent: not found (HTTP 404)").all()
+    assert out.holysheep.report().requests_sent == 1
+    assert "check base_url" in str(out.holysheep.report())
 
 
 async def test_unreachable_port_stops_the_run_within_seconds_naming_the_url(

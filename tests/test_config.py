@@ -67,12 +67,13 @@ def test_missing_or_placeholder_key_names_the_variable(key: str | None) -> None:
 def test_loopback_needs_no_key_and_sends_no_authorization() -> None:
     endpoint = Endpoint(base_url="http://127.0.0.1:1234", api_key="YOUR_HOLYSHEEP_API_KEY")
     assert endpoint.api_key is None
-    assert "Authorization" not in endpoint.headers()
+    assert "Authorization" not in endpoint.request_headers()
 
 
 def test_key_is_sent_but_never_shown() -> None:
     endpoint = Endpoint(api_key=KEY)
-    assert endpoint.headers()["Authorization"] == f"Bearer {KEY}"
+    assert endpoint.request_headers()["Authorization"] == f"Bearer {KEY}"
+    assert KEY not in str(endpoint.session_headers())  # defaults reach proxies: no key there
     assert KEY not in repr(endpoint)
     assert KEY not in str(endpoint)
     assert "api_key=<set>" in repr(endpoint)
@@ -139,3 +140,61 @@ def test_burst_defaults_to_one_plus_a_lateness_allowance() -> None:
     assert RateLimits(tokens_per_minute=60_000).token_capacity == pytest.approx(21.0)
     assert RateLimits(tokens_per_minute=60_000, token_burst=500).token_capacity == 500
     assert RetryPolicy(max_retries=5).max_attempts == 6
+
+
+@pytest.mark.parametrize(
+    ("pasted", "chat_url"),
+    [
+        ("https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/chat/completions"),
+        ("https://api.openai.com/v1/chat/completions/", "https://api.openai.com/v1/chat/completions"),
+        ("http://localhost:11434/v1", "http://localhost:11434/v1/chat/completions"),
+        ("http://localhost:8000", "http://localhost:8000/v1/chat/completions"),
+        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
+    ],
+)
+def test_a_pasted_endpoint_url_is_accepted(pasted: str, chat_url: str) -> None:
+    assert Endpoint(base_url=pasted, api_key=KEY).chat_url == chat_url
+
+
+@pytest.mark.parametrize(
+    ("options", "chat_url"),
+    [
+        (
+            {"base_url": "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21"},
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+        (
+            {"base_url": "https://res.openai.azure.com", "model": "gpt4o", "api_version": "2024-10-21"},
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+        (
+            {"base_url": "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"},
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+    ],
+)
+def test_azure_endpoints_keep_api_version_and_send_the_key_as_api_key(
+    options: dict[str, str], chat_url: str
+) -> None:
+    endpoint = Endpoint(api_key=KEY, **options)
+    assert endpoint.chat_url == chat_url
+    assert endpoint.request_headers() == {"api-key": KEY}
+
+
+def test_an_azure_deployment_without_api_version_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="needs api_version="):
+        Endpoint(base_url="https://res.openai.azure.com/openai/deployments/gpt4o", api_key=KEY)
+
+
+def test_extra_headers_go_with_each_request_never_as_session_defaults() -> None:
+    endpoint = Endpoint(api_key=KEY, headers={"HTTP-Referer": "https://example.org", "X-Title": "t"})
+    assert endpoint.request_headers() == {
+        "HTTP-Referer": "https://example.org",
+        "X-Title": "t",
+        "Authorization": f"Bearer {KEY}",
+    }
+    assert "HTTP-Referer" not in endpoint.session_headers()
+    with pytest.raises(ConfigError, match="line break"):
+        Endpoint(api_key=KEY, headers={"X-Bad": "a\r\nInjected: 1"})
+    with pytest.raises(ConfigError, match="dict of header name"):
+        Endpoint(api_key=KEY, headers=[("X", "y")])  # type: ignore[arg-type]

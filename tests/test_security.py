@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pandas as pd
 import pytest
+from aiohttp import web
 
 import holysheep_nb
 from holysheep_nb import (
@@ -45,9 +46,11 @@ from tests.helpers_reliability import (
     TLSFiles,
     assert_no_key,
     bounded,
+    chat_completion,
     forward_proxy,
     make_tls_files,
     refused_port,
+    serve_app,
 )
 
 KEYS = {
@@ -586,8 +589,41 @@ async def test_https_through_a_proxy_tunnels_and_shows_the_proxy_no_key(
         ("CONNECT", "api.example.test:443")
     ]
     assert proxy.seen[0].authorization is None  # the key travels only inside the tunnel
+    # Not as Proxy-Authorization either (aiohttp copies a session's default headers into a
+    # CONNECT), nor in any other header the proxy saw.
+    assert_no_key(json.dumps(proxy.seen[0].headers), key, "the CONNECT request's headers")
+    assert "Proxy-Authorization" not in proxy.seen[0].headers
     assert out["error"].iat[0].startswith("connection error after 1 attempt: ")
     assert_no_key(out["error"].iat[0], key, "the proxy error")
+
+
+async def test_the_key_and_headers_never_follow_a_redirect_to_another_host(key: str) -> None:
+    """A server that redirects (a moved API, a hostile proxy page) gets no second request:
+    the key and the caller's headers reach only the host of base_url."""
+    seen: list[dict[str, str]] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response(chat_completion("should never be asked"))
+
+    async def redirecting(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"{other_url}/v1/chat/completions")
+
+    other = web.Application()
+    other.router.add_post("/v1/chat/completions", elsewhere)
+    first = web.Application()
+    first.router.add_post("/v1/chat/completions", redirecting)
+    async with serve_app(other) as other_url, serve_app(first) as first_url:
+        out = await bounded(
+            pd.DataFrame({"text": ["one"]}).holysheep.acomplete(
+                "text", base_url=f"{first_url}/v1", api_key=key, headers={"X-Team": key[::-1]},
+                max_retries=0, cache=False, progress=False,
+            ),
+            DEADLINE, "the redirected run",
+        )  # fmt: skip
+    assert seen == []
+    assert out["error"].iat[0].startswith("HTTP 307")
+    assert_no_key(out["error"].iat[0], key, "the redirect error")
 
 
 async def test_loopback_base_url_bypasses_the_proxy(proxied: Callable[[str], None]) -> None:
