@@ -42,9 +42,16 @@ def _job(
     from holysheep_nb.prompts import PromptSource
 
     source = PromptSource(frame, column, template)
+    unstructured = None
     if answer_format is not None:
+        unstructured = answer_format.unstructured_system(options.get("system"))
         options = answer_format.request_options(options)
-    return CompletionJob(source, JobOptions.from_kwargs(**options), answer_format=answer_format)
+    return CompletionJob(
+        source,
+        JobOptions.from_kwargs(**options),
+        answer_format=answer_format,
+        unstructured_system=unstructured,
+    )
 
 
 def _label_set(

@@ -23,6 +23,11 @@ class AnswerFormat(Protocol):
         """The caller's options with this format's system prompt and response format added."""
         ...
 
+    def unstructured_system(self, system: str | None) -> str | None:
+        """The system message to send instead once the server has refused
+        ``response_format`` (the format described in words), or None to keep the usual one."""
+        ...
+
     def read(self, answer: str) -> Any:
         """The row's value from the answer text, or raise ``AnswerRejected``."""
         ...

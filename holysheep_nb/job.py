@@ -159,10 +159,13 @@ class CompletionJob:
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
         answer_format: AnswerFormat | None = None,
+        unstructured_system: str | None = None,
     ) -> None:
         self.source = source
         self.options = options
         self.answer_format = answer_format
+        #: The system message once the server refuses response_format (None: the same one).
+        self.unstructured_system = unstructured_system
         self.clock = clock or SystemClock()
         self.engine = CompletionEngine(
             options.endpoint, options.settings, clock=self.clock, jitter=jitter
@@ -262,7 +265,12 @@ class CompletionJob:
                         continue
                     waiting[position] = key
                 estimate = estimate_tokens(messages, max_tokens)
-                yield position, ChatRequest(messages, options.params, estimate)
+                unstructured = (
+                    build_messages(messages[-1]["content"], self.unstructured_system)
+                    if self.unstructured_system is not None
+                    else None
+                )
+                yield position, ChatRequest(messages, options.params, estimate, unstructured)
 
     async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
         while True:

@@ -142,6 +142,11 @@ class LabelSet:
             merged["response_format"] = self.response_format()
         return merged
 
+    def unstructured_system(self, system: str | None) -> str | None:
+        """None: the usual system message already says how to answer in words (and in
+        JSON), and ``read`` takes plain and JSON answers alike."""
+        return None
+
     def answer_tokens(self) -> int:
         """A rough count of the tokens an answer takes (for the dry-run estimate)."""
         longest = max(len(label) for label in self.labels)

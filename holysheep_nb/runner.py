@@ -41,16 +41,17 @@ def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:
     """Patch ``loop`` with nest_asyncio2 unless it (or nest_asyncio) already did."""
     if getattr(loop, "_nest_patched", False):
         return
-    import nest_asyncio2
-
-    try:
-        nest_asyncio2.apply(loop)
-    except ValueError:  # nest_asyncio2 patches asyncio's own loops only (not uvloop's)
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        # nest_asyncio2 patches asyncio's own loops only (not uvloop's); checked here, before
+        # it patches asyncio itself, so a refused call leaves nothing patched behind.
         raise LoopError(
             f"complete() cannot run inside this {type(loop).__module__}.{type(loop).__name__} "
             "event loop (it cannot be re-entered): use the async form instead, "
             "e.g. out = await df.holysheep.acomplete(...)"
-        ) from None
+        )
+    import nest_asyncio2
+
+    nest_asyncio2.apply(loop)
 
 
 def _finish_cancelled(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:

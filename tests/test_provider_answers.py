@@ -259,3 +259,51 @@ async def test_connection_failures_count_only_before_any_answer(clock: FakeClock
     assert stats.stop is None
     assert results[1].response == "answer:row1"
     assert results[1].attempts == 4
+
+
+# --- a request the server never read ---------------------------------------------------------
+
+
+async def test_a_request_on_a_dropped_keep_alive_connection_is_resent_free() -> None:
+    """A server that closes each kept-alive connection instead of reading its next request
+    (as servers with short idle timeouts do): that request was never read, so it is resent
+    without spending an attempt. Before, with max_retries=0, half the rows failed."""
+    import asyncio
+
+    import pandas as pd
+
+    read = 0
+
+    async def one_answer_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal read
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        prompt = json.loads(await reader.readexactly(length))["messages"][-1]["content"]
+        read += 1
+        body = completion({"content": f"answer:{prompt}"}).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        await reader.read(1)  # the client's next request on this connection arrives...
+        writer.transport.abort()  # ...and is dropped unread
+
+    server = await asyncio.start_server(one_answer_per_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        frame = pd.DataFrame({"text": [f"r{i}" for i in range(30)]})
+        out = await frame.holysheep.acomplete(
+            "text", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, max_concurrent=1,
+            cache=False, progress=False,
+        )  # fmt: skip
+    assert out["error"].isna().all(), out["error"].dropna().tolist()
+    assert out["response"].tolist() == [f"answer:r{i}" for i in range(30)]
+    assert out["attempts"].tolist() == [1] * 30
+    report = out.holysheep.report()
+    assert read == 30
+    assert report.resent == report.requests_sent - 30 >= 20
