@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import aiohttp
 
+from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.attempt import Attempt, Sender, track_reuse
 from holysheep_nb.chat import ChatRequest
@@ -124,6 +125,9 @@ class _Run:
         self.structured = True  # False once the server rejected response_format
         self.connect_failures = 0
         self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
+        self.window = ConcurrencyWindow(engine.settings.max_concurrent)
+        self.gate = ConcurrencyGate(self.window)
+        stats.concurrency = self.window
         self.sender: Sender | None = None
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
@@ -180,20 +184,28 @@ class _Run:
         started: float | None = None
         attempts = free_resends = 0
         while True:
+            sent_at = await self.gate.acquire()
+            generation = self.window.generation
             try:
-                await self.throttle.acquire(estimate)
-            except _Stopped:
-                return self.not_sent(row_id, started, attempts)
-            if self.stop is not None:
-                return self.not_sent(row_id, started, attempts)
-            attempts += 1
-            if started is None:
-                started = clock.now()
-            structured = self.structured and request.structured
-            body = request.body(self.model, structured=structured)
-            attempt = await self.sender.send(body, structured=structured)
-            if attempt.headers is not None:
-                self.hold_for_budget(attempt)
+                try:
+                    await self.throttle.acquire(estimate)
+                except _Stopped:
+                    return self.not_sent(row_id, started, attempts)
+                if self.stop is not None:
+                    return self.not_sent(row_id, started, attempts)
+                attempts += 1
+                if started is None:
+                    started = clock.now()
+                structured = self.structured and request.structured
+                body = request.body(self.model, structured=structured)
+                attempt = await self.sender.send(body, structured=structured)
+            finally:
+                self.gate.release()
+            budget_spent = self.hold_for_budget(attempt)
+            if attempt.status == 429:
+                self.window.rate_limited(sent_at, generation, budget_spent=budget_spent)
+            elif attempt.status is not None:
+                self.window.success(sent_at)
             verdict = attempt.verdict
             if verdict is Verdict.OK:
                 assert attempt.answer is not None
@@ -220,9 +232,9 @@ class _Run:
                 return self.failed(row_id, attempt, attempts, started)
             delay = next_delay(attempts, self.policy, attempt.retry_after, self.engine.jitter())
             self.stats.retries += 1
-            if attempt.status == 429:
-                # A 429 speaks for the whole account: hold every new send, not just this row.
-                self.throttle.pause_until(clock.now() + delay)
+            if attempt.status == 429 and (budget_spent or self.window.cluster):
+                # The account's budget is spent: hold every new send, not just this row.
+                self.pause(clock.now() + delay, "429s back to back")
                 continue
             try:
                 await self.sleep(delay)
@@ -251,12 +263,26 @@ class _Run:
             tool_calls=answer.tool_calls,
         )
 
-    def hold_for_budget(self, attempt: Attempt) -> None:
-        """Hold new sends while the provider's budget headers say it is spent."""
-        assert attempt.headers is not None
+    def hold_for_budget(self, attempt: Attempt) -> bool:
+        """Hold new sends while the provider's budget headers say it is spent; True if so."""
+        if attempt.headers is None:
+            return False
         hold = budget_hold(attempt.headers, self.stats.in_flight)
         if hold:
-            self.throttle.pause_until(self.clock.now() + min(hold, self.policy.max_retry_after))
+            wait = min(hold, self.policy.max_retry_after)
+            self.pause(self.clock.now() + wait, "the provider's budget is spent")
+        return bool(hold)
+
+    def pause(self, until: float, reason: str) -> None:
+        """Hold every new send until ``until``, and count the hold for the report and bar."""
+        added = self.throttle.pause_until(until)
+        if added > 0:
+            stats = self.stats
+            if stats.held_until is None or stats.held_until < self.clock.now():
+                stats.paused += 1
+            stats.paused_seconds += added
+            stats.held_until = until
+            stats.hold_reason = reason
 
     def fall_back(self, attempt: Attempt) -> bool:
         """Stop asking for ``response_format`` for the rest of the run (once, with a notice).

@@ -3,7 +3,9 @@
 The counts and input tokens come from ``CompletionJob.plan`` (the real prompts against the
 real cache). Time is the slowest of three bounds: the concurrency (rows x latency / slots),
 the requests-per-minute limit and the tokens-per-minute limit, each after its initial burst.
-Latency is an assumption the caller can tighten with a small real run first.
+Latency is an assumption the caller can tighten with a small real run first. The time
+assumes no 429s: a provider that refuses requests (a spent budget, a cap on requests in
+flight it does not announce) makes the run slower, and the run report says by how much.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Estimate:
             ("no prompt", f"{self.missing:,}", "(missing value: never sent)"),
             ("tokens in/out", f"{self.input_tokens:,} / {output}", "(estimated, 4 chars a token)"),
             ("time", _duration(self.seconds), f"(bound: {self.limited_by.replace('_', ' ')}, "
-             f"{self.latency:g} s a request assumed)"),
+             f"{self.latency:g} s a request assumed, no 429s)"),
         ]  # fmt: skip
         if self.cost is not None:
             note = (

@@ -18,7 +18,10 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from holysheep_nb.adaptive import ConcurrencyWindow
 
 
 class OutcomeKind(enum.Enum):
@@ -223,6 +226,12 @@ class RunStats:
     completion_tokens: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # cause -> rows
     stop: RunStop | None = None  # why the run stopped early, if it did
+    #: What the run learned of the provider's concurrency (set by the engine).
+    concurrency: ConcurrencyWindow | None = None
+    paused: int = 0  # times every new send was held (a spent budget)
+    paused_seconds: float = 0.0  # how long, in all (overlapping holds counted once)
+    held_until: float | None = None  # clock time the latest hold ends (the bar shows it)
+    hold_reason: str = ""
 
     @property
     def done(self) -> int:

@@ -85,9 +85,15 @@ class Throttle:
         """Clock time before which nothing is sent (the 429 cool-down)."""
         return self._resume_at
 
-    def pause_until(self, when: float) -> None:
-        """Hold every new send until ``when`` (extends, never shortens, a cool-down)."""
+    def pause_until(self, when: float) -> float:
+        """Hold every new send until ``when`` (extends, never shortens, a cool-down).
+
+        Returns the seconds this adds to the holds so far (overlaps counted once).
+        """
+        start = max(self._resume_at, self._clock.now())
+        added = max(0.0, when - start)
         self._resume_at = max(self._resume_at, when)
+        return added
 
     async def acquire(self, tokens: float = 0.0) -> None:
         """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""

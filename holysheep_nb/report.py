@@ -58,6 +58,11 @@ class RunReport:
     latency_sample: tuple[float, ...]  # sorted, at most MAX_LATENCY_SAMPLE
     labels: tuple[tuple[str, int], ...] = ()  # (label, rows), most frequent first
     timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
+    concurrency: int | None = None  # requests in flight the run settled on (429s taught it)
+    concurrency_lowest: int | None = None
+    concurrency_cap: int | None = None  # a provider cap on requests in flight found from 429s
+    paused: int = 0  # times every new send was held for a spent budget
+    paused_seconds: float = 0.0
     stop_cause: str | None = None  # why the run stopped early, if it did
     stop_advice: str | None = None  # what to do about it
 
@@ -92,6 +97,7 @@ class RunReport:
             return float(np.percentile(latencies, q)) if latencies.size else None
 
         rows = stats.done
+        window = stats.concurrency
         return cls(
             rows=rows,
             succeeded=stats.succeeded,
@@ -116,6 +122,11 @@ class RunReport:
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
             labels=_most_frequent(labels or Counter()),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
+            concurrency=window.limit if window else None,
+            concurrency_lowest=window.lowest if window else None,
+            concurrency_cap=window.cap if window else None,
+            paused=stats.paused,
+            paused_seconds=stats.paused_seconds,
             stop_cause=stats.stop.cause if stats.stop else None,
             stop_advice=stats.stop.advice if stats.stop else None,
         )
@@ -158,6 +169,11 @@ class RunReport:
             "requests_sent": self.requests_sent,
             "resent": self.resent,
             "truncated": self.truncated,
+            "concurrency": self.concurrency,
+            "concurrency_lowest": self.concurrency_lowest,
+            "concurrency_cap": self.concurrency_cap,
+            "paused": self.paused,
+            "paused_seconds": self.paused_seconds,
             "stop_cause": self.stop_cause,
             "stop_advice": self.stop_advice,
             "elapsed": self.elapsed,
@@ -250,6 +266,16 @@ class RunReport:
         ]
         if self.truncated:
             summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
+        adapted = self.concurrency_cap is not None or self.concurrency_lowest != self.concurrency
+        if self.concurrency is not None and adapted:
+            learned = f"(lowest {self.concurrency_lowest}"
+            if self.concurrency_cap is not None:
+                learned += f"; the provider accepts about {self.concurrency_cap} at once"
+            summary.append(("in flight at the end", f"{self.concurrency}", learned + ")"))
+        if self.paused:
+            summary.append(
+                ("held for the budget", f"{self.paused_seconds:,.1f} s", f"({self.paused:,} times)")
+            )
         for name in ("p50", "p95", "p99", "max"):
             value = getattr(self, f"latency_{name}")
             summary.append((f"latency {name}", "n/a" if value is None else f"{value:.3f} s", ""))

@@ -171,17 +171,36 @@ async def test_a_wait_within_max_retry_after_is_waited(clock: FakeClock) -> None
     assert results[0].response == "answer:p"
 
 
-async def test_a_429_pauses_every_new_send_of_the_run(clock: FakeClock) -> None:
+async def test_a_stray_429_backs_off_its_own_row_only(clock: FakeClock) -> None:
     prompts = [f"row{i}" for i in range(12)]
     with scripted(clock) as server:
-        server.script("row0", Reply(429, error_body("rate limited"), {"Retry-After": "5"}))
-        results, _ = await run_all(engine(clock, max_concurrent=4), prompts)
+        server.script("row0", Reply(429, error_body("overloaded"), {"Retry-After": "5"}))
+        results, stats = await run_all(engine(clock, max_concurrent=4), prompts)
     assert all(r.response == f"answer:row{i}" for i, r in results.items())
+    assert clock.sleeps == [5.0]  # row0's own wait
     first_429 = server.send_times[0]
-    in_flight_before = 4  # rows already sent when the 429 arrived
-    later = server.send_times[in_flight_before:]
-    assert later, "rows after the 429 must still be sent"
-    assert all(t >= first_429 + 5.0 for t in later), server.send_times
+    others = [t for (prompt, _, _), t in zip(server.replied, server.send_times, strict=True) if prompt != "row0"]
+    assert others
+    assert all(t == first_429 for t in others)  # nobody else waited
+    assert stats.paused == 0
+    assert stats.rate_limited == 1
+
+
+async def test_429s_back_to_back_pause_every_new_send_of_the_run(clock: FakeClock) -> None:
+    """Three 429s in a row with no success between: the account's budget is spent."""
+    prompts = [f"row{i}" for i in range(12)]
+    limited = Reply(429, error_body("rate limited"), {"Retry-After": "5"})
+    with scripted(clock) as server:
+        for prompt in ("row0", "row1", "row2"):
+            server.script(prompt, limited)
+        results, stats = await run_all(engine(clock, max_concurrent=3), prompts)
+    assert all(r.response == f"answer:row{i}" for i, r in results.items())
+    third_429 = server.send_times[2]
+    later = server.send_times[3:]
+    assert later
+    assert all(t >= third_429 + 5.0 for t in later), server.send_times
+    assert stats.paused == 1
+    assert stats.paused_seconds == pytest.approx(5.0)
 
 
 async def test_a_spent_provider_budget_holds_new_sends_until_its_reset(clock: FakeClock) -> None:

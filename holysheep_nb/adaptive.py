@@ -1,0 +1,138 @@
+"""How many requests a run keeps in flight, learned from the provider's 429s.
+
+Providers answer 429 for different reasons, and each calls for its own response:
+
+- the account's budget is spent: the ``x-ratelimit-remaining-*`` headers say 0, or 429s
+  come back to back. Every new send waits for the reset (``Throttle.pause_until``, decided
+  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``).
+- a cap on requests in flight, with no headers at all: a 429 comes back for a request sent
+  while more were in flight than ever succeeded since the last change. The window drops to
+  just below that count, then probes upwards slowly, so it settles on the cap.
+- a stray 429 (one replica overloaded for a moment): a 429 at a concurrency that has
+  succeeded recently. Only that row backs off; the window gives up one slot, and wins it
+  back after a window's worth of successes.
+
+Increase by one slot per window of successes and decrease on loss is TCP's congestion
+avoidance (RFC 5681, additive increase / multiplicative decrease); reading the cap off the
+concurrency a 429 was sent at follows the gradient idea of Netflix's concurrency-limits
+library. The window never goes above what the user set (``max_concurrent``) nor below 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+#: Consecutive 429s (across rows, no success between) that say the budget is spent.
+CLUSTER = 3
+#: Above a cap the run has found, successes per probe: one slot more is tried after this
+#: many windows of successes, so probing costs about 1/(PROBE_WINDOWS * cap) of answers.
+PROBE_WINDOWS = 8
+
+
+@dataclass(slots=True)
+class ConcurrencyWindow:
+    """The adaptive concurrency limit: pure bookkeeping, no time and no I/O.
+
+    ``ceiling`` is the user's ``max_concurrent``. Each answer is reported with ``sent_at``,
+    the number of requests in flight when it was sent (itself included), and the window's
+    ``generation`` then: like TCP, which cuts its window once per round trip, a 429 for a
+    request sent before the last change is not counted again.
+    """
+
+    ceiling: int
+    limit: int = 0
+    lowest: int = 0  # the smallest limit the run used (for the report)
+    cap: int | None = None  # a cap on requests in flight found from 429s, if any
+    generation: int = 0  # bumped at every change of the limit
+    _peak_ok: int = 0  # the highest concurrency (up to the limit) that has succeeded
+    _successes: int = 0  # since the last change
+    _consecutive_429: int = 0
+
+    def __post_init__(self) -> None:
+        self.limit = self.limit or self.ceiling
+        self.lowest = self.limit
+
+    def success(self, sent_at: int) -> None:
+        """An answer that was not a 429 came back."""
+        self._consecutive_429 = 0
+        self._peak_ok = max(self._peak_ok, min(sent_at, self.limit))
+        self._successes += 1
+        windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
+        if self._successes >= windows * self.limit and self.limit < self.ceiling:
+            self._change(self.limit + 1)
+
+    def rate_limited(self, sent_at: int, generation: int, *, budget_spent: bool = False) -> None:
+        """A 429 came back for a request sent at concurrency ``sent_at`` in ``generation``.
+
+        A 429 that says the budget is spent (``budget_spent``, from the headers, or one of a
+        ``cluster``) teaches nothing about concurrency: the whole run waits instead.
+        """
+        self._consecutive_429 += 1
+        if budget_spent or self.cluster or generation != self.generation:
+            return
+        if sent_at > self._peak_ok:
+            # Nothing succeeded this wide: the provider caps requests in flight, at the most
+            # that did succeed (or just below this one, before anything succeeded).
+            self.cap = self._peak_ok or max(1, sent_at - 1)
+            if self.cap < self.limit:
+                self._change(self.cap)
+        else:
+            self._change(max(1, self.limit - 1))  # a stray 429: give up one slot
+
+    @property
+    def cluster(self) -> bool:
+        """True when the last answers were all 429s: the budget is spent, not one replica."""
+        return self._consecutive_429 >= CLUSTER
+
+    def _change(self, limit: int) -> None:
+        self.limit = limit
+        self.lowest = min(self.lowest, limit)
+        self.generation += 1
+        # What succeeded above the new limit says nothing about it; what succeeded below
+        # still tells a stray 429 from a cap.
+        self._peak_ok = min(self._peak_ok, limit)
+        self._successes = 0
+
+
+class ConcurrencyGate:
+    """Admits at most ``window.limit`` requests in flight, first come first served.
+
+    ``acquire`` returns the concurrency the request is sent at (itself included), which its
+    answer reports back to the window.
+    """
+
+    def __init__(self, window: ConcurrencyWindow) -> None:
+        self.window = window
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> int:
+        """Wait for a slot; return the number of requests in flight with this one."""
+        if self.in_flight >= self.window.limit or self._waiters:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self.release()  # it was handed a slot it will not use: pass it on
+                raise
+        else:
+            self.in_flight += 1
+        return self.in_flight
+
+    def release(self) -> None:
+        """Give the slot back and let the next waiter in, if the window allows."""
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.window.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)

@@ -1,0 +1,161 @@
+"""The adaptive concurrency window and its gate: stray 429s, a cap, a spent budget."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from holysheep_nb.adaptive import CLUSTER, PROBE_WINDOWS, ConcurrencyGate, ConcurrencyWindow
+
+
+def test_a_stray_429_gives_up_one_slot_and_successes_win_it_back() -> None:
+    window = ConcurrencyWindow(16)
+    for _ in range(16):
+        window.success(16)
+    window.rate_limited(12, 0)  # this wide has succeeded: not a cap
+    assert (window.limit, window.cap, window.generation) == (15, None, 1)
+    window.rate_limited(16, 0)  # sent before the cut: not counted twice
+    assert window.limit == 15
+    for _ in range(14):
+        window.success(15)
+    assert window.limit == 15
+    window.success(15)  # a window's worth (15) of successes
+    assert window.limit == 16
+    assert window.lowest == 15
+
+
+def test_stray_429s_at_five_percent_keep_the_window_near_the_ceiling() -> None:
+    window = ConcurrencyWindow(16)
+    limits = []
+    for answer in range(2_000):
+        if answer % 20 == 19:
+            window.rate_limited(window.limit, window.generation)
+        else:
+            window.success(window.limit)
+        limits.append(window.limit)
+    assert window.cap is None
+    assert sum(limits) / len(limits) >= 13
+
+
+def test_a_cap_without_headers_is_found_from_the_concurrency_429s_come_at() -> None:
+    window = ConcurrencyWindow(32)
+    for sent_at in range(1, 9):
+        window.success(sent_at)  # the provider accepts 8 in flight...
+    window.rate_limited(9, 0)  # ...and refuses the 9th
+    assert (window.limit, window.cap) == (8, 8)
+    # Probing above a found cap is slow: one slot after PROBE_WINDOWS windows of successes.
+    for _ in range(PROBE_WINDOWS * 8 - 1):
+        window.success(8)
+    assert window.limit == 8
+    window.success(8)
+    assert window.limit == 9
+    window.rate_limited(9, window.generation)
+    assert window.limit == 8
+
+
+def test_a_cap_found_before_anything_succeeded_is_read_off_the_429() -> None:
+    window = ConcurrencyWindow(32)
+    window.rate_limited(20, 0)  # a cap server refuses at once, before any answer is back
+    assert (window.limit, window.cap) == (19, 19)
+
+
+def test_a_simulated_cap_converges_with_few_429s() -> None:
+    cap, window, answers, refused = 8, ConcurrencyWindow(32), 0, 0
+    while answers < 2_000:
+        generation = window.generation
+        for sent_at in range(1, window.limit + 1):  # a round of requests, all in flight
+            answers += 1
+            if sent_at > cap:
+                refused += 1
+                window.rate_limited(sent_at, generation)
+            else:
+                window.success(sent_at)
+    assert window.limit in (cap, cap + 1)
+    assert refused / answers <= 0.05
+
+
+def test_429s_back_to_back_are_a_spent_budget_not_a_cap() -> None:
+    window = ConcurrencyWindow(16)
+    for _ in range(16):
+        window.success(16)
+    for _ in range(CLUSTER + 3):
+        window.rate_limited(16, 0)  # all sent together, before any cut
+    assert window.cluster
+    assert (window.limit, window.cap) == (15, None)  # one cut, then a spent budget
+    window.success(16)
+    assert not window.cluster
+    window.rate_limited(1, window.generation, budget_spent=True)  # the headers said so
+    assert window.cap is None
+
+
+async def test_the_gate_admits_at_most_the_limit_in_order() -> None:
+    window = ConcurrencyWindow(4, limit=2)
+    gate = ConcurrencyGate(window)
+    order: list[int] = []
+
+    async def request(i: int) -> None:
+        await gate.acquire()
+        order.append(i)
+        assert gate.in_flight <= window.limit
+        await asyncio.sleep(0)
+        gate.release()
+
+    await asyncio.gather(*(request(i) for i in range(8)))
+    assert order == list(range(8))
+    assert gate.in_flight == 0
+
+
+async def test_a_cancelled_waiter_gives_its_slot_on() -> None:
+    gate = ConcurrencyGate(ConcurrencyWindow(1))
+    assert await gate.acquire() == 1
+    waiting = asyncio.ensure_future(gate.acquire())
+    behind = asyncio.ensure_future(gate.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    gate.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await asyncio.wait_for(behind, 1) == 1
+    assert gate.in_flight == 1
+
+
+async def test_a_run_against_a_cap_without_headers_settles_on_it() -> None:
+    """A provider that accepts 4 requests in flight and answers 429 (no headers, no
+    Retry-After) beyond: the run learns the cap, says so in the report, loses no row."""
+    import pandas as pd
+    from aiohttp import web
+
+    from tests.helpers_reliability import chat_completion, serve_app
+
+    in_flight = 0
+    refused = 0
+
+    async def capped(request: web.Request) -> web.Response:
+        nonlocal in_flight, refused
+        body = await request.json()
+        if in_flight >= 4:
+            refused += 1
+            return web.json_response({"error": {"message": "too many requests"}}, status=429)
+        in_flight += 1
+        try:
+            await asyncio.sleep(0.01)
+            return web.json_response(chat_completion(body["messages"][-1]["content"]))
+        finally:
+            in_flight -= 1
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", capped)
+    async with serve_app(app) as url:
+        frame = pd.DataFrame({"text": [f"r{i}" for i in range(300)]})
+        out = await frame.holysheep.acomplete(
+            "text", base_url=f"{url}/v1", max_concurrent=16, max_retries=20, cache=False,
+            progress=False,
+        )  # fmt: skip
+    assert out["response"].tolist() == [f"r{i}" for i in range(300)]
+    report = out.holysheep.report()
+    assert report.concurrency_cap in (4, 5)
+    assert report.concurrency in (4, 5)
+    assert refused == report.rate_limited
+    assert refused / (300 + refused) <= 0.15  # the first burst, then a probe now and then
+    assert "the provider accepts about" in str(report)
