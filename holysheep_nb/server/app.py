@@ -3,8 +3,8 @@
 ``Service`` owns the state of one server (config, seeded RNG, counters, prompt attempts, the
 rpm / tpm windows) and the routes: ``POST /v1/chat/completions``, ``GET /v1/models`` and the
 ``/_stats``, ``/_reset``, ``/_config`` control routes. It decides *when* to answer or fail;
-what to answer comes from ``_server_labels``, how to fail from ``_server_faults`` and
-``_server_limits``. How to start it is ``_server_local``'s business.
+what to answer comes from ``answers``, how to fail from ``faults`` and
+``limits``. How to start it is ``local``'s business.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from holysheep_nb._server_config import Latency, ServerConfig
-from holysheep_nb._server_faults import (
+from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.config import Latency, ServerConfig
+from holysheep_nb.server.faults import (
     FAULT_KINDS,
     Faults,
     error_response,
@@ -29,8 +30,7 @@ from holysheep_nb._server_faults import (
     parse_marker,
     unauthorized,
 )
-from holysheep_nb._server_labels import compose, estimate_tokens, last_user_text, message_text
-from holysheep_nb._server_limits import SlidingWindow, ceil_ms, limit_headers
+from holysheep_nb.server.limits import SlidingWindow, ceil_ms, limit_headers
 
 __all__ = ["Service"]
 

@@ -1,7 +1,7 @@
 """The local server's options: ``ServerConfig`` and its answer-delay policy ``Latency``.
 
 Small frozen dataclasses validated in ``__post_init__``; public through ``holysheep_nb.server``.
-The fault policy they hold, ``Faults``, lives in ``_server_faults``.
+The fault policy they hold, ``Faults``, lives in ``faults``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Literal
 
-from holysheep_nb._server_faults import Faults
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.server.faults import Faults
 
 __all__ = ["Latency", "ServerConfig"]
 

@@ -2,7 +2,7 @@
 
 Everything here decides *how a request fails*: the fault kinds and their probabilities,
 the ``{{fault:KIND*N}}`` prompt markers, the OpenAI-style error responses and the three
-forms of ``Retry-After``. The rpm / tpm limits of a real provider are in ``_server_limits``.
+forms of ``Retry-After``. The rpm / tpm limits of a real provider are in ``limits``.
 """
 
 from __future__ import annotations

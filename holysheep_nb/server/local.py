@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from holysheep_nb._server_app import Service
-from holysheep_nb._server_config import ServerConfig
+from holysheep_nb.server.app import Service
+from holysheep_nb.server.config import ServerConfig
 
 __all__ = ["LocalServer", "RunningServer", "start_server"]
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from holysheep_nb._server_config import ServerConfig
-from holysheep_nb._server_faults import parse_marker
+from holysheep_nb.server.config import ServerConfig
+from holysheep_nb.server.faults import parse_marker
 
 __all__ = ["compose", "estimate_tokens", "last_user_text", "message_text", "prompt_digest"]
 

@@ -2,7 +2,7 @@
 
 ``SlidingWindow`` counts requests or tokens over the last ``window`` seconds like a real
 provider; ``limit_headers`` renders the ``x-ratelimit-*`` headers OpenAI sends. The server's
-``Service`` charges the windows and turns a full one into a 429 (``_server_app``).
+``Service`` charges the windows and turns a full one into a 429 (``app``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from holysheep_nb._server_faults import decimal_string
+from holysheep_nb.server.faults import decimal_string
 
 __all__ = ["SlidingWindow", "ceil_ms", "limit_headers"]
 
