@@ -1,9 +1,12 @@
 """The running service behind the local server: the aiohttp app and its request handlers.
 
 ``Service`` owns the state of one server (config, seeded RNG, counters, prompt attempts, the
-rpm / tpm windows) and the routes: ``POST /v1/chat/completions``, ``GET /v1/models`` and the
-``/_stats``, ``/_reset``, ``/_config`` control routes. It decides *when* to answer or fail;
-what to answer comes from ``answers``, how to fail from ``faults`` and
+rpm / tpm windows) and the routes: ``POST /v1/chat/completions``, Azure's
+``POST /openai/deployments/{deployment}/chat/completions``, ``GET /v1/models`` and
+``/v1/models/{id}``, the ``/_stats``, ``/_reset``, ``/_config`` control routes, and JSON
+errors for every other path or method. It decides *when* to answer or fail; whether a
+request is acceptable comes from ``checks``, what to answer from ``answers`` and
+``completion`` (``stream`` for server-sent events), how to fail from ``faults`` and
 ``limits``. How to start it is ``local``'s business.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
 from dataclasses import replace
 from random import Random
@@ -20,17 +24,20 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.checks import check_request
+from holysheep_nb.server.completion import completion_body, plan
 from holysheep_nb.server.config import Latency, ServerConfig
 from holysheep_nb.server.faults import (
     FAULT_KINDS,
+    SHAPE_FAULTS,
     Faults,
-    error_response,
     fault_response,
-    json_response,
     parse_marker,
-    unauthorized,
 )
-from holysheep_nb.server.limits import SlidingWindow, ceil_ms, limit_headers
+from holysheep_nb.server.limits import Limits
+from holysheep_nb.server.providers import PERSONALITIES, model_not_found
+from holysheep_nb.server.replies import error_response, json_response
+from holysheep_nb.server.stream import sse_events, write_stream
 
 __all__ = ["Service"]
 
@@ -48,6 +55,8 @@ class Service:
         self.config = config
         self.in_flight = 0
         self._ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+        self._id_prefix = os.urandom(8).hex()
         self._sleepers: set[asyncio.Future[None]] = set()
         self._closing = False
         self.reset()
@@ -66,8 +75,7 @@ class Service:
 
     def _build_limits(self) -> None:
         config = self.config
-        self.rpm = SlidingWindow(config.rpm, config.limit_window) if config.rpm else None
-        self.tpm = SlidingWindow(config.tpm, config.limit_window) if config.tpm else None
+        self.limits = Limits(config.rpm, config.tpm, config.limit_window)
 
     def update(self, **changes: Any) -> ServerConfig:
         """Swap in a copy of the config with ``changes`` (validated before anything changes)."""
@@ -116,31 +124,75 @@ class Service:
             self._sleepers.discard(sleeper)
 
     def app(self) -> web.Application:
-        """The aiohttp application serving the OpenAI routes and the ``/_`` control routes."""
+        """The aiohttp application: the OpenAI routes, Azure's deployment route, the ``/_``
+        control routes, and JSON 405 / 404 answers for wrong methods and unknown paths."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/_stats", self.stats_route)
-        app.router.add_post("/_reset", self.reset_route)
-        app.router.add_post("/_config", self.config_route)
+        routes = (
+            ("POST", "/v1/chat/completions", self.chat),
+            ("POST", "/openai/deployments/{deployment}/chat/completions", self.azure_chat),
+            ("GET", "/v1/models", self.models),
+            ("GET", "/v1/models/{model}", self.model),
+            ("GET", "/_stats", self.stats_route),
+            ("POST", "/_reset", self.reset_route),
+            ("POST", "/_config", self.config_route),
+        )
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+            app.router.add_route("*", path, self.wrong_method)
+        app.router.add_route("*", "/{tail:.*}", self.unknown_route)
         return app
 
+    def _stamp(self, response: web.Response) -> web.Response:
+        response.headers["x-request-id"] = self._request_id()
+        return response
+
+    def _request_id(self) -> str:
+        return f"req_{self._id_prefix}{next(self._request_ids):016x}"
+
+    def _offered(self) -> tuple[str, ...]:
+        return self.config.models if self.config.models is not None else _MODELS
+
     async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the model ids this server pretends to offer."""
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "holysheep-local"}
-            for m in _MODELS
-        ]
-        return json_response(200, {"object": "list", "data": data})
+        """``GET /v1/models``: the configured model ids, or a few familiar ones."""
+        data = [_model_object(m) for m in self._offered()]
+        return self._stamp(json_response(200, {"object": "list", "data": data}))
+
+    async def model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{id}``: one model object, or the provider's model-not-found error."""
+        name = request.match_info["model"]
+        if name in self._offered():
+            return self._stamp(json_response(200, _model_object(name)))
+        return self._stamp(model_not_found(self.config.provider, name))
+
+    async def unknown_route(self, request: web.Request) -> web.Response:
+        """Any other path: 404 with a JSON error, as OpenAI answers ``Invalid URL``."""
+        provider = self.config.provider
+        message = (
+            "Resource not found"
+            if provider == "azure"
+            else f"Invalid URL ({request.method} {request.path})"
+        )
+        return self._stamp(error_response(404, message, provider=provider))
+
+    async def wrong_method(self, request: web.Request) -> web.Response:
+        """A known path with the wrong method: 405 with a JSON error and ``Allow``."""
+        resource = request.match_info.route.resource
+        allowed = sorted({r.method for r in resource or () if r.method != "*"})
+        message = f"Invalid method for URL ({request.method} {request.path})"
+        return self._stamp(
+            error_response(
+                405, message, provider=self.config.provider, headers={"Allow": ", ".join(allowed)}
+            )
+        )
 
     async def stats_route(self, request: web.Request) -> web.Response:
         """``GET /_stats``: the counters as JSON."""
-        return json_response(200, self.stats())
+        return self._stamp(json_response(200, self.stats()))
 
     async def reset_route(self, request: web.Request) -> web.Response:
         """``POST /_reset``: zero the counters."""
         self.reset()
-        return json_response(200, {"ok": True})
+        return self._stamp(json_response(200, {"ok": True}))
 
     async def config_route(self, request: web.Request) -> web.Response:
         """``POST /_config``: apply JSON changes (latency as CLI text, faults as a mapping)."""
@@ -148,52 +200,84 @@ class Service:
             changes = json.loads(await request.read())
             self.update(**_changes_from_json(changes))
         except (ValueError, TypeError) as exc:
-            return error_response(400, f"bad config change: {exc}")
-        return json_response(200, {"ok": True})
+            return self._stamp(error_response(400, f"bad config change: {exc}"))
+        return self._stamp(json_response(200, {"ok": True}))
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        """``POST /v1/chat/completions``: count the request, then answer or fail it."""
+        """``POST /v1/chat/completions`` (every personality but Azure's)."""
+        if self.config.provider == "azure":
+            return await self.unknown_route(request)
+        return await self._count(request, None)
+
+    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
+        """``POST /openai/deployments/{deployment}/chat/completions`` (Azure only)."""
+        if self.config.provider != "azure":
+            return await self.unknown_route(request)
+        return await self._count(request, request.match_info["deployment"])
+
+    async def _count(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
+        """Count the request, then answer or fail it."""
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         config = self.config
         if config.record_times:
             self.times.append(time.monotonic())
+        request_id = self._request_id()
         try:
-            response = await self._answer(request, config)
+            response = await self._answer(request, config, deployment, request_id)
         finally:
             self.in_flight -= 1
+        if not response.prepared:
+            response.headers["x-request-id"] = request_id
         self.by_status[response.status] = self.by_status.get(response.status, 0) + 1
         return response
 
-    async def _answer(self, request: web.Request, config: ServerConfig) -> web.StreamResponse:
+    async def _answer(
+        self,
+        request: web.Request,
+        config: ServerConfig,
+        deployment: str | None,
+        request_id: str,
+    ) -> web.StreamResponse:
+        provider = config.provider
+        if deployment is not None and "api-version" not in request.query:
+            return error_response(
+                400,
+                "Missing required query parameter: api-version",
+                provider=provider,
+                code="BadRequest",
+            )
         try:
             body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge as exc:
+            return error_response(413, exc.text or "Request too large.", provider=provider)
         except ValueError:
-            return error_response(400, "We could not parse the JSON body of your request.")
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(isinstance(m, dict) for m in messages)
-        ):
-            return error_response(400, "'messages' must be a non-empty array of message objects.")
-        authorization = request.headers.get("Authorization")
-        if config.api_key is not None and authorization != f"Bearer {config.api_key}":
-            return unauthorized(authorization)
-        model = str(body.get("model") or _MODELS[0])
+            return error_response(
+                400, "We could not parse the JSON body of your request.", provider=provider
+            )
+        refused = check_request(config, body, request.headers, deployment)
+        if refused is not None:
+            return refused
+        model = deployment or body["model"]
+        messages = body["messages"]
         raw = last_user_text(messages)
         marker, times = parse_marker(raw)[1:]
         if marker is not None and marker not in FAULT_KINDS:
             return error_response(
-                400, f"unknown fault marker {marker!r}; known: {', '.join(FAULT_KINDS)}"
+                400,
+                f"unknown fault marker {marker!r}; known: {', '.join(FAULT_KINDS)}",
+                provider=provider,
             )
         texts = [message_text(m) for m in messages]
         answer = compose(config, body, texts, raw)
         prompt_tokens = sum(estimate_tokens(t) + 4 for t in texts)
-        completion_tokens = max(1, estimate_tokens(answer))
-        headers = self._admit(prompt_tokens + completion_tokens, model)
+        choices = body.get("n") or 1
+        headers = self.limits.admit(
+            prompt_tokens + max(1, estimate_tokens(answer)) * choices, model, provider
+        )
         if isinstance(headers, web.Response):
+            self.rate_limited += 1
             return headers
         fault = self._marker_fault(raw, marker, times) if marker else config.faults.draw(self.rng)
         await self._sleep(config.latency.sample(self.rng))
@@ -204,65 +288,43 @@ class Service:
                 await self._sleep(config.hang_seconds)
             if fault == "drop" or self._closing:
                 _drop(request)
-            if fault != "hang":
+            if fault != "hang" and fault not in SHAPE_FAULTS:
                 return fault_response(
-                    fault, retry_after=config.retry_after, authorization=authorization, model=model
+                    fault,
+                    provider=provider,
+                    retry_after=config.retry_after,
+                    authorization=request.headers.get("Authorization"),
+                    model=model,
+                    text=parse_marker(raw)[0],
                 )
-        completion = {
-            "id": f"chatcmpl-{next(self._ids):024x}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        reply = plan(config, body, answer, fault, texts, raw)
+        top = body.get("top_logprobs") or 0 if body.get("logprobs") is True else None
+        completion = completion_body(
+            config,
+            reply,
+            completion_id=f"chatcmpl-{next(self._ids):024x}",
+            created=int(time.time()),
+            model=model,
+            choices=choices,
+            prompt_tokens=prompt_tokens,
+            top_logprobs=top,
+        )
+        if body.get("stream") is True or config.always_stream or fault == "sse":
+            options = body.get("stream_options")
+            events = sse_events(
+                reply,
+                completion,
+                reasoning_field=PERSONALITIES[provider].reasoning_field,
+                include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+                top_logprobs=top,
+            )
+            return await write_stream(request, events, {**headers, "x-request-id": request_id})
         return json_response(200, completion, headers)
 
     def _marker_fault(self, raw: str, kind: str, times: int | None) -> str | None:
         attempt = self.attempts.get(raw, 0) + 1
         self.attempts[raw] = attempt
         return kind if times is None or attempt <= times else None
-
-    def _admit(self, tokens: int, model: str) -> dict[str, str] | web.Response:
-        """Charge the rpm / tpm windows and return their headers, or the 429 when they are full."""
-        headers: dict[str, str] = {}
-        if self.rpm is None and self.tpm is None:
-            return headers
-        now = time.monotonic()
-        checks = [
-            (w, name, units)
-            for w, name, units in ((self.rpm, "requests", 1), (self.tpm, "tokens", tokens))
-            if w
-        ]
-        for window, name, units in checks:
-            wait = window.wait_for(now, units)
-            if wait > 0:
-                self.rate_limited += 1
-                headers.update(limit_headers(name, window, now))
-                headers["retry-after"] = ceil_ms(max(wait, 0.001))
-                used = window.capacity - window.remaining(now)
-                message = (
-                    f"Rate limit reached for {model} on {name} per min: "
-                    f"Limit {window.per_minute:g}, Used {used:g}, Requested {units}. "
-                    f"Please try again in {headers['retry-after']}s."
-                )
-                return error_response(
-                    429, message, type_=name, code="rate_limit_exceeded", headers=headers
-                )
-        for window, name, units in checks:
-            window.record(now, units)
-            headers.update(limit_headers(name, window, now))
-        return headers
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -278,6 +340,10 @@ def _drop(request: web.Request) -> NoReturn:
     raise asyncio.CancelledError
 
 
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "holysheep-local"}
+
+
 def _changes_from_json(changes: object) -> dict[str, Any]:
     if not isinstance(changes, dict):
         raise TypeError("send a JSON object of ServerConfig fields")
@@ -286,4 +352,6 @@ def _changes_from_json(changes: object) -> dict[str, Any]:
         out["latency"] = Latency.parse(out["latency"])
     if isinstance(out.get("faults"), dict):
         out["faults"] = Faults(out["faults"])
+    if isinstance(out.get("models"), list):
+        out["models"] = tuple(out["models"])
     return out

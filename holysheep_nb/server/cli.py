@@ -15,8 +15,9 @@ import sys
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.config import Latency, ServerConfig
-from holysheep_nb.server.faults import FAULT_KINDS, Faults
+from holysheep_nb.server.faults import FAULT_HELP, FAULT_KINDS, Faults
 from holysheep_nb.server.local import start_server
+from holysheep_nb.server.providers import PERSONALITIES, PROVIDERS
 
 __all__ = ["cli", "config_args", "parse_cli"]
 
@@ -34,13 +35,17 @@ def config_args(config: ServerConfig) -> list[str]:
         ("--rpm", config.rpm),
         ("--tpm", config.tpm),
         ("--api-key", config.api_key),
+        ("--provider", config.provider),
     ):
         if value is not None:
             args += [flag, str(value)]
+    for model in config.models or ():
+        args += ["--model", model]
     for flag, on in (
         ("--echo", config.echo),
         ("--digest", config.digest),
         ("--record-times", config.record_times),
+        ("--always-stream", config.always_stream),
     ):
         if on:
             args.append(flag)
@@ -70,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="holysheep-nb serve",
         description="Run the local OpenAI-compatible chat-completions server (tests, demos).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -80,9 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         default=Latency(),
         help="0.1, 0.01-0.05 or lognormal:0.1:1.0",
     )
-    kinds = ", ".join(FAULT_KINDS)
     add("--fault-rate", type=_fault_arg, action="append", default=[], metavar="KIND=P",
-        help=f"inject KIND with probability P (repeatable); kinds: {kinds}")  # fmt: skip
+        help="inject KIND with probability P (repeatable); KINDs below")  # fmt: skip
     add("--retry-after", type=float, default=1.0, help="Retry-After seconds of injected 429s")
     add("--hang-seconds", type=float, default=300.0, help="how long a 'hang' fault stays silent")
     add(
@@ -104,7 +110,28 @@ def _parser() -> argparse.ArgumentParser:
     add("--digest", action="store_true", help="append [sha:XXXXXXXX] of the prompt to every answer")
     add("--seed", type=int, default=0, help="seed of the latency and fault draws")
     add("--record-times", action="store_true", help="record request arrival times in /_stats")
+    add("--provider", choices=PROVIDERS, default="openai",
+        help="the provider personality to imitate (below; default openai)")  # fmt: skip
+    add("--model", action="append", dest="models", metavar="ID",
+        help="accept only this model (Azure: deployment), repeatable; default: any")  # fmt: skip
+    add("--always-stream", action="store_true",
+        help="answer as a server-sent event stream even when stream was not asked")  # fmt: skip
     return parser
+
+
+def _epilog() -> str:
+    width = max(map(len, FAULT_KINDS))
+    faults = "\n".join(f"  {kind:<{width}}  {FAULT_HELP[kind]}" for kind in FAULT_KINDS)
+    width = max(map(len, PROVIDERS))
+    providers = "\n".join(f"  {name:<{width}}  {PERSONALITIES[name].summary}" for name in PROVIDERS)
+    return (
+        f"fault kinds (--fault-rate KIND=P, or a prompt marker):\n{faults}\n\n"
+        "prompt markers, anywhere in the last user message (removed before answering):\n"
+        "  {{fault:KIND}}    every request with this prompt gets fault KIND\n"
+        "  {{fault:KIND*N}}  the first N requests with this prompt get it, then it answers\n\n"
+        f"providers (--provider NAME):\n{providers}\n\n"
+        "control routes: GET /_stats, POST /_reset, POST /_config (JSON of ServerConfig fields)"
+    )
 
 
 def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
@@ -129,6 +156,9 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
             retry_after=args.retry_after,
             hang_seconds=args.hang_seconds,
             record_times=args.record_times,
+            provider=args.provider,
+            models=tuple(args.models) if args.models else None,
+            always_stream=args.always_stream,
         )
     except ConfigError as exc:
         parser.error(str(exc))
