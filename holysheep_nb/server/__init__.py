@@ -1,9 +1,12 @@
 """A local OpenAI-compatible chat-completions server for tests, notebooks, the demo and benchmarks.
 
-It answers deterministically with a small rule-based labeller, with settable latency, injected
-faults (by rate or by a ``{{fault:KIND*N}}`` prompt marker) and provider-style rpm / tpm
-limits, so a full labelling run works with no key and no internet. ``docs/server.md``
-describes its routes and behaviour.
+It answers deterministically with a small rule-based labeller, speaks the whole
+chat-completions contract (streaming, ``n``, logprobs, tools, token limits, JSON-schema
+answers), imitates real providers (``ServerConfig(provider=...)``: openai, azure,
+openrouter, deepseek, ollama, vllm), and has settable latency, injected faults (by rate or by
+a ``{{fault:KIND*N}}`` prompt marker) and provider-style rpm / tpm limits, so a full
+labelling run works with no key and no internet. ``docs/server.md`` describes its routes,
+personalities, faults and markers.
 
 Three ways to run it, one service behind them all:
     ``await start_server(config)``  on the current event loop (async tests)
@@ -11,14 +14,21 @@ Three ways to run it, one service behind them all:
     ``ServerProcess(config)``       in a subprocess via ``cli`` (benchmarks: no shared GIL)
 
 This module is the public surface only; import from here. Each module owns one idea:
-    ``config``   ``ServerConfig`` and ``Latency``
-    ``faults``   ``Faults``, fault markers and OpenAI-style error responses
-    ``limits``   sliding rpm / tpm windows and ``x-ratelimit-*`` headers
-    ``answers``  the deterministic answers, ``estimate_tokens``, ``prompt_digest``
-    ``app``      the aiohttp app: handlers, counters, limit checks
-    ``local``    ``start_server``, ``RunningServer``, ``LocalServer``
-    ``cli``      ``parse_cli``, ``config_args`` and ``cli`` (``holysheep-nb serve``)
-    ``process``  ``ServerProcess``
+    ``config``          ``ServerConfig`` and ``Latency``
+    ``providers``       the provider personalities and their own error bodies
+    ``replies``         JSON responses and error bodies in each personality's shape
+    ``faults``          ``Faults``, fault markers and the injected error responses
+    ``limits``          sliding rpm / tpm windows and ``x-ratelimit-*`` headers
+    ``checks``          whether a chat request is acceptable (body, key, model, options)
+    ``answers``         the deterministic answers, ``estimate_tokens``, ``prompt_digest``
+    ``schema_answers``  a JSON value valid against any schema, for json_schema and tools
+    ``completion``      the chat.completion body: choices, tools, reasoning, logprobs, usage
+    ``stream``          the same answer as server-sent event chunks
+    ``app``             ``Service``: the state and the chat handlers
+    ``routes``          the aiohttp app: models, control routes, JSON 404 / 405
+    ``local``           ``start_server``, ``RunningServer``, ``LocalServer``
+    ``cli``             ``parse_cli``, ``config_args`` and ``cli`` (``holysheep-nb serve``)
+    ``process``         ``ServerProcess``
 """
 
 from __future__ import annotations

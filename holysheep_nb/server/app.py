@@ -1,13 +1,11 @@
-"""The running service behind the local server: the aiohttp app and its request handlers.
+"""The running service behind the local server: its state and the chat handlers.
 
 ``Service`` owns the state of one server (config, seeded RNG, counters, prompt attempts, the
-rpm / tpm windows) and the routes: ``POST /v1/chat/completions``, Azure's
-``POST /openai/deployments/{deployment}/chat/completions``, ``GET /v1/models`` and
-``/v1/models/{id}``, the ``/_stats``, ``/_reset``, ``/_config`` control routes, and JSON
-errors for every other path or method. It decides *when* to answer or fail; whether a
-request is acceptable comes from ``checks``, what to answer from ``answers`` and
-``completion`` (``stream`` for server-sent events), how to fail from ``faults`` and
-``limits``. How to start it is ``local``'s business.
+rpm / tpm windows) and answers ``POST /v1/chat/completions`` and Azure's
+``POST /openai/deployments/{deployment}/chat/completions``. It decides *when* to answer or
+fail; whether a request is acceptable comes from ``checks``, what to answer from ``answers``
+and ``completion`` (``stream`` for server-sent events), how to fail from ``faults`` and
+``limits``. The other routes are ``routes``'s; how to start it is ``local``'s business.
 """
 
 from __future__ import annotations
@@ -26,22 +24,19 @@ from aiohttp import web
 from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.checks import check_request
 from holysheep_nb.server.completion import completion_body, plan
-from holysheep_nb.server.config import Latency, ServerConfig
+from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import (
     FAULT_KINDS,
     SHAPE_FAULTS,
-    Faults,
     fault_response,
     parse_marker,
 )
 from holysheep_nb.server.limits import Limits
-from holysheep_nb.server.providers import PERSONALITIES, model_not_found
+from holysheep_nb.server.providers import PERSONALITIES, route_not_found
 from holysheep_nb.server.replies import error_response, json_response
 from holysheep_nb.server.stream import sse_events, write_stream
 
 __all__ = ["Service"]
-
-_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "deepseek-v3", "claude-sonnet-4")
 
 
 class Service:
@@ -123,96 +118,26 @@ class Service:
             handle.cancel()
             self._sleepers.discard(sleeper)
 
-    def app(self) -> web.Application:
-        """The aiohttp application: the OpenAI routes, Azure's deployment route, the ``/_``
-        control routes, and JSON 405 / 404 answers for wrong methods and unknown paths."""
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        routes = (
-            ("POST", "/v1/chat/completions", self.chat),
-            ("POST", "/openai/deployments/{deployment}/chat/completions", self.azure_chat),
-            ("GET", "/v1/models", self.models),
-            ("GET", "/v1/models/{model}", self.model),
-            ("GET", "/_stats", self.stats_route),
-            ("POST", "/_reset", self.reset_route),
-            ("POST", "/_config", self.config_route),
-        )
-        for method, path, handler in routes:
-            app.router.add_route(method, path, handler)
-            app.router.add_route("*", path, self.wrong_method)
-        app.router.add_route("*", "/{tail:.*}", self.unknown_route)
-        return app
-
-    def _stamp(self, response: web.Response) -> web.Response:
-        response.headers["x-request-id"] = self._request_id()
+    def _not_here(self, request: web.Request) -> web.Response:
+        """The 404 for a chat route of another personality (Azure has no /v1 chat route)."""
+        response = route_not_found(self.config.provider, request)
+        response.headers["x-request-id"] = self.request_id()
         return response
 
-    def _request_id(self) -> str:
+    def request_id(self) -> str:
+        """A new ``x-request-id``: unique to this server and cheap (a counter)."""
         return f"req_{self._id_prefix}{next(self._request_ids):016x}"
-
-    def _offered(self) -> tuple[str, ...]:
-        return self.config.models if self.config.models is not None else _MODELS
-
-    async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the configured model ids, or a few familiar ones."""
-        data = [_model_object(m) for m in self._offered()]
-        return self._stamp(json_response(200, {"object": "list", "data": data}))
-
-    async def model(self, request: web.Request) -> web.Response:
-        """``GET /v1/models/{id}``: one model object, or the provider's model-not-found error."""
-        name = request.match_info["model"]
-        if name in self._offered():
-            return self._stamp(json_response(200, _model_object(name)))
-        return self._stamp(model_not_found(self.config.provider, name))
-
-    async def unknown_route(self, request: web.Request) -> web.Response:
-        """Any other path: 404 with a JSON error, as OpenAI answers ``Invalid URL``."""
-        provider = self.config.provider
-        message = (
-            "Resource not found"
-            if provider == "azure"
-            else f"Invalid URL ({request.method} {request.path})"
-        )
-        return self._stamp(error_response(404, message, provider=provider))
-
-    async def wrong_method(self, request: web.Request) -> web.Response:
-        """A known path with the wrong method: 405 with a JSON error and ``Allow``."""
-        resource = request.match_info.route.resource
-        allowed = sorted({r.method for r in resource or () if r.method != "*"})
-        message = f"Invalid method for URL ({request.method} {request.path})"
-        return self._stamp(
-            error_response(
-                405, message, provider=self.config.provider, headers={"Allow": ", ".join(allowed)}
-            )
-        )
-
-    async def stats_route(self, request: web.Request) -> web.Response:
-        """``GET /_stats``: the counters as JSON."""
-        return self._stamp(json_response(200, self.stats()))
-
-    async def reset_route(self, request: web.Request) -> web.Response:
-        """``POST /_reset``: zero the counters."""
-        self.reset()
-        return self._stamp(json_response(200, {"ok": True}))
-
-    async def config_route(self, request: web.Request) -> web.Response:
-        """``POST /_config``: apply JSON changes (latency as CLI text, faults as a mapping)."""
-        try:
-            changes = json.loads(await request.read())
-            self.update(**_changes_from_json(changes))
-        except (ValueError, TypeError) as exc:
-            return self._stamp(error_response(400, f"bad config change: {exc}"))
-        return self._stamp(json_response(200, {"ok": True}))
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions`` (every personality but Azure's)."""
         if self.config.provider == "azure":
-            return await self.unknown_route(request)
+            return self._not_here(request)
         return await self._count(request, None)
 
     async def azure_chat(self, request: web.Request) -> web.StreamResponse:
         """``POST /openai/deployments/{deployment}/chat/completions`` (Azure only)."""
         if self.config.provider != "azure":
-            return await self.unknown_route(request)
+            return self._not_here(request)
         return await self._count(request, request.match_info["deployment"])
 
     async def _count(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
@@ -223,7 +148,7 @@ class Service:
         config = self.config
         if config.record_times:
             self.times.append(time.monotonic())
-        request_id = self._request_id()
+        request_id = self.request_id()
         try:
             response = await self._answer(request, config, deployment, request_id)
         finally:
@@ -338,20 +263,3 @@ def _drop(request: web.Request) -> NoReturn:
         request.transport.close()
     # aiohttp takes a handler's CancelledError for a vanished client: it writes and logs nothing.
     raise asyncio.CancelledError
-
-
-def _model_object(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "holysheep-local"}
-
-
-def _changes_from_json(changes: object) -> dict[str, Any]:
-    if not isinstance(changes, dict):
-        raise TypeError("send a JSON object of ServerConfig fields")
-    out = dict(changes)
-    if isinstance(out.get("latency"), str):
-        out["latency"] = Latency.parse(out["latency"])
-    if isinstance(out.get("faults"), dict):
-        out["faults"] = Faults(out["faults"])
-    if isinstance(out.get("models"), list):
-        out["models"] = tuple(out["models"])
-    return out

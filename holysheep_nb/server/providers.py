@@ -26,6 +26,7 @@ __all__ = [
     "moderation",
     "payment_required",
     "quota_exceeded",
+    "route_not_found",
     "unauthorized",
 ]
 
@@ -78,6 +79,15 @@ PERSONALITIES: dict[str, Personality] = {
     )
 }
 PROVIDERS: tuple[str, ...] = tuple(PERSONALITIES)
+
+
+def route_not_found(provider: str, request: web.Request) -> web.Response:
+    """404 for a path the server does not serve: OpenAI's "Invalid URL", Azure's gateway
+    "Resource not found"."""
+    if provider == "azure":
+        return error_response(404, "Resource not found", provider=provider)
+    message = f"Invalid URL ({request.method} {request.path})"
+    return error_response(404, message, provider=provider)
 
 
 def missing_model(provider: str) -> web.Response:
