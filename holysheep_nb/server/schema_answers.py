@@ -70,11 +70,10 @@ class _Builder:
                 return self.value(self.choose(options, depth), path, depth)
         all_of = schema.get("allOf")
         if isinstance(all_of, list) and all_of:
-            merged: dict[str, Any] = {}
+            merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
             for part in all_of:
                 if isinstance(part, Mapping):
-                    merged.update(self.resolve(part))
-            merged.update({k: v for k, v in schema.items() if k != "allOf"})
+                    _merge(merged, self.resolve(part))
             return self.value(merged, path, depth)
         kind = schema.get("type")
         if isinstance(kind, list):
@@ -185,6 +184,17 @@ class _Builder:
             text += f" {name}"
         high = schema.get("maxLength")
         return text[: int(high)] if high is not None else text
+
+
+def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    """Add ``part`` of an ``allOf`` to ``into``: properties and required lists are united."""
+    for key, value in part.items():
+        if key == "properties" and isinstance(value, Mapping):
+            into["properties"] = {**into.get("properties", {}), **value}
+        elif key == "required" and isinstance(value, list):
+            into["required"] = [*into.get("required", []), *value]
+        else:
+            into.setdefault(key, value)
 
 
 def _bounds(schema: Mapping[str, Any], span: float, nudge: float) -> tuple[float, float]:
