@@ -505,6 +505,9 @@ def test_azure_deployment_route_api_version_and_key(servers: dict[str, LocalServ
         assert flagged.value.code == "content_filter"
         assert isinstance(flagged.value.body, dict)
         assert flagged.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+        chunks = list(client.chat.completions.create(model="prod-4o", messages=say(), stream=True))
+        assert chunks[0].choices == []  # Azure opens with the prompt filter results alone
+        assert "".join(c.choices[0].delta.content or "" for c in chunks[1:]) == "positive"
         filtered = client.chat.completions.create(
             model="prod-4o", messages=say("y {{fault:content-filter}}")
         )
@@ -551,6 +554,8 @@ def test_openrouter_402_403_shapes_and_reasoning(servers: dict[str, LocalServer]
             if c.choices
         )
     assert reasoning == reply.choices[0].message.model_extra["reasoning"]  # type: ignore[index]
+    events = post_raw(servers["openrouter"], {"model": MODEL, "messages": say(), "stream": True})[1]
+    assert events.startswith(": OPENROUTER PROCESSING\n\n")
 
 
 def test_deepseek_reasoning_content_and_no_json_schema(servers: dict[str, LocalServer]) -> None:

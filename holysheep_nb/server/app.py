@@ -32,7 +32,7 @@ from holysheep_nb.server.faults import (
     parse_marker,
 )
 from holysheep_nb.server.limits import Limits
-from holysheep_nb.server.providers import PERSONALITIES, route_not_found
+from holysheep_nb.server.providers import route_not_found
 from holysheep_nb.server.replies import error_response, json_response
 from holysheep_nb.server.stream import sse_events, write_stream
 
@@ -129,19 +129,12 @@ class Service:
         return f"req_{self._id_prefix}{next(self._request_ids):016x}"
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        """``POST /v1/chat/completions`` (every personality but Azure's)."""
-        if self.config.provider == "azure":
+        """``POST /v1/chat/completions`` (every personality but Azure's) and
+        ``POST /openai/deployments/{deployment}/chat/completions`` (Azure's only): count the
+        request, then answer or fail it."""
+        deployment = request.match_info.get("deployment")
+        if (deployment is None) == (self.config.provider == "azure"):
             return self._not_here(request)
-        return await self._count(request, None)
-
-    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
-        """``POST /openai/deployments/{deployment}/chat/completions`` (Azure only)."""
-        if self.config.provider != "azure":
-            return self._not_here(request)
-        return await self._count(request, request.match_info["deployment"])
-
-    async def _count(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
-        """Count the request, then answer or fail it."""
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -239,7 +232,7 @@ class Service:
             events = sse_events(
                 reply,
                 completion,
-                reasoning_field=PERSONALITIES[provider].reasoning_field,
+                provider=provider,
                 include_usage=isinstance(options, dict) and options.get("include_usage") is True,
                 top_logprobs=top,
             )

@@ -29,6 +29,10 @@ _INTEGER_RANGES = (
     ("max_completion_tokens", 1, None),
 )
 
+_CHECKED = frozenset(
+    ("n", "top_logprobs", "max_tokens", "max_completion_tokens", "logprobs", "response_format")
+)
+
 
 def check_request(
     config: ServerConfig,
@@ -69,6 +73,8 @@ def check_request(
 
 
 def _check_options(body: Mapping[str, Any], provider: str) -> web.Response | None:
+    if _CHECKED.isdisjoint(body):
+        return None
     for name, low, high in _INTEGER_RANGES:
         if name in body:
             value = body[name]

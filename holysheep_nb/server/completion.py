@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from holysheep_nb.server.answers import estimate_tokens, schema_answer
 from holysheep_nb.server.config import ServerConfig
@@ -33,6 +33,7 @@ __all__ = ["Reply", "completion_body", "logprobs", "plan", "token_pieces"]
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 _NAME_WORD = re.compile(r"[a-z]+")
+_THINK: dict[str, Literal["paired", "closing"]] = {"think": "paired", "think-closing": "closing"}
 _DEFAULT_TOOL: dict[str, Any] = {
     "name": "lookup",
     "parameters": {
@@ -44,7 +45,7 @@ _DEFAULT_TOOL: dict[str, Any] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     """One choice's worth of answer; ``tokens`` is its completion token count."""
 
@@ -81,7 +82,7 @@ def plan(
         reply.content, reply.refusal = None, REFUSAL
     elif fault == "content-filter":
         reply.content, reply.finish_reason = None, "content_filter"
-    think = {"think": "paired", "think-closing": "closing"}.get(fault or "", personality.think)
+    think = personality.think if fault is None else _THINK.get(fault, personality.think)
     if personality.reasoning_field or think:
         reply.reasoning = _reasoning(raw, reply)
         reply.reasoning_tokens = estimate_tokens(reply.reasoning)

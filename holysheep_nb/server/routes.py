@@ -33,7 +33,7 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     table = (
         ("POST", "/v1/chat/completions", service.chat),
-        ("POST", "/openai/deployments/{deployment}/chat/completions", service.azure_chat),
+        ("POST", "/openai/deployments/{deployment}/chat/completions", service.chat),
         ("GET", "/v1/models", routes.models),
         ("GET", "/v1/models/{model}", routes.model),
         ("GET", "/_stats", routes.stats),

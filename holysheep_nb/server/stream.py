@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from holysheep_nb.server.completion import Reply, logprobs, token_pieces
+from holysheep_nb.server.providers import PERSONALITIES
 
 __all__ = ["sse_events", "write_stream"]
 
@@ -26,12 +27,24 @@ def sse_events(
     reply: Reply,
     body: Mapping[str, Any],
     *,
-    reasoning_field: str | None,
+    provider: str,
     include_usage: bool,
     top_logprobs: int | None,
 ) -> Iterator[bytes]:
     """Every event of the stream, ``[DONE]`` included; ``body`` is the completion object that
-    a non-streamed answer would have been (its id, model, choices and usage are reused)."""
+    a non-streamed answer would have been (its id, model, choices and usage are reused).
+
+    OpenRouter opens with a ``: OPENROUTER PROCESSING`` comment (its streaming docs: comments
+    keep the connection alive); Azure with a chunk that has no choices, only the
+    ``prompt_filter_results`` (and empty id, model and object).
+    """
+    reasoning_field = PERSONALITIES[provider].reasoning_field
+    if provider == "openrouter":
+        yield b": OPENROUTER PROCESSING\n\n"
+    elif provider == "azure":
+        filters = body.get("prompt_filter_results")
+        blank = {"choices": [], "created": 0, "id": "", "model": "", "object": ""}
+        yield _event({**blank, "prompt_filter_results": filters})
     head: dict[str, Any] = {
         "id": body["id"],
         "object": "chat.completion.chunk",
