@@ -23,6 +23,7 @@ from holysheep_nb.server import (
     FAULT_KINDS,
     LocalServer,
     ServerConfig,
+    ServerProcess,
     config_args,
     parse_cli,
     start_server,
@@ -607,3 +608,13 @@ def test_new_options_round_trip_through_the_cli() -> None:
     assert parse_cli(config_args(config))[0] == config
     with pytest.raises(Exception, match="unknown provider"):
         ServerConfig(provider="acme")
+
+
+def test_a_server_process_takes_the_new_options_at_start_and_over_http() -> None:
+    with ServerProcess(ServerConfig(provider="deepseek")) as server:
+        server.update(models=("deepseek-chat",))
+        with connect(server.base_url) as client:
+            with pytest.raises(openai.BadRequestError, match="Model Not Exist"):
+                client.chat.completions.create(model=MODEL, messages=say())
+            reply = client.chat.completions.create(model="deepseek-chat", messages=say())
+    assert (reply.choices[0].message.model_extra or {})["reasoning_content"]

@@ -216,7 +216,7 @@ class Service:
                     text=parse_marker(raw)[0],
                 )
         reply = plan(config, body, answer, fault, texts, raw)
-        top = body.get("top_logprobs") or 0 if body.get("logprobs") is True else None
+        top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(
             config,
             reply,
