@@ -618,3 +618,24 @@ def test_a_server_process_takes_the_new_options_at_start_and_over_http() -> None
                 client.chat.completions.create(model=MODEL, messages=say())
             reply = client.chat.completions.create(model="deepseek-chat", messages=say())
     assert (reply.choices[0].message.model_extra or {})["reasoning_content"]
+
+
+async def test_a_bug_in_the_server_is_still_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("holysheep_nb.server.app.compose", broken)
+    async with (
+        await start_server() as server,
+        openai.AsyncOpenAI(
+            base_url=server.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(trust_env=False),
+        ) as client,
+    ):
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model=MODEL, messages=say())
+    assert isinstance(caught.value.body, dict)
+    assert "boom" in caught.value.body["message"]
+    assert caught.value.request_id is not None

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from holysheep_nb.server import ServerConfig, start_server
-from holysheep_nb.server.schema_answers import value_for
+from holysheep_nb.server.schema_answers import SchemaError, value_for
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -160,3 +160,43 @@ async def test_the_server_answers_a_schema_without_an_enum() -> None:
         reply = await response.json()
     answer = json.loads(reply["choices"][0]["message"]["content"])
     jsonschema.Draft202012Validator(schema).validate(answer)
+
+
+ENDLESS = {
+    "$defs": {
+        "Link": {
+            "type": "object",
+            "properties": {"next": {"$ref": "#/$defs/Link"}},
+            "required": ["next"],
+        }
+    },
+    "$ref": "#/$defs/Link",
+}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}},
+        {"type": "array", "items": {"type": "string"}, "minItems": "three"},
+        ENDLESS,
+    ],
+    ids=["ref to nowhere", "bound not a number", "no finite value"],
+)
+async def test_a_schema_that_cannot_be_answered_is_a_json_400(schema: dict[str, Any]) -> None:
+    with pytest.raises(SchemaError):
+        value_for(schema, TEXT, first_labels)
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": TEXT}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+    async with (
+        await start_server(ServerConfig()) as server,
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.base_url}/chat/completions", json=body) as response,
+    ):
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["code"] == "invalid_schema"
+    assert error["message"].startswith("Invalid schema: ")

@@ -34,6 +34,7 @@ from holysheep_nb.server.faults import (
 from holysheep_nb.server.limits import Limits
 from holysheep_nb.server.providers import route_not_found
 from holysheep_nb.server.replies import error_response, json_response
+from holysheep_nb.server.schema_answers import SchemaError
 from holysheep_nb.server.stream import sse_events, write_stream
 
 __all__ = ["Service"]
@@ -144,6 +145,20 @@ class Service:
         request_id = self.request_id()
         try:
             response = await self._answer(request, config, deployment, request_id)
+        except SchemaError as exc:
+            response = error_response(
+                400,
+                f"Invalid schema: {exc}",
+                provider=config.provider,
+                code="invalid_schema",
+            )
+        except Exception as exc:  # a bug here must still answer JSON, as a provider's 500 does
+            response = error_response(
+                500,
+                f"The server had an error: {exc!r}",
+                provider=config.provider,
+                type_="server_error",
+            )
         finally:
             self.in_flight -= 1
         if not response.prepared:

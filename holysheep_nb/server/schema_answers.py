@@ -21,12 +21,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["LabelPicker", "value_for"]
+__all__ = ["LabelPicker", "SchemaError", "value_for"]
 
 LabelPicker = Callable[[list[str], bool], list[str]]
 """``pick(labels, multi)``: the labels (one, or several when ``multi``) that suit the prompt."""
 
 _MAX_DEPTH = 6  # beyond this a recursive schema takes its smallest value (no items, null)
+_MAX_NESTING = 40  # a schema that still nests here has no finite value
 _WORDS = 8
 
 
@@ -54,6 +55,8 @@ class _Builder:
         return schema
 
     def value(self, schema: object, path: str, depth: int) -> Any:
+        if depth > _MAX_NESTING:
+            raise ValueError(f"{path} must nest deeper than {_MAX_NESTING} levels")
         if not isinstance(schema, Mapping):
             return self.string({}, path)  # `true` / `{}`: anything goes, a string will do
         schema = self.resolve(schema)
@@ -215,6 +218,17 @@ def _bounds(schema: Mapping[str, Any], span: float, nudge: float) -> tuple[float
     return float(low), float(max(low, high))
 
 
+class SchemaError(ValueError):
+    """The schema cannot be answered: a ``$ref`` to nowhere, a bound that is not a number,
+    or a value that must nest forever."""
+
+
 def value_for(schema: Mapping[str, Any], text: str, pick: LabelPicker) -> Any:
-    """The answer to ``text`` as a value of ``schema`` (the root, for ``$ref`` lookups)."""
-    return _Builder(schema, text, pick).value(schema, "$", 0)
+    """The answer to ``text`` as a value of ``schema`` (the root, for ``$ref`` lookups).
+
+    Raises ``SchemaError`` for a schema no finite value satisfies or that is malformed.
+    """
+    try:
+        return _Builder(schema, text, pick).value(schema, "$", 0)
+    except (LookupError, TypeError, ValueError, RecursionError) as exc:
+        raise SchemaError(f"{type(exc).__name__}: {exc}") from None
