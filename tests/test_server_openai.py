@@ -265,6 +265,25 @@ def test_strict_tool_arguments_parse_into_the_pydantic_model(client: openai.Open
     assert 1 <= parsed.days <= 7
 
 
+def test_the_stream_helper_rebuilds_tool_calls_and_choices(client: openai.OpenAI) -> None:
+    with client.chat.completions.stream(
+        model=MODEL,
+        messages=say("Weather in Lima"),
+        tools=[openai.pydantic_function_tool(GetWeather)],
+        tool_choice="required",
+    ) as stream:
+        called = stream.get_final_completion()
+    calls = called.choices[0].message.tool_calls
+    assert calls is not None
+    assert isinstance(calls[0].function.parsed_arguments, GetWeather)
+    with client.chat.completions.stream(
+        model=MODEL, messages=say(), n=2, logprobs=True, top_logprobs=2
+    ) as stream:
+        both = stream.get_final_completion()
+    assert [c.message.content for c in both.choices] == ["positive", "positive"]
+    assert [len(c.logprobs.content or []) for c in both.choices if c.logprobs] == [2, 2]
+
+
 # --- structured output --------------------------------------------------------------------
 
 
