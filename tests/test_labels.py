@@ -78,7 +78,7 @@ def test_answers_on_the_set_are_normalised_to_the_label(answer: str, label: str)
         ("", "not in label set: ''"),
         ("positive, negative", "not in label set: 'positive, negative'"),
         ('{"label": "mixed"}', "not in label set: 'mixed'"),
-        ('["positive", "negative"]', 'not in label set: \'["positive", "negative"]\' (more'),
+        ('["positive", "negative"]', "not in label set: '[\"positive\", \"negative\"]' (more"),
         ("I think it is positive", "not in label set: 'I think it is positive'"),
         ("x" * 200, "not in label set: '" + "x" * 79 + "…'"),
     ],
@@ -126,7 +126,9 @@ def test_multi_answer_with_one_label_off_the_set_is_an_error() -> None:
         (["a"], {"multi": "yes"}, "multi and structured must be True or False"),
     ],
 )
-def test_bad_label_sets_are_clear_errors(labels: Any, options: dict[str, Any], match: str) -> None:
+def test_bad_label_sets_are_clear_errors(
+    labels: Any, options: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ConfigError, match=match):
         LabelSet(labels, **options)
 
