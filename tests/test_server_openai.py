@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, Literal
 
+import aiohttp
 import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -493,6 +494,34 @@ def test_tool_call_fault_and_think_markers(client: openai.OpenAI) -> None:
     assert "<think>" not in (closing.choices[0].message.content or "")
     for reply in (paired, closing):
         assert (reply.choices[0].message.content or "").split("</think>\n\n")[1] == "positive"
+
+
+def test_a_stream_that_breaks_off_raises_in_the_client(client: openai.OpenAI) -> None:
+    pieces = []
+    stream = client.chat.completions.create(
+        model=MODEL, messages=say("The battery is excellent {{fault:stream-error}}"), stream=True
+    )
+    with pytest.raises(openai.APIError, match="Provider disconnected"):
+        pieces.extend(c.choices[0].delta.content or "" for c in stream)
+    assert "".join(pieces) == "posi"  # the first of the two tokens of "positive"
+
+
+async def test_stale_fault_drops_the_next_request_on_that_connection() -> None:
+    body = {"model": MODEL, "messages": say("fine {{fault:stale}}")}
+    async with (
+        await start_server() as server,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session,
+    ):
+        url = f"{server.base_url}/chat/completions"
+        async with session.post(url, json=body) as first:
+            assert first.status == 200
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.post(url, json={"model": MODEL, "messages": say()})
+        async with session.post(url, json={"model": MODEL, "messages": say()}) as third:
+            assert third.status == 200
+        stats = server.stats()
+    assert stats["requests"] == 2  # the dropped request was never read
+    assert stats["faults"] == {"stale": 1}
 
 
 # --- personalities ------------------------------------------------------------------------

@@ -39,6 +39,8 @@ from holysheep_nb.server.stream import sse_events, write_stream
 
 __all__ = ["Service"]
 
+_STREAMED = frozenset(("sse", "stream-error"))  # faults that stream whatever was asked
+
 
 class Service:
     """The state behind one running server: config, RNG, counters and limit windows.
@@ -67,6 +69,7 @@ class Service:
         self.rate_limited = 0
         self.times: list[float] = []
         self.attempts: dict[str, int] = {}
+        self._stale: set[asyncio.BaseTransport] = set()
         self._build_limits()
 
     def _build_limits(self) -> None:
@@ -133,6 +136,10 @@ class Service:
         """``POST /v1/chat/completions`` (every personality but Azure's) and
         ``POST /openai/deployments/{deployment}/chat/completions`` (Azure's only): count the
         request, then answer or fail it."""
+        if self._stale and request.transport in self._stale:
+            # A "stale" fault left this keep-alive connection for dead: close it unanswered.
+            self._stale.discard(request.transport)
+            _drop(request)
         deployment = request.match_info.get("deployment")
         if (deployment is None) == (self.config.provider == "azure"):
             return self._not_here(request)
@@ -242,7 +249,9 @@ class Service:
             prompt_tokens=prompt_tokens,
             top_logprobs=top,
         )
-        if body.get("stream") is True or config.always_stream or fault == "sse":
+        if fault == "stale" and request.transport is not None:
+            self._stale.add(request.transport)
+        if body.get("stream") is True or config.always_stream or fault in _STREAMED:
             options = body.get("stream_options")
             events = sse_events(
                 reply,
@@ -250,6 +259,7 @@ class Service:
                 provider=provider,
                 include_usage=isinstance(options, dict) and options.get("include_usage") is True,
                 top_logprobs=top,
+                broken=fault == "stream-error",
             )
             return await write_stream(request, events, {**headers, "x-request-id": request_id})
         return json_response(200, completion, headers)

@@ -62,6 +62,8 @@ FAULT_HELP: dict[str, str] = {
     "think": "200, <think>reasoning</think> inline before the answer",
     "think-closing": "200, reasoning and only the closing </think> before the answer",
     "sse": "200 as a server-sent event stream although stream was not asked",
+    "stream-error": "200 stream (asked or not) that breaks off halfway with an error event",
+    "stale": "200, then the next request on that keep-alive connection is dropped unread",
 }
 """Every fault the server can inject, by ``{{fault:KIND*N}}`` marker or by rate, and what it does.
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from holysheep_nb.server.completion import Reply, logprobs, token_pieces
 from holysheep_nb.server.providers import PERSONALITIES
+from holysheep_nb.server.replies import error_body
 
 __all__ = ["sse_events", "write_stream"]
 
@@ -30,13 +31,16 @@ def sse_events(
     provider: str,
     include_usage: bool,
     top_logprobs: int | None,
+    broken: bool = False,
 ) -> Iterator[bytes]:
     """Every event of the stream, ``[DONE]`` included; ``body`` is the completion object that
     a non-streamed answer would have been (its id, model, choices and usage are reused).
 
     OpenRouter opens with a ``: OPENROUTER PROCESSING`` comment (its streaming docs: comments
     keep the connection alive); Azure with a chunk that has no choices, only the
-    ``prompt_filter_results`` (and empty id, model and object).
+    ``prompt_filter_results`` (and empty id, model and object). ``broken``: the stream stops
+    halfway with a chunk that carries an ``error`` object and ``finish_reason: "error"`` and
+    no ``[DONE]``, as OpenRouter's streaming docs describe an error during generation.
     """
     reasoning_field = PERSONALITIES[provider].reasoning_field
     if provider == "openrouter":
@@ -53,6 +57,14 @@ def sse_events(
     }
     if include_usage:
         head["usage"] = None
+    if broken:
+        deltas = list(_deltas(reply, reasoning_field, top_logprobs))
+        for delta, extra in deltas[: 1 + len(deltas) // 2]:  # the role and half the rest
+            yield _event({**head, "choices": [{"index": 0, "delta": delta, **extra}]})
+        failure = error_body(502, "Provider disconnected unexpectedly", provider=provider)
+        stop = {"index": 0, "delta": {"content": ""}, "finish_reason": "error"}
+        yield _event({**head, **failure, "choices": [stop]})
+        return
     for index in range(len(body["choices"])):
         for delta, extra in _deltas(reply, reasoning_field, top_logprobs):
             choice = {"index": index, "delta": delta, "finish_reason": None, **extra}
