@@ -32,6 +32,7 @@ from holysheep_nb.server import (
     prompt_digest,
     start_server,
 )
+from holysheep_nb.server.completion import completion_body, plain_body, plan
 
 MakeServer = Callable[..., Awaitable[RunningServer]]
 
@@ -128,6 +129,16 @@ async def test_completion_has_the_openai_shape_and_exact_usage(
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+@pytest.mark.parametrize("answer", ["positive", "", "ราคาดี 👍", "x" * 41])
+def test_the_plain_fast_path_gives_what_the_general_path_gives(answer: str) -> None:
+    config, body = ServerConfig(), {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+    ids = {"completion_id": "chatcmpl-1", "created": 7, "model": "m", "prompt_tokens": 5}
+    general = completion_body(
+        config, plan(config, body, answer, None, ["q"], "q"), choices=1, top_logprobs=None, **ids
+    )
+    assert plain_body(answer, **ids) == general
 
 
 def test_token_estimate_and_digest_helpers() -> None:

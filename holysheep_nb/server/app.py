@@ -23,7 +23,7 @@ from aiohttp import web
 
 from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.checks import check_request
-from holysheep_nb.server.completion import completion_body, plan
+from holysheep_nb.server.completion import SHAPING_FIELDS, completion_body, plain_body, plan
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import (
     FAULT_KINDS,
@@ -237,12 +237,27 @@ class Service:
                     model=model,
                     text=parse_marker(raw)[0],
                 )
+        completion_id = f"chatcmpl-{next(self._ids):024x}"
+        if (
+            fault is None
+            and provider == "openai"
+            and not config.always_stream
+            and SHAPING_FIELDS.isdisjoint(body)
+        ):
+            completion = plain_body(
+                answer,
+                completion_id=completion_id,
+                created=int(time.time()),
+                model=model,
+                prompt_tokens=prompt_tokens,
+            )
+            return json_response(200, completion, headers)
         reply = plan(config, body, answer, fault, texts, raw)
         top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(
             config,
             reply,
-            completion_id=f"chatcmpl-{next(self._ids):024x}",
+            completion_id=completion_id,
             created=int(time.time()),
             model=model,
             choices=choices,

@@ -5,7 +5,8 @@ and ``tool_choice``, ``max_tokens`` / ``max_completion_tokens``, the personality
 (a message field or ``<think>`` tags inline) and the answer-shaping faults (refusal,
 content_filter, length, tools, think) all act here. ``completion_body`` renders a ``Reply``
 as OpenAI's ``chat.completion`` object (openai-python's ``ChatCompletion`` type), ``n``
-choices of it; ``stream`` renders the same ``Reply`` as chunks.
+choices of it (``plain_body`` directly for the common case); ``stream`` renders the same
+``Reply`` as chunks.
 
 Tokens are the server's rough ones throughout: four characters each (``estimate_tokens``),
 so ``usage``, truncation, stream pieces and logprob entries all agree.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,13 +23,20 @@ from typing import Any, Literal
 
 from holysheep_nb.server.answers import estimate_tokens, schema_answer
 from holysheep_nb.server.config import ServerConfig
+from holysheep_nb.server.logprobs import logprobs, token_pieces
 from holysheep_nb.server.providers import (
     PERSONALITIES,
     azure_choice_filter,
     azure_prompt_filter,
 )
 
-__all__ = ["Reply", "completion_body", "logprobs", "plan", "token_pieces"]
+__all__ = [
+    "SHAPING_FIELDS",
+    "Reply",
+    "completion_body",
+    "plain_body",
+    "plan",
+]
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 _NAME_WORD = re.compile(r"[a-z]+")
@@ -56,11 +63,6 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     tokens: int = 0
     reasoning_tokens: int = 0
-
-
-def token_pieces(text: str) -> list[str]:
-    """``text`` cut into the server's tokens (four characters each)."""
-    return [text[i : i + 4] for i in range(0, len(text), 4)]
 
 
 def plan(
@@ -193,43 +195,39 @@ def _tool_call(
     }
 
 
-def logprobs(text: str, top: int) -> list[dict[str, Any]]:
-    """Deterministic ``logprobs.content`` entries for ``text``, ``top`` alternatives each.
+SHAPING_FIELDS = frozenset((
+    "tools", "n", "logprobs", "top_logprobs", "max_tokens", "max_completion_tokens", "stream",
+    "stream_options",
+))  # fmt: skip
+"""Request fields that change the answer's shape: without them, no fault and the ``openai``
+personality, ``plain_body`` gives the answer."""
 
-    The chosen token is the most likely one (probability 0.55..0.99); the alternatives share
-    what is left, halving each time, so the probabilities at a position sum to less than 1.
-    """
-    entries = []
-    for position, token in enumerate(token_pieces(text)):
-        digest = hashlib.sha256(f"{position}\x00{token}".encode()).digest()
-        chance = 0.55 + 0.44 * (digest[0] * 256 + digest[1]) / 65535.0
-        logprob = round(math.log(chance), 6)
-        alternatives = [{"token": token, "bytes": list(token.encode()), "logprob": logprob}]
-        rest = 1.0 - chance
-        for other in _alternatives(token)[: max(0, top - 1)]:
-            rest /= 2.0
-            alternatives.append(
-                {"token": other, "bytes": list(other.encode()), "logprob": round(math.log(rest), 6)}
-            )
-        entries.append(
+
+def plain_body(
+    answer: str, *, completion_id: str, created: int, model: str, prompt_tokens: int
+) -> dict[str, Any]:
+    """The ``chat.completion`` for the common case, built directly because it is the hot path
+    of every benchmark and labelling run: the same object ``completion_body`` gives for
+    ``plan``'s reply to a request without ``SHAPING_FIELDS``, no fault, personality ``openai``."""
+    tokens = max(1, estimate_tokens(answer))
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
             {
-                "token": token,
-                "bytes": list(token.encode()),
-                "logprob": logprob,
-                "top_logprobs": alternatives[:top],
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": "stop",
             }
-        )
-    return entries
-
-
-def _alternatives(token: str) -> list[str]:
-    candidates = [
-        token.upper(), token.capitalize(), f" {token.strip()}", token.lower(), f"{token}s",
-        token.strip() + ".", f"_{token}", token[::-1],
-    ]  # fmt: skip
-    out = list(dict.fromkeys(c for c in candidates if c != token))
-    out += [f"{token}{i}" for i in range(20 - len(out))]
-    return out
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": prompt_tokens + tokens,
+        },
+    }
 
 
 def completion_body(

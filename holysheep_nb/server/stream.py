@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from holysheep_nb.server.completion import Reply, logprobs, token_pieces
+from holysheep_nb.server.completion import Reply
+from holysheep_nb.server.logprobs import logprobs, token_pieces
 from holysheep_nb.server.providers import PERSONALITIES
 from holysheep_nb.server.replies import error_body
 
