@@ -81,6 +81,7 @@ class RowOutcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached: bool = False
+    shared: bool = False
     finish_reason: str | None = None
     reasoning: str | None = None
     tool_calls: str | None = None
@@ -132,8 +133,13 @@ class RowOutcome:
 
     @property
     def sent(self) -> bool:
-        """True when this run sent the row (it has a latency)."""
+        """True when this run sent the row itself (it has a latency)."""
         return self.latency is not None
+
+    @property
+    def paid(self) -> bool:
+        """True when this row's own request was paid for in this run (its tokens count)."""
+        return not (self.cached or self.shared)
 
 
 #: The error text of answers that came back but cannot be used: prefix, then ``detail``.
@@ -221,6 +227,7 @@ class RunStats:
     failed: int = 0
     cached: int = 0
     not_sent: int = 0  # failed rows that this run never sent
+    deduplicated: int = 0  # rows answered by another row's identical request
     truncated: int = 0  # rows whose answer was cut at the token limit
     prompt_tokens: int = 0  # of answers received in this run (cached answers cost nothing)
     completion_tokens: int = 0
@@ -245,12 +252,15 @@ class RunStats:
         else:
             self.failed += 1
             self.failures[outcome.cause or ""] += 1
-            if not outcome.sent and not outcome.cached:
+            never_sent = outcome.kind in (OutcomeKind.NOT_SENT, OutcomeKind.MISSING_PROMPT)
+            if never_sent or (not outcome.sent and outcome.paid):
                 self.not_sent += 1
         if outcome.finish_reason == "length":
             self.truncated += 1
         if outcome.cached:
             self.cached += 1
+        elif outcome.shared:
+            self.deduplicated += 1
         else:
             self.prompt_tokens += outcome.prompt_tokens or 0
             self.completion_tokens += outcome.completion_tokens or 0

@@ -40,6 +40,7 @@ class RunReport:
     failed: int
     cached: int
     not_sent: int  # failed rows never sent: missing prompt or value, or after an auth abort
+    deduplicated: int  # rows answered by another row's identical request (asked once)
     failures: tuple[tuple[str, int], ...]  # (cause, rows), most frequent first
     retries: int
     rate_limited: int  # every 429 answer the server sent, retried or not
@@ -104,6 +105,7 @@ class RunReport:
             failed=stats.failed,
             cached=stats.cached,
             not_sent=stats.not_sent,
+            deduplicated=stats.deduplicated,
             failures=_most_frequent(stats.failures),
             retries=stats.retries,
             rate_limited=stats.rate_limited,
@@ -163,6 +165,7 @@ class RunReport:
             "failed": self.failed,
             "cached": self.cached,
             "not_sent": self.not_sent,
+            "deduplicated": self.deduplicated,
             "failures": dict(self.failures),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
@@ -264,6 +267,13 @@ class RunReport:
             ("requests sent", f"{self.requests_sent:,}", resent),
             ("retries", f"{self.retries:,}", f"(429s: {self.rate_limited:,})"),
         ]
+        if self.deduplicated:
+            repeats = (
+                "repeats",
+                f"{self.deduplicated:,}",
+                "(same request as another row: asked once)",
+            )
+            summary.insert(3, repeats)
         if self.truncated:
             summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
         adapted = self.concurrency_cap is not None or self.concurrency_lowest != self.concurrency
