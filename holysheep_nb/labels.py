@@ -22,6 +22,7 @@ import pandas as pd
 
 from holysheep_nb.columns import free_name
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.logprobs import TokenLogprobs
 from holysheep_nb.outcome import AnswerRejected, OutcomeKind
 
 #: Straight and typographic quotes, backticks, and the asterisks of **bold**.
@@ -155,8 +156,8 @@ class LabelSet:
 
     # --- reading --------------------------------------------------------------------------
 
-    def read(self, answer: str) -> str | list[str]:
-        """The label (a list of labels with ``multi``) an answer names.
+    def read(self, answer: str, logprobs: TokenLogprobs | None = None) -> str | list[str]:
+        """The label (a list of labels with ``multi``) an answer names (``logprobs`` unused).
 
         Raises ``AnswerRejected`` (``OFF_LABEL``) when the answer names no label of the set,
         something outside it, or more than one label where one was asked for.
