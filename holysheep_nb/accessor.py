@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from holysheep_nb.extract import ExtractFormat
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
-    from holysheep_nb.labels import LabelSet
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
     from holysheep_nb.report import RunReport
 
 _SERIES_COLUMN = "prompt"
@@ -56,11 +56,17 @@ def _job(
 
 
 def _label_set(
-    labels: Sequence[str], instructions: str | None, multi: bool, structured: bool
-) -> LabelSet:
-    from holysheep_nb.labels import LabelSet
+    labels: Sequence[str],
+    instructions: str | None,
+    multi: bool,
+    structured: bool,
+    options: dict[str, Any],
+) -> LabelSet | ConfidentLabels:
+    """The label set, with a ``confidence`` column when the caller asks for ``logprobs``."""
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
 
-    return LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    label_set = LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    return ConfidentLabels(label_set) if options.get("logprobs") is True else label_set
 
 
 def _extract_format(
@@ -160,8 +166,15 @@ class HolySheepFrameAccessor:
         outside the set leaves the label missing and says ``not in label set: '...'`` in
         ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
         JSON-schema ``response_format`` for servers that reject it. Options as ``complete``.
+
+        With ``logprobs=True`` (a chat-completions parameter) a ``confidence`` column (float,
+        0..1) follows the label: the probability the model gave its label, the product of
+        ``exp(logprob)`` over the tokens that spell it (OpenAI's cookbook "Using logprobs").
+        It is the model's own probability, not a calibrated accuracy, and NaN when the server
+        sends no logprobs, for rows answered from the cache, and when the answer does not
+        spell the label out (see ``ConfidentLabels``).
         """
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         job = _job(self._frame, column, template, options, label_set)
         return run_sync(job.run)
 
@@ -177,7 +190,7 @@ class HolySheepFrameAccessor:
         **options: Any,
     ) -> pd.DataFrame:
         """``label`` for ``await``."""
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         return await _job(self._frame, column, template, options, label_set).run()
 
     def extract(
@@ -256,7 +269,7 @@ class HolySheepFrameAccessor:
         if labels is not None and schema is not None:
             raise ConfigError("pass labels= (for label()) or schema= (for extract()), not both")
         if labels is not None:
-            answer_format = _label_set(labels, instructions, multi, structured)
+            answer_format = _label_set(labels, instructions, multi, structured, options)
         elif schema is not None:
             answer_format = _extract_format(schema, instructions, True, structured)
         return _estimate(
