@@ -169,14 +169,24 @@ def test_a_json_schema_keeps_its_bounds_refs_and_closed_objects() -> None:
         ({}, "got an empty dict"),
         ("product: str", "got 'product: str'"),
         ({"stars": 5}, "schema field 'stars': 5 is not a type"),
-        ({"type": "object", "properties": {"a": {"type": "string", "if": {}}}}, "'if' is not supported"),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "if": {}}}},
+            "'if' is not supported",
+        ),
         ({"type": "object", "properties": {"a": {"type": "text"}}}, "unknown type 'text'"),
         ({"type": "object", "properties": {}}, "schema has no fields"),
         (
-            {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "$defs": {"A": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}}}},
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/A"}},
+                "$defs": {"A": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}}},
+            },
             "is recursive",
         ),
-        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/B"}}}, "does not point into $defs"),
+        (
+            {"type": "object", "properties": {"a": {"$ref": "#/$defs/B"}}},
+            "does not point into $defs",
+        ),
         ({"type": "object", "properties": {"a": {}}, "required": ["b"]}, "required must list"),
     ],
 )
@@ -200,7 +210,7 @@ def test_a_schema_that_cannot_be_used_is_refused_before_anything_is_sent(
         f"```\n{GOOD_JSON}\n```",
         f"Here is what I found in the review:\n\n{GOOD_JSON}\n\nHope it helps!",
         f"Sure {{as asked}}: {GOOD_JSON}",
-        f"<think>The user wants JSON like {{\"product\": 1}}.</think>\n{GOOD_JSON}",
+        f'<think>The user wants JSON like {{"product": 1}}.</think>\n{GOOD_JSON}',
         f"I should say positive.</think>{GOOD_JSON}",  # the closing-tag-only form
         f"<think>hm</think>```json\n{GOOD_JSON}\n```",
     ],
@@ -240,7 +250,11 @@ def test_the_json_object_is_found_in_plain_fenced_prose_and_reasoning_answers(
         (json.dumps({**GOOD, "reasons": "fast"}), "reasons: not a list ('fast')", ("reasons",)),
         ("The review is positive.", "no JSON object in the answer: 'The review is positive.'", ()),
         ("", "no JSON object in the answer: ''", ()),
-        ('{"product": "kettle", "stars": 4', "no JSON object in the answer: '{\"product\": \"kettle\", \"stars\": 4'", ()),
+        (
+            '{"product": "kettle", "stars": 4',
+            'no JSON object in the answer: \'{"product": "kettle", "stars": 4\'',
+            (),
+        ),
         (f"[{GOOD_JSON}]", "the answer is a JSON array, not an object", ()),
         (f"<think>{GOOD_JSON}", "the answer is all reasoning: <think> is never closed", ()),
     ],
@@ -253,7 +267,9 @@ def test_an_answer_that_does_not_fit_names_each_field_and_why(
     assert rejected.value.kind is OutcomeKind.INVALID
     assert rejected.value.detail == detail
     assert rejected.value.fields == fields
-    outcome = read_answer(RowOutcome(0, OutcomeKind.OK, response=answer, latency=0.1), review_format().read)
+    outcome = read_answer(
+        RowOutcome(0, OutcomeKind.OK, response=answer, latency=0.1), review_format().read
+    )
     assert outcome.error == f"answer does not fit the schema: {detail}"
     assert outcome.value is None
     assert outcome.cause == "answer does not fit the schema"
