@@ -33,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+from pydantic_core import SchemaError
 
 from holysheep_nb.errors import ConfigError
 
@@ -174,7 +175,8 @@ def column_dtype(annotation: Any) -> Any:
     if annotation is float:
         return pd.Float64Dtype()
     if get_origin(annotation) is Literal:
-        return pd.CategoricalDtype(list(dict.fromkeys(get_args(annotation))))
+        values = [value for value in dict.fromkeys(get_args(annotation)) if value is not None]
+        return pd.CategoricalDtype(values)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return pd.CategoricalDtype([member.value for member in annotation])
     return OBJECT
@@ -195,7 +197,7 @@ def describe_errors(error: PydanticValidationError) -> tuple[str, tuple[str, ...
     """A validation error as one line per field, and the fields that failed.
 
     The line reads ``stars: not an integer ('five'); sentiment: missing``: one reason per
-    top-level field, in the schema's order of the errors. The fields are dotted paths
+    top-level field, in the order pydantic reports them. The fields are dotted paths
     without list positions (``items.price`` for ``items[3].price``), for counting failures
     per field.
     """
@@ -213,7 +215,7 @@ def describe_errors(error: PydanticValidationError) -> tuple[str, tuple[str, ...
             for index, part in enumerate(loc)
         )
         reason = _REASONS.get(item["type"]) or _lowered(item["msg"])
-        if item["type"] == "literal_error":
+        if item["type"] in ("literal_error", "enum"):
             reason = f"not one of {item.get('ctx', {}).get('expected', '')}"
         if item["type"] != "missing":
             reason += f" ({_shown(item.get('input'))})"
@@ -238,7 +240,6 @@ _REASONS = {
     "model_type": "not an object",
     "model_attributes_type": "not an object",
     "none_required": "not null",
-    "enum": "not one of the allowed values",
 }
 _MAX_SHOWN = 40
 
@@ -268,7 +269,7 @@ def _model_from_types(fields: Mapping[Any, Any]) -> type[BaseModel]:
             raise ConfigError(f"schema field names must be non-empty strings, got {name!r}")
         try:
             TypeAdapter(annotation)
-        except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as exc:
+        except (PydanticSchemaGenerationError, PydanticUserError, SchemaError, TypeError) as exc:
             raise ConfigError(
                 f"schema field {name!r}: {annotation!r} is not a type ({exc})"
             ) from None
@@ -373,8 +374,11 @@ class _Translator:
         if kind != "object":
             raise ConfigError(f"schema {path}: unknown type {kind!r}")
         properties = node.get("properties")
-        if properties is None:
-            return dict[str, Any]
+        closed = node.get("additionalProperties") is False
+        if properties is None and not closed:
+            values = node.get("additionalProperties", True)
+            return dict[str, self.annotation(values, f"{path}{{}}")]  # type: ignore[misc]
+        properties = {} if properties is None else properties
         if not isinstance(properties, Mapping):
             raise ConfigError(f"schema {path}: properties must be an object")
         required = node.get("required", [])
@@ -387,9 +391,7 @@ class _Translator:
                 definitions[name] = (annotation, ...)
             else:
                 definitions[name] = (Optional[annotation], None)  # noqa: UP045
-        extra: Literal["ignore", "forbid"] = (
-            "forbid" if node.get("additionalProperties") is False else "ignore"
-        )
+        extra: Literal["ignore", "forbid"] = "forbid" if closed else "ignore"
         name = title or node.get("title") or path.rsplit(".", 1)[-1].strip("[]") or "Object"
         return _create(str(name), definitions, extra=extra)
 

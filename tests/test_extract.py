@@ -100,6 +100,46 @@ def test_column_dtypes_follow_the_field_types() -> None:
     assert list(parsed.dtypes["colour"].categories) == ["red", "blue"]
 
 
+def test_enum_and_nullable_literal_fields_become_categories_of_their_values() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    reader = ExtractFormat(Schema.of({"colour": Colour, "size": Literal["S", "M", None]}))
+    assert list(reader.schema.dtypes["size"].categories) == ["S", "M"]
+    values = [reader.read('{"colour": "red", "size": null}'), None]
+    out = reader.add_columns(pd.DataFrame({"response": ["a", "b"]}), values, before="response")
+    assert out["colour"].tolist()[0] == "red"
+    assert out["colour"].isna().tolist() == [False, True]
+    assert out["size"].isna().all()
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read('{"colour": "green", "size": "XL"}')
+    assert rejected.value.detail == (
+        "colour: not one of 'red' or 'blue' ('green'); size: not one of 'S', 'M' or None ('XL')"
+    )
+
+
+def test_json_schema_maps_and_closed_objects() -> None:
+    reader = ExtractFormat(
+        Schema.of(
+            {
+                "type": "object",
+                "properties": {
+                    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "empty": {"type": "object", "additionalProperties": False},
+                },
+                "required": ["counts"],
+            }
+        )
+    )
+    assert reader.read('{"counts": {"a": 1}, "empty": {}}') == {"counts": {"a": 1}, "empty": {}}
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read('{"counts": {"a": "1"}, "empty": {"b": 2}}')
+    assert rejected.value.detail == (
+        "counts.a: not an integer ('1'); empty.b: not a field of the schema (2)"
+    )
+
+
 def test_the_response_format_is_openai_strict_json_schema() -> None:
     class Address(BaseModel):
         city: str
@@ -169,6 +209,7 @@ def test_a_json_schema_keeps_its_bounds_refs_and_closed_objects() -> None:
         ({}, "got an empty dict"),
         ("product: str", "got 'product: str'"),
         ({"stars": 5}, "schema field 'stars': 5 is not a type"),
+        ({"stars": {"type": "integer"}}, "schema field 'stars': {'type': 'integer'} is not a type"),
         (
             {"type": "object", "properties": {"a": {"type": "string", "if": {}}}},
             "'if' is not supported",
