@@ -127,14 +127,12 @@ class ExtractFormat:
     def _validated(self, candidate: str) -> dict[str, Any] | None:
         """``candidate``'s fields when it fits the schema; None when it is not JSON at all."""
         try:
-            model = self.schema.validate_json(candidate)
+            return self.schema.read_json(candidate)
         except PydanticValidationError as error:
             if any(item["type"] == "json_invalid" for item in error.errors(include_url=False)):
                 return None
             detail, fields = describe_errors(error)
             raise AnswerRejected(OutcomeKind.INVALID, detail, fields) from None
-        values: dict[str, Any] = model.model_dump(by_alias=True)
-        return values
 
     def add_columns(self, out: pd.DataFrame, values: list[Any], *, before: str) -> pd.DataFrame:
         """Insert the result columns before the column ``before`` (the run's response

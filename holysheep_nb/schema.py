@@ -149,12 +149,17 @@ class Schema:
             "json_schema": {"name": name, "strict": True, "schema": self.json_schema()},
         }
 
-    def validate_json(self, text: str) -> BaseModel:
-        """The model instance for a JSON document, validated in strict mode.
+    def read_json(self, text: str) -> dict[str, Any]:
+        """A JSON document validated in strict mode, as ``{key: value}`` (nested models as
+        dicts, keys by alias).
 
-        Raises pydantic's ``ValidationError``; ``describe_errors`` words it for a row.
+        Raises pydantic's ``ValidationError``; ``describe_errors`` words it for a row. Calls
+        pydantic-core directly: this runs once per row, and the wrappers cost a third of it.
         """
-        return self.model.model_validate_json(text, strict=True)
+        model = self.model
+        instance = model.__pydantic_validator__.validate_json(text, strict=True)
+        values: dict[str, Any] = model.__pydantic_serializer__.to_python(instance, by_alias=True)
+        return values
 
 
 def column_dtype(annotation: Any) -> Any:
