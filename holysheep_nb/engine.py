@@ -273,6 +273,7 @@ class _Run:
             finish_reason=answer.finish_reason,
             reasoning=answer.reasoning,
             tool_calls=answer.tool_calls,
+            logprobs=answer.logprobs,
         )
 
     def hold_for_budget(self, attempt: Attempt) -> bool:

@@ -58,6 +58,7 @@ class RunReport:
     cost: float | None  # USD, when prices were given
     latency_sample: tuple[float, ...]  # sorted, at most MAX_LATENCY_SAMPLE
     labels: tuple[tuple[str, int], ...] = ()  # (label, rows), most frequent first
+    failed_fields: tuple[tuple[str, int], ...] = ()  # (schema field, rows), most frequent first
     timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
     concurrency: int | None = None  # requests in flight the run settled on (429s taught it)
     concurrency_lowest: int | None = None
@@ -123,6 +124,7 @@ class RunReport:
             cost=cost,
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
             labels=_most_frequent(labels or Counter()),
+            failed_fields=_most_frequent(stats.failed_fields),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
             concurrency=window.limit if window else None,
             concurrency_lowest=window.lowest if window else None,
@@ -190,6 +192,7 @@ class RunReport:
             "cost": self.cost,
             "latency_sample": list(self.latency_sample),
             "labels": dict(self.labels),
+            "failed_fields": dict(self.failed_fields),
             "timeline": [list(second) for second in self.timeline],
         }
 
@@ -301,7 +304,11 @@ class RunReport:
                 (f"stopped early: {self.stop_cause}", [("to do", "", self.stop_advice or "")])
             )
         sections.append(("", summary))
-        for heading, counts in (("failures by cause", self.failures), ("labels", self.labels)):
+        for heading, counts in (
+            ("failures by cause", self.failures),
+            ("failures by field", self.failed_fields),
+            ("labels", self.labels),
+        ):
             if counts:
                 shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
                 sections.append((heading, shares))

@@ -117,7 +117,7 @@ def test_reading_an_answer_fills_the_value_or_turns_it_into_the_rejection() -> N
     assert read_answer(failed, labels.read) is failed
     assert read_answer(answered, None) is answered
 
-    def reject(text: str) -> str:
+    def reject(text: str, logprobs: object) -> str:
         raise AnswerRejected(K.OFF_LABEL, repr(text))
 
     assert read_answer(answered, reject).detail == repr('{"label": "Positive"}')
