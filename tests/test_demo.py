@@ -47,7 +47,9 @@ def test_demo_uses_the_provider_when_a_key_is_set(tmp_path: Path) -> None:
             tmp_path, HOLYSHEEP_API_KEY=key, HOLYSHEEP_BASE_URL=provider.base_url
         )
         requests = provider.stats()["requests"]
-    assert "embedded" not in done.stdout
+        url = provider.base_url
+    assert "embedded OpenAI-compatible server" not in done.stdout
+    assert f"sending to {url} with the key in $HOLYSHEEP_API_KEY" in done.stdout
     assert requests >= 300 - labelled["cached"].sum()
     assert labelled["error"].isna().all()
     assert key not in done.stdout + done.stderr
