@@ -261,9 +261,7 @@ def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pace_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pace, retries, cache and cost")
-    group.add_argument(
-        "--max-concurrent", type=int, default=16, help="requests open at once (default 16)"
-    )
+    group.add_argument("--max-concurrent", type=int, help="requests open at once (default 16)")
     group.add_argument(
         "--rpm", type=float, help="client-side requests per minute (default: no limit)"
     )
@@ -273,16 +271,12 @@ def _pace_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-retries",
         type=int,
-        default=5,
         help="retries after the first attempt, for timeouts, 429s and 5xx (default 5)",
     )
-    group.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per attempt (default 60)"
-    )
+    group.add_argument("--timeout", type=float, help="seconds per attempt (default 60)")
     group.add_argument(
         "--chunk-size",
         type=int,
-        default=1000,
         help="rows prepared at a time; memory stays flat (default 1000)",
     )
     cache = group.add_mutually_exclusive_group()
@@ -383,20 +377,21 @@ def _check_destination(source: Path, out: Path, out_format: Format) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The accessor's keyword options from the flags (only those given, plus the limits)."""
-    options: dict[str, Any] = {
+    """The accessor's keyword options from the flags given (the accessor's defaults else)."""
+    options: dict[str, Any] = {"cache": False if args.no_cache else (args.cache or True)}
+    flags = {
+        "model": args.model,
+        "system": args.system,
+        "base_url": args.base_url,
         "max_concurrent": args.max_concurrent,
         "requests_per_minute": args.rpm,
         "tokens_per_minute": args.tpm,
         "max_retries": args.max_retries,
         "timeout": args.timeout,
         "chunk_size": args.chunk_size,
-        "cache": False if args.no_cache else (args.cache or True),
+        "prices": args.prices,
     }
-    for name in ("model", "system", "base_url", "prices"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
+    options.update((name, value) for name, value in flags.items() if value is not None)
     if args.api_key_env is not None:
         key = os.environ.get(args.api_key_env)
         if not key:
