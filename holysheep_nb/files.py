@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 PARQUET_HINT = "Parquet files need pyarrow: pip install 'holysheep_nb[parquet]'"
 
 
@@ -173,9 +175,25 @@ def _read_jsonl(path: Path, encoding: str, encoding_errors: EncodingErrors) -> p
                     f"{path} line {number}: expected a JSON object of column values, got "
                     f"{type(record).__name__}"
                 )
+            if _lone_surrogate(line, record):
+                raise FileFormatError(
+                    f"{path} line {number}: a \\u escape there is half an emoji (a lone "
+                    "surrogate such as \\ud83d), which is not text; fix or drop that line"
+                )
             records.append(record)
     frame: pd.DataFrame = pd.DataFrame.from_records(records)
     return frame
+
+
+def _lone_surrogate(line: str, record: dict[str, Any]) -> bool:
+    """True when a ``\\udXXX`` escape of ``line`` left half a UTF-16 pair in ``record``."""
+    if _SURROGATE_ESCAPE.search(line) is None:  # the common case: no such escape at all
+        return False
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _decode_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:

@@ -200,6 +200,20 @@ def test_a_bad_jsonl_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "in.jsonl line 3: not valid JSON" in capsys.readouterr().err
 
 
+def test_half_an_emoji_in_jsonl_is_named_by_its_line(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    whole, half = r'{"text": "ok \ud83d\ude00"}', r'{"text": "cut \ud83d"}'
+    source.write_text(f"{whole}\n{half}\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    assert run("complete", source, "--column", "text", "--out", out) == EXIT_USAGE
+    assert "in.jsonl line 2: a \\u escape there is half an emoji" in capsys.readouterr().err
+    source.write_text(f"{whole}\n", encoding="utf-8")
+    assert run("complete", source, "--column", "text", "--out", out, *target(server, tmp_path)) == 0
+    assert read_table(out, "csv").loc[0, "text"] == "ok \U0001f600"
+
+
 def test_complete_with_a_template_and_parameters(
     server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
