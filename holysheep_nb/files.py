@@ -106,8 +106,7 @@ def write_table(frame: pd.DataFrame, path: Path, fmt: Format) -> None:
     out.attrs = {}  # pyarrow would try to store the run report as Parquet metadata
     if fmt == "parquet":
         require_pyarrow()
-    folder = path.parent if str(path.parent) else Path(".")
-    with _atomic_destination(path, folder) as temporary:
+    with _atomic_destination(path) as temporary:
         if fmt == "csv":
             _as_json_text(out).to_csv(temporary, index=False)
         elif fmt == "parquet":
@@ -119,15 +118,17 @@ def write_table(frame: pd.DataFrame, path: Path, fmt: Format) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_destination(path: Path, folder: Path) -> Iterator[Path]:
+def _atomic_destination(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed over it when the block completes."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
     try:
         # mkstemp makes the file private; the result gets the mode a plain open() would give.
         os.chmod(temporary, _new_file_mode(path))
         yield temporary
+        with temporary.open("rb+") as written:  # on disk before it takes the name
+            os.fsync(written.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
