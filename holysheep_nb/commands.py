@@ -201,6 +201,12 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--instructions", help="how to read the rows, for the model")
     group.add_argument(
+        "--no-structured",
+        dest="structured",
+        action="store_false",
+        help="do not send the schema as a response_format (for servers that reject it)",
+    )
+    group.add_argument(
         "--no-flatten",
         dest="flatten",
         action="store_false",
@@ -435,6 +441,7 @@ def _method(
                 schema=schema,
                 instructions=args.instructions,
                 flatten=args.flatten,
+                structured=args.structured,
                 **options,
             )
 

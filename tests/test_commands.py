@@ -358,7 +358,7 @@ def test_extract_passes_the_schema_and_its_options(
     (tmp_path / "schema.json").write_text(json.dumps(schema), encoding="utf-8")
     source = write_input(tmp_path, reviews(3), "jsonl")
     code = run("extract", source, "--column", "text", "--schema", tmp_path / "schema.json",
-               "--instructions", "Names.", "--no-flatten", "--model", "m", "--param", "seed=1",
+               "--instructions", "Names.", "--no-flatten", "--no-structured", "--model", "m", "--param", "seed=1",
                "--out", tmp_path / "fields.jsonl")  # fmt: skip
     assert code == EXIT_OK
     (call,) = calls
@@ -366,6 +366,7 @@ def test_extract_passes_the_schema_and_its_options(
     assert call["schema"] == schema
     assert call["instructions"] == "Names."
     assert call["flatten"] is False
+    assert call["structured"] is False
     assert call["model"] == "m"
     assert call["seed"] == 1
     assert read_table(tmp_path / "fields.jsonl", "jsonl")["name"].tolist() == ["x"] * 3
