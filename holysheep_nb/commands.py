@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,9 @@ def main(command: str, argv: Sequence[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help (0) and on bad arguments (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return _run(command, args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(parser.prog)
+            return _run(command, args)
     except (_Misuse, HolySheepError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -102,6 +105,15 @@ def main(command: str, argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def _one_line_warning(prog: str) -> Callable[..., None]:
+    """``warnings.showwarning`` for a command: ``prog: warning: message``, no source line."""
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:

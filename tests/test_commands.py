@@ -255,19 +255,30 @@ def test_estimate_sends_nothing(
 
 
 def test_the_key_comes_from_the_environment_and_is_never_shown(tmp_path: Path) -> None:
-    key = "sk-cli-test-0123456789abcdef"
-    with LocalServer(ServerConfig(api_key=key)) as guarded:
-        source = write_input(tmp_path, reviews(4), "csv")
-        done = subprocess.run(
+    key, wrong = "sk-cli-test-0123456789abcdef", "sk-cli-wrong-0123456789abcdef"
+    source = write_input(tmp_path, reviews(4), "csv")
+
+    def run_with(given: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "holysheep_nb", "complete", str(source), "--column", "text",
              "--out", str(tmp_path / "out.csv"), "--base-url", guarded.base_url,
              "--api-key-env", "MY_PROVIDER_KEY", "--no-cache"],
-            env={**os.environ, "MY_PROVIDER_KEY": key, "TQDM_DISABLE": ""},
+            env={**os.environ, "MY_PROVIDER_KEY": given, "TQDM_DISABLE": ""},
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
+
+    with LocalServer(ServerConfig(api_key=key)) as guarded:
+        refused, done = run_with(wrong), run_with(key)
+    assert refused.returncode == EXIT_ROWS_FAILED, refused.stderr
+    # The run's stop is one plain line, not a warning with a source line under it.
+    stopped = "python -m holysheep_nb complete: warning: holysheep_nb stopped the run: "
+    assert f"{stopped}authentication failed (HTTP 401)" in refused.stderr
+    assert "warnings.warn" not in refused.stderr
     assert done.returncode == EXIT_OK, done.stderr
     assert "holysheep:" in done.stderr  # the progress bar
-    assert key not in done.stdout + done.stderr
+    for output in (refused, done):
+        assert key not in output.stdout + output.stderr
+        assert wrong not in output.stdout + output.stderr
 
 
 @needs_pyarrow
