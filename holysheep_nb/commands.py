@@ -157,6 +157,7 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--encoding",
+        metavar="NAME",
         default="utf-8-sig",
         help="text encoding of a CSV or JSONL input (default: UTF-8, with or without a BOM)",
     )
@@ -174,12 +175,15 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prompt_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("prompts")
-    group.add_argument("--column", "-c", help="the column whose text is sent for each row")
+    group.add_argument(
+        "--column", "-c", metavar="NAME", help="the column whose text is sent for each row"
+    )
     group.add_argument(
         "--template",
+        metavar="TEXT",
         help="build each prompt from columns instead, e.g. 'Title: {title}\\n\\n{body}'",
     )
-    group.add_argument("--system", help="system message sent before every prompt")
+    group.add_argument("--system", metavar="TEXT", help="system message sent before every prompt")
 
 
 def _label_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -192,7 +196,7 @@ def _label_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None
         help="the label set, comma-separated"
         + ("" if required else " (estimate a label() run; without it, a complete() run)"),
     )
-    group.add_argument("--instructions", help="what the labels mean, for the model")
+    group.add_argument("--instructions", metavar="TEXT", help="what the labels mean, for the model")
     group.add_argument("--multi", action="store_true", help="every label that applies, as a list")
     group.add_argument(
         "--no-structured",
@@ -211,7 +215,7 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCHEMA.json",
         help="a JSON Schema file: the object whose fields to extract from every row",
     )
-    group.add_argument("--instructions", help="how to read the rows, for the model")
+    group.add_argument("--instructions", metavar="TEXT", help="how to read the rows, for the model")
     group.add_argument(
         "--no-structured",
         dest="structured",
@@ -231,10 +235,13 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--latency",
         type=float,
+        metavar="SECONDS",
         default=1.0,
         help="seconds a request is assumed to take (default 1.0; time a --head 50 run first)",
     )
-    group.add_argument("--output-tokens", type=int, help="answer tokens per row assumed")
+    group.add_argument(
+        "--output-tokens", type=int, metavar="N", help="answer tokens per row assumed"
+    )
 
 
 def _output_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -255,9 +262,12 @@ def _output_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("endpoint")
-    group.add_argument("--model", "-m", help="model name (default: $HOLYSHEEP_MODEL or gpt-4o)")
+    group.add_argument(
+        "--model", "-m", metavar="NAME", help="model name (default: $HOLYSHEEP_MODEL or gpt-4o)"
+    )
     group.add_argument(
         "--base-url",
+        metavar="URL",
         help="any OpenAI-compatible server, e.g. http://localhost:8000/v1 "
         "(default: $HOLYSHEEP_BASE_URL or https://api.holysheep.ai/v1)",
     )
@@ -279,22 +289,28 @@ def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pace_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pace, retries, cache and cost")
-    group.add_argument("--max-concurrent", type=int, help="requests open at once (default 16)")
     group.add_argument(
-        "--rpm", type=float, help="client-side requests per minute (default: no limit)"
+        "--max-concurrent", type=int, metavar="N", help="requests open at once (default 16)"
     )
     group.add_argument(
-        "--tpm", type=float, help="client-side tokens per minute (default: no limit)"
+        "--rpm", type=float, metavar="N", help="client-side requests per minute (default: no limit)"
+    )
+    group.add_argument(
+        "--tpm", type=float, metavar="N", help="client-side tokens per minute (default: no limit)"
     )
     group.add_argument(
         "--max-retries",
         type=int,
+        metavar="N",
         help="retries after the first attempt, for timeouts, 429s and 5xx (default 5)",
     )
-    group.add_argument("--timeout", type=float, help="seconds per attempt (default 60)")
+    group.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="seconds per attempt (default 60)"
+    )
     group.add_argument(
         "--chunk-size",
         type=int,
+        metavar="ROWS",
         help="rows prepared at a time; memory stays flat (default 1000)",
     )
     cache = group.add_mutually_exclusive_group()
