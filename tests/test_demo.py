@@ -49,7 +49,9 @@ def test_demo_uses_the_provider_when_a_key_is_set(tmp_path: Path) -> None:
             tmp_path, HOLYSHEEP_API_KEY=key, HOLYSHEEP_BASE_URL=provider.base_url
         )
         requests = provider.stats()["requests"]
-    assert "embedded" not in done.stdout
+        url = provider.base_url
+    assert "embedded OpenAI-compatible server" not in done.stdout
+    assert f"sending to {url} with the key in $HOLYSHEEP_API_KEY" in done.stdout
     distinct = labelled["text"].nunique()
     assert requests >= distinct - labelled["cached"].sum()
     assert requests < 300 - labelled["cached"].sum()  # repeated reviews were asked once
