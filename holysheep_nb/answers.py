@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
@@ -175,7 +175,7 @@ def _answer(
     filter_results: object,
     logprobs: object,
 ) -> Answer:
-    text = content if isinstance(content, str) else None
+    text = valid_unicode(content) if isinstance(content, str) else None
     if text is not None:
         inline, text = split_reasoning(text)
         reasoning = reasoning or inline
@@ -186,9 +186,9 @@ def _answer(
         prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
         completion_tokens=_int_or_none(usage.get("completion_tokens")),
         finish_reason=finish_reason,
-        reasoning=reasoning,
-        refusal=refusal,
-        tool_calls=calls,
+        reasoning=valid_unicode(reasoning),
+        refusal=valid_unicode(refusal),
+        tool_calls=valid_unicode(calls),
         filter_reason=_filtered_categories(filter_results),
         logprobs=parse_logprobs(logprobs),
     )
@@ -328,8 +328,30 @@ def summarise_body(raw: bytes) -> str:
     return _one_line(text)
 
 
+@overload
+def valid_unicode(text: str) -> str: ...
+@overload
+def valid_unicode(text: None) -> None: ...
+
+
+def valid_unicode(text: str | None) -> str | None:
+    """``text`` with every lone surrogate replaced by U+FFFD.
+
+    JSON may escape half an emoji (``"\\ud83d"``, from a model cut mid-character); Python
+    decodes it to a lone surrogate, which no UTF-8 store (a pyarrow-backed pandas string
+    column, SQLite, a Parquet file) accepts. A valid pair is kept as its character.
+    """
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _one_line(text: str) -> str:
-    line = _SPACES.sub(" ", text).strip()
+    line = _SPACES.sub(" ", valid_unicode(text)).strip()
     return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
 
 
