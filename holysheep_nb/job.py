@@ -195,7 +195,7 @@ class CompletionJob:
         """Send what is not cached, store answers as they come, and build the new frame."""
         options = self.options
         cache = self._open_cache()
-        progress = RunProgress(len(self.source), enabled=options.progress)
+        progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, str] = {}
         columns = self.columns
