@@ -1,4 +1,4 @@
-"""The pure retry functions, by table (SPEC §4)."""
+"""The pure retry functions, by table (docs/contract.md, "Failure kinds")."""
 
 from __future__ import annotations
 
