@@ -23,7 +23,7 @@ import aiohttp
 
 from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.answers import Answer, answer_kind
-from holysheep_nb.attempt import Attempt, Sender, track_reuse
+from holysheep_nb.attempt import Attempt, ReuseTrackingConnector, Sender
 from holysheep_nb.chat import ChatRequest
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint, ssl_option
@@ -136,14 +136,13 @@ class _Run:
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
         endpoint = self.engine.endpoint
-        connector = aiohttp.TCPConnector(
+        connector = ReuseTrackingConnector(
             limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
         )
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=settings.timeout),
             headers=endpoint.session_headers(),
-            trace_configs=[track_reuse()],
         ) as session:
             self.sender = Sender(
                 session,
