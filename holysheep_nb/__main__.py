@@ -1,4 +1,5 @@
-"""``python -m holysheep_nb demo | serve | cache``: the demo, the embedded server, the cache."""
+"""``python -m holysheep_nb demo | serve | cache | batches``: the demo, the embedded server,
+the cache, the submitted batches."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ commands:
   demo    label the sample reviews (embedded server, or HolySheep if HOLYSHEEP_API_KEY is set)
   serve   run the embedded OpenAI-compatible server (--port, --latency, --fault-rate, ...)
   cache   show or clear the answer cache (info | clear)
+  batches list or cancel the provider batches submitted with batch=True (list | cancel ID)
 
 Run 'python -m holysheep_nb COMMAND --help' for a command's options."""
 
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.cache.cli import main as cache
 
         return cache(rest)
+    if command == "batches":
+        from holysheep_nb.batch.cli import main as batches
+
+        return batches(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
