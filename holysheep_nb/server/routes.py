@@ -42,9 +42,11 @@ def build_app(service: Service) -> web.Application:
         ("POST", "/_config", routes.config),
         *service.batches.routes(),
     )
-    for method, path, handler in table:
-        app.router.add_route(method, path, handler)
+    # A path's methods, then its 405, one path after another: aiohttp keeps them on one
+    # resource only when they are added in a row (the 405's Allow lists that resource's).
     for path in dict.fromkeys(path for _, path, _ in table):
+        for method, _, handler in (entry for entry in table if entry[1] == path):
+            app.router.add_route(method, path, handler)
         app.router.add_route("*", path, routes.wrong_method)
     app.router.add_route("*", "/{tail:.*}", routes.unknown)
     return app
