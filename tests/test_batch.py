@@ -15,10 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from aiohttp import web
 
 import holysheep_nb  # noqa: F401 - registers the accessor
 from holysheep_nb.accessor import _job
-from holysheep_nb.batch import BatchHandle, BatchJob, BatchLimits, BatchUnavailableError
+from holysheep_nb.batch import (
+    BatchError,
+    BatchHandle,
+    BatchJob,
+    BatchLimits,
+    BatchUnavailableError,
+)
 from holysheep_nb.batch.cli import main as batches_cli
 from holysheep_nb.batch.lines import request_line, split
 from holysheep_nb.batch.records import BatchRecords
@@ -274,3 +281,51 @@ def test_batches_list_and_cancel_commands(
         assert "cancelling" in capsys.readouterr().out
         assert batches_cli(["cancel", "batch_unknown", "--cache", cache]) == 1
         assert batch_stats(server)["cancels"] == 1
+
+
+async def test_files_without_batches_say_the_upload_cost_nothing_and_remove_it(
+    cache: str, clock: FakeClock
+) -> None:
+    """A provider with /files but no /batches: the uploaded file is deleted again."""
+    seen: list[str] = []
+
+    async def files(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        await request.read()
+        return web.json_response({"id": "file-1", "object": "file", "purpose": "batch"})
+
+    async def other(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.json_response({"error": {"message": "Not found"}}, status=404)
+
+    app = web.Application()
+    app.router.add_route("POST", "/v1/files", files)
+    app.router.add_route("DELETE", "/v1/files/file-1", files)
+    app.router.add_route("*", "/{tail:.*}", other)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        job = batch_job(
+            frame(["great"]), clock, base_url=f"http://127.0.0.1:{port}/v1", cache=cache
+        )
+        with pytest.raises(BatchUnavailableError, match="no batch was created, so nothing"):
+            await job.run()
+    finally:
+        await runner.cleanup()
+    assert seen == ["POST /v1/files", "POST /v1/batches", "DELETE /v1/files/file-1"]
+
+
+def test_a_batch_the_provider_forgot_is_forgotten_and_sent_anew(
+    server: LocalServer, cache: str, clock: FakeClock
+) -> None:
+    df = frame(["great", "bad"])
+    asyncio.run(batch_job(df, clock, base_url=server.base_url, cache=cache).submit())
+    server.reset()  # the provider no longer knows the batch
+    with pytest.raises(BatchError, match=r"HTTP 404 .* run the cell again to submit the rows anew"):
+        asyncio.run(batch_job(df, clock, base_url=server.base_url, cache=cache).run())
+    out = asyncio.run(batch_job(df, clock, base_url=server.base_url, cache=cache).run())
+    assert out["error"].isna().all()
+    assert batch_stats(server)["created"] == 1

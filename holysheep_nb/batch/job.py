@@ -15,6 +15,7 @@ report and the cost at the batch price. Interrupting stops the waiting, never th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import warnings
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 import pandas as pd
 from tqdm import std
 
-from holysheep_nb.batch.client import BatchClient, BatchError
+from holysheep_nb.batch.client import BatchClient, BatchError, BatchUnavailableError
 from holysheep_nb.batch.lines import BatchLimits, request_line, request_set, split
 from holysheep_nb.batch.records import BatchRecord, BatchRecords, records_path
 from holysheep_nb.batch.results import read_lines
@@ -116,7 +117,12 @@ class BatchJob:
                         continue
                     upload = await client.upload(data, f"holysheep_nb-{name[:12]}-{part}.jsonl")
                     metadata = {"holysheep_nb": name[:32], "part": f"{part + 1}/{len(files)}"}
-                    batch = await client.create(str(upload["id"]), metadata)
+                    try:
+                        batch = await client.create(str(upload["id"]), metadata)
+                    except BatchUnavailableError:
+                        with contextlib.suppress(BatchError):  # tidy up; the error matters
+                            await client.delete_file(str(upload["id"]))
+                        raise
                     ids_by_part[part] = str(batch["id"])
                     records.add(
                         BatchRecord(
@@ -150,7 +156,7 @@ class BatchJob:
         try:
             async with self._client() as client:
                 while True:
-                    batches = [await client.retrieve(batch_id) for batch_id in batch_ids]
+                    batches = [await self._retrieve(client, batch_id) for batch_id in batch_ids]
                     progress.show(batches)
                     if all(b.get("status") in TERMINAL for b in batches):
                         return batches
@@ -224,6 +230,20 @@ class BatchJob:
         return self._frame(columns, stats, tuple(ids))
 
     # -- helpers -------------------------------------------------------------------------
+
+    async def _retrieve(self, client: BatchClient, batch_id: str) -> dict[str, Any]:
+        """The batch now; a batch the provider does not know (404: deleted, another
+        account) is forgotten, so that the next run submits anew instead of waiting on it."""
+        try:
+            return await client.retrieve(batch_id)
+        except BatchError as exc:
+            if exc.status != 404:
+                raise
+            with BatchRecords(records_path(self.options.cache)) as records:
+                records.collected([batch_id], self.clock.wall())
+            raise BatchError(
+                f"{exc}; it is forgotten: run the cell again to submit the rows anew", 404
+            ) from None
 
     def _client(self) -> BatchClient:
         return BatchClient(
