@@ -8,6 +8,8 @@ lines run, chat requests) prove what was sent. Polling runs on a fake clock.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,3 +331,32 @@ def test_a_batch_the_provider_forgot_is_forgotten_and_sent_anew(
     out = asyncio.run(batch_job(df, clock, base_url=server.base_url, cache=cache).run())
     assert out["error"].isna().all()
     assert batch_stats(server)["created"] == 1
+
+
+def test_a_fresh_process_reattaches_to_the_batch_of_an_earlier_one(tmp_path: Path) -> None:
+    """Two kernels in turn (two processes), one cache file: one upload, one batch."""
+    cell = (
+        "import sys, pandas as pd, holysheep_nb\n"
+        "df = pd.DataFrame({'text': ['great', 'awful', 'fine']})\n"
+        "kw = dict(labels=['positive', 'negative', 'neutral'], base_url=sys.argv[1],\n"
+        "          cache=sys.argv[2], batch=True, progress=False)\n"
+        "if sys.argv[3] == 'submit':\n"
+        "    print(df.holysheep.label('text', submit_only=True, **kw).batch_ids[0])\n"
+        "else:\n"
+        "    out = df.holysheep.label('text', **kw)\n"
+        "    print(out.holysheep.report().batch_ids[0], ','.join(out['label']))\n"
+    )
+    cache = str(tmp_path / "shared.sqlite")
+    with LocalServer(ServerConfig(batch_polls=2)) as server:
+
+        def kernel(step: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-c", cell, server.base_url, cache, step],
+                capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            return done.stdout.strip()
+
+        submitted = kernel("submit")
+        collected = kernel("collect")
+        assert collected == f"{submitted} positive,negative,neutral"
+        assert (batch_stats(server)["uploads"], batch_stats(server)["created"]) == (1, 1)
