@@ -1,9 +1,11 @@
-"""``python -m holysheep_nb demo | serve | cache | batches``: the demo, the embedded server,
-the cache, the submitted batches."""
+"""``python -m holysheep_nb demo | serve | cache | batches | label | complete | extract |
+estimate``."""
 
 from __future__ import annotations
 
 import sys
+
+FILE_COMMANDS = ("label", "complete", "extract", "estimate")
 
 USAGE = """usage: python -m holysheep_nb COMMAND [options]
 
@@ -12,6 +14,11 @@ commands:
   serve   run the embedded OpenAI-compatible server (--port, --latency, --fault-rate, ...)
   cache   show or clear the answer cache (info | clear)
   batches list or cancel the provider batches submitted with batch=True (list | cancel ID)
+
+  label     FILE --column C --labels a,b,c --out OUT   label every row of a CSV/Parquet/JSONL file
+  complete  FILE --column C --out OUT                  free-text answer for every row
+  extract   FILE --column C --schema S.json --out OUT  the fields of a JSON Schema from every row
+  estimate  FILE --column C [--labels a,b,c]           dry run: rows, tokens, time, cost
 
 Run 'python -m holysheep_nb COMMAND --help' for a command's options."""
 
@@ -39,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.batch.cli import main as batches
 
         return batches(rest)
+    if command in FILE_COMMANDS:
+        from holysheep_nb.commands import main as file_command
+
+        return file_command(command, rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

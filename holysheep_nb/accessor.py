@@ -1,8 +1,8 @@
 """The ``holysheep`` accessor on DataFrame and Series: what the user types in a cell.
 
 It validates input, builds a ``CompletionJob`` and runs it, natively (``acomplete``,
-``alabel``) or from synchronous code (``complete``, ``label``). It keeps no state: pandas
-builds a new accessor object on every attribute access.
+``alabel``, ``aextract``) or from synchronous code (``complete``, ``label``, ``extract``). It
+keeps no state: pandas builds a new accessor object on every attribute access.
 
 Importing this module registers the accessors, and may happen in the middle of another
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
@@ -24,9 +24,10 @@ from holysheep_nb.runner import run_sync
 
 if TYPE_CHECKING:
     from holysheep_nb.batch import BatchHandle, BatchJob, BatchLimits
+    from holysheep_nb.extract import ExtractFormat
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
-    from holysheep_nb.labels import LabelSet
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
     from holysheep_nb.report import RunReport
 
 _SERIES_COLUMN = "prompt"
@@ -89,11 +90,29 @@ def _batch_job(job: CompletionJob, batch: bool | BatchLimits) -> BatchJob:
 
 
 def _label_set(
-    labels: Sequence[str], instructions: str | None, multi: bool, structured: bool
-) -> LabelSet:
-    from holysheep_nb.labels import LabelSet
+    labels: Sequence[str],
+    instructions: str | None,
+    multi: bool,
+    structured: bool,
+    options: dict[str, Any],
+) -> LabelSet | ConfidentLabels:
+    """The label set, with a ``confidence`` column when the caller asks for ``logprobs``."""
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
 
-    return LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    label_set = LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    return ConfidentLabels(label_set) if options.get("logprobs") is True else label_set
+
+
+def _extract_format(
+    schema: object, instructions: str | None, flatten: bool, structured: bool
+) -> ExtractFormat:
+    # Loaded on first use like the others; pydantic alone would double the import time.
+    from holysheep_nb.extract import ExtractFormat
+    from holysheep_nb.schema import Schema
+
+    return ExtractFormat(
+        Schema.of(schema), instructions=instructions, flatten=flatten, structured=structured
+    )
 
 
 def _estimate(
@@ -274,8 +293,15 @@ class HolySheepFrameAccessor:
         ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
         JSON-schema ``response_format`` for servers that reject it. Options, ``batch`` and
         ``submit_only`` as ``complete``.
+
+        With ``logprobs=True`` (a chat-completions parameter) a ``confidence`` column (float,
+        0..1) follows the label: the probability the model gave its label, the product of
+        ``exp(logprob)`` over the tokens that spell it (OpenAI's cookbook "Using logprobs").
+        It is the model's own probability, not a calibrated accuracy, and NaN when the server
+        sends no logprobs, for rows answered from the cache, and when the answer does not
+        spell the label out (see ``ConfidentLabels``).
         """
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         job = _job(self._frame, column, template, options, label_set)
         return _run(job, batch, submit_only)
 
@@ -322,8 +348,122 @@ class HolySheepFrameAccessor:
         **options: Any,
     ) -> pd.DataFrame | BatchHandle:
         """``label`` for ``await``."""
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         job = _job(self._frame, column, template, options, label_set)
+        return await _arun(job, batch, submit_only)
+
+    @overload
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
+
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
+        **options: Any,
+    ) -> pd.DataFrame | BatchHandle:
+        """Pull the fields of ``schema`` out of every row, into typed columns.
+
+        ``schema`` is a pydantic model class, a dict of field name to type (``{"product":
+        str, "stars": int | None, "tone": Literal["warm", "cold"]}``) or a JSON Schema with
+        an object at the top. Returns ``complete()``'s frame with one column per top-level
+        field before ``response`` (the raw answer): ``string``, ``Int64``, ``Float64``,
+        ``boolean``, ``category`` for a Literal or Enum, ``object`` for lists and nested
+        objects (as dicts). A field named like a column of the frame goes to ``<field>_2``
+        (``_3``, ...), never over it. ``flatten=False`` gives one ``extracted`` column of
+        dicts instead.
+
+        Requests carry a strict ``json_schema`` ``response_format``; once a server rejects
+        it, the rest of the run describes the schema in the system message instead (with a
+        notice), and ``structured=False`` does so from the start. The JSON object is read
+        from the answer as plain JSON, a fenced block or after prose, past any
+        ``<think>...</think>``, and validated in pydantic's strict mode: nothing is coerced.
+        A row whose answer does not fit has every field missing and ``error`` names each
+        field and why (``answer does not fit the schema: stars: not an integer ('five')``);
+        the report counts failures per field. Raises ``ConfigError`` for a schema it cannot
+        use. Options, ``batch`` and ``submit_only`` as ``complete``.
+        """
+        answer_format = _extract_format(schema, instructions, flatten, structured)
+        job = _job(self._frame, column, template, options, answer_format)
+        return _run(job, batch, submit_only)
+
+    @overload
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
+
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
+        **options: Any,
+    ) -> pd.DataFrame | BatchHandle:
+        """``extract`` for ``await``."""
+        answer_format = _extract_format(schema, instructions, flatten, structured)
+        job = _job(self._frame, column, template, options, answer_format)
         return await _arun(job, batch, submit_only)
 
     def estimate(
@@ -332,6 +472,7 @@ class HolySheepFrameAccessor:
         *,
         template: str | None = None,
         labels: Sequence[str] | None = None,
+        schema: object = None,
         instructions: str | None = None,
         multi: bool = False,
         structured: bool = True,
@@ -340,22 +481,29 @@ class HolySheepFrameAccessor:
         batch: bool = False,
         **options: Any,
     ) -> Estimate:
-        """What ``complete()`` (or ``label()`` with ``labels=``) would send, take and cost.
+        """What ``complete()`` (``label()`` with ``labels=``, ``extract()`` with ``schema=``)
+        would send, take and cost.
 
         Sends nothing. Counts rows to send after cache hits and missing prompts, estimates
         input tokens, the time under the given limits and concurrency (``latency`` seconds a
         request assumed), and the cost when ``prices`` are given. Output tokens come from
-        ``output_tokens`` per row, the label set, or ``max_tokens``. ``batch=True``: what
-        ``batch=True`` would cost (the batch price, ``Prices.batch_discount``) and take (up
-        to the Batch API's 24 h window).
+        ``output_tokens`` per row, the label set or schema, or ``max_tokens``.
+        ``batch=True``: what ``batch=True`` would cost (the batch price,
+        ``Prices.batch_discount``) and take (up to the Batch API's 24 h window).
         """
-        label_set = None if labels is None else _label_set(labels, instructions, multi, structured)
+        answer_format: AnswerFormat | None = None
+        if labels is not None and schema is not None:
+            raise ConfigError("pass labels= (for label()) or schema= (for extract()), not both")
+        if labels is not None:
+            answer_format = _label_set(labels, instructions, multi, structured, options)
+        elif schema is not None:
+            answer_format = _extract_format(schema, instructions, True, structured)
         return _estimate(
             self._frame,
             column,
             template,
             options,
-            answer_format=label_set,
+            answer_format=answer_format,
             latency=latency,
             output_tokens=output_tokens,
             batch=bool(batch),
@@ -421,7 +569,28 @@ class HolySheepSeriesAccessor:
         )
         return out
 
+    def extract(
+        self, *, schema: object, template: str | None = None, **options: Any
+    ) -> pd.DataFrame | BatchHandle:
+        """Extract ``schema``'s fields from every value (see ``DataFrame.holysheep.extract``)."""
+        frame, column = self._frame(template)
+        out: pd.DataFrame | BatchHandle = frame.extract(
+            column, schema=schema, template=template, **options
+        )
+        return out
+
+    async def aextract(
+        self, *, schema: object, template: str | None = None, **options: Any
+    ) -> pd.DataFrame | BatchHandle:
+        """``extract`` for ``await``."""
+        frame, column = self._frame(template)
+        out: pd.DataFrame | BatchHandle = await frame.aextract(
+            column, schema=schema, template=template, **options
+        )
+        return out
+
     def estimate(self, *, template: str | None = None, **options: Any) -> Estimate:
-        """The dry run of ``complete`` / ``label`` on the Series (see the DataFrame form)."""
+        """The dry run of ``complete`` / ``label`` / ``extract`` on the Series (see the
+        DataFrame form)."""
         frame, column = self._frame(template)
         return frame.estimate(column, template=template, **options)

@@ -36,6 +36,7 @@ class Estimate:
     to_send: int
     cached: int
     missing: int
+    deduplicated: int  # rows asking exactly what another row asks: sent once for all of them
     input_tokens: int
     output_tokens: int | None  # None: unknown (no max_tokens, output_tokens or label set)
     seconds: float
@@ -93,6 +94,7 @@ class Estimate:
             to_send=plan.to_send,
             cached=plan.cached,
             missing=plan.missing,
+            deduplicated=plan.deduplicated,
             input_tokens=plan.input_tokens,
             output_tokens=output,
             seconds=seconds,
@@ -129,6 +131,13 @@ class Estimate:
             ("time", _duration(self.seconds), f"(bound: {self.limited_by.replace('_', ' ')}, "
              f"{self.latency:g} s a request assumed, no 429s)"),
         ]  # fmt: skip
+        if self.deduplicated:
+            repeats = (
+                "repeats",
+                f"{self.deduplicated:,}",
+                "(same request as another row: asked once)",
+            )
+            rows.insert(3, repeats)
         if self.batch:
             rows[-1] = ("time", "up to 24 h", "(the Batch API's completion window; often sooner)")
         if self.cost is not None:

@@ -20,6 +20,7 @@ RESULT_COLUMNS = [
     "error",
     "latency",
     "cached",
+    "shared",
     "attempts",
     "prompt_tokens",
     "completion_tokens",

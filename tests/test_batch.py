@@ -42,7 +42,8 @@ LABELS = ["positive", "negative", "neutral"]
 #: Markers whose answer is the same online and in a batch (no retry decides it).
 MARKERS = ("{{fault:400}}", "{{fault:refusal}}", "{{fault:content-filter}}", "{{fault:length}}",
            "{{fault:moderation}}")  # fmt: skip
-COMPARED = ["label", "response", "error", "finish_reason", "prompt_tokens", "completion_tokens"]
+COMPARED = ["label", "response", "error", "finish_reason", "prompt_tokens", "completion_tokens",
+            "attempts", "shared"]  # fmt: skip
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_5000_rows_in_a_batch_come_back_as_online(server: LocalServer, cache: st
     assert server.stats()["requests"] == 0  # nothing went to the chat route
     report = batched.holysheep.report()
     assert report.batch_ids
-    assert report.requests_sent == distinct
+    assert report.requests_sent == distinct == online.holysheep.report().requests_sent
+    assert report.deduplicated == online.holysheep.report().deduplicated > 0
     assert (report.succeeded, report.failed) == (
         online.holysheep.report().succeeded,
         online.holysheep.report().failed,

@@ -117,7 +117,7 @@ def test_reading_an_answer_fills_the_value_or_turns_it_into_the_rejection() -> N
     assert read_answer(failed, labels.read) is failed
     assert read_answer(answered, None) is answered
 
-    def reject(text: str) -> str:
+    def reject(text: str, logprobs: object) -> str:
         raise AnswerRejected(K.OFF_LABEL, repr(text))
 
     assert read_answer(answered, reject).detail == repr('{"label": "Positive"}')
@@ -168,3 +168,42 @@ async def test_report_counts_every_429_the_server_sent(max_retries: int) -> None
     assert report.failed == 3
     assert dict(report.failures) == {"HTTP 429": 3}
     assert f"(429s: {sent_by_server})" in str(report)
+
+
+@pytest.mark.parametrize("cache", [False, "file"])
+async def test_identical_requests_are_sent_once_and_every_row_gets_its_answer(
+    cache: object, tmp_path: object
+) -> None:
+    """100 rows holding 4 distinct prompts send 4 requests, with the cache on or off."""
+    texts = [f"review {i % 4}" for i in range(100)]
+    frame = pd.DataFrame({"text": texts})
+    cache_option = False if cache is False else str(tmp_path) + "/c.sqlite"  # type: ignore[operator]
+    async with await start_server(ServerConfig(echo=True)) as server:
+        options = {"base_url": server.base_url, "cache": cache_option, "progress": False}
+        estimate = frame.holysheep.estimate("text", **options)
+        out = await frame.holysheep.acomplete("text", max_concurrent=8, **options)
+        sent = server.stats()["requests"]
+    assert sent == 4
+    assert (estimate.to_send, estimate.deduplicated) == (4, 96)
+    assert "repeats" in str(estimate)
+    assert out["response"].tolist() == texts  # each row its own (identical) answer
+    assert int((~out["shared"]).sum()) == 4
+    assert out.loc[out["shared"], "latency"].isna().all()
+    report = out.holysheep.report()
+    assert (report.succeeded, report.deduplicated, report.requests_sent) == (100, 96, 4)
+    # Tokens were paid once per distinct request.
+    assert report.prompt_tokens == out.loc[~out["shared"], "prompt_tokens"].sum()
+
+
+async def test_a_repeat_after_its_answer_came_back_is_not_sent_again_without_a_cache() -> None:
+    """Chunks of 4, one request at a time: later chunks find the earlier answers in the run."""
+    texts = [f"review {i % 3}" for i in range(30)]
+    async with await start_server(ServerConfig(echo=True)) as server:
+        out = await pd.DataFrame({"text": texts}).holysheep.acomplete(
+            "text", base_url=server.base_url, cache=False, progress=False, chunk_size=4,
+            max_concurrent=1,
+        )  # fmt: skip
+        assert server.stats()["requests"] == 3
+    assert out["response"].tolist() == texts
+    assert out["shared"].sum() == 27
+    assert out["cached"].sum() == 0

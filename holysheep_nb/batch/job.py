@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
-from tqdm import std
 
 from holysheep_nb.batch.client import BatchClient, BatchError, BatchUnavailableError
 from holysheep_nb.batch.lines import BatchLimits, request_line, request_set, split
@@ -34,10 +32,10 @@ from holysheep_nb.chat import build_messages
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.job import REPORT_ATTR, ResultColumns, _answered, _cached_outcome, _to_cache
+from holysheep_nb.job import REPORT_ATTR, ResultColumns, _answered, _known_outcome, _to_cache
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, read_answer
-from holysheep_nb.progress import _notebook_tqdm
+from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.runner import run_sync
@@ -150,7 +148,7 @@ class BatchJob:
         task) stops the waiting with a warning that says how to collect or cancel; the
         batches go on at the provider.
         """
-        progress = _BatchProgress(total, enabled=self.options.progress)
+        progress = _BatchProgress(total, enabled=self.options.progress, now=self.clock.now)
         started = self.clock.now()
         delay = FIRST_POLL
         try:
@@ -215,10 +213,12 @@ class BatchJob:
                 if found is None:
                     found = RowOutcome(request_key, OutcomeKind.NOT_SENT, detail=why_missing)
                 ran = found.kind is not OutcomeKind.NOT_SENT
-                for position in positions:
-                    outcome = record(position, found, ran)
+                leader, *followers = positions
+                outcome = record(leader, found, ran)
                 if cache is not None and _answered(outcome):
                     cache.put(request_key, _to_cache(outcome))
+                for follower in followers:  # asked once: as the online run marks its repeats
+                    record(follower, replace(found, attempts=0, shared=True), ran=False)
         finally:
             if cache is not None:
                 cache.close()
@@ -280,7 +280,7 @@ class BatchJob:
                 for position, messages, request_key in asks:
                     hit = hits.get(request_key)
                     if hit is not None:
-                        plan.known[position] = _cached_outcome(position, hit)
+                        plan.known[position] = _known_outcome(position, hit, cached=True)
                         continue
                     if request_key not in plan.lines:
                         plan.lines[request_key] = request_line(
@@ -391,36 +391,25 @@ class BatchHandle:
 
 
 class _BatchProgress:
-    """The bar of a batch: requests the provider reports done, with its completed / failed
-    counts and the status."""
+    """The run's bar (``RunProgress``) over the batch's requests, fed the provider's
+    ``request_counts``: ok is its completed count, failed its failed count."""
 
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        bar_class: Callable[..., std.tqdm[Any]] = _notebook_tqdm() or std.tqdm
-        options: dict[str, Any] = {"total": total, "desc": "holysheep batch", "unit": "req"}
-        if bar_class is std.tqdm:
-            options.update(dynamic_ncols=True, file=sys.stderr)
-        if not enabled:
-            options["disable"] = True
-        self._bar = bar_class(**options)
+    def __init__(self, total: int, *, enabled: bool, now: Callable[[], float]) -> None:
+        self._bar = RunProgress(
+            total, enabled=enabled, description="holysheep batch requests", now=now
+        )
+        self._stats = RunStats()
 
     def show(self, batches: list[dict[str, Any]]) -> None:
         """Show the counts of the latest poll of every batch."""
-        bar = self._bar
-        if bar.disable:
-            return
         completed = failed = 0
-        statuses: set[str] = set()
         for batch in batches:
             counts = batch.get("request_counts") or {}
             completed += int(counts.get("completed") or 0)
             failed += int(counts.get("failed") or 0)
-            statuses.add(str(batch.get("status")))
-        bar.set_postfix(
-            {"status": "/".join(sorted(statuses)), "completed": completed, "failed": failed},
-            refresh=False,
-        )
-        bar.update(completed + failed - bar.n)
+        self._stats.succeeded, self._stats.failed = completed, failed
+        self._bar.refresh(self._stats)
 
     def close(self) -> None:
-        """Close the bar."""
-        self._bar.close()
+        """Draw the last counts and close the bar."""
+        self._bar.close(self._stats)
