@@ -362,3 +362,14 @@ def test_a_fresh_process_reattaches_to_the_batch_of_an_earlier_one(tmp_path: Pat
         collected = kernel("collect")
         assert collected == f"{submitted} positive,negative,neutral"
         assert (batch_stats(server)["uploads"], batch_stats(server)["created"]) == (1, 1)
+
+
+def test_extract_in_a_batch_comes_back_as_online(server: LocalServer, cache: str) -> None:
+    df = frame(["The kettle is great, five stars", "Broken lid {{fault:400}}", None])
+    schema = {"product": str, "stars": int}
+    options: dict[str, Any] = {"schema": schema, "base_url": server.base_url, "progress": False}
+    online = df.holysheep.extract("text", cache=False, **options)
+    batched = df.holysheep.extract("text", cache=cache, batch=True, **options)
+    compared = ["product", "stars", "response", "error"]
+    pd.testing.assert_frame_equal(batched[compared], online[compared])
+    assert batched["error"].notna().tolist() == [False, True, True]
