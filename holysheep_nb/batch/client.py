@@ -23,10 +23,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from holysheep_nb.answers import parse_error
 from holysheep_nb.clock import Clock
 from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import HolySheepError, redact
+from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.transport import describe_exception, proxy_for
 
 #: Attempts of a call that is safe to repeat, and the first wait between them (doubling).

@@ -32,12 +32,13 @@ from holysheep_nb.chat import build_messages
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.job import REPORT_ATTR, ResultColumns, _answered, _known_outcome, _to_cache
+from holysheep_nb.job import REPORT_ATTR, _answered, _known_outcome, _to_cache
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, read_answer
 from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
+from holysheep_nb.results import ResultColumns
 from holysheep_nb.runner import run_sync
 
 #: A batch in one of these states will not change any more.

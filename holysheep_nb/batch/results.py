@@ -3,7 +3,7 @@
 Each line is read the way the online path reads an answer, with the same functions, so a
 batch and an online run cannot disagree about a row: a 2xx body goes through
 ``answers.parse_answer`` and ``answers.answer_kind`` (and, in the job, the run's reader via
-``outcome.read_answer``); an error status through ``answers.parse_error`` and
+``outcome.read_answer``); an error status through ``provider_errors.parse_error`` and
 ``retry.judge``, which give the failure kind. A line the provider never ran (``error``
 ``batch_expired`` or ``batch_cancelled``) is ``not_sent``. Latency is unknown (None): the
 provider ran the request at a time of its choosing. Lines follow OpenAI's Batch API
@@ -16,9 +16,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from holysheep_nb.answers import MalformedAnswer, answer_kind, parse_answer, parse_error
+from holysheep_nb.answers import MalformedAnswer, answer_kind, parse_answer
 from holysheep_nb.errors import redact
 from holysheep_nb.outcome import OutcomeKind, RowOutcome
+from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import judge
 
 #: Finish reasons that explain an answer without content (as the online path has them).
