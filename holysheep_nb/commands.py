@@ -449,7 +449,7 @@ def _method(
     if command == "label":
 
         def label(column: str | None, **options: Any) -> pd.DataFrame:
-            return accessor.label(
+            labelled: pd.DataFrame = accessor.label(
                 column,
                 labels=args.labels,
                 instructions=args.instructions,
@@ -457,6 +457,7 @@ def _method(
                 structured=args.structured,
                 **options,
             )
+            return labelled
 
         return label
     if command == "extract":
