@@ -195,11 +195,12 @@ class _Run:
         started: float | None = None
         attempts = free_resends = 0
         while True:
-            sent_at = await self.gate.acquire()
+            sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
             try:
                 try:
-                    await self.throttle.acquire(estimate)
+                    if not self.throttle.open():
+                        await self.throttle.acquire(estimate)
                 except _Stopped:
                     return self.not_sent(row_id, started, attempts)
                 if self.stop is not None:
