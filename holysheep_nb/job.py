@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
@@ -27,6 +26,7 @@ from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.results import ResultColumns
+from holysheep_nb.stored import known_outcome, to_cached, worth_keeping
 from holysheep_nb.timeline import Timeline
 
 REPORT_ATTR = "holysheep_report"
@@ -96,10 +96,10 @@ class CompletionJob:
                 return
             prompt, key = waiting
             sharing.in_flight.pop(prompt, None)
-            if _answered(outcome):
+            if worth_keeping(outcome):
                 # Paid for, so kept: also an answer the reader rejected (off the label set).
                 if cache is not None and key is not None:
-                    cache.put(key, _to_cache(outcome))
+                    cache.put(key, to_cached(outcome))
                 else:
                     sharing.answered[hash(prompt)] = position
 
@@ -194,7 +194,7 @@ class CompletionJob:
             for key, (position, text, messages) in zip(keys, batch, strict=True):
                 hit = hits.get(key) if key is not None else None
                 if hit is not None:
-                    yield position, _known_outcome(position, hit, cached=True)
+                    yield position, known_outcome(position, hit, cached=True)
                     continue
                 leader = sharing.in_flight.get(text)
                 if leader is not None:
@@ -203,7 +203,7 @@ class CompletionJob:
                 earlier = sharing.answered.get(hash(text))
                 if earlier is not None and self._prompt_at(earlier) == text:
                     answer = self.columns.answer_at(earlier)
-                    yield position, _known_outcome(position, answer, shared=True)
+                    yield position, known_outcome(position, answer, shared=True)
                     continue
                 estimate = estimate_tokens(messages, max_tokens)
                 unstructured = (
@@ -248,25 +248,6 @@ class CompletionJob:
         return out
 
 
-def _answered(outcome: RowOutcome) -> bool:
-    """True when the row's answer is worth keeping: a success, or an answer with text that
-    its reader rejected (off the label set, not fitting the schema, cut short), which was
-    paid for and would come back the same. An empty cut answer, a refusal or a filtered
-    answer is an error, asked again on the next run."""
-    return outcome.kind is OutcomeKind.OK or bool(outcome.response)
-
-
-def _to_cache(outcome: RowOutcome) -> CachedAnswer:
-    return CachedAnswer(
-        outcome.response or "",
-        outcome.prompt_tokens,
-        outcome.completion_tokens,
-        outcome.finish_reason,
-        outcome.reasoning,
-        outcome.tool_calls,
-    )
-
-
 class _Sharing:
     """Identical requests of one run, sent once: those in flight (by prompt), and, when there
     is no cache to find them in, the rows already answered (by the prompt's hash, each match
@@ -275,35 +256,3 @@ class _Sharing:
     def __init__(self) -> None:
         self.in_flight: dict[str, ChatRequest] = {}
         self.answered: dict[int, int] = {}
-
-
-def _known_outcome(
-    position: int, answer: CachedAnswer, *, cached: bool = False, shared: bool = False
-) -> RowOutcome:
-    """The outcome of a row answered without sending it: from the cache, or by an identical
-    request earlier in the run. Nothing sent, so no latency, no cost.
-
-    The stored answer goes through the same reading as a fresh one (``answer_kind``), so a
-    cached truncated or refused answer is that again, not a success.
-    """
-    response = None if answer.tool_calls and not answer.response else answer.response
-    kind, detail = answer_kind(
-        Answer(
-            response,
-            finish_reason=answer.finish_reason,
-            tool_calls=answer.tool_calls,
-        )
-    )
-    return RowOutcome(
-        position,
-        kind,
-        response=response,
-        detail=detail,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        cached=cached,
-        shared=shared,
-        finish_reason=answer.finish_reason,
-        reasoning=answer.reasoning,
-        tool_calls=answer.tool_calls,
-    )

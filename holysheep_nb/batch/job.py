@@ -32,7 +32,7 @@ from holysheep_nb.chat import build_messages
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.job import REPORT_ATTR, _answered, _known_outcome, _to_cache
+from holysheep_nb.job import REPORT_ATTR
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, read_answer
 from holysheep_nb.progress import RunProgress
@@ -40,6 +40,7 @@ from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.results import ResultColumns
 from holysheep_nb.runner import run_sync
+from holysheep_nb.stored import known_outcome, to_cached, worth_keeping
 
 #: A batch in one of these states will not change any more.
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -216,8 +217,8 @@ class BatchJob:
                 ran = found.kind is not OutcomeKind.NOT_SENT
                 leader, *followers = positions
                 outcome = record(leader, found, ran)
-                if cache is not None and _answered(outcome):
-                    cache.put(request_key, _to_cache(outcome))
+                if cache is not None and worth_keeping(outcome):
+                    cache.put(request_key, to_cached(outcome))
                 for follower in followers:  # asked once: as the online run marks its repeats
                     record(follower, replace(found, attempts=0, shared=True), ran=False)
         finally:
@@ -281,7 +282,7 @@ class BatchJob:
                 for position, messages, request_key in asks:
                     hit = hits.get(request_key)
                     if hit is not None:
-                        plan.known[position] = _known_outcome(position, hit, cached=True)
+                        plan.known[position] = known_outcome(position, hit, cached=True)
                         continue
                     if request_key not in plan.lines:
                         plan.lines[request_key] = request_line(
