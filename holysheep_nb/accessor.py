@@ -8,6 +8,9 @@ Importing this module registers the accessors, and may happen in the middle of a
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
 modules that never import pandas themselves; the job, labels, prompts and report modules
 are loaded on first use.
+
+Length: every call spells out its keyword options (they are what an IDE shows a user) and
+has sync, async and ``batch=`` overloads; each body is a line or two into ``job``/``batch``.
 """
 
 from __future__ import annotations

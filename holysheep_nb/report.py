@@ -4,6 +4,9 @@
 by cause, requests, retries, every 429, tokens) and the rows' latencies. The report
 renders as text in a terminal, as an HTML table in a notebook, as a plain dict for logs,
 and plots a latency histogram with the optional matplotlib extra.
+
+Length: one frozen record with three renderings (text, HTML, dict) and a plot; they share
+the sections built in ``_sections``.
 """
 
 from __future__ import annotations

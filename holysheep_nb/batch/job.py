@@ -10,6 +10,9 @@ bar of the provider's completed / failed counts; collecting downloads the output
 files, reads each line as the online path reads an answer (``results``), writes answers to
 the cache under the same keys, and builds the same frame, with a ``batch`` line in the
 report and the cost at the batch price. Interrupting stops the waiting, never the batch.
+
+Length: submit, re-attach, wait and collect are one life cycle over the same plan; the
+provider calls are in ``client``, the lines in ``lines``, reading them in ``results``.
 """
 
 from __future__ import annotations

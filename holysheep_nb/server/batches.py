@@ -18,6 +18,9 @@ the chat route answers it (the same rules, markers and faults), without latency 
 limits; faults that break a connection or the JSON (``drop``, ``hang``, ``html``,
 ``badjson``, ``stale``, ``stream-error``) are the request's 500. ``ServerConfig(batches=False)``
 turns both APIs off: every files and batches route is then a 404, as on a provider without.
+
+Length: a batch's whole life (create, run as it is polled, expire, cancel, list, the
+output and error files) over one small state machine.
 """
 
 from __future__ import annotations
