@@ -191,7 +191,8 @@ class Endpoint:
         key = self.api_key.strip() if isinstance(self.api_key, str) else self.api_key
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"api_key must be a string, got {type(key).__name__}")
-        if key == PLACEHOLDER_KEY or key == "":
+        placeholder = key == PLACEHOLDER_KEY
+        if placeholder or key == "":
             key = None
         if key is not None:
             _check_key(key)
@@ -199,7 +200,8 @@ class Endpoint:
         if key is None and not is_loopback(self.base_url):
             raise MissingAPIKeyError(
                 f"no API key for {self.base_url}: set the {ENV_API_KEY} environment variable "
-                f"(or pass api_key=...) to your key; {PLACEHOLDER_KEY!r} is only a placeholder"
+                "(or pass api_key=...) to your key"
+                + (f"; {PLACEHOLDER_KEY!r} is only a placeholder" if placeholder else "")
             )
 
     @classmethod

@@ -214,11 +214,12 @@ class _Run:
             finally:
                 self.gate.release()
             budget_spent = self.hold_for_budget(attempt)
+            verdict = attempt.verdict
             if attempt.status == 429:
-                self.window.rate_limited(sent_at, generation, budget_spent=budget_spent)
+                if verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
+                    self.window.rate_limited(sent_at, generation, budget_spent=budget_spent)
             elif attempt.status is not None:
                 self.window.success(sent_at)
-            verdict = attempt.verdict
             if verdict is Verdict.OK:
                 assert attempt.answer is not None
                 return self.answered(row_id, attempt.answer, attempts, started, estimate)
@@ -227,8 +228,11 @@ class _Run:
                 attempts -= 1
                 self.stats.resent += 1
                 continue
-            if verdict is Verdict.FALLBACK and self.fall_back(attempt):
-                attempts -= 1  # the server refused the form of the request, not the row
+            if verdict is Verdict.FALLBACK:
+                # Only a request that carried response_format is refused this way: the
+                # server refused the form of the request, not the row.
+                self.fall_back(attempt)
+                attempts -= 1
                 continue
             if verdict is Verdict.STOP:
                 assert attempt.judgement.stop is not None
@@ -297,13 +301,14 @@ class _Run:
             stats.held_until = until
             stats.hold_reason = reason
 
-    def fall_back(self, attempt: Attempt) -> bool:
+    def fall_back(self, attempt: Attempt) -> None:
         """Stop asking for ``response_format`` for the rest of the run (once, with a notice).
 
-        False when the run already had: then the 400 is this row's own error.
+        Rows whose structured requests were already in flight get the same refusal: each is
+        sent again without it, at no attempt's cost, and the notice is given once.
         """
         if not self.structured:
-            return False
+            return
         self.structured = False
         warnings.warn(
             f"the server rejected response_format ({attempt.detail}); holysheep_nb asks without "
@@ -312,7 +317,6 @@ class _Run:
             HolySheepWarning,
             stacklevel=1,
         )
-        return True
 
     def count_connect_failure(self, attempt: Attempt) -> None:
         assert self.sender is not None

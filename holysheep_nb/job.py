@@ -98,10 +98,9 @@ class CompletionJob:
             sharing.in_flight.pop(prompt, None)
             if worth_keeping(outcome):
                 # Paid for, so kept: also an answer the reader rejected (off the label set).
+                sharing.answered[hash(prompt)] = position
                 if cache is not None and key is not None:
                     cache.put(key, to_cached(outcome))
-                else:
-                    sharing.answered[hash(prompt)] = position
 
         reader = self.answer_format.read if self.answer_format is not None else None
         try:
@@ -192,10 +191,7 @@ class CompletionJob:
             for position, reason in missing.items():
                 yield position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
             for key, (position, text, messages) in zip(keys, batch, strict=True):
-                hit = hits.get(key) if key is not None else None
-                if hit is not None:
-                    yield position, known_outcome(position, hit, cached=True)
-                    continue
+                # A repeat of this run first (shared), then an answer of an earlier run (cached).
                 leader = sharing.in_flight.get(text)
                 if leader is not None:
                     leader.followers.append(position)
@@ -204,6 +200,10 @@ class CompletionJob:
                 if earlier is not None and self._prompt_at(earlier) == text:
                     answer = self.columns.answer_at(earlier)
                     yield position, known_outcome(position, answer, shared=True)
+                    continue
+                hit = hits.get(key) if key is not None else None
+                if hit is not None:
+                    yield position, known_outcome(position, hit, cached=True)
                     continue
                 estimate = estimate_tokens(messages, max_tokens)
                 unstructured = (
@@ -249,9 +249,9 @@ class CompletionJob:
 
 
 class _Sharing:
-    """Identical requests of one run, sent once: those in flight (by prompt), and, when there
-    is no cache to find them in, the rows already answered (by the prompt's hash, each match
-    confirmed against the earlier row's prompt: about 70 bytes a distinct answered row)."""
+    """Identical requests of one run, sent once: those in flight (by prompt), and the rows
+    already answered (by the prompt's hash, each match confirmed against the earlier row's
+    prompt: about 70 bytes a distinct answered row)."""
 
     def __init__(self) -> None:
         self.in_flight: dict[str, ChatRequest] = {}

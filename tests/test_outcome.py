@@ -207,3 +207,21 @@ async def test_a_repeat_after_its_answer_came_back_is_not_sent_again_without_a_c
     assert out["response"].tolist() == texts
     assert out["shared"].sum() == 27
     assert out["cached"].sum() == 0
+
+
+async def test_repeats_are_asked_once_with_the_cache_on_too(tmp_path: object) -> None:
+    """The demo's sample repeats reviews: with the cache on, each distinct one is sent once
+    and the repeats are marked shared (answered in this run), not cached."""
+    from holysheep_nb.sample import load_reviews
+
+    frame = load_reviews(1_500)
+    distinct = frame["text"].nunique()
+    assert distinct < len(frame)
+    async with await start_server(ServerConfig()) as server:
+        out = await frame.holysheep.acomplete(
+            "text", base_url=server.base_url, cache=str(tmp_path) + "/c.sqlite",  # type: ignore[operator]
+            progress=False, chunk_size=200,
+        )  # fmt: skip
+        assert server.stats()["requests"] == distinct
+    assert int(out["shared"].sum()) == len(frame) - distinct
+    assert int(out["cached"].sum()) == 0
