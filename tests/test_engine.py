@@ -222,7 +222,9 @@ async def test_401_aborts_the_run_and_keeps_answered_rows(clock: FakeClock) -> N
     prompts = [f"row{i}" for i in range(10)]
     with scripted(clock) as server:
         server.script("row3", Reply(401, error_body(f"Incorrect API key provided: {KEY}")))
-        results, stats = await run_all(engine(clock, api_key=KEY, max_concurrent=1), prompts)
+        with pytest.warns(HolySheepWarning, match=r"authentication failed \(HTTP 401\)") as notices:
+            results, stats = await run_all(engine(clock, api_key=KEY, max_concurrent=1), prompts)
+    assert all(KEY not in str(notice.message) for notice in notices)
     assert [results[i].response for i in range(3)] == ["answer:row0", "answer:row1", "answer:row2"]
     assert results[3].error == "authentication failed (HTTP 401): Incorrect API key provided: ***"
     for i in range(4, 10):
@@ -239,7 +241,8 @@ async def test_403_mid_run_with_concurrency_stops_new_sends(clock: FakeClock) ->
     prompts = [f"row{i}" for i in range(200)]
     with scripted(clock, shuffle_seed=3) as server:
         server.script("row20", Reply(403, error_body("forbidden")))
-        results, _ = await run_all(engine(clock, max_concurrent=8), prompts)
+        with pytest.warns(HolySheepWarning, match=r"authentication failed \(HTTP 403\)"):
+            results, _ = await run_all(engine(clock, max_concurrent=8), prompts)
     assert len(results) == 200
     assert results[20].error == "authentication failed (HTTP 403): forbidden"
     not_sent = [r for r in results.values() if (r.error or "").startswith("not sent")]
@@ -254,7 +257,8 @@ async def test_abort_wakes_rows_waiting_in_backoff(clock: FakeClock) -> None:
     with scripted(clock) as server:
         server.script("slow", Reply(500, error_body("x")), Reply(500, error_body("x")))
         server.script("bad", Reply(401, error_body("no")))
-        results, _ = await run_all(engine(clock, max_concurrent=2), ["slow", "bad"])
+        with pytest.warns(HolySheepWarning, match="stopped the run"):
+            results, _ = await run_all(engine(clock, max_concurrent=2), ["slow", "bad"])
     assert results[1].error.startswith("authentication failed (HTTP 401)")  # type: ignore[union-attr]
     assert results[0].error == "not sent: authentication failed (HTTP 401)"
     assert server.count("slow") == 1

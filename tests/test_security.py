@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import ssl
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,19 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _notices_never_show_the_key(
+    recwarn: pytest.WarningsRecorder, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """A run that stops says why in a ``HolySheepWarning``: that line must not leak either."""
+    yield
+    key = request.node.funcargs.get("key")
+    notices = [w for w in recwarn if issubclass(w.category, holysheep_nb.HolySheepWarning)]
+    for notice in notices:
+        if key:
+            assert_no_key(str(notice.message), key, "a HolySheepWarning")
 
 
 @pytest.fixture
