@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
-from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
+from holysheep_nb.chat import ChatRequest, EncodedParams, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
@@ -172,6 +172,7 @@ class CompletionJob:
         )
         rows = len(self.source)
         max_tokens = options.max_tokens
+        params = EncodedParams(options.params)
         for start in range(0, rows, options.chunk_size):
             stop = min(rows, start + options.chunk_size)
             batch: list[tuple[int, str, tuple[dict[str, str], ...]]] = []
@@ -206,12 +207,7 @@ class CompletionJob:
                     yield position, known_outcome(position, hit, cached=True)
                     continue
                 estimate = estimate_tokens(messages, max_tokens)
-                unstructured = (
-                    build_messages(text, self.unstructured_system)
-                    if self.unstructured_system is not None
-                    else None
-                )
-                request = ChatRequest(messages, options.params, estimate, unstructured)
+                request = ChatRequest(messages, params, estimate, self.unstructured_system)
                 sharing.in_flight[text] = request
                 waiting[position] = (text, key)
                 yield position, request

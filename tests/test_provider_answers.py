@@ -231,8 +231,7 @@ async def test_a_rejected_response_format_falls_back_once_for_the_run(clock: Fak
 
     def request(i: int) -> tuple[int, ChatRequest]:
         messages = build_messages(f"row{i}", system)
-        unstructured = build_messages(f"row{i}", fallback[0]["content"])
-        return i, ChatRequest(messages, {"response_format": labels.response_format()}, 0, unstructured)
+        return i, ChatRequest(messages, {"response_format": labels.response_format()}, 0, fallback[0]["content"])
 
     with scripted(clock) as server:
         server.script("row0", Reply(400, rejection))
