@@ -18,6 +18,7 @@ import random
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 
@@ -35,6 +36,7 @@ from holysheep_nb.outcome import (
     RunStats,
     RunStop,
     read_answer,
+    read_text,
 )
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.ratelimit import Throttle
@@ -169,21 +171,21 @@ class _Run:
                 self.report(item)
                 continue
             if self.stop is not None:
-                outcome = self.report(self.not_sent(row_id, None))
+                outcome = self.not_sent(row_id, None)
             else:
-                outcome = self.report(await self.complete(row_id, item))
+                outcome = await self.complete(row_id, item)  # read as it was built
+            self.record(outcome)
             for follower in item.followers:
                 # Sent once, answered for every row that asked exactly the same.
                 shared = replace(outcome, row_id=follower, latency=None, attempts=0, shared=True)
                 self.record(shared)
 
-    def report(self, outcome: RowOutcome) -> RowOutcome:
-        """Read the answer, count the row once, hand it to the caller; return it as read."""
-        outcome = read_answer(outcome, self.reader)
-        self.record(outcome)
-        return outcome
+    def report(self, outcome: RowOutcome) -> None:
+        """Read the answer of an outcome known before (the cache), then record it."""
+        self.record(read_answer(outcome, self.reader))
 
     def record(self, outcome: RowOutcome) -> None:
+        """Count the row once and hand it to the caller."""
         self.stats.record(outcome)
         self.on_result(outcome)
 
@@ -265,10 +267,18 @@ class _Run:
         if used:
             self.throttle.settle_tokens(estimate, used)
         kind, detail = answer_kind(answer)
+        value: Any = None
+        fields: tuple[str, ...] = ()
+        if kind is OutcomeKind.OK and self.reader is not None and answer.text is not None:
+            kind, detail, value, fields = read_text(
+                self.reader, answer.text, answer.finish_reason, answer.logprobs
+            )
         return RowOutcome(
             row_id,
             kind,
             response=answer.text,
+            value=value,
+            fields=fields,
             detail=detail,
             latency=self.clock.now() - started,
             attempts=attempts,

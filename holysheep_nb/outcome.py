@@ -18,7 +18,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from holysheep_nb.logprobs import TokenLogprobs
 
@@ -200,22 +200,42 @@ TRUNCATED_HINT = "raise max_tokens (or max_completion_tokens) and run again"
 AnswerReader = Callable[[str, TokenLogprobs | None], Any]
 
 
-def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
-    """``outcome`` with its answer read: the value filled in, or the rejection as the kind.
+class Reading(NamedTuple):
+    """What a reader made of an answer's text: the kind, and the value or why not."""
+
+    kind: OutcomeKind
+    detail: str = ""
+    value: Any = None
+    fields: tuple[str, ...] = ()
+
+
+def read_text(
+    reader: AnswerReader, text: str, finish_reason: str | None, logprobs: TokenLogprobs | None
+) -> Reading:
+    """Read one answer's text with ``reader``.
 
     An answer cut at the token limit is never read: a label or a schema cannot be trusted
     from half an answer, so it is ``TRUNCATED`` (the text stays in ``response``).
     """
+    if finish_reason == "length":
+        return Reading(OutcomeKind.TRUNCATED, TRUNCATED_HINT)
+    try:
+        value = reader(text, logprobs)
+    except AnswerRejected as rejected:
+        return Reading(rejected.kind, rejected.detail, fields=rejected.fields)
+    return Reading(OutcomeKind.OK, value=value)
+
+
+def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
+    """``outcome`` with its answer read (``read_text``): the value filled in, or the
+    rejection as the kind. The engine reads fresh answers as it builds their outcome; this
+    is for outcomes known before (answers from the cache)."""
     if reader is None or outcome.kind is not OutcomeKind.OK or outcome.response is None:
         return outcome
-    if outcome.finish_reason == "length":
-        return replace(outcome, kind=OutcomeKind.TRUNCATED, detail=TRUNCATED_HINT)
-    try:
-        value = reader(outcome.response, outcome.logprobs)
-    except AnswerRejected as rejected:
-        rejected_fields = rejected.fields
-        return replace(outcome, kind=rejected.kind, detail=rejected.detail, fields=rejected_fields)
-    return replace(outcome, value=value)
+    kind, detail, value, fields = read_text(
+        reader, outcome.response, outcome.finish_reason, outcome.logprobs
+    )
+    return replace(outcome, kind=kind, detail=detail, value=value, fields=fields)
 
 
 @dataclass(slots=True)
