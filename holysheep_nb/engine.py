@@ -34,7 +34,7 @@ from holysheep_nb.outcome import (
     read_answer,
 )
 from holysheep_nb.policies import EngineSettings
-from holysheep_nb.ratelimit import Throttle
+from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
 from holysheep_nb.retry import Verdict, budget_hold, next_delay, wait_too_long
 from holysheep_nb.transport import proxy_for
 
@@ -129,6 +129,10 @@ class _Run:
         self.gate = ConcurrencyGate(self.window)
         stats.concurrency = self.window
         self.sender: Sender | None = None
+        #: A limit shared with runs in other processes (a Dask cluster's), if any.
+        self.shared = SHARED_LIMIT.get()
+        if self.shared is not None:
+            self.shared.track(stats)
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
@@ -186,9 +190,11 @@ class _Run:
         while True:
             sent_at = await self.gate.acquire()
             generation = self.window.generation
+            admitted = False
             try:
                 try:
                     await self.throttle.acquire(estimate)
+                    admitted = await self.admit(estimate)
                 except _Stopped:
                     return self.not_sent(row_id, started, attempts)
                 if self.stop is not None:
@@ -201,6 +207,9 @@ class _Run:
                 attempt = await self.sender.send(body, structured=structured)
             finally:
                 self.gate.release()
+                if admitted:
+                    assert self.shared is not None
+                    self.shared.release()
             budget_spent = self.hold_for_budget(attempt)
             if attempt.status == 429:
                 self.window.rate_limited(sent_at, generation, budget_spent=budget_spent)
@@ -241,6 +250,22 @@ class _Run:
             except _Stopped:
                 return self.not_sent(row_id, started, attempts)
 
+    async def admit(self, tokens: float) -> bool:
+        """Wait for the shared limit's turn when the run has one; True once it gave a slot."""
+        if self.shared is None:
+            return False
+        turn = await self.shared.admit(tokens)
+        if isinstance(turn, RunStop):
+            self.stop_run(turn)
+            raise _Stopped
+        if turn > 0:
+            try:
+                await self.sleep(turn)
+            except BaseException:
+                self.shared.release()
+                raise
+        return True
+
     def answered(
         self, row_id: Hashable, answer: Answer, attempts: int, started: float, estimate: int
     ) -> RowOutcome:
@@ -248,6 +273,8 @@ class _Run:
         used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
         if used:
             self.throttle.settle_tokens(estimate, used)
+            if self.shared is not None:
+                self.shared.settle(estimate, used)
         kind, detail = answer_kind(answer)
         return RowOutcome(
             row_id,
@@ -276,6 +303,8 @@ class _Run:
     def pause(self, until: float, reason: str) -> None:
         """Hold every new send until ``until``, and count the hold for the report and bar."""
         added = self.throttle.pause_until(until)
+        if self.shared is not None:
+            self.shared.hold(until - self.clock.now(), reason)
         if added > 0:
             stats = self.stats
             if stats.held_until is None or stats.held_until < self.clock.now():
@@ -344,6 +373,8 @@ class _Run:
         stop = RunStop(redact(stop.cause, self.engine.endpoint.api_key), stop.advice)
         self.stop = self.stats.stop = stop
         self.stopped.set()
+        if self.shared is not None:
+            self.shared.stop(stop)
         warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
 
     async def sleep(self, delay: float) -> None:
