@@ -294,7 +294,10 @@ class _Run:
         """Hold new sends while the provider's budget headers say it is spent; True if so."""
         if attempt.headers is None:
             return False
-        hold = budget_hold(attempt.headers, self.stats.in_flight)
+        in_flight = self.stats.in_flight
+        if self.shared is not None:  # the provider's budget is spent by every sharing run
+            in_flight = max(in_flight, self.shared.in_flight)
+        hold = budget_hold(attempt.headers, in_flight)
         if hold:
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")

@@ -137,6 +137,10 @@ class SharedLimit(Protocol):
     after its own throttle, and tells it what it learns; it never waits on it otherwise.
     """
 
+    @property
+    def in_flight(self) -> int:
+        """Sends in flight across every run sharing the limit (this one's too), as last heard."""
+
     def track(self, stats: RunStats) -> None:
         """The run's tally, read (never written) to report progress."""
 

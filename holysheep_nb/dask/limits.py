@@ -11,8 +11,8 @@ every worker asks it, one round trip per send, for:
   holds one for long;
 - a send time: the requests and tokens budgets are shared token buckets in their virtual
   scheduling form (GCRA): each send is given the earliest time both allow, no earlier than
-  a hold. Over any window of T seconds the cluster's sends stay below ``rate * T + burst``,
-  the same bound as one run's own throttle (docs/contract.md, "Rate limits and 429s");
+  a hold. Over any window of T seconds the cluster's sends stay below ``rate * T + 1``,
+  within the bound of one run's own throttle (docs/contract.md, "Rate limits and 429s");
 - the run-wide hold (a spent budget seen by any worker) and the run-wide stop (the first
   authentication or quota failure wins; every later ask is refused with it).
 
@@ -29,10 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from holysheep_nb.policies import LATENESS_ALLOWANCE
-
 #: Seconds past a lease's send time and the attempt timeout after which it lapses anyway.
 LEASE_MARGIN = 10.0
+#: The share of a budget left unused so that sends reaching the provider a few milliseconds
+#: off their given times stay under a sliding window of 2 s or more (20 ms of room there).
+JITTER_MARGIN = 0.01
 #: Longest time one ask waits on the scheduler for a slot before it is answered "ask
 #: again": a worker that went away mid-ask costs a slot for at most this long.
 ASK_POLL = 2.0
@@ -63,17 +64,24 @@ class LimitConfig:
 
 
 class _Schedule:
-    """One budget as GCRA: ``rate`` units a second, ``burst`` units at once at most."""
+    """One budget in GCRA form: sends paced at ``JITTER_MARGIN`` under ``rate`` units a
+    second, no burst.
+
+    Unlike one run's token bucket, this needs no lateness allowance: a send time is given
+    ahead on the scheduler's clock, so a worker that wakes late does not push later sends
+    back. What it needs instead is room for jitter: sends given exact times reach the
+    provider a few milliseconds early or late (each worker hears back at its own pace), and
+    a provider counting a sliding window of capacity ``rate * W`` would refuse the one that
+    arrives early at the window's end.
+    """
 
     def __init__(self, per_minute: float) -> None:
-        self.rate = per_minute / 60.0
-        burst = 1.0 + self.rate * LATENESS_ALLOWANCE  # the same default as RateLimits
-        self.tolerance = (burst - 1.0) / self.rate
-        self.theoretical = -math.inf  # when the bucket is next "full enough" for one unit
+        self.rate = per_minute / 60.0 * (1.0 - JITTER_MARGIN)
+        self.theoretical = -math.inf  # when the next unit is due
 
     def earliest(self, now: float) -> float:
         """The earliest time a send may go by this budget."""
-        return max(now, self.theoretical - self.tolerance)
+        return max(now, self.theoretical)
 
     def charge(self, at: float, units: float) -> None:
         """Charge ``units`` to a send at ``at`` (a debt pushes later sends back)."""
@@ -126,7 +134,8 @@ class RunLimits:
         self._tokens = _Schedule(config.tokens_per_minute) if config.tokens_per_minute else None
 
     async def admit(self, lease: str, worker: str, tokens: float) -> dict[str, Any]:
-        """One send's turn: ``{"wait": seconds}`` with lease ``lease`` taken, ``{"stop":
+        """One send's turn: ``{"wait": seconds, "in_flight": sends in flight now}`` with
+        lease ``lease`` taken, ``{"stop":
         [cause, advice]}``, or ``{"again": True}`` when no slot freed within ``ASK_POLL``."""
         refusal = self._refusal()
         if refusal is not None:
@@ -155,7 +164,7 @@ class RunLimits:
         if self._tokens is not None:
             self._tokens.charge(at, tokens)
         self.leases[lease] = _Lease(worker, at + self.config.timeout + LEASE_MARGIN)
-        return {"wait": at - now}
+        return {"wait": at - now, "in_flight": len(self.leases)}
 
     def release(self, lease: str, tokens: float = 0.0) -> None:
         """The send on ``lease`` is over (or its asker gave up); ``tokens`` corrects the

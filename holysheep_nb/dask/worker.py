@@ -61,8 +61,14 @@ class ClusterLimit:
         self._sent: set[concurrent.futures.Future[Any]] = set()
         self._stats: RunStats | None = None
         self._publisher: concurrent.futures.Future[None] | None = None
+        self._in_flight = 0
 
     # -- SharedLimit ---------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """The cluster's sends in flight when this run was last let through."""
+        return self._in_flight
 
     def track(self, stats: RunStats) -> None:
         """Publish ``stats.done`` every ``PROGRESS_INTERVAL`` while the run goes on."""
@@ -86,6 +92,7 @@ class ClusterLimit:
                 return RunStop(*reply["stop"])
             if "wait" in reply:
                 self._leases.append(lease)
+                self._in_flight = int(reply["in_flight"])
                 return float(reply["wait"])
 
     def release(self) -> None:
