@@ -27,6 +27,7 @@ from typing import Any
 # but the benchmark must measure the bar being drawn, so make sure nothing turns it off.
 os.environ.pop("TQDM_DISABLE", None)
 
+import cases_dask
 import cases_import
 import cases_latency
 import cases_limits
@@ -47,6 +48,7 @@ CASES: dict[str, Case] = {
     "memory": cases_memory.memory,
     "import": cases_import.import_time,
     "provider": cases_limits.provider_limit,
+    "dask": cases_dask.dask_path,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -94,6 +96,8 @@ def _value(figure: Figure) -> str:
         return f"{figure.value:.3f}x"
     if figure.unit == "MB":
         return f"{figure.value:.1f} MB"
+    if figure.unit == "ms":
+        return f"{figure.value:.2f} ms"
     return f"{figure.value:.4g}"
 
 
@@ -123,7 +127,7 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def _unit(figure: Figure) -> str:
-    return {"x": "x", "MB": " MB"}.get(figure.unit, "")
+    return {"x": "x", "MB": " MB", "ms": " ms"}.get(figure.unit, "")
 
 
 def write_json(path: Path, outcomes: list[Outcome], quick: bool, elapsed: float) -> None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 PROGRESS_INTERVAL = 0.5
 #: Latencies of one partition sent to the scheduler for the merged report, at most.
 REPORT_SAMPLE = 2_000
+#: Messages sent without waiting that are kept before the delivered ones are dropped.
+SENT_KEPT = 1_000
 #: Seconds the end of a partition waits for its last messages to reach the scheduler.
 FLUSH_TIMEOUT = 30.0
 
@@ -149,9 +151,10 @@ class ClusterLimit:
         return asyncio.run_coroutine_threadsafe(self._rpc(op, **message), self._loop)
 
     def _send(self, op: str, **message: Any) -> None:
-        future = self._submit(op, **message)
-        self._sent.add(future)
-        future.add_done_callback(self._sent.discard)
+        """Send without waiting; kept (by the run's thread only) until ``finish`` waits."""
+        if len(self._sent) >= SENT_KEPT:
+            self._sent = {future for future in self._sent if not future.done()}
+        self._sent.add(self._submit(op, **message))
 
     def _call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(FLUSH_TIMEOUT)
