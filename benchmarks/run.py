@@ -28,6 +28,7 @@ from typing import Any
 os.environ.pop("TQDM_DISABLE", None)
 
 import cases_dask
+import cases_extract
 import cases_import
 import cases_latency
 import cases_limits
@@ -48,6 +49,7 @@ CASES: dict[str, Case] = {
     "memory": cases_memory.memory,
     "import": cases_import.import_time,
     "provider": cases_limits.provider_limit,
+    "extract": cases_extract.extract_vs_complete,
     "dask": cases_dask.dask_path,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"

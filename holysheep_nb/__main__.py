@@ -1,8 +1,10 @@
-"""``python -m holysheep_nb demo | serve | cache``: the demo, the embedded server, the cache."""
+"""``python -m holysheep_nb demo | serve | cache | label | complete | extract | estimate``."""
 
 from __future__ import annotations
 
 import sys
+
+FILE_COMMANDS = ("label", "complete", "extract", "estimate")
 
 USAGE = """usage: python -m holysheep_nb COMMAND [options]
 
@@ -10,6 +12,11 @@ commands:
   demo    label the sample reviews (embedded server, or HolySheep if HOLYSHEEP_API_KEY is set)
   serve   run the embedded OpenAI-compatible server (--port, --latency, --fault-rate, ...)
   cache   show or clear the answer cache (info | clear)
+
+  label     FILE --column C --labels a,b,c --out OUT   label every row of a CSV/Parquet/JSONL file
+  complete  FILE --column C --out OUT                  free-text answer for every row
+  extract   FILE --column C --schema S.json --out OUT  the fields of a JSON Schema from every row
+  estimate  FILE --column C [--labels a,b,c]           dry run: rows, tokens, time, cost
 
 Run 'python -m holysheep_nb COMMAND --help' for a command's options."""
 
@@ -33,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.cache.cli import main as cache
 
         return cache(rest)
+    if command in FILE_COMMANDS:
+        from holysheep_nb.commands import main as file_command
+
+        return file_command(command, rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -1,8 +1,8 @@
 """The ``holysheep`` accessor on DataFrame and Series: what the user types in a cell.
 
 It validates input, builds a ``CompletionJob`` and runs it, natively (``acomplete``,
-``alabel``) or from synchronous code (``complete``, ``label``). It keeps no state: pandas
-builds a new accessor object on every attribute access.
+``alabel``, ``aextract``) or from synchronous code (``complete``, ``label``, ``extract``). It
+keeps no state: pandas builds a new accessor object on every attribute access.
 
 Importing this module registers the accessors, and may happen in the middle of another
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from holysheep_nb.errors import HolySheepError
+from holysheep_nb.errors import ConfigError, HolySheepError
 from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.runner import run_sync
 
 if TYPE_CHECKING:
+    from holysheep_nb.extract import ExtractFormat
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
-    from holysheep_nb.labels import LabelSet
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
     from holysheep_nb.report import RunReport
 
 _SERIES_COLUMN = "prompt"
@@ -55,11 +56,29 @@ def _job(
 
 
 def _label_set(
-    labels: Sequence[str], instructions: str | None, multi: bool, structured: bool
-) -> LabelSet:
-    from holysheep_nb.labels import LabelSet
+    labels: Sequence[str],
+    instructions: str | None,
+    multi: bool,
+    structured: bool,
+    options: dict[str, Any],
+) -> LabelSet | ConfidentLabels:
+    """The label set, with a ``confidence`` column when the caller asks for ``logprobs``."""
+    from holysheep_nb.labels import ConfidentLabels, LabelSet
 
-    return LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    label_set = LabelSet(labels, multi=multi, instructions=instructions, structured=structured)
+    return ConfidentLabels(label_set) if options.get("logprobs") is True else label_set
+
+
+def _extract_format(
+    schema: object, instructions: str | None, flatten: bool, structured: bool
+) -> ExtractFormat:
+    # Loaded on first use like the others; pydantic alone would double the import time.
+    from holysheep_nb.extract import ExtractFormat
+    from holysheep_nb.schema import Schema
+
+    return ExtractFormat(
+        Schema.of(schema), instructions=instructions, flatten=flatten, structured=structured
+    )
 
 
 def _estimate(
@@ -147,8 +166,15 @@ class HolySheepFrameAccessor:
         outside the set leaves the label missing and says ``not in label set: '...'`` in
         ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
         JSON-schema ``response_format`` for servers that reject it. Options as ``complete``.
+
+        With ``logprobs=True`` (a chat-completions parameter) a ``confidence`` column (float,
+        0..1) follows the label: the probability the model gave its label, the product of
+        ``exp(logprob)`` over the tokens that spell it (OpenAI's cookbook "Using logprobs").
+        It is the model's own probability, not a calibrated accuracy, and NaN when the server
+        sends no logprobs, for rows answered from the cache, and when the answer does not
+        spell the label out (see ``ConfidentLabels``).
         """
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         job = _job(self._frame, column, template, options, label_set)
         return run_sync(job.run)
 
@@ -164,8 +190,58 @@ class HolySheepFrameAccessor:
         **options: Any,
     ) -> pd.DataFrame:
         """``label`` for ``await``."""
-        label_set = _label_set(labels, instructions, multi, structured)
+        label_set = _label_set(labels, instructions, multi, structured, options)
         return await _job(self._frame, column, template, options, label_set).run()
+
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """Pull the fields of ``schema`` out of every row, into typed columns.
+
+        ``schema`` is a pydantic model class, a dict of field name to type (``{"product":
+        str, "stars": int | None, "tone": Literal["warm", "cold"]}``) or a JSON Schema with
+        an object at the top. Returns ``complete()``'s frame with one column per top-level
+        field before ``response`` (the raw answer): ``string``, ``Int64``, ``Float64``,
+        ``boolean``, ``category`` for a Literal or Enum, ``object`` for lists and nested
+        objects (as dicts). A field named like a column of the frame goes to ``<field>_2``
+        (``_3``, ...), never over it. ``flatten=False`` gives one ``extracted`` column of
+        dicts instead.
+
+        Requests carry a strict ``json_schema`` ``response_format``; once a server rejects
+        it, the rest of the run describes the schema in the system message instead (with a
+        notice), and ``structured=False`` does so from the start. The JSON object is read
+        from the answer as plain JSON, a fenced block or after prose, past any
+        ``<think>...</think>``, and validated in pydantic's strict mode: nothing is coerced.
+        A row whose answer does not fit has every field missing and ``error`` names each
+        field and why (``answer does not fit the schema: stars: not an integer ('five')``);
+        the report counts failures per field. Raises ``ConfigError`` for a schema it cannot
+        use. Options as ``complete``.
+        """
+        answer_format = _extract_format(schema, instructions, flatten, structured)
+        return run_sync(_job(self._frame, column, template, options, answer_format).run)
+
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """``extract`` for ``await``."""
+        answer_format = _extract_format(schema, instructions, flatten, structured)
+        return await _job(self._frame, column, template, options, answer_format).run()
 
     def estimate(
         self,
@@ -173,6 +249,7 @@ class HolySheepFrameAccessor:
         *,
         template: str | None = None,
         labels: Sequence[str] | None = None,
+        schema: object = None,
         instructions: str | None = None,
         multi: bool = False,
         structured: bool = True,
@@ -180,20 +257,27 @@ class HolySheepFrameAccessor:
         output_tokens: int | None = None,
         **options: Any,
     ) -> Estimate:
-        """What ``complete()`` (or ``label()`` with ``labels=``) would send, take and cost.
+        """What ``complete()`` (``label()`` with ``labels=``, ``extract()`` with ``schema=``)
+        would send, take and cost.
 
         Sends nothing. Counts rows to send after cache hits and missing prompts, estimates
         input tokens, the time under the given limits and concurrency (``latency`` seconds a
         request assumed), and the cost when ``prices`` are given. Output tokens come from
-        ``output_tokens`` per row, the label set, or ``max_tokens``.
+        ``output_tokens`` per row, the label set or schema, or ``max_tokens``.
         """
-        label_set = None if labels is None else _label_set(labels, instructions, multi, structured)
+        answer_format: AnswerFormat | None = None
+        if labels is not None and schema is not None:
+            raise ConfigError("pass labels= (for label()) or schema= (for extract()), not both")
+        if labels is not None:
+            answer_format = _label_set(labels, instructions, multi, structured, options)
+        elif schema is not None:
+            answer_format = _extract_format(schema, instructions, True, structured)
         return _estimate(
             self._frame,
             column,
             template,
             options,
-            answer_format=label_set,
+            answer_format=answer_format,
             latency=latency,
             output_tokens=output_tokens,
         )
@@ -240,7 +324,22 @@ class HolySheepSeriesAccessor:
         frame, column = self._frame(template)
         return await frame.alabel(column, labels=labels, template=template, **options)
 
+    def extract(
+        self, *, schema: object, template: str | None = None, **options: Any
+    ) -> pd.DataFrame:
+        """Extract ``schema``'s fields from every value (see ``DataFrame.holysheep.extract``)."""
+        frame, column = self._frame(template)
+        return frame.extract(column, schema=schema, template=template, **options)
+
+    async def aextract(
+        self, *, schema: object, template: str | None = None, **options: Any
+    ) -> pd.DataFrame:
+        """``extract`` for ``await``."""
+        frame, column = self._frame(template)
+        return await frame.aextract(column, schema=schema, template=template, **options)
+
     def estimate(self, *, template: str | None = None, **options: Any) -> Estimate:
-        """The dry run of ``complete`` / ``label`` on the Series (see the DataFrame form)."""
+        """The dry run of ``complete`` / ``label`` / ``extract`` on the Series (see the
+        DataFrame form)."""
         frame, column = self._frame(template)
         return frame.estimate(column, template=template, **options)

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
 from holysheep_nb.validation import is_whole
 
@@ -37,7 +38,8 @@ _MAX_DETAIL = 200
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A parsed 2xx completion. ``text`` is None when the model gave no content (a refusal,
-    a tool call, a filtered or cut answer); ``tool_calls`` is their JSON text."""
+    a tool call, a filtered or cut answer); ``tool_calls`` is their JSON text; ``logprobs``
+    are the answer's tokens (reasoning included) when the server sent them."""
 
     text: str | None
     prompt_tokens: int | None = None
@@ -47,6 +49,7 @@ class Answer:
     refusal: str | None = None
     tool_calls: str | None = None
     filter_reason: str = ""
+    logprobs: TokenLogprobs | None = None
 
 
 class MalformedAnswer(Exception):
@@ -74,6 +77,7 @@ def parse_answer(raw: bytes) -> Answer:
         finish_reason=_text(choice.get("finish_reason")),
         usage=data.get("usage"),
         filter_results=choice.get("content_filter_results"),
+        logprobs=choice.get("logprobs"),
     )
 
 
@@ -91,6 +95,7 @@ def _parse_events(raw: bytes) -> Answer:
     reasoning: list[str] = []
     refusal: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
+    tokens: list[object] = []  # the logprobs.content entries of every chunk, in order
     finish_reason = None
     usage = filter_results = None
     seen = False
@@ -123,6 +128,9 @@ def _parse_events(raw: bytes) -> Answer:
                     reasoning.append(delta[key])
             for call in delta.get("tool_calls") or ():
                 _merge_call(calls, call)
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
+                tokens.extend(logprobs["content"])
             finish_reason = _text(choice.get("finish_reason")) or finish_reason
             filter_results = choice.get("content_filter_results") or filter_results
     if not seen:
@@ -135,6 +143,7 @@ def _parse_events(raw: bytes) -> Answer:
         finish_reason=finish_reason,
         usage=usage,
         filter_results=filter_results,
+        logprobs={"content": tokens},
     )
 
 
@@ -164,6 +173,7 @@ def _answer(
     finish_reason: str | None,
     usage: object,
     filter_results: object,
+    logprobs: object,
 ) -> Answer:
     text = content if isinstance(content, str) else None
     if text is not None:
@@ -180,6 +190,7 @@ def _answer(
         refusal=refusal,
         tool_calls=calls,
         filter_reason=_filtered_categories(filter_results),
+        logprobs=parse_logprobs(logprobs),
     )
 
 

@@ -6,7 +6,7 @@ What comes back is read in ``answers``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,16 @@ class ChatRequest:
     ``unstructured_messages`` are the messages to send instead, without ``response_format``,
     once the server has said it does not support structured output (the label set or the
     schema is then described in the system message); None when there is no such variant.
+    ``followers`` are rows that share this exact request (see the engine).
     """
 
     messages: Sequence[Mapping[str, str]]
     params: Mapping[str, Any] = field(default_factory=dict)
     estimated_tokens: int = 0
     unstructured_messages: Sequence[Mapping[str, str]] | None = None
+    #: Rows whose request is identical to this one: they get its outcome when it comes back,
+    #: and are never sent themselves. The caller may add to it until then.
+    followers: list[Hashable] = field(default_factory=list, compare=False)
 
     @property
     def structured(self) -> bool:

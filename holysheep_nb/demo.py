@@ -19,7 +19,12 @@ from typing import Any
 import pandas as pd
 
 import holysheep_nb  # noqa: F401 - registers the accessor
-from holysheep_nb.endpoint import ENV_API_KEY
+from holysheep_nb.endpoint import (
+    DEFAULT_BASE_URL,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    normalise_base_url,
+)
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import Faults, Latency, LocalServer, ServerConfig
 
@@ -36,6 +41,8 @@ DEMO_FAULTS = {"429": 0.01, "500": 0.005, "503": 0.005}
 def _target(local: bool, latency: float) -> Iterator[dict[str, str]]:
     """Options pointing at the real provider, or at an embedded server started for the demo."""
     if not local:
+        base_url = normalise_base_url(os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        print(f"sending to {base_url} with the key in ${ENV_API_KEY} (--local for no key)")
         yield {}
         return
     config = ServerConfig(

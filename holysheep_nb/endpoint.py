@@ -172,8 +172,10 @@ class Endpoint:
                 f"api_version must be a string such as '2024-10-21', got {api_version!r}"
             )
         parts = urlsplit(base_url)
-        if is_azure_host(parts.hostname) and not parts.path:
-            base_url = f"{base_url}/openai/deployments/{self.model}"
+        bare = not urlsplit(self.base_url.strip()).path.strip("/")
+        if bare and (api_version is not None or is_azure_host(parts.hostname)):
+            # An Azure resource URL: the deployment (Azure's name for the model) is in the path.
+            base_url = f"{parts.scheme}://{parts.netloc}/openai/deployments/{self.model}"
         if "/openai/deployments/" in base_url and api_version is None:
             raise ConfigError(
                 f"an Azure deployment URL ({base_url}) needs api_version=... (for example "

@@ -6,7 +6,9 @@ workers pull rows from the shared iterator, so tasks and memory are bounded by t
 concurrency, not the number of rows, and no row waits for another row's chunk. The
 iterable may also carry rows whose outcome is already known (an answer from the cache, a
 missing prompt) as ``(row_id, RowOutcome)``: they pass through the same reader, tally and
-callback, so every row is counted in one place. Knows nothing of pandas, tqdm or the cache.
+callback, so every row is counted in one place. A request's ``followers`` (rows asking
+exactly the same) are sent nothing: they get its outcome, marked ``shared``, when it comes
+back. Knows nothing of pandas, tqdm or the cache.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import random
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import replace
 
 import aiohttp
 
@@ -169,14 +172,23 @@ class _Run:
         for row_id, item in rows:
             if isinstance(item, RowOutcome):
                 self.report(item)
-            elif self.stop is not None:
-                self.report(self.not_sent(row_id, None))
+                continue
+            if self.stop is not None:
+                outcome = self.report(self.not_sent(row_id, None))
             else:
-                self.report(await self.complete(row_id, item))
+                outcome = self.report(await self.complete(row_id, item))
+            for follower in item.followers:
+                # Sent once, answered for every row that asked exactly the same.
+                shared = replace(outcome, row_id=follower, latency=None, attempts=0, shared=True)
+                self.record(shared)
 
-    def report(self, outcome: RowOutcome) -> None:
-        """Read the answer, count the row once, and hand it to the caller."""
+    def report(self, outcome: RowOutcome) -> RowOutcome:
+        """Read the answer, count the row once, hand it to the caller; return it as read."""
         outcome = read_answer(outcome, self.reader)
+        self.record(outcome)
+        return outcome
+
+    def record(self, outcome: RowOutcome) -> None:
         self.stats.record(outcome)
         self.on_result(outcome)
 
@@ -288,6 +300,7 @@ class _Run:
             finish_reason=answer.finish_reason,
             reasoning=answer.reasoning,
             tool_calls=answer.tool_calls,
+            logprobs=answer.logprobs,
         )
 
     def hold_for_budget(self, attempt: Attempt) -> bool:

@@ -34,6 +34,7 @@ class Estimate:
     to_send: int
     cached: int
     missing: int
+    deduplicated: int  # rows asking exactly what another row asks: sent once for all of them
     input_tokens: int
     output_tokens: int | None  # None: unknown (no max_tokens, output_tokens or label set)
     seconds: float
@@ -80,6 +81,7 @@ class Estimate:
             to_send=plan.to_send,
             cached=plan.cached,
             missing=plan.missing,
+            deduplicated=plan.deduplicated,
             input_tokens=plan.input_tokens,
             output_tokens=output,
             seconds=bounds[limited_by],
@@ -115,6 +117,13 @@ class Estimate:
             ("time", _duration(self.seconds), f"(bound: {self.limited_by.replace('_', ' ')}, "
              f"{self.latency:g} s a request assumed, no 429s)"),
         ]  # fmt: skip
+        if self.deduplicated:
+            repeats = (
+                "repeats",
+                f"{self.deduplicated:,}",
+                "(same request as another row: asked once)",
+            )
+            rows.insert(3, repeats)
         if self.cost is not None:
             note = (
                 "(input only: pass output_tokens=... or max_tokens=...)"

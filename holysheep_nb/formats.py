@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from holysheep_nb.logprobs import TokenLogprobs
+
 
 class AnswerFormat(Protocol):
     """The contract between a format (label set, schema) and the run that uses it."""
@@ -28,8 +30,9 @@ class AnswerFormat(Protocol):
         ``response_format`` (the format described in words), or None to keep the usual one."""
         ...
 
-    def read(self, answer: str) -> Any:
-        """The row's value from the answer text, or raise ``AnswerRejected``."""
+    def read(self, answer: str, logprobs: TokenLogprobs | None = None) -> Any:
+        """The row's value from the answer text (and its token log-probabilities, when the
+        server sent them), or raise ``AnswerRejected``."""
         ...
 
     def add_columns(self, out: pd.DataFrame, values: list[Any], *, before: str) -> pd.DataFrame:

@@ -46,6 +46,7 @@ class ResultColumns:
         self.error: list[str | None] = [None] * rows
         self.latency = np.full(rows, np.nan)
         self.cached = np.zeros(rows, dtype=bool)
+        self.shared = np.zeros(rows, dtype=bool)
         self.attempts = np.zeros(rows, dtype=np.int64)
         self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
         self.completion_tokens = np.full(rows, -1, dtype=np.int64)
@@ -62,6 +63,7 @@ class ResultColumns:
         if outcome.latency is not None:
             self.latency[position] = outcome.latency
         self.cached[position] = outcome.cached
+        self.shared[position] = outcome.shared
         self.attempts[position] = outcome.attempts
         if outcome.prompt_tokens is not None:
             self.prompt_tokens[position] = outcome.prompt_tokens
@@ -73,6 +75,19 @@ class ResultColumns:
         if self.values is not None:
             self.values[position] = outcome.value
 
+    def answer_at(self, position: int) -> CachedAnswer:
+        """The answer recorded for a row, as the cache would keep it."""
+        completion = int(self.completion_tokens[position])
+        prompt = int(self.prompt_tokens[position])
+        return CachedAnswer(
+            self.response[position] or "",
+            prompt if prompt >= 0 else None,
+            completion if completion >= 0 else None,
+            self.finish_reason[position],
+            self.reasoning[position],
+            self.tool_calls[position],
+        )
+
     def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         """A new frame: ``frame``'s columns and index plus the result columns, and the name
         the ``response`` column got (a column of the input is never replaced: see
@@ -82,6 +97,7 @@ class ResultColumns:
             "error": pd.array(self.error, dtype=_STR_DTYPE),
             "latency": self.latency,
             "cached": self.cached,
+            "shared": self.shared,
             "attempts": self.attempts,
             "prompt_tokens": _nullable(self.prompt_tokens),
             "completion_tokens": _nullable(self.completion_tokens),
@@ -141,6 +157,7 @@ class RunPlan:
     cached: int
     missing: int  # no prompt (missing value, template error): never sent
     input_tokens: int  # estimated, of the rows to send
+    deduplicated: int = 0  # rows asking exactly what another row asks: answered by its request
 
 
 class CompletionJob:
@@ -182,19 +199,29 @@ class CompletionJob:
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, str] = {}
         columns = self.columns
+        sharing = _Sharing()
 
         def on_result(outcome: RowOutcome) -> None:
             position: int = outcome.row_id  # type: ignore[assignment]
             columns.record(position, outcome)
             key = waiting_for_answer.pop(position, None)
-            if key is not None and cache is not None and _answered(outcome):
+            if key is None:
+                return
+            sharing.in_flight.pop(key, None)
+            if _answered(outcome):
                 # Paid for, so kept: also an answer the reader rejected (off the label set).
-                cache.put(key, _to_cache(outcome))
+                if cache is not None:
+                    cache.put(key, _to_cache(outcome))
+                else:
+                    sharing.answered[_short(key)] = position
 
         reader = self.answer_format.read if self.answer_format is not None else None
         try:
             await self.engine.run(
-                self._work(cache, waiting_for_answer), on_result, stats=self.stats, reader=reader
+                self._work(cache, waiting_for_answer, sharing),
+                on_result,
+                stats=self.stats,
+                reader=reader,
             )
         finally:
             ticker.cancel()
@@ -214,8 +241,9 @@ class CompletionJob:
         options = self.options
         cache = self._open_cache()
         to_send = cached = input_tokens = 0
+        sharing = _Sharing()
         try:
-            for _, item in self._work(cache, {}):
+            for _, item in self._work(cache, {}, sharing):
                 if isinstance(item, RowOutcome):
                     cached += item.cached
                     continue
@@ -225,21 +253,25 @@ class CompletionJob:
             if cache is not None:
                 cache.close()
         rows = len(self.source)
-        return RunPlan(rows, to_send, cached, rows - to_send - cached, input_tokens)
+        shared = sum(len(request.followers) for request in sharing.in_flight.values())
+        missing = rows - to_send - cached - shared
+        return RunPlan(rows, to_send, cached, missing, input_tokens, shared)
 
     def _open_cache(self) -> ResponseCache | None:
         option = self.options.cache
         return None if option is False else ResponseCache.open(option, clock=self.clock)
 
-    def _work(self, cache: ResponseCache | None, waiting: dict[int, str]) -> Iterator[RowWork]:
+    def _work(
+        self, cache: ResponseCache | None, waiting: dict[int, str], sharing: _Sharing
+    ) -> Iterator[RowWork]:
         """Every row in order, one chunk prepared at a time: a request to send, or the row's
-        outcome when it is already known (answered from the cache, or no prompt to send)."""
+        outcome when it is already known (answered from the cache or by an identical request
+        earlier in the run, or no prompt to send). A row asking exactly what a request in
+        flight asks becomes one of its followers and is not sent."""
         options = self.options
         endpoint = options.endpoint
-        key_of = (
-            Fingerprinter(base_url=endpoint.base_url, model=endpoint.model, params=options.params)
-            if cache is not None
-            else None
+        key_of = Fingerprinter(
+            base_url=endpoint.base_url, model=endpoint.model, params=options.params
         )
         rows = len(self.source)
         max_tokens = options.max_tokens
@@ -252,25 +284,34 @@ class CompletionJob:
                     missing[position] = prompt.error or MISSING_PROMPT
                 else:
                     batch.append((position, build_messages(prompt.text, options.system)))
-            keys = [key_of(messages) for _, messages in batch] if key_of is not None else []
+            keys = [key_of(messages) for _, messages in batch]
             hits = cache.get_many(keys) if cache is not None and keys else {}
             for position, reason in missing.items():
                 yield position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
-            for index, (position, messages) in enumerate(batch):
-                if key_of is not None:
-                    key = keys[index]
-                    hit = hits.get(key)
-                    if hit is not None:
-                        yield position, _cached_outcome(position, hit)
-                        continue
-                    waiting[position] = key
+            for key, (position, messages) in zip(keys, batch, strict=True):
+                hit = hits.get(key)
+                if hit is not None:
+                    yield position, _known_outcome(position, hit, cached=True)
+                    continue
+                leader = sharing.in_flight.get(key)
+                if leader is not None:
+                    leader.followers.append(position)
+                    continue
+                earlier = sharing.answered.get(_short(key))
+                if earlier is not None:
+                    answer = self.columns.answer_at(earlier)
+                    yield position, _known_outcome(position, answer, shared=True)
+                    continue
                 estimate = estimate_tokens(messages, max_tokens)
                 unstructured = (
                     build_messages(messages[-1]["content"], self.unstructured_system)
                     if self.unstructured_system is not None
                     else None
                 )
-                yield position, ChatRequest(messages, options.params, estimate, unstructured)
+                request = ChatRequest(messages, options.params, estimate, unstructured)
+                sharing.in_flight[key] = request
+                waiting[position] = key
+                yield position, request
 
     async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
         while True:
@@ -319,8 +360,26 @@ def _to_cache(outcome: RowOutcome) -> CachedAnswer:
     )
 
 
-def _cached_outcome(position: int, answer: CachedAnswer) -> RowOutcome:
-    """The outcome of a row answered from the cache: nothing sent, so no latency, no cost.
+class _Sharing:
+    """Identical requests of one run, sent once: those in flight (by fingerprint), and, when
+    there is no cache to find them in, the rows already answered (by a 16-byte prefix of the
+    fingerprint: about 100 bytes a distinct answered row)."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, ChatRequest] = {}
+        self.answered: dict[bytes, int] = {}
+
+
+def _short(key: str) -> bytes:
+    """The first 128 bits of a fingerprint: collisions are out of reach (2^-64 at 2^32 rows)."""
+    return bytes.fromhex(key[:32])
+
+
+def _known_outcome(
+    position: int, answer: CachedAnswer, *, cached: bool = False, shared: bool = False
+) -> RowOutcome:
+    """The outcome of a row answered without sending it: from the cache, or by an identical
+    request earlier in the run. Nothing sent, so no latency, no cost.
 
     The stored answer goes through the same reading as a fresh one (``answer_kind``), so a
     cached truncated or refused answer is that again, not a success.
@@ -340,7 +399,8 @@ def _cached_outcome(position: int, answer: CachedAnswer) -> RowOutcome:
         detail=detail,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
-        cached=True,
+        cached=cached,
+        shared=shared,
         finish_reason=answer.finish_reason,
         reasoning=answer.reasoning,
         tool_calls=answer.tool_calls,

@@ -5,23 +5,26 @@ schema with an enum (for servers that support structured output; the prompt alon
 everywhere else), then reads each raw answer onto the set as it arrives. Matching forgives
 what models do (case, spaces, quotes, a trailing full stop, ``**bold**``, a JSON wrapper, a
 code fence); an answer that still matches no label is the row's failure from the moment it
-is recorded, never a guessed label.
+is recorded, never a guessed label. ``ConfidentLabels`` wraps a label set to add the
+probability the model gave its label, from the answer's token log-probabilities.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from holysheep_nb.columns import free_name
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.logprobs import TokenLogprobs, span_probability
 from holysheep_nb.outcome import AnswerRejected, OutcomeKind
 
 #: Straight and typographic quotes, backticks, and the asterisks of **bold**.
@@ -155,8 +158,8 @@ class LabelSet:
 
     # --- reading --------------------------------------------------------------------------
 
-    def read(self, answer: str) -> str | list[str]:
-        """The label (a list of labels with ``multi``) an answer names.
+    def read(self, answer: str, logprobs: TokenLogprobs | None = None) -> str | list[str]:
+        """The label (a list of labels with ``multi``) an answer names (``logprobs`` unused).
 
         Raises ``AnswerRejected`` (``OFF_LABEL``) when the answer names no label of the set,
         something outside it, or more than one label where one was asked for.
@@ -205,6 +208,70 @@ class LabelSet:
             elif value is not None:
                 counts[value] += 1
         return counts
+
+
+class ScoredLabel(NamedTuple):
+    """A row's label(s) and the probability the model gave them (NaN when unknown)."""
+
+    label: str | list[str]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ConfidentLabels:
+    """A label set whose rows also get a ``confidence`` column (ask with ``logprobs=True``).
+
+    ``confidence`` is the probability the model gave to the label it chose, from the answer's
+    token log-probabilities: the label's last case-insensitive spelling in the answer is
+    found among the tokens, and the probability is the product of ``exp(logprob)`` over the
+    tokens that spell it (one token: simply its probability), as OpenAI's cookbook "Using
+    logprobs" does for classification. With ``multi=True`` it is the product over every
+    chosen label: the probability of the whole answer, not of each label.
+
+    Limits: it is the model's own probability of the tokens it wrote, not a calibrated
+    accuracy; a token shared with a quote or a space counts whole; it is NaN when the server
+    sends no logprobs, for rows answered from the cache (the cache keeps the text only), and
+    when the label is not spelled out in the tokens (an answer the label set had to forgive,
+    such as ``battery_life`` for ``battery life``).
+    """
+
+    labels: LabelSet
+
+    def request_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The label set's request options (the caller asks for ``logprobs`` themselves)."""
+        return self.labels.request_options(options)
+
+    def unstructured_system(self, system: str | None) -> str | None:
+        """As the label set's."""
+        return self.labels.unstructured_system(system)
+
+    def answer_tokens(self) -> int:
+        """As the label set's."""
+        return self.labels.answer_tokens()
+
+    def read(self, answer: str, logprobs: TokenLogprobs | None = None) -> ScoredLabel:
+        """The label(s) of the answer with their probability; raises as ``LabelSet.read``."""
+        label = self.labels.read(answer)
+        pieces = label if isinstance(label, list) else [label]
+        return ScoredLabel(label, span_probability(logprobs, pieces))
+
+    def add_columns(self, out: pd.DataFrame, values: list[Any], *, before: str) -> pd.DataFrame:
+        """The label set's column, then ``confidence`` (float, NaN when unknown), both before
+        the column ``before``; ``confidence_2``, ... when the frame has a ``confidence``."""
+        labels = [_label_of(value) for value in values]
+        result = self.labels.add_columns(out, labels, before=before)
+        confidence = [math.nan if value is None else value.confidence for value in values]
+        name = free_name("confidence", result.columns)
+        result.insert(list(result.columns).index(before), name, np.array(confidence))
+        return result
+
+    def counts(self, values: list[Any]) -> Counter[str] | None:
+        """Rows per label, as the label set counts them."""
+        return self.labels.counts([_label_of(value) for value in values])
+
+
+def _label_of(value: ScoredLabel | None) -> str | list[str] | None:
+    return None if value is None else value.label
 
 
 def _answer_items(answer: str, multi: bool) -> list[str]:

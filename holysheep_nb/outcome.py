@@ -20,6 +20,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from holysheep_nb.logprobs import TokenLogprobs
+
 if TYPE_CHECKING:
     from holysheep_nb.adaptive import ConcurrencyWindow
 
@@ -67,7 +69,9 @@ class RowOutcome:
     first attempt to the outcome, retries and backoff included, and is ``None`` for a row
     never sent in this run (cached, missing prompt, not sent). ``status`` is the HTTP status
     behind a failure, when there was one; ``detail`` is the provider's message, our reason,
-    or the rejected answer, already cleared of the API key.
+    or the rejected answer, already cleared of the API key. ``fields`` names the schema
+    fields an ``INVALID`` answer got wrong (dotted paths), for the report's per-field counts;
+    ``logprobs`` are the answer's tokens when the server sent them (never for a cached row).
     """
 
     row_id: Hashable
@@ -81,9 +85,12 @@ class RowOutcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached: bool = False
+    shared: bool = False
     finish_reason: str | None = None
     reasoning: str | None = None
     tool_calls: str | None = None
+    fields: tuple[str, ...] = ()
+    logprobs: TokenLogprobs | None = None
 
     @property
     def error(self) -> str | None:
@@ -132,8 +139,13 @@ class RowOutcome:
 
     @property
     def sent(self) -> bool:
-        """True when this run sent the row (it has a latency)."""
+        """True when this run sent the row itself (it has a latency)."""
         return self.latency is not None
+
+    @property
+    def paid(self) -> bool:
+        """True when this row's own request was paid for in this run (its tokens count)."""
+        return not (self.cached or self.shared)
 
 
 #: The error text of answers that came back but cannot be used: prefix, then ``detail``.
@@ -168,19 +180,24 @@ class RunStop:
 
 
 class AnswerRejected(Exception):
-    """Raised by an answer reader for an answer that came back but does not fit the ask."""
+    """Raised by an answer reader for an answer that came back but does not fit the ask.
 
-    def __init__(self, kind: OutcomeKind, detail: str) -> None:
+    ``fields`` names the schema fields at fault, when the answer is JSON of the wrong shape.
+    """
+
+    def __init__(self, kind: OutcomeKind, detail: str, fields: tuple[str, ...] = ()) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.fields = fields
 
 
 #: The ``detail`` of a truncated answer: what to do about it.
 TRUNCATED_HINT = "raise max_tokens (or max_completion_tokens) and run again"
 
-#: Turns an answer's text into the row's value, or raises ``AnswerRejected``.
-AnswerReader = Callable[[str], Any]
+#: Turns an answer's text (and its token log-probabilities, when the server sent them) into
+#: the row's value, or raises ``AnswerRejected``.
+AnswerReader = Callable[[str, TokenLogprobs | None], Any]
 
 
 def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
@@ -194,9 +211,10 @@ def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
     if outcome.finish_reason == "length":
         return replace(outcome, kind=OutcomeKind.TRUNCATED, detail=TRUNCATED_HINT)
     try:
-        value = reader(outcome.response)
+        value = reader(outcome.response, outcome.logprobs)
     except AnswerRejected as rejected:
-        return replace(outcome, kind=rejected.kind, detail=rejected.detail)
+        rejected_fields = rejected.fields
+        return replace(outcome, kind=rejected.kind, detail=rejected.detail, fields=rejected_fields)
     return replace(outcome, value=value)
 
 
@@ -221,10 +239,12 @@ class RunStats:
     failed: int = 0
     cached: int = 0
     not_sent: int = 0  # failed rows that this run never sent
+    deduplicated: int = 0  # rows answered by another row's identical request
     truncated: int = 0  # rows whose answer was cut at the token limit
     prompt_tokens: int = 0  # of answers received in this run (cached answers cost nothing)
     completion_tokens: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # cause -> rows
+    failed_fields: Counter[str] = field(default_factory=Counter)  # schema field -> rows
     stop: RunStop | None = None  # why the run stopped early, if it did
     #: What the run learned of the provider's concurrency (set by the engine).
     concurrency: ConcurrencyWindow | None = None
@@ -245,12 +265,16 @@ class RunStats:
         else:
             self.failed += 1
             self.failures[outcome.cause or ""] += 1
-            if not outcome.sent and not outcome.cached:
+            self.failed_fields.update(outcome.fields)
+            never_sent = outcome.kind in (OutcomeKind.NOT_SENT, OutcomeKind.MISSING_PROMPT)
+            if never_sent or (not outcome.sent and outcome.paid):
                 self.not_sent += 1
         if outcome.finish_reason == "length":
             self.truncated += 1
         if outcome.cached:
             self.cached += 1
+        elif outcome.shared:
+            self.deduplicated += 1
         else:
             self.prompt_tokens += outcome.prompt_tokens or 0
             self.completion_tokens += outcome.completion_tokens or 0

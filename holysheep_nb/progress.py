@@ -1,33 +1,55 @@
-"""One progress bar per run: a widget in Jupyter, text in a terminal, nothing when disabled.
+"""One progress bar per run: a widget in Jupyter, text elsewhere, nothing when disabled.
 
-The bar is refreshed by the run's periodic tick rather than on every row, so its cost does
-not grow with throughput.
+The run's periodic tick offers the bar the run's tally; the bar is redrawn only when the
+tally changed, at most every ``MIN_INTERVAL`` seconds (tqdm's own pace), so a log or a CI
+output gets no line for a second in which nothing happened (a cool-down after a 429). A
+live display (a terminal, a widget) is also redrawn every ``IDLE_INTERVAL`` seconds while
+idle, so that its clock does not look frozen.
+
+In a Jupyter kernel the bar is one output that is updated in place, and its last update is
+the final state, so a saved notebook shows one bar per run with the final counts: with
+ipywidgets (the ``notebook`` extra) the widget's display is re-sent when the run ends
+(otherwise a notebook saved without widget state shows the text it had when first displayed,
+``0/500``); without ipywidgets the text bar is shown the same way rather than streamed to
+stderr, where every redraw would become a line of the saved notebook.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import IO, Any
 
 from tqdm import std
 
 from holysheep_nb.outcome import RunStats
 
+#: Least seconds between two redraws: tqdm's default ``mininterval``.
+MIN_INTERVAL = 0.1
+#: Seconds between redraws of an idle bar on a live display (never in a log).
+IDLE_INTERVAL = 1.0
+#: A tick may come this much early (the event loop's clock resolution, float sums).
+_EARLY = 0.005
+#: Width of the text bar in a notebook, which has no terminal to measure.
+NOTEBOOK_COLUMNS = 100
 
-def _notebook_tqdm() -> type[std.tqdm] | None:
-    """The widget bar when running in a Jupyter kernel that has ipywidgets, else None.
 
-    ``tqdm.auto`` makes the same choice but warns ("IProgress not found") in a kernel
-    without ipywidgets; this falls back to the text bar silently instead.
-    """
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (not a terminal IPython, not a script)."""
     if "ipykernel" not in sys.modules:
-        return None
+        return False
     try:
         from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
-        shell = get_ipython()
-        if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-            return None
+
+def _widget_tqdm() -> type[std.tqdm] | None:
+    """tqdm's widget bar when ipywidgets is installed, else None (silently, unlike tqdm.auto)."""
+    try:
         import ipywidgets  # noqa: F401 - only checking that it is there
         from tqdm.notebook import tqdm as notebook_tqdm
     except ImportError:
@@ -35,28 +57,112 @@ def _notebook_tqdm() -> type[std.tqdm] | None:
     return notebook_tqdm  # type: ignore[no-any-return]
 
 
+def _display(obj: Any, **options: Any) -> Any:
+    """Show ``obj`` as a new notebook output; returns the handle that updates it in place."""
+    from IPython.display import display
+
+    return display(obj, display_id=True, **options)  # type: ignore[no-untyped-call]
+
+
+class DisplayedText:
+    """A file for tqdm's text bar in a notebook: one output, replaced by each redraw.
+
+    tqdm writes ``"\\r" + bar`` for every redraw; the latest bar becomes the content of a
+    single display (``update_display_data``), so the notebook keeps one line, the last one.
+    """
+
+    encoding = "utf-8"  # tells tqdm it may draw the bar with block characters
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        """Show the last bar in ``text``; line breaks and padding alone change nothing."""
+        line = text.rsplit("\r", 1)[-1].strip()
+        if line and line != self._line:
+            self._line = line
+            bundle = {"text/plain": line}
+            if self._handle is None:
+                self._handle = _display(bundle, raw=True)
+            else:
+                self._handle.update(bundle, raw=True)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
 class RunProgress:
     """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix.
 
     It counts nothing itself: every figure is read from the run's ``RunStats``, the one
-    tally the report is built from too.
+    tally the report is built from too. ``file`` (a terminal by default: stderr) is for the
+    text bar outside Jupyter; ``now`` is the clock that paces redraws.
     """
 
-    def __init__(self, total: int, *, enabled: bool = True, description: str = "holysheep"):
-        bar_class = _notebook_tqdm() or std.tqdm
+    def __init__(
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        description: str = "holysheep",
+        file: IO[str] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ):
         options: dict[str, Any] = {"total": total, "desc": description, "unit": "row"}
-        if bar_class is std.tqdm:
-            options.update(dynamic_ncols=True, file=sys.stderr)
         if not enabled:
             # Only when asked: passing disable at all would override TQDM_DISABLE=1.
             options["disable"] = True
-        self._bar = bar_class(smoothing=0.1, **options)
+        # Pacing is done here (``refresh``): every redraw asked of tqdm happens.
+        options.update(smoothing=0.1, mininterval=0, miniters=1)
+        in_kernel = file is None and _in_kernel()
+        widget = _widget_tqdm() if in_kernel else None
+        self._handle: Any = None
+        live = True
+        if widget is not None:
+            self._bar = widget(display=False, **options)
+            if not self._bar.disable:
+                self._handle = _display(self._bar.container)
+        elif in_kernel:
+            self._bar = std.tqdm(file=DisplayedText(), ncols=NOTEBOOK_COLUMNS, **options)
+        else:
+            stream = sys.stderr if file is None else file
+            live = _is_terminal(stream)
+            self._bar = std.tqdm(file=stream, dynamic_ncols=True, **options)
+        self._idle_interval = IDLE_INTERVAL if live else None
+        self._now = now
+        self._drawn_at = now()
+        self._drawn: tuple[int, ...] = ()
 
     def refresh(self, stats: RunStats) -> None:
-        """Bring the bar up to date; called from the run's periodic tick."""
-        bar = self._bar
-        if bar.disable:
+        """Redraw when the tally changed (or a live bar has been idle); from the run's tick."""
+        if self._bar.disable:
             return
+        now = self._now()
+        waited = now - self._drawn_at + _EARLY
+        if _tally(stats) == self._drawn:
+            if self._idle_interval is None or waited < self._idle_interval:
+                return
+        elif waited < MIN_INTERVAL:
+            return
+        self._draw(stats)
+        self._drawn_at = now
+
+    def set_total(self, total: int) -> None:
+        """Set the rows to expect when they were not known at the start (a Dask run's)."""
+        self._bar.total = total
+
+    def close(self, stats: RunStats) -> None:
+        """Draw the final state and close the bar; in Jupyter, the final state stays shown."""
+        if not self._bar.disable:
+            self._draw(stats)
+        self._bar.close()
+        if self._handle is not None:
+            self._handle.update(self._bar.container)
+
+    def _draw(self, stats: RunStats) -> None:
+        bar = self._bar
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
         bar.set_postfix(
             {
@@ -72,8 +178,15 @@ class RunProgress:
             bar.update(delta)
         else:
             bar.refresh()
+        self._drawn = _tally(stats)
 
-    def close(self, stats: RunStats) -> None:
-        """Draw the final state and close the bar."""
-        self.refresh(stats)
-        self._bar.close()
+
+def _tally(stats: RunStats) -> tuple[int, ...]:
+    return (stats.done, stats.succeeded, stats.failed, stats.retries, stats.cached)
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or file-like stream
+        return False

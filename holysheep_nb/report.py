@@ -40,6 +40,7 @@ class RunReport:
     failed: int
     cached: int
     not_sent: int  # failed rows never sent: missing prompt or value, or after an auth abort
+    deduplicated: int  # rows answered by another row's identical request (asked once)
     failures: tuple[tuple[str, int], ...]  # (cause, rows), most frequent first
     retries: int
     rate_limited: int  # every 429 answer the server sent, retried or not
@@ -57,6 +58,7 @@ class RunReport:
     cost: float | None  # USD, when prices were given
     latency_sample: tuple[float, ...]  # sorted, at most MAX_LATENCY_SAMPLE
     labels: tuple[tuple[str, int], ...] = ()  # (label, rows), most frequent first
+    failed_fields: tuple[tuple[str, int], ...] = ()  # (schema field, rows), most frequent first
     timeline: tuple[tuple[float, int, int, int], ...] = ()  # (second, requests, retries, 429s)
     concurrency: int | None = None  # requests in flight the run settled on (429s taught it)
     concurrency_lowest: int | None = None
@@ -104,6 +106,7 @@ class RunReport:
             failed=stats.failed,
             cached=stats.cached,
             not_sent=stats.not_sent,
+            deduplicated=stats.deduplicated,
             failures=_most_frequent(stats.failures),
             retries=stats.retries,
             rate_limited=stats.rate_limited,
@@ -121,6 +124,7 @@ class RunReport:
             cost=cost,
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
             labels=_most_frequent(labels or Counter()),
+            failed_fields=_most_frequent(stats.failed_fields),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
             concurrency=window.limit if window else None,
             concurrency_lowest=window.lowest if window else None,
@@ -163,6 +167,7 @@ class RunReport:
             "failed": self.failed,
             "cached": self.cached,
             "not_sent": self.not_sent,
+            "deduplicated": self.deduplicated,
             "failures": dict(self.failures),
             "retries": self.retries,
             "rate_limited": self.rate_limited,
@@ -187,6 +192,7 @@ class RunReport:
             "cost": self.cost,
             "latency_sample": list(self.latency_sample),
             "labels": dict(self.labels),
+            "failed_fields": dict(self.failed_fields),
             "timeline": [list(second) for second in self.timeline],
         }
 
@@ -264,6 +270,13 @@ class RunReport:
             ("requests sent", f"{self.requests_sent:,}", resent),
             ("retries", f"{self.retries:,}", f"(429s: {self.rate_limited:,})"),
         ]
+        if self.deduplicated:
+            repeats = (
+                "repeats",
+                f"{self.deduplicated:,}",
+                "(same request as another row: asked once)",
+            )
+            summary.insert(3, repeats)
         if self.truncated:
             summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
         adapted = self.concurrency_cap is not None or self.concurrency_lowest != self.concurrency
@@ -291,7 +304,11 @@ class RunReport:
                 (f"stopped early: {self.stop_cause}", [("to do", "", self.stop_advice or "")])
             )
         sections.append(("", summary))
-        for heading, counts in (("failures by cause", self.failures), ("labels", self.labels)):
+        for heading, counts in (
+            ("failures by cause", self.failures),
+            ("failures by field", self.failed_fields),
+            ("labels", self.labels),
+        ):
             if counts:
                 shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
                 sections.append((heading, shares))

@@ -108,10 +108,13 @@ async def test_progress_never_goes_back_and_a_retry_restarts_the_partition(
 ) -> None:
     limits = _limits(clock)
     limits.begin(0, "w1", rows=10)
-    limits.progress(0, 6)
+    limits.progress(0, [5, 1, 2, 0])
     limits.begin(0, "w2", rows=10)  # the worker was lost; Dask runs the partition again
-    limits.progress(0, 2)
+    limits.progress(0, [1, 0, 0, 1])
     status = limits.status()["partitions"][0]
-    assert (status["worker"], status["done"], status["report"]) == ("w2", 6, None)
-    limits.finish(0, {"rows": 10})
-    assert limits.status()["partitions"][0]["done"] == 10
+    assert (status["worker"], status["tally"], status["report"]) == ("w2", [5, 1, 2, 0], None)
+    limits.progress(0, [6, 0, 0, 5])  # caught up, mostly with the lost worker's answers
+    assert limits.status()["partitions"][0]["tally"] == [6, 0, 0, 5]
+    report = {"rows": 10, "succeeded": 9, "failed": 1, "retries": 0, "cached": 6}
+    limits.finish(0, report)
+    assert limits.status()["partitions"][0]["tally"] == [9, 1, 0, 6]

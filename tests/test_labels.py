@@ -316,7 +316,7 @@ async def test_estimate_sends_nothing_and_counts_cache_hits_and_missing_prompts(
 
 
 def test_estimate_time_is_the_slowest_of_concurrency_and_limits() -> None:
-    frame = pd.DataFrame({"text": ["x" * 40] * 120})
+    frame = pd.DataFrame({"text": [f"{i:03d}" + "x" * 37 for i in range(120)]})
     common: dict[str, Any] = {"base_url": BASE_URL, "cache": False}
     by_slots = frame.holysheep.estimate("text", latency=2.0, max_concurrent=4, **common)
     assert by_slots.limited_by == "concurrency"
@@ -338,7 +338,7 @@ def test_estimate_time_is_the_slowest_of_concurrency_and_limits() -> None:
 
 
 def test_estimate_cost_and_its_text() -> None:
-    frame = pd.DataFrame({"text": ["a fine kettle"] * 10})
+    frame = pd.DataFrame({"text": [f"a fine kettle #{i}" for i in range(10)]})
     prices = Prices(input_per_1k=1.0, output_per_1k=2.0)
     unknown = frame.holysheep.estimate("text", base_url=BASE_URL, cache=False, prices=prices)
     assert unknown.output_tokens is None

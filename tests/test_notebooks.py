@@ -40,6 +40,13 @@ def _check_quickstart(nb: Any, text: str) -> None:
     assert "holysheep_nb run: 500 rows" in text  # the report's table
     assert "100% of rows served from the cache, 0 requests sent" in text
     assert any("image/png" in output.get("data", {}) for output in _outputs(nb)), "no plot"
+    for column, dtype in (
+        ("product_2", "string"),
+        ("stars", "Int64"),
+        ("sentiment", "category"),
+    ):
+        assert re.search(rf"{column}\s+{dtype}", text), f"extract(): no {dtype} {column} column"
+    assert "confidence" in text
 
 
 def _check_limits_and_faults(nb: Any, text: str) -> None:

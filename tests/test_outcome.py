@@ -60,7 +60,11 @@ K = OutcomeKind
             "not sent: authentication failed (HTTP 401)",
             "not sent: authentication failed (HTTP 401)",
         ),
-        (RowOutcome(0, K.MISSING_PROMPT, detail="missing prompt"), "missing prompt", "missing prompt"),
+        (
+            RowOutcome(0, K.MISSING_PROMPT, detail="missing prompt"),
+            "missing prompt",
+            "missing prompt",
+        ),
         (
             RowOutcome(0, K.MISSING_PROMPT, detail="missing value for column 'a:b'"),
             "missing value for column 'a:b'",
@@ -90,7 +94,9 @@ def test_the_tally_counts_each_row_once_by_kind_and_status() -> None:
         RowOutcome(4, K.HTTP, status=400, attempts=1, latency=0.2),
         RowOutcome(5, K.MISSING_PROMPT, detail="missing prompt"),
         RowOutcome(6, K.NOT_SENT, detail="authentication failed (HTTP 401)"),
-        RowOutcome(7, K.OFF_LABEL, response="meh", latency=0.3, prompt_tokens=5, completion_tokens=1),
+        RowOutcome(
+            7, K.OFF_LABEL, response="meh", latency=0.3, prompt_tokens=5, completion_tokens=1
+        ),
         RowOutcome(8, K.OFF_LABEL, response="meh", cached=True),
     ]
     for outcome in outcomes:
@@ -112,12 +118,16 @@ def test_reading_an_answer_fills_the_value_or_turns_it_into_the_rejection() -> N
     answered = RowOutcome(0, K.OK, response='{"label": "Positive"}', latency=0.1)
     assert read_answer(answered, labels.read).value == "positive"
     off = read_answer(RowOutcome(0, K.OK, response="mixed", latency=0.1), labels.read)
-    assert (off.kind, off.response, off.error) == (K.OFF_LABEL, "mixed", "not in label set: 'mixed'")
+    assert (off.kind, off.response, off.error) == (
+        K.OFF_LABEL,
+        "mixed",
+        "not in label set: 'mixed'",
+    )
     failed = RowOutcome(0, K.TIMEOUT, attempts=2)
     assert read_answer(failed, labels.read) is failed
     assert read_answer(answered, None) is answered
 
-    def reject(text: str) -> str:
+    def reject(text: str, logprobs: object) -> str:
         raise AnswerRejected(K.OFF_LABEL, repr(text))
 
     assert read_answer(answered, reject).detail == repr('{"label": "Positive"}')
@@ -168,3 +178,42 @@ async def test_report_counts_every_429_the_server_sent(max_retries: int) -> None
     assert report.failed == 3
     assert dict(report.failures) == {"HTTP 429": 3}
     assert f"(429s: {sent_by_server})" in str(report)
+
+
+@pytest.mark.parametrize("cache", [False, "file"])
+async def test_identical_requests_are_sent_once_and_every_row_gets_its_answer(
+    cache: object, tmp_path: object
+) -> None:
+    """100 rows holding 4 distinct prompts send 4 requests, with the cache on or off."""
+    texts = [f"review {i % 4}" for i in range(100)]
+    frame = pd.DataFrame({"text": texts})
+    cache_option = False if cache is False else str(tmp_path) + "/c.sqlite"  # type: ignore[operator]
+    async with await start_server(ServerConfig(echo=True)) as server:
+        options = {"base_url": server.base_url, "cache": cache_option, "progress": False}
+        estimate = frame.holysheep.estimate("text", **options)
+        out = await frame.holysheep.acomplete("text", max_concurrent=8, **options)
+        sent = server.stats()["requests"]
+    assert sent == 4
+    assert (estimate.to_send, estimate.deduplicated) == (4, 96)
+    assert "repeats" in str(estimate)
+    assert out["response"].tolist() == texts  # each row its own (identical) answer
+    assert int((~out["shared"]).sum()) == 4
+    assert out.loc[out["shared"], "latency"].isna().all()
+    report = out.holysheep.report()
+    assert (report.succeeded, report.deduplicated, report.requests_sent) == (100, 96, 4)
+    # Tokens were paid once per distinct request.
+    assert report.prompt_tokens == out.loc[~out["shared"], "prompt_tokens"].sum()
+
+
+async def test_a_repeat_after_its_answer_came_back_is_not_sent_again_without_a_cache() -> None:
+    """Chunks of 4, one request at a time: later chunks find the earlier answers in the run."""
+    texts = [f"review {i % 3}" for i in range(30)]
+    async with await start_server(ServerConfig(echo=True)) as server:
+        out = await pd.DataFrame({"text": texts}).holysheep.acomplete(
+            "text", base_url=server.base_url, cache=False, progress=False, chunk_size=4,
+            max_concurrent=1,
+        )  # fmt: skip
+        assert server.stats()["requests"] == 3
+    assert out["response"].tolist() == texts
+    assert out["shared"].sum() == 27
+    assert out["cached"].sum() == 0

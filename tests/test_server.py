@@ -32,6 +32,7 @@ from holysheep_nb.server import (
     prompt_digest,
     start_server,
 )
+from holysheep_nb.server.completion import completion_body, plain_body, plan
 
 MakeServer = Callable[..., Awaitable[RunningServer]]
 
@@ -128,6 +129,16 @@ async def test_completion_has_the_openai_shape_and_exact_usage(
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+@pytest.mark.parametrize("answer", ["positive", "", "ราคาดี 👍", "x" * 41])
+def test_the_plain_fast_path_gives_what_the_general_path_gives(answer: str) -> None:
+    config, body = ServerConfig(), {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+    ids = {"completion_id": "chatcmpl-1", "created": 7, "model": "m", "prompt_tokens": 5}
+    general = completion_body(
+        config, plan(config, body, answer, None, ["q"], "q"), choices=1, top_logprobs=None, **ids
+    )
+    assert plain_body(answer, **ids) == general
 
 
 def test_token_estimate_and_digest_helpers() -> None:
@@ -471,7 +482,7 @@ async def test_rpm_limit_allows_the_window_share_then_429s_with_headers(
     assert [r.status for r in replies] == [200] * 10 + [429]
     assert replies[0].headers["x-ratelimit-remaining-requests"] == "9"
     limited = replies[-1]
-    assert limited.headers["x-ratelimit-limit-requests"] == "600"
+    assert limited.headers["x-ratelimit-limit-requests"] == "10"  # what 1 s of 600 rpm holds
     assert limited.headers["x-ratelimit-remaining-requests"] == "0"
     assert limited.headers["x-ratelimit-reset-requests"].endswith("s")
     assert 0 < float(limited.headers["retry-after"]) <= 1.0
@@ -499,7 +510,7 @@ async def test_tpm_limit_counts_prompt_and_completion_tokens(
     statuses = [(await post(session, server, prompt)).status for _ in range(3)]
     assert statuses == [200, 200, 429]
     limited = await post(session, server, prompt)
-    assert limited.headers["x-ratelimit-limit-tokens"] == "2400"
+    assert limited.headers["x-ratelimit-limit-tokens"] == "40"  # what 1 s of 2400 tpm holds
     assert limited.headers["x-ratelimit-remaining-tokens"] == "8"
     assert limited.json()["error"]["type"] == "tokens"
 

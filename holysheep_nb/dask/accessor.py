@@ -17,7 +17,7 @@ import dask.dataframe as dd
 import pandas as pd
 
 from holysheep_nb.dask.limits import LimitConfig
-from holysheep_nb.dask.worker import run_partition
+from holysheep_nb.dask.worker import PartitionCall, run_partition
 from holysheep_nb.job_options import JobOptions
 
 if TYPE_CHECKING:
@@ -53,15 +53,9 @@ def _lazy(
     meta: pd.DataFrame = getattr(empty.holysheep, method)(*args, **call, **no_cache)
     run = f"{method}-{uuid.uuid4().hex}"
     meta.attrs = {RUN_ATTR: run}
+    work = PartitionCall(method, args, {**call, **options}, run, config.to_dict())
     result: dd.DataFrame = collection.map_partitions(
-        run_partition,
-        method,
-        args,
-        {**call, **options},
-        run,
-        config.to_dict(),
-        meta=meta,
-        align_dataframes=False,
+        run_partition, work, meta=meta, align_dataframes=False
     )
     return result
 
@@ -126,6 +120,7 @@ class DaskFrameAccessor:
         instructions: str | None = None,
         template: str | None = None,
         flatten: bool = True,
+        structured: bool = True,
         **options: Any,
     ) -> dd.DataFrame:
         """Lazily read every row into ``schema``'s fields (the pandas ``extract``)."""
@@ -134,6 +129,7 @@ class DaskFrameAccessor:
             "instructions": instructions,
             "template": template,
             "flatten": flatten,
+            "structured": structured,
         }
         return _lazy(self._frame, "extract", (column,), call, options)
 

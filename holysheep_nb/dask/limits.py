@@ -31,6 +31,8 @@ from typing import Any
 
 #: Seconds past a lease's send time and the attempt timeout after which it lapses anyway.
 LEASE_MARGIN = 10.0
+#: A report's counts that make a partition's tally, in order.
+_TALLY = ("succeeded", "failed", "retries", "cached")
 #: The share of a budget left unused so that sends reaching the provider a few milliseconds
 #: off their given times stay under a sliding window of 2 s or more (20 ms of room there).
 JITTER_MARGIN = 0.01
@@ -105,9 +107,14 @@ class PartitionState:
 
     worker: str = ""
     rows: int = 0
-    done: int = 0
+    tally: tuple[int, int, int, int] = (0, 0, 0, 0)  # succeeded, failed, retries, cached
     started: float = 0.0
     report: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> int:
+        """Rows with their final outcome."""
+        return self.tally[0] + self.tally[1]
 
 
 @dataclass
@@ -204,15 +211,19 @@ class RunLimits:
         state = self.partitions.setdefault(partition, PartitionState())
         state.worker, state.rows, state.started, state.report = worker, rows, now, None
 
-    def progress(self, partition: int, done: int) -> None:
-        """Rows done so far in a partition (never goes back: a retry re-counts cached rows)."""
+    def progress(self, partition: int, tally: list[int]) -> None:
+        """A partition's rows succeeded, failed, retries and cached so far. A retried
+        partition counts again from nothing: its count shows once it has caught up."""
         state = self.partitions.setdefault(partition, PartitionState())
-        state.done = max(state.done, done)
+        succeeded, failed, retries, cached = (int(n) for n in tally)
+        if succeeded + failed >= state.done:
+            state.tally = (succeeded, failed, retries, cached)
 
     def finish(self, partition: int, report: dict[str, Any]) -> None:
-        """A partition is done: its rows all count, and its report is kept."""
+        """A partition is done: its final tally and its report are kept."""
         state = self.partitions.setdefault(partition, PartitionState())
-        state.done = max(state.done, state.rows)
+        succeeded, failed, retries, cached = (int(report[name]) for name in _TALLY)
+        state.tally = (succeeded, failed, retries, cached)
         state.report = report
         self.finished = self.clock()
 
@@ -224,7 +235,7 @@ class RunLimits:
                 number: {
                     "worker": state.worker,
                     "rows": state.rows,
-                    "done": state.done,
+                    "tally": list(state.tally),
                     "offset": state.started - (self.started or state.started),
                     "report": state.report,
                 }

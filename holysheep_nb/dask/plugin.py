@@ -85,9 +85,9 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
         """Stop the run everywhere."""
         self._run(run).stop_run(cause, advice)
 
-    def progress(self, run: str, partition: int, done: int) -> None:
-        """Rows done so far in a partition."""
-        self._run(run).progress(partition, done)
+    def progress(self, run: str, partition: int, tally: list[int]) -> None:
+        """A partition's counts so far (see ``RunLimits.progress``)."""
+        self._run(run).progress(partition, tally)
 
     def finish(self, run: str, partition: int, report: dict[str, Any]) -> None:
         """A partition's final report."""

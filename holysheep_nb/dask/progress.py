@@ -8,26 +8,25 @@ is a context around whatever computes it::
     with holysheep_nb.dask.progress(out):
         out.to_parquet("labelled/")
 
-A thread polls the scheduler (one round trip every ``interval`` seconds) for the rows done
-in every partition, as the workers publish them, and draws them on one bar (a widget in
-Jupyter, text elsewhere). The total is the sum of the partitions' rows once every partition
-has started (``total=`` gives it up front). At the end the bar shows the final count, and a
-run that stopped early (authentication, quota) says so once, with a ``HolySheepWarning``.
+A thread polls the scheduler (one round trip every ``POLL_SECONDS``) for every partition's
+counts (rows succeeded, failed, retries, cached), as the workers publish them every 0.5 s,
+and draws their sum on the pandas path's bar (``RunProgress``: a widget in Jupyter, text
+elsewhere). The total is the sum of the partitions' rows once every partition has started
+(``total=`` gives it up front). At the end the bar shows the final counts, and a run that
+stopped early (authentication, quota) says so once, with a ``HolySheepWarning``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from tqdm import std
-
 from holysheep_nb.errors import HolySheepWarning
-from holysheep_nb.progress import _notebook_tqdm
+from holysheep_nb.outcome import RunStats
+from holysheep_nb.progress import RunProgress
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -37,44 +36,30 @@ POLL_SECONDS = 0.2
 
 
 class ClusterBar:
-    """The bar: rows done across every partition, partitions finished in the postfix."""
+    """The run's bar: the sum of every partition's counts, as the scheduler has them."""
 
     def __init__(self, npartitions: int, total: int | None, enabled: bool = True) -> None:
-        bar_class = _notebook_tqdm() or std.tqdm
-        options: dict[str, Any] = {"total": total, "desc": "holysheep", "unit": "row"}
-        if bar_class is std.tqdm:
-            options.update(dynamic_ncols=True, file=sys.stderr)
-        if not enabled:
-            options["disable"] = True
-        self._bar = bar_class(smoothing=0.1, **options)
+        self._progress = RunProgress(total or 0, enabled=enabled)
         self._npartitions = npartitions
         self._total_known = total is not None
+        self.stats = RunStats()
 
-    def refresh(self, status: dict[str, Any] | None) -> None:
+    def refresh(self, status: dict[str, Any] | None, *, final: bool = False) -> None:
         """Draw the scheduler's ``holysheep_status`` of the run (None: not started yet)."""
-        bar = self._bar
-        if bar.disable or status is None:
+        if status is None:
             return
         parts = status["partitions"].values()
         if not self._total_known and len(parts) >= self._npartitions:
-            bar.total = sum(part["rows"] for part in parts)
+            self._progress.set_total(sum(part["rows"] for part in parts))
             self._total_known = True
-        finished = sum(part["report"] is not None for part in parts)
-        postfix = {"partitions": f"{finished}/{self._npartitions}"}
-        if status["held_for"] > 0:
-            postfix["held"] = f"{status['held_for']:.0f}s"
-        if status["stop"]:
-            postfix["stopped"] = status["stop"][0]
-        bar.set_postfix(postfix, refresh=False)
-        delta = sum(part["done"] for part in parts) - bar.n
-        if delta:
-            bar.update(delta)
+        stats = self.stats
+        stats.succeeded, stats.failed, stats.retries, stats.cached = (
+            sum(part["tally"][index] for part in parts) for index in range(4)
+        )
+        if final:
+            self._progress.close(stats)
         else:
-            bar.refresh()
-
-    def close(self) -> None:
-        """Close the bar."""
-        self._bar.close()
+            self._progress.refresh(stats)
 
 
 @contextlib.contextmanager
@@ -114,8 +99,7 @@ def progress(
         done.set()
         poller.join()
         final = status() or last[0]
-        bar.refresh(final)
-        bar.close()
+        bar.refresh(final or {"partitions": {}}, final=True)
     if final is not None and final["stop"]:
         cause, advice = final["stop"]
         warnings.warn(

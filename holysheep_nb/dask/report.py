@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 #: The per-partition counts that add up.
 _SUMS = (
-    "succeeded", "failed", "cached", "not_sent", "retries", "rate_limited", "requests_sent",
-    "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
+    "succeeded", "failed", "cached", "not_sent", "deduplicated", "retries", "rate_limited",
+    "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
 )  # fmt: skip
 
 
@@ -66,6 +66,7 @@ class ClusterReport(RunReport):
         reports = [p["report"] for p in parts]
         stats = RunStats()
         failures: Counter[str] = Counter()
+        failed_fields: Counter[str] = Counter()
         labels: Counter[str] = Counter()
         paused_seconds = 0.0
         cost: float | None = None
@@ -73,11 +74,13 @@ class ClusterReport(RunReport):
             for name in _SUMS:
                 setattr(stats, name, getattr(stats, name) + int(report[name]))
             failures.update(report["failures"])
+            failed_fields.update(report["failed_fields"])
             labels.update(report["labels"])
             paused_seconds += float(report["paused_seconds"])
             if report["cost"] is not None:
                 cost = (cost or 0.0) + float(report["cost"])
         stats.failures = failures
+        stats.failed_fields = failed_fields
         stats.paused_seconds = paused_seconds
         stop = status.get("stop")
         stats.stop = RunStop(*stop) if stop else None

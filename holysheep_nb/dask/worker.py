@@ -20,7 +20,8 @@ import contextlib
 import pickle
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -160,29 +161,47 @@ class ClusterLimit:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(FLUSH_TIMEOUT)
 
     async def _publish(self) -> None:
-        last = -1
+        last: list[int] = []
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
-            done = self._stats.done if self._stats is not None else 0
-            if done != last:
-                last = done
+            stats = self._stats
+            if stats is None:
+                continue
+            tally = [stats.succeeded, stats.failed, stats.retries, stats.cached]
+            if tally != last:
+                last = tally
                 with contextlib.suppress(OSError):
-                    await self._rpc("holysheep_progress", partition=self.partition, done=done)
+                    await self._rpc("holysheep_progress", partition=self.partition, tally=tally)
+
+
+@dataclass(frozen=True)
+class PartitionCall:
+    """What every partition of a run does: ``part.holysheep.<method>(*args, **options)``,
+    under the limits ``config`` (a ``LimitConfig`` as a dict) of run ``run``.
+
+    Dask names its tasks by a deterministic token of their arguments, and the options may
+    hold what has none (a schema class made in a notebook cell): the run key names it.
+    """
+
+    method: str
+    args: tuple[Any, ...]
+    options: Mapping[str, Any]
+    run: str
+    config: Mapping[str, Any]
+
+    def __dask_tokenize__(self) -> str:
+        return self.run
 
 
 def run_partition(
     part: pd.DataFrame | pd.Series,
-    method: str,
-    args: Sequence[Any],
-    options: Mapping[str, Any],
-    run: str,
-    config: Mapping[str, Any],
+    call: PartitionCall,
     partition_info: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Run ``part.holysheep.<method>(*args, **options)`` under the cluster's shared limit.
+    """Run ``call`` on one partition under the cluster's shared limit.
 
-    ``config`` is the run's ``LimitConfig`` as a dict; ``partition_info`` is Dask's (the
-    partition's number). Returns the pandas path's frame for the partition.
+    ``partition_info`` is Dask's (the partition's number). Returns the pandas path's frame
+    for the partition.
     """
     try:
         worker = get_worker()
@@ -192,13 +211,13 @@ def run_partition(
             "start a client first (from distributed import Client; client = Client())"
         ) from None
     number = int(partition_info["number"]) if partition_info else 0
-    limit = ClusterLimit(worker, run, number)
-    limit.begin(config, len(part))
+    limit = ClusterLimit(worker, call.run, number)
+    limit.begin(call.config, len(part))
     shared = SHARED_LIMIT.set(limit)
     durable = WRITE_THROUGH.set(True)
     report = None
     try:
-        out: pd.DataFrame = getattr(part.holysheep, method)(*args, **options)
+        out: pd.DataFrame = getattr(part.holysheep, call.method)(*call.args, **call.options)
         report = _report_dict(out)
     finally:
         WRITE_THROUGH.reset(durable)

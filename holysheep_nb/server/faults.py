@@ -1,13 +1,14 @@
 """Faults for the local server (``holysheep_nb.server``).
 
 Everything here decides *how a request fails*: the fault kinds and their probabilities,
-the ``{{fault:KIND*N}}`` prompt markers, the OpenAI-style error responses and the three
-forms of ``Retry-After``. The rpm / tpm limits of a real provider are in ``_server_limits``.
+the ``{{fault:KIND*N}}`` prompt markers, the error responses (in the shape of the server's
+provider personality, ``providers``) and the forms of ``Retry-After``. The rpm / tpm limits
+of a real provider are in ``limits``; the faults that change an answer's shape rather than
+its status (``SHAPE_FAULTS``) are applied by ``completion``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -19,20 +20,59 @@ from random import Random
 from aiohttp import web
 
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.server.providers import (
+    moderation,
+    payment_required,
+    quota_exceeded,
+    unauthorized,
+)
+from holysheep_nb.server.replies import error_response, json_response
 
-FAULT_KINDS: tuple[str, ...] = (
-    "429", "429-date", "429-ms", "500", "502", "503", "504", "501", "400", "401", "403",
-    "408", "drop", "hang", "html", "badjson", "nochoices",
-)  # fmt: skip
-"""Every fault the server can inject, by marker or by rate:
+LONG_RETRY_AFTER = 3600.0
+"""Seconds a ``429-long`` fault asks the client to wait."""
 
-``429`` / ``429-date`` / ``429-ms``: 429 with ``Retry-After`` seconds / an HTTP date /
-``retry-after-ms``;
-``500 502 503 504 501 400 401 403 408``: that status with an OpenAI-style error body;
-``drop``: the connection closes without a response; ``hang``: silent for ``hang_seconds``, then
-a normal answer (dropped at once if the server shuts down); ``html``: 200 with an HTML error page;
-``badjson``: 200 ``application/json`` that is not JSON; ``nochoices``: 200 JSON without ``choices``.
+FAULT_HELP: dict[str, str] = {
+    "429": "429 rate_limit_exceeded with Retry-After in seconds (retry_after)",
+    "429-date": "429 with Retry-After as an HTTP date",
+    "429-ms": "429 with retry-after-ms",
+    "429-long": f"429 with Retry-After: {LONG_RETRY_AFTER:g}, far beyond any sane wait",
+    "429-quota": "429 insufficient_quota without Retry-After: out of money, never clears",
+    "402": "402 out of credits",
+    "moderation": "the input is flagged: 403 with the flagged input (Azure: 400 content_filter)",
+    "500": "500 server_error",
+    "502": "502 server_error",
+    "503": "503 server_error (overloaded)",
+    "504": "504 server_error",
+    "501": "501 server_error",
+    "400": "400 invalid_request_error",
+    "401": "401 invalid_api_key, echoing the key sent",
+    "403": "403 permission_denied",
+    "408": "408 timeout",
+    "drop": "the connection closes without a response",
+    "hang": "silent for hang_seconds, then a normal answer (dropped at shutdown)",
+    "html": "200 with an HTML error page",
+    "badjson": "200 application/json that is not JSON",
+    "nochoices": "200 JSON without choices",
+    "refusal": "200, content null and message.refusal set",
+    "content-filter": "200, content null and finish_reason content_filter",
+    "length": "200, the answer cut short and finish_reason length",
+    "length-empty": 'like length, with content ""',
+    "length-null": "like length, with content null (the budget went on reasoning)",
+    "tools": "200, a tool call (finish_reason tool_calls) even if no tool was offered",
+    "think": "200, <think>reasoning</think> inline before the answer",
+    "think-closing": "200, reasoning and only the closing </think> before the answer",
+    "sse": "200 as a server-sent event stream although stream was not asked",
+    "stream-error": "200 stream (asked or not) that breaks off halfway with an error event",
+    "stale": "200, then the next request on that keep-alive connection is dropped unread",
+}
+"""Every fault the server can inject, by ``{{fault:KIND*N}}`` marker or by rate, and what it does.
+
+The error bodies follow the server's provider personality (``providers``). The kinds from
+``refusal`` on still answer 200: they change the shape of the answer, not its status.
 """
+FAULT_KINDS: tuple[str, ...] = tuple(FAULT_HELP)
+SHAPE_FAULTS: frozenset[str] = frozenset(list(FAULT_KINDS)[FAULT_KINDS.index("refusal") :])
+"""The kinds that change the answer rather than replace it with an error."""
 
 _MARKER = re.compile(r"\{\{fault:([a-z0-9-]+)(?:\*(\d+))?\}\}")
 
@@ -108,58 +148,35 @@ def decimal_string(seconds: float) -> str:
     return f"{seconds:.6f}".rstrip("0").rstrip(".")
 
 
-def json_response(
-    status: int, payload: object, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """A JSON response, serialised once as UTF-8 (no ASCII escapes, so Unicode stays readable)."""
-    return web.Response(
-        status=status,
-        body=json.dumps(payload, ensure_ascii=False).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    """An error in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``."""
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return json_response(status, body, headers)
-
-
-def unauthorized(authorization: str | None) -> web.Response:
-    """401 that echoes the key the client sent, as OpenAI does (the client must redact it)."""
-    key = (authorization or "").removeprefix("Bearer ").strip()
-    if not key:
-        message = (
-            "You didn't provide an API key. You need to provide your API key in an "
-            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-        )
-    else:
-        message = f"Incorrect API key provided: {key}."
-    return error_response(401, message, code="invalid_api_key")
-
-
 def fault_response(
-    kind: str, *, retry_after: float, authorization: str | None, model: str
+    kind: str,
+    *,
+    provider: str,
+    retry_after: float,
+    authorization: str | None,
+    model: str,
+    text: str,
 ) -> web.Response:
-    """The response for an injected fault (every kind except ``drop`` and ``hang``)."""
+    """The response for an injected error fault (every kind but ``drop``, ``hang`` and the
+    ``SHAPE_FAULTS``); ``text`` is the prompt, quoted by a moderation error."""
+    if kind == "429-quota":
+        return quota_exceeded(provider)
     if kind.startswith("429"):
+        wait = LONG_RETRY_AFTER if kind == "429-long" else retry_after
         return error_response(
             429,
-            f"Rate limit reached for {model}. Please try again in {decimal_string(retry_after)}s.",
+            f"Rate limit reached for {model}. Please try again in {decimal_string(wait)}s.",
+            provider=provider,
             type_="requests",
             code="rate_limit_exceeded",
-            headers=_retry_after_headers(kind, retry_after),
+            headers=_retry_after_headers(kind, wait),
         )
     if kind == "401":
-        return unauthorized(authorization)
+        return unauthorized(provider, authorization)
+    if kind == "402":
+        return payment_required(provider)
+    if kind == "moderation":
+        return moderation(provider, model, text)
     if kind == "html":
         return web.Response(status=200, body=_HTML_PAGE, content_type="text/html", charset="utf-8")
     if kind == "badjson":
@@ -172,7 +189,7 @@ def fault_response(
         )
     status = int(kind)
     type_, message, code = _STATUS_ERRORS[status]
-    return error_response(status, message, type_=type_, code=code)
+    return error_response(status, message, provider=provider, type_=type_, code=code)
 
 
 def _retry_after_headers(kind: str, seconds: float) -> dict[str, str]:

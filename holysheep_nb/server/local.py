@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from holysheep_nb._server_app import Service
-from holysheep_nb._server_config import ServerConfig
+from holysheep_nb.server.app import Service
+from holysheep_nb.server.config import ServerConfig
+from holysheep_nb.server.routes import build_app
 
 __all__ = ["LocalServer", "RunningServer", "start_server"]
 
@@ -81,7 +82,7 @@ async def start_server(
     # handler_cancellation: a client that gives up (timeout) ends its handler, so in_flight
     # stays true; shutdown_timeout is only a backstop, wake_all() ends sleeps first.
     runner = web.AppRunner(
-        service.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        build_app(service), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
     )
     await runner.setup()
     try:

@@ -1,7 +1,7 @@
 """The local server's options: ``ServerConfig`` and its answer-delay policy ``Latency``.
 
 Small frozen dataclasses validated in ``__post_init__``; public through ``holysheep_nb.server``.
-The fault policy they hold, ``Faults``, lives in ``_server_faults``.
+The fault policy they hold, ``Faults``, lives in ``faults``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Literal
 
-from holysheep_nb._server_faults import Faults
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.server.faults import Faults
+from holysheep_nb.server.providers import PROVIDERS
 
 __all__ = ["Latency", "ServerConfig"]
 
@@ -93,7 +94,12 @@ class Latency:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Every option of the local server; swap it at runtime with ``update(**changes)``."""
+    """Every option of the local server; swap it at runtime with ``update(**changes)``.
+
+    ``provider``: the personality whose quirks the server imitates (``providers.PROVIDERS``).
+    ``models``: the only model ids (Azure: deployments) accepted, or None to accept any.
+    ``always_stream``: answer every chat request as a server-sent event stream, asked or not.
+    """
 
     latency: Latency = Latency()
     faults: Faults = field(default_factory=Faults)
@@ -108,8 +114,18 @@ class ServerConfig:
     retry_after: float = 1.0
     hang_seconds: float = 300.0
     record_times: bool = False
+    provider: str = "openai"
+    models: tuple[str, ...] | None = None
+    always_stream: bool = False
 
     def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ConfigError(f"unknown provider {self.provider!r}; known: {', '.join(PROVIDERS)}")
+        if self.models is not None:
+            models: object = self.models
+            if isinstance(models, str) or not all(isinstance(m, str) and m for m in self.models):
+                raise ConfigError(f"models must be model ids (strings), got {self.models!r}")
+            object.__setattr__(self, "models", tuple(self.models))
         if not isinstance(self.latency, Latency):
             raise ConfigError(
                 f"latency must be a Latency, e.g. Latency.fixed(0.1); got {self.latency!r}"

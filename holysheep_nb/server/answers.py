@@ -3,6 +3,8 @@
 Sentiment word lists and cues, the label set a request asks for (a ``json_schema`` enum, a
 ``labels:`` line, or positive / negative / neutral), the off-label answers, echo mode, the
 ``[sha:...]`` digest suffix and the rough token count used for ``usage`` and the tpm limit.
+A ``json_schema`` response format is answered with a whole value of the schema
+(``schema_answers``) whose string enums get these labels.
 Pure functions of the request and the config: no I/O, no state.
 """
 
@@ -14,10 +16,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from holysheep_nb._server_config import ServerConfig
-from holysheep_nb._server_faults import parse_marker
+from holysheep_nb.server.config import ServerConfig
+from holysheep_nb.server.faults import parse_marker
+from holysheep_nb.server.schema_answers import value_for
 
-__all__ = ["compose", "estimate_tokens", "last_user_text", "message_text", "prompt_digest"]
+__all__ = [
+    "compose",
+    "estimate_tokens",
+    "last_user_text",
+    "message_text",
+    "prompt_digest",
+    "response_schema",
+    "schema_answer",
+]
 
 
 def estimate_tokens(text: str) -> int:
@@ -104,31 +115,6 @@ def _choose_labels(text: str, labels: list[str], multi: bool = False) -> list[st
     return ranked if multi else ranked[:1]
 
 
-def _find_enum(schema: object, key: str = "label") -> tuple[str, list[str]] | None:
-    """The first ``enum`` of strings in a JSON schema, with the property name that holds it."""
-    if isinstance(schema, dict):
-        values = schema.get("enum")
-        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
-            return key, values
-        properties = schema.get("properties")
-        if isinstance(properties, dict):
-            for name, sub in properties.items():
-                found = _find_enum(sub, name)
-                if found:
-                    return found
-        for name, sub in schema.items():
-            if name != "properties" and isinstance(sub, (dict, list)):
-                found = _find_enum(sub, key)
-                if found:
-                    return found
-    elif isinstance(schema, list):
-        for item in schema:
-            found = _find_enum(item, key)
-            if found:
-                return found
-    return None
-
-
 def message_text(message: Mapping[str, Any]) -> str:
     """The text of one chat message: a string ``content`` or its text parts joined."""
     content = message.get("content")
@@ -156,9 +142,6 @@ def _label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, l
         "json_object",
     ):
         key = "label"
-        enum = _find_enum(response_format.get("json_schema"))
-        if enum is not None:
-            return enum
     for content in texts:
         match = _LABELS_LINE.search(content)
         if match:
@@ -168,18 +151,56 @@ def _label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, l
     return key, list(_SENTIMENTS)
 
 
+def response_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The JSON schema of a ``json_schema`` response format, or None."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else None
+
+
+def schema_answer(
+    config: ServerConfig, schema: Mapping[str, Any], texts: list[str], raw: str
+) -> Any:
+    """A value of ``schema`` answering the prompt ``raw``: labels for its string enums."""
+    text = _LABELS_LINE.sub("", parse_marker(raw)[0])
+    multi_ask = any(_MULTI_ASK.search(content) for content in texts)
+
+    def pick(labels: list[str], multi: bool) -> list[str]:
+        chosen = _choose_labels(text, labels, multi or multi_ask)
+        if _off_label(config, raw):
+            return ["unsure" if "unsure" not in labels else "other"]
+        return chosen if multi else chosen[:1]
+
+    return value_for(schema, text, pick)
+
+
+def _off_label(config: ServerConfig, raw: str) -> bool:
+    return bool(config.off_label_rate) and _stable_index(raw, 10**6, f"{config.seed}:") < (
+        config.off_label_rate * 10**6
+    )
+
+
 def compose(config: ServerConfig, body: Mapping[str, Any], texts: list[str], raw: str) -> str:
-    """The assistant's answer for one request (``raw`` is the last user message as sent)."""
+    """The assistant's answer for one request (``raw`` is the last user message as sent).
+
+    Echo mode answers the prompt itself; a ``json_schema`` response format gets JSON that
+    validates against the schema (``schema_answers``); otherwise a label: bare, or as
+    ``{"label": ...}`` for a ``json_object`` format.
+    """
     text = parse_marker(raw)[0]
+    schema = None if config.echo else response_schema(body)
     if config.echo:
         answer = text
+    elif schema is not None:
+        answer = json.dumps(schema_answer(config, schema, texts, raw), ensure_ascii=False)
     else:
         key, labels = _label_set(body, texts)
         multi = key == "labels" or any(_MULTI_ASK.search(content) for content in texts)
         chosen = _choose_labels(_LABELS_LINE.sub("", text), labels, multi)
-        if config.off_label_rate and _stable_index(raw, 10**6, f"{config.seed}:") < (
-            config.off_label_rate * 10**6
-        ):
+        if _off_label(config, raw):
             chosen = ["unsure" if "unsure" not in labels else "other"]
         if key is None:
             answer = ", ".join(chosen)

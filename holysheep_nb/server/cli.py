@@ -1,0 +1,196 @@
+"""The local server's command line (``holysheep-nb serve``).
+
+``parse_cli`` reads options into a ``ServerConfig``; ``config_args`` is its inverse, used by
+``ServerProcess`` (``process``) to start the same server in a subprocess. ``cli`` serves
+until SIGINT / SIGTERM. Public through ``holysheep_nb.server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from holysheep_nb.errors import ConfigError
+from holysheep_nb.server.config import Latency, ServerConfig
+from holysheep_nb.server.faults import FAULT_HELP, FAULT_KINDS, Faults
+from holysheep_nb.server.local import start_server
+from holysheep_nb.server.providers import PERSONALITIES, PROVIDERS
+
+__all__ = ["cli", "config_args", "parse_cli"]
+
+
+def config_args(config: ServerConfig) -> list[str]:
+    """The ``serve`` options that reproduce ``config`` (used by ``ServerProcess``)."""
+    args = ["--latency", str(config.latency), "--seed", str(config.seed)]
+    for kind, rate in config.faults.rates.items():
+        args += ["--fault-rate", f"{kind}={rate!r}"]
+    for flag, value in (
+        ("--retry-after", config.retry_after),
+        ("--hang-seconds", config.hang_seconds),
+        ("--off-label-rate", config.off_label_rate),
+        ("--limit-window", config.limit_window),
+        ("--rpm", config.rpm),
+        ("--tpm", config.tpm),
+        ("--api-key", config.api_key),
+        ("--provider", config.provider),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    for model in config.models or ():
+        args += ["--model", model]
+    for flag, on in (
+        ("--echo", config.echo),
+        ("--digest", config.digest),
+        ("--record-times", config.record_times),
+        ("--always-stream", config.always_stream),
+    ):
+        if on:
+            args.append(flag)
+    return args
+
+
+def _latency_arg(spec: str) -> Latency:
+    try:
+        return Latency.parse(spec)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fault_arg(spec: str) -> tuple[str, float]:
+    kind, sep, rate = spec.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return kind, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected KIND=PROBABILITY like 429=0.05, got {spec!r}"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="holysheep-nb serve",
+        description="Run the local OpenAI-compatible chat-completions server (tests, demos).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    add(
+        "--latency",
+        type=_latency_arg,
+        default=Latency(),
+        help="0.1, 0.01-0.05 or lognormal:0.1:1.0",
+    )
+    add("--fault-rate", type=_fault_arg, action="append", default=[], metavar="KIND=P",
+        help="inject KIND with probability P (repeatable); KINDs below")  # fmt: skip
+    add("--retry-after", type=float, default=1.0, help="Retry-After seconds of injected 429s")
+    add("--hang-seconds", type=float, default=300.0, help="how long a 'hang' fault stays silent")
+    add(
+        "--off-label-rate",
+        type=float,
+        default=0.0,
+        help="probability of an answer outside the label set",
+    )
+    add("--rpm", type=float, help="requests per minute before 429")
+    add("--tpm", type=float, help="tokens per minute before 429")
+    add(
+        "--limit-window",
+        type=float,
+        default=60.0,
+        help="sliding window of the rpm/tpm limits, seconds",
+    )
+    add("--api-key", help="accept only this key (default: any)")
+    add("--echo", action="store_true", help="answer with the prompt itself")
+    add("--digest", action="store_true", help="append [sha:XXXXXXXX] of the prompt to every answer")
+    add("--seed", type=int, default=0, help="seed of the latency and fault draws")
+    add("--record-times", action="store_true", help="record request arrival times in /_stats")
+    add("--provider", choices=PROVIDERS, default="openai",
+        help="the provider personality to imitate (below; default openai)")  # fmt: skip
+    add("--model", action="append", dest="models", metavar="ID",
+        help="accept only this model (Azure: deployment), repeatable; default: any")  # fmt: skip
+    add("--always-stream", action="store_true",
+        help="answer as a server-sent event stream even when stream was not asked")  # fmt: skip
+    return parser
+
+
+def _epilog() -> str:
+    width = max(map(len, FAULT_KINDS))
+    faults = "\n".join(f"  {kind:<{width}}  {FAULT_HELP[kind]}" for kind in FAULT_KINDS)
+    width = max(map(len, PROVIDERS))
+    providers = "\n".join(f"  {name:<{width}}  {PERSONALITIES[name].summary}" for name in PROVIDERS)
+    return (
+        f"fault kinds (--fault-rate KIND=P, or a prompt marker):\n{faults}\n\n"
+        "prompt markers, anywhere in the last user message (removed before answering):\n"
+        "  {{fault:KIND}}    every request with this prompt gets fault KIND\n"
+        "  {{fault:KIND*N}}  the first N requests with this prompt get it, then it answers\n\n"
+        f"providers (--provider NAME):\n{providers}\n\n"
+        "control routes: GET /_stats, POST /_reset, POST /_config (JSON of ServerConfig fields)"
+    )
+
+
+def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
+    """Read ``serve`` options into (config, host, port); the inverse of ``config_args``.
+
+    Bad options exit with a usage message (status 2), as argparse does.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = ServerConfig(
+            latency=args.latency,
+            faults=Faults(dict(args.fault_rate)),
+            seed=args.seed,
+            echo=args.echo,
+            digest=args.digest,
+            off_label_rate=args.off_label_rate,
+            api_key=args.api_key,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            limit_window=args.limit_window,
+            retry_after=args.retry_after,
+            hang_seconds=args.hang_seconds,
+            record_times=args.record_times,
+            provider=args.provider,
+            models=tuple(args.models) if args.models else None,
+            always_stream=args.always_stream,
+        )
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return config, args.host, args.port
+
+
+def cli(argv: list[str]) -> int:
+    """``holysheep-nb serve``: print ``serving on URL`` as the first stdout line, then serve
+    until SIGINT/SIGTERM. Returns the exit code (1 if the address cannot be bound)."""
+    config, host, port = parse_cli(argv)
+    # Windows has no loop signal handlers: there Ctrl+C arrives as KeyboardInterrupt.
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_serve(config, host, port))
+    return 0
+
+
+async def _serve(config: ServerConfig, host: str, port: int) -> int:
+    try:
+        server = await start_server(config, host, port)
+    except OSError as exc:
+        print(f"holysheep-nb serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"serving on {server.base_url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: see cli()
+            break
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+    return 0

@@ -1,0 +1,105 @@
+"""The progress bar's pace: a redraw when something changed, never more than tqdm's pace,
+and no line at all in a log for a second in which nothing happened.
+
+Time is the injected fake clock; the run's tick (every 0.1 s) is played by calling
+``refresh`` by hand.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from holysheep_nb.outcome import RunStats
+from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress
+from tests.fakes import FakeClock
+
+TICK = 0.1
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _bars_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
+
+def redraws(output: io.StringIO) -> int:
+    return output.getvalue().count("\r")
+
+
+def tick(progress: RunProgress, stats: RunStats, clock: FakeClock, times: int) -> None:
+    for _ in range(times):
+        clock.advance(TICK)
+        progress.refresh(stats)
+
+
+def test_a_log_gets_no_redraw_while_nothing_changes(clock: FakeClock) -> None:
+    """A two-minute cool-down in a log: not 1,200 identical lines, none."""
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(100, file=log, now=clock.now)
+    stats.succeeded = 10
+    tick(progress, stats, clock, 1)
+    before = redraws(log)
+    tick(progress, stats, clock, 1200)
+    assert redraws(log) == before
+    assert "10/100" in log.getvalue()
+
+
+def test_every_change_is_drawn_at_most_at_tqdms_pace(clock: FakeClock) -> None:
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(1000, file=log, now=clock.now)
+    start = redraws(log)
+    for _ in range(50):  # a row answered every 0.02 s: five changes per redraw interval
+        stats.succeeded += 1
+        clock.advance(0.02)
+        progress.refresh(stats)
+    drawn = redraws(log) - start
+    assert drawn == pytest.approx(50 * 0.02 / MIN_INTERVAL, abs=1)
+    assert "50/1000" in log.getvalue()
+
+
+def test_a_retry_alone_is_a_change(clock: FakeClock) -> None:
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(10, file=log, now=clock.now)
+    tick(progress, stats, clock, 3)
+    stats.retries = 1
+    tick(progress, stats, clock, 1)
+    assert log.getvalue().rsplit("\r", 1)[-1].count("retried=1") == 1
+
+
+def test_a_terminal_bar_keeps_its_clock_moving_while_idle(clock: FakeClock) -> None:
+    terminal = Terminal()
+    stats = RunStats()
+    progress = RunProgress(100, file=terminal, now=clock.now)
+    before = redraws(terminal)
+    tick(progress, stats, clock, round(10 / TICK))  # ten idle seconds
+    assert redraws(terminal) - before == pytest.approx(10 / IDLE_INTERVAL, abs=1)
+
+
+def test_close_draws_the_final_state(clock: FakeClock) -> None:
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(5, file=log, now=clock.now)
+    stats.succeeded, stats.failed, stats.cached = 4, 1, 2
+    progress.close(stats)  # no time passed since the last redraw: drawn all the same
+    last = log.getvalue().strip().rsplit("\r", 1)[-1]
+    assert "5/5" in last
+    assert "ok=4, failed=1, retried=0, cached=2" in last
+
+
+def test_disabled_draws_nothing(clock: FakeClock) -> None:
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(5, file=log, enabled=False, now=clock.now)
+    stats.succeeded = 5
+    tick(progress, stats, clock, 3)
+    progress.close(stats)
+    assert log.getvalue() == ""
