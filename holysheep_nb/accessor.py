@@ -134,10 +134,11 @@ class HolySheepFrameAccessor:
         """Answer every row; return a new frame with ``response``, ``error``, ``latency``.
 
         ``column`` holds the prompts, or ``template="... {col} ..."`` builds them from
-        columns. Options (SPEC §2): model, system, base_url, api_key, max_concurrent,
-        requests_per_minute, tokens_per_minute, max_retries, timeout, chunk_size, progress,
-        cache, prices, verify, and any chat-completions parameter (temperature, ...).
-        Works in a script and in a Jupyter cell alike.
+        columns. Options (``docs/contract.md``, "Options"): model, system, base_url, api_key,
+        api_version, headers, max_concurrent, requests_per_minute, tokens_per_minute,
+        max_retries, max_retry_after, timeout, chunk_size, progress, cache, prices, verify,
+        and any chat-completions parameter (temperature, ...). Result columns and failure
+        kinds: ``docs/contract.md``. Works in a script and in a Jupyter cell alike.
         """
         job = _job(self._frame, column, template, options)
         return run_sync(job.run)

@@ -12,27 +12,28 @@ reason, a refusal, tool calls and usage, whichever shape the provider used:
   of the prompt template), or as a ``reasoning_content`` (DeepSeek) or ``reasoning``
   (OpenRouter) field of the message.
 
-A body that is none of these raises ``MalformedAnswer``. An error body becomes a
-``ProviderError`` (message, ``code``, ``type``, OpenRouter's ``metadata``), from which the
-engine tells a row's failure from one that concerns the whole run.
+A body that is none of these raises ``MalformedAnswer``. Error bodies are read in
+``provider_errors``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
+from holysheep_nb.provider_errors import (
+    one_line,
+    provider_message,
+    summarise_body,
+    valid_unicode,
+)
 from holysheep_nb.validation import is_whole
 
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_SPACES = re.compile(r"\s+")
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
-_MAX_DETAIL = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def _parse_events(raw: bytes) -> Answer:
         try:
             chunk = json.loads(payload)
         except json.JSONDecodeError:
-            raise MalformedAnswer(f"bad event in stream: {_one_line(payload)}") from None
+            raise MalformedAnswer(f"bad event in stream: {one_line(payload)}") from None
         if not isinstance(chunk, dict):
             continue
         if "error" in chunk:
@@ -175,7 +176,7 @@ def _answer(
     filter_results: object,
     logprobs: object,
 ) -> Answer:
-    text = content if isinstance(content, str) else None
+    text = valid_unicode(content) if isinstance(content, str) else None
     if text is not None:
         inline, text = split_reasoning(text)
         reasoning = reasoning or inline
@@ -186,9 +187,9 @@ def _answer(
         prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
         completion_tokens=_int_or_none(usage.get("completion_tokens")),
         finish_reason=finish_reason,
-        reasoning=reasoning,
-        refusal=refusal,
-        tool_calls=calls,
+        reasoning=valid_unicode(reasoning),
+        refusal=valid_unicode(refusal),
+        tool_calls=valid_unicode(calls),
         filter_reason=_filtered_categories(filter_results),
         logprobs=parse_logprobs(logprobs),
     )
@@ -236,101 +237,6 @@ def answer_kind(answer: Answer) -> tuple[OutcomeKind, str]:
     if not answer.text and not answer.tool_calls and answer.finish_reason == "length":
         return OutcomeKind.TRUNCATED, TRUNCATED_HINT
     return OutcomeKind.OK, ""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderError:
-    """What an error body said: OpenAI's ``error`` object, or OpenRouter's with metadata."""
-
-    message: str
-    code: str = ""
-    type: str = ""
-    param: str = ""
-    metadata: dict[str, Any] | None = None
-
-    @property
-    def quota_exhausted(self) -> bool:
-        """A 429 that waiting will not clear: the account's quota or credits are spent.
-
-        OpenAI: ``code``/``type`` ``insufficient_quota``; others say ``quota`` or
-        ``billing`` in the code, or "exceeded your current quota" in the message.
-        """
-        marks = f"{self.code} {self.type}".lower()
-        return (
-            "quota" in marks
-            or "billing" in marks
-            or "exceeded your current quota" in self.message.lower()
-        )
-
-    @property
-    def input_flagged(self) -> bool:
-        """A 403 about this input, not about the key (OpenRouter's moderation error)."""
-        meta = self.metadata or {}
-        if "reasons" in meta or "flagged_input" in meta:
-            return True
-        marks = f"{self.code} {self.type} {self.message}".lower()
-        return any(word in marks for word in ("flagged", "moderation", "content_policy"))
-
-    @property
-    def about_response_format(self) -> bool:
-        """A 400 that rejects ``response_format`` (DeepSeek and other servers without
-        structured output), so the request can go again without it."""
-        text = f"{self.param} {self.message}".lower()
-        return "response_format" in text or "json_schema" in text
-
-    @property
-    def flagged_reasons(self) -> str:
-        """OpenRouter's ``metadata.reasons`` as one line, or the message."""
-        reasons = (self.metadata or {}).get("reasons")
-        if isinstance(reasons, list) and reasons:
-            return ", ".join(str(reason) for reason in reasons)
-        return self.message
-
-
-def parse_error(raw: bytes) -> ProviderError:
-    """The ``ProviderError`` of an error body: JSON error object, HTML title, or text."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return ProviderError(summarise_body(raw))
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        metadata = error.get("metadata")
-        return ProviderError(
-            message=provider_message(data) or summarise_body(raw),
-            code=str(error.get("code") or ""),
-            type=str(error.get("type") or ""),
-            param=str(error.get("param") or ""),
-            metadata=metadata if isinstance(metadata, dict) else None,
-        )
-    return ProviderError(provider_message(data) or summarise_body(raw))
-
-
-def provider_message(data: object) -> str:
-    """The ``error.message`` of an OpenAI-style error object, or ''."""
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return _one_line(error["message"])
-        if isinstance(error, str):
-            return _one_line(error)
-    return ""
-
-
-def summarise_body(raw: bytes) -> str:
-    """A short description of a body that is not the JSON we wanted."""
-    text = raw.decode("utf-8", errors="replace").strip()
-    if not text:
-        return "empty body"
-    if text[:1] == "<":
-        title = _TITLE.search(text)
-        return f"HTML page{': ' + _one_line(title.group(1)) if title else ''}"
-    return _one_line(text)
-
-
-def _one_line(text: str) -> str:
-    line = _SPACES.sub(" ", text).strip()
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
 
 
 def _text(value: object) -> str | None:

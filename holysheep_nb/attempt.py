@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer, parse_error
+from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
 from holysheep_nb.outcome import OutcomeKind, RunStats
+from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import Judgement, Verdict, judge, parse_retry_after
 from holysheep_nb.transport import describe_exception, payload
 

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.columns import free_name
 from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job_options import JobOptions
@@ -30,122 +26,13 @@ from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
+from holysheep_nb.results import ResultColumns
+from holysheep_nb.timeline import Timeline
 
 REPORT_ATTR = "holysheep_report"
 #: How often the progress bar is redrawn and pending answers are flushed to the cache. It
 #: also keeps the kernel's loop awake so that an interrupt is delivered promptly.
 TICK_SECONDS = 0.1
-_STR_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
-
-
-class ResultColumns:
-    """The result columns of a run, filled by row position as outcomes arrive."""
-
-    def __init__(self, rows: int, *, keep_values: bool = False) -> None:
-        self.response: list[str | None] = [None] * rows
-        self.error: list[str | None] = [None] * rows
-        self.latency = np.full(rows, np.nan)
-        self.cached = np.zeros(rows, dtype=bool)
-        self.shared = np.zeros(rows, dtype=bool)
-        self.attempts = np.zeros(rows, dtype=np.int64)
-        self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
-        self.completion_tokens = np.full(rows, -1, dtype=np.int64)
-        self.finish_reason: list[str | None] = [None] * rows
-        self.reasoning: list[str | None] = [None] * rows
-        self.tool_calls: list[str | None] = [None] * rows
-        #: What the answer reader made of each answer (labels); kept only when there is one.
-        self.values: list[Any] | None = [None] * rows if keep_values else None
-
-    def record(self, position: int, outcome: RowOutcome) -> None:
-        """Store a row's final outcome."""
-        self.response[position] = outcome.response
-        self.error[position] = outcome.error
-        if outcome.latency is not None:
-            self.latency[position] = outcome.latency
-        self.cached[position] = outcome.cached
-        self.shared[position] = outcome.shared
-        self.attempts[position] = outcome.attempts
-        if outcome.prompt_tokens is not None:
-            self.prompt_tokens[position] = outcome.prompt_tokens
-        if outcome.completion_tokens is not None:
-            self.completion_tokens[position] = outcome.completion_tokens
-        self.finish_reason[position] = outcome.finish_reason
-        self.reasoning[position] = outcome.reasoning
-        self.tool_calls[position] = outcome.tool_calls
-        if self.values is not None:
-            self.values[position] = outcome.value
-
-    def answer_at(self, position: int) -> CachedAnswer:
-        """The answer recorded for a row, as the cache would keep it."""
-        completion = int(self.completion_tokens[position])
-        prompt = int(self.prompt_tokens[position])
-        return CachedAnswer(
-            self.response[position] or "",
-            prompt if prompt >= 0 else None,
-            completion if completion >= 0 else None,
-            self.finish_reason[position],
-            self.reasoning[position],
-            self.tool_calls[position],
-        )
-
-    def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-        """A new frame: ``frame``'s columns and index plus the result columns, and the name
-        the ``response`` column got (a column of the input is never replaced: see
-        ``columns.free_name``)."""
-        results: dict[str, Any] = {
-            "response": pd.array(self.response, dtype=_STR_DTYPE),
-            "error": pd.array(self.error, dtype=_STR_DTYPE),
-            "latency": self.latency,
-            "cached": self.cached,
-            "shared": self.shared,
-            "attempts": self.attempts,
-            "prompt_tokens": _nullable(self.prompt_tokens),
-            "completion_tokens": _nullable(self.completion_tokens),
-            "finish_reason": pd.array(self.finish_reason, dtype=_STR_DTYPE),
-            "reasoning": pd.array(self.reasoning, dtype=_STR_DTYPE),
-            "tool_calls": pd.array(self.tool_calls, dtype=_STR_DTYPE),
-        }
-        out: pd.DataFrame = frame.copy(deep=False)
-        response = free_name("response", out.columns)
-        for name, values in results.items():
-            out[free_name(name, out.columns)] = values
-        return out, response
-
-
-def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(values, values < 0)
-
-
-class Timeline:
-    """Requests, retries and 429s per second of the run, sampled from the periodic tick.
-
-    Sampling the engine's counters once a second costs nothing per request, and is enough
-    to show 429 cool-downs and retry bursts in ``report.plot()``. ``now`` is the run's clock.
-    """
-
-    def __init__(self, stats: RunStats, now: Callable[[], float]) -> None:
-        self._stats = stats
-        self._now = now
-        self._start = now()
-        self._marks: list[tuple[int, int, int]] = [(0, 0, 0)]
-
-    def sample(self) -> None:
-        """Record the counters once for each whole second that has passed."""
-        stats = self._stats
-        while self._now() - self._start >= len(self._marks):
-            self._marks.append((stats.requests_sent, stats.retries, stats.rate_limited))
-
-    def per_second(self) -> tuple[tuple[float, int, int, int], ...]:
-        """``(second, requests sent, retries, 429s)`` for each whole second, then the rest."""
-        stats = self._stats
-        marks = [*self._marks, (stats.requests_sent, stats.retries, stats.rate_limited)]
-        return tuple(
-            (float(second), sent - sent_before, retries - retries_before, limited - limited_before)
-            for second, (
-                (sent_before, retries_before, limited_before),
-                (sent, retries, limited),
-            ) in enumerate(itertools.pairwise(marks))
-        )
 
 
 @dataclass(frozen=True)
@@ -195,7 +82,7 @@ class CompletionJob:
         """Send what is not cached, store answers as they come, and build the new frame."""
         options = self.options
         cache = self._open_cache()
-        progress = RunProgress(len(self.source), enabled=options.progress)
+        progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, str] = {}
         columns = self.columns

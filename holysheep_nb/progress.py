@@ -94,7 +94,8 @@ class DisplayedText:
 
 
 class RunProgress:
-    """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix.
+    """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix,
+    and ``held=<seconds left>, <why>`` while a spent budget holds every new send.
 
     It counts nothing itself: every figure is read from the run's ``RunStats``, the one
     tally the report is built from too. ``file`` (a terminal by default: stderr) is for the
@@ -133,7 +134,7 @@ class RunProgress:
         self._idle_interval = IDLE_INTERVAL if live else None
         self._now = now
         self._drawn_at = now()
-        self._drawn: tuple[int, ...] = ()
+        self._drawn: tuple[object, ...] = ()
 
     def refresh(self, stats: RunStats) -> None:
         """Redraw when the tally changed (or a live bar has been idle); from the run's tick."""
@@ -141,7 +142,7 @@ class RunProgress:
             return
         now = self._now()
         waited = now - self._drawn_at + _EARLY
-        if _tally(stats) == self._drawn:
+        if _tally(stats, now) == self._drawn:
             if self._idle_interval is None or waited < self._idle_interval:
                 return
         elif waited < MIN_INTERVAL:
@@ -163,26 +164,35 @@ class RunProgress:
 
     def _draw(self, stats: RunStats) -> None:
         bar = self._bar
+        now = self._now()
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
-        bar.set_postfix(
-            {
-                "ok": stats.succeeded,
-                "failed": stats.failed,
-                "retried": stats.retries,
-                "cached": stats.cached,
-            },
-            refresh=False,
-        )
+        postfix: dict[str, object] = {
+            "ok": stats.succeeded,
+            "failed": stats.failed,
+            "retried": stats.retries,
+            "cached": stats.cached,
+        }
+        if _held(stats, now):
+            assert stats.held_until is not None
+            postfix["held"] = f"{stats.held_until - now:.0f}s, {stats.hold_reason}"
+        bar.set_postfix(postfix, refresh=False)
         delta = stats.done - bar.n
         if delta:
             bar.update(delta)
         else:
             bar.refresh()
-        self._drawn = _tally(stats)
+        self._drawn = _tally(stats, now)
 
 
-def _tally(stats: RunStats) -> tuple[int, ...]:
-    return (stats.done, stats.succeeded, stats.failed, stats.retries, stats.cached)
+def _held(stats: RunStats, now: float) -> bool:
+    """True while every new send waits for the provider's budget (shown on the bar)."""
+    return stats.held_until is not None and stats.held_until > now
+
+
+def _tally(stats: RunStats, now: float) -> tuple[object, ...]:
+    """What the bar shows: a redraw is due when it changes (a hold starting or ending too)."""
+    held = stats.hold_reason if _held(stats, now) else ""
+    return (stats.done, stats.succeeded, stats.failed, stats.retries, stats.cached, held)
 
 
 def _is_terminal(stream: IO[str]) -> bool:

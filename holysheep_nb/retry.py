@@ -17,9 +17,9 @@ from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from holysheep_nb.answers import ProviderError
 from holysheep_nb.outcome import OutcomeKind, RunStop
 from holysheep_nb.policies import RetryPolicy
+from holysheep_nb.provider_errors import ProviderError
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")

@@ -1,4 +1,4 @@
-"""df.holysheep.complete / acomplete against the embedded server (SPEC §2, §5, §6)."""
+"""df.holysheep.complete / acomplete against the embedded server (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input, table-driven (SPEC §5, issue 8): a clear error before anything is sent, or the
+"""Bad input, table-driven (docs/contract.md, "Bad input"): a clear error before anything is sent, or the
 right outcome on each row, and never a hang.
 
 Each case runs ``acomplete`` against a fresh echo server under a deadline. "Raises" cases
@@ -125,7 +125,7 @@ RAISES: dict[str, Raises] = {
     "parameter NaN": Raises({"temperature": math.nan}, "must be JSON values"),
     "parameter with a lone surrogate": Raises({"stop": ["\ud83d"]}, "not valid Unicode"),
     "system with a lone surrogate": Raises({"system": "be \ud83d brief"}, "not valid Unicode"),
-    # the key (SPEC §5: name HOLYSHEEP_API_KEY, for any non-loopback base_url)
+    # the key (docs/contract.md, "Bad input": name HOLYSHEEP_API_KEY, for any non-loopback base_url)
     "no key for a remote URL": Raises({"base_url": "https://api.example.test/v1"},
                                       "HOLYSHEEP_API_KEY", error=MissingAPIKeyError, local=False),
     "placeholder key": Raises({"base_url": "https://api.example.test/v1",

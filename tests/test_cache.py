@@ -1,4 +1,4 @@
-"""The answer cache (SPEC §6): keys, buffered writes, durability, sharing and damaged files."""
+"""The answer cache (docs/contract.md, "Cache and resume"): keys, buffered writes, durability, sharing and damaged files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Endpoint resolution, key handling and policy validation (SPEC §2, §5)."""
+"""Endpoint resolution, key handling and policy validation (docs/contract.md, "Options" and "Bad input")."""
 
 from __future__ import annotations
 

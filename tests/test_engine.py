@@ -1,5 +1,5 @@
 """The engine through aioresponses: statuses, Retry-After, 429 cool-down, auth abort,
-malformed bodies, the concurrency bound and row integrity (SPEC §4)."""
+malformed bodies, the concurrency bound and row integrity."""
 
 from __future__ import annotations
 

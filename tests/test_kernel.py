@@ -1,4 +1,5 @@
-"""The accessor in a real Jupyter kernel: Run All, interrupt and resume (SPEC §3, issue 5).
+"""The accessor in a real Jupyter kernel: Run All, interrupt and resume (docs/contract.md,
+"Notebook behaviour").
 
 A real ipykernel is started with jupyter_client and driven like a notebook front end:
 cells are queued all at once (Run All), and interrupts are the kernel's SIGINT, exactly what

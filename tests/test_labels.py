@@ -1,4 +1,4 @@
-"""label() / alabel() / estimate(): a fixed label set in, a Categorical out (issue 10)."""
+"""label() / alabel() / estimate(): a fixed label set in, a Categorical out."""
 
 from __future__ import annotations
 

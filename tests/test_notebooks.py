@@ -36,7 +36,8 @@ def _output_text(nb: Any) -> str:
 
 
 def _check_quickstart(nb: Any, text: str) -> None:
-    assert "holysheep_nb estimate (nothing sent): 500 of 500 rows" in text
+    # The sample repeats some reviews: each distinct one is asked once.
+    assert re.search(r"holysheep_nb estimate \(nothing sent\): 4\d\d of 500 rows", text)
     assert "holysheep_nb run: 500 rows" in text  # the report's table
     assert "100% of rows served from the cache, 0 requests sent" in text
     assert any("image/png" in output.get("data", {}) for output in _outputs(nb)), "no plot"
@@ -50,8 +51,8 @@ def _check_quickstart(nb: Any, text: str) -> None:
 
 
 def _check_limits_and_faults(nb: Any, text: str) -> None:
-    # Told the server's limit, the client paces under it: 120 rows, 120 requests, no 429.
-    assert re.search(r"requests_per_minute=600\s+[\d.]+\s+120\s+0\s", text), "told run drew 429s"
+    # Told the server's limit, the client paces under it: no 429.
+    assert re.search(r"requests_per_minute=600\s+[\d.]+\s+\d+\s+0\s", text), "told run drew 429s"
     # The injected 429s are met and retried.
     limited = [int(n.replace(",", "")) for n in re.findall(r"\(429s: ([\d,]+)\)", text)]
     assert limited, "no report with a 429 count"
@@ -61,12 +62,14 @@ def _check_limits_and_faults(nb: Any, text: str) -> None:
     images = [output for output in _outputs(nb) if "image/png" in output.get("data", {})]
     assert len(images) == 2, "one timeline plot per rate-limit run"
     # The resumed run sent only what the interrupted one had not stored in the cache.
-    resumed = re.search(r"resumed: (\d+) requests for (\d+) rows, (\d+) rows from the cache", text)
+    resumed = re.search(
+        r"resumed: (\d+) requests for (\d+) rows, (\d+) rows from the cache, (\d+) repeats", text
+    )
     assert resumed, "the resume cell printed nothing"
-    sent, rows, cached = map(int, resumed.groups())
+    sent, rows, cached, repeats = map(int, resumed.groups())
     assert cached > 0
     assert sent < rows
-    assert sent + cached == rows
+    assert sent + cached + repeats == rows
 
 
 def _check_scale_out_with_dask(nb: Any, text: str) -> None:

@@ -103,3 +103,22 @@ def test_disabled_draws_nothing(clock: FakeClock) -> None:
     tick(progress, stats, clock, 3)
     progress.close(stats)
     assert log.getvalue() == ""
+
+
+def test_the_bar_says_when_the_run_is_held_and_why(clock: FakeClock) -> None:
+    """A spent budget holds every send: the bar says so once, and again when it ends."""
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(100, file=log, now=clock.now)
+    stats.succeeded = 10
+    tick(progress, stats, clock, 1)
+    stats.held_until = clock.now() + 30.0
+    stats.hold_reason = "the provider's budget is spent"
+    tick(progress, stats, clock, 1)
+    assert "held=30s, the provider's budget is spent" in log.getvalue()
+    drawn = redraws(log)
+    tick(progress, stats, clock, 200)  # 20 s held, nothing else changing: no new line
+    assert redraws(log) == drawn
+    tick(progress, stats, clock, 110)  # the hold is over
+    assert redraws(log) == drawn + 1
+    assert not log.getvalue().rsplit("\r", 1)[-1].count("held")

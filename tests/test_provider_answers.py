@@ -417,3 +417,24 @@ async def test_a_request_on_a_dropped_keep_alive_connection_is_resent_free() -> 
     report = out.holysheep.report()
     assert read == 30
     assert report.resent == report.requests_sent - 30 >= 20
+
+
+def test_half_an_emoji_escaped_in_json_becomes_a_replacement_character() -> None:
+    """A model cut mid-emoji can send ``"\\ud83d"``: no UTF-8 store takes a lone surrogate."""
+    raw = '{"choices": [{"message": {"content": "great \\ud83d", "reasoning_content": "ok \\ud83d\\ude0d"}, "finish_reason": "length"}]}'
+    answer = parse_answer(raw.encode())
+    assert answer.text == "great \ufffd"
+    assert answer.reasoning == "ok \U0001f60d"  # a whole pair stays the emoji
+
+
+async def test_a_lone_surrogate_in_an_answer_never_loses_the_frame(clock: FakeClock) -> None:
+    import pandas as pd
+
+    body = '{"choices": [{"message": {"content": "good \\ud83d"}, "finish_reason": "stop"}]}'
+    with scripted(clock) as server:
+        server.script("p", Reply(body=body))
+        out = await pd.DataFrame({"text": ["p"]}).holysheep.acomplete(
+            "text", base_url="http://127.0.0.1:9/v1", cache=False, progress=False
+        )
+    assert out["response"].tolist() == ["good \ufffd"]
+    assert len(server.bodies) == 1

@@ -1,4 +1,4 @@
-"""Token buckets and the throttle on a virtual clock: exact waits, no real sleeping (SPEC §4)."""
+"""Token buckets and the throttle on a virtual clock: exact waits, no real sleeping (docs/contract.md, "Rate limits and 429s")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Nothing is lost or mixed up under faults, and a killed run resumes without paying twice.
 
-Issue 8. The soak sends every row of a large frame through the embedded server with about 10%
+The soak sends every row of a large frame through the embedded server with about 10%
 of requests failing in every way the server can fail them; the kill test SIGKILLs a labelling
 run in a subprocess at random points and resumes it from the same cache file.
 """

@@ -1,4 +1,4 @@
-"""The run report (SPEC §7): counts, failure causes, percentiles, tokens, cost and renderings."""
+"""The run report: counts, failure causes, percentiles, tokens, cost and renderings."""
 
 from __future__ import annotations
 

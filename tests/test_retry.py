@@ -1,4 +1,4 @@
-"""The pure retry functions, by table (SPEC §4)."""
+"""The pure retry functions, by table (docs/contract.md, "Failure kinds")."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from email.utils import formatdate
 import pytest
 from multidict import CIMultiDict
 
-from holysheep_nb.answers import ProviderError
 from holysheep_nb.outcome import OutcomeKind
 from holysheep_nb.policies import RetryPolicy
+from holysheep_nb.provider_errors import ProviderError
 from holysheep_nb.retry import (
     Verdict,
     backoff_delay,

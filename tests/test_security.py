@@ -1,4 +1,5 @@
-"""The key never leaks; HTTPS verifies certificates; proxies are honoured (SPEC §5, issue 8).
+"""The key never leaks; HTTPS verifies certificates; proxies are honoured (docs/contract.md,
+"Endpoints and keys").
 
 A random key is pushed through every error path the package has and every place its output
 can end up (error cells, reprs, tracebacks, DEBUG logs, the cache file, the progress bar, an

@@ -1,0 +1,95 @@
+"""The result columns of a run, filled by row position as outcomes arrive, and turned into
+the result frame at the end (names by ``columns.free_name``: no input column replaced).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from holysheep_nb.cache import CachedAnswer
+from holysheep_nb.columns import free_name
+from holysheep_nb.outcome import RowOutcome
+
+#: pandas 3 has a string dtype of its own; pandas 2 keeps Python strings as objects.
+_STR_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+
+
+class ResultColumns:
+    """The result columns of a run, filled by row position as outcomes arrive."""
+
+    def __init__(self, rows: int, *, keep_values: bool = False) -> None:
+        self.response: list[str | None] = [None] * rows
+        self.error: list[str | None] = [None] * rows
+        self.latency = np.full(rows, np.nan)
+        self.cached = np.zeros(rows, dtype=bool)
+        self.shared = np.zeros(rows, dtype=bool)
+        self.attempts = np.zeros(rows, dtype=np.int64)
+        self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
+        self.completion_tokens = np.full(rows, -1, dtype=np.int64)
+        self.finish_reason: list[str | None] = [None] * rows
+        self.reasoning: list[str | None] = [None] * rows
+        self.tool_calls: list[str | None] = [None] * rows
+        #: What the answer reader made of each answer (labels); kept only when there is one.
+        self.values: list[Any] | None = [None] * rows if keep_values else None
+
+    def record(self, position: int, outcome: RowOutcome) -> None:
+        """Store a row's final outcome."""
+        self.response[position] = outcome.response
+        self.error[position] = outcome.error
+        if outcome.latency is not None:
+            self.latency[position] = outcome.latency
+        self.cached[position] = outcome.cached
+        self.shared[position] = outcome.shared
+        self.attempts[position] = outcome.attempts
+        if outcome.prompt_tokens is not None:
+            self.prompt_tokens[position] = outcome.prompt_tokens
+        if outcome.completion_tokens is not None:
+            self.completion_tokens[position] = outcome.completion_tokens
+        self.finish_reason[position] = outcome.finish_reason
+        self.reasoning[position] = outcome.reasoning
+        self.tool_calls[position] = outcome.tool_calls
+        if self.values is not None:
+            self.values[position] = outcome.value
+
+    def answer_at(self, position: int) -> CachedAnswer:
+        """The answer recorded for a row, as the cache would keep it."""
+        completion = int(self.completion_tokens[position])
+        prompt = int(self.prompt_tokens[position])
+        return CachedAnswer(
+            self.response[position] or "",
+            prompt if prompt >= 0 else None,
+            completion if completion >= 0 else None,
+            self.finish_reason[position],
+            self.reasoning[position],
+            self.tool_calls[position],
+        )
+
+    def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+        """A new frame: ``frame``'s columns and index plus the result columns, and the name
+        the ``response`` column got (a column of the input is never replaced: see
+        ``columns.free_name``)."""
+        results: dict[str, Any] = {
+            "response": pd.array(self.response, dtype=_STR_DTYPE),
+            "error": pd.array(self.error, dtype=_STR_DTYPE),
+            "latency": self.latency,
+            "cached": self.cached,
+            "shared": self.shared,
+            "attempts": self.attempts,
+            "prompt_tokens": _nullable(self.prompt_tokens),
+            "completion_tokens": _nullable(self.completion_tokens),
+            "finish_reason": pd.array(self.finish_reason, dtype=_STR_DTYPE),
+            "reasoning": pd.array(self.reasoning, dtype=_STR_DTYPE),
+            "tool_calls": pd.array(self.tool_calls, dtype=_STR_DTYPE),
+        }
+        out: pd.DataFrame = frame.copy(deep=False)
+        response = free_name("response", out.columns)
+        for name, values in results.items():
+            out[free_name(name, out.columns)] = values
+        return out, response
+
+
+def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(values, values < 0)
