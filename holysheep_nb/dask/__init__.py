@@ -28,7 +28,12 @@ quota: docs/contract.md, "Failures that stop the run") seen by one worker is sen
 scheduler, and every later ask of every worker is answered with it: nothing more is sent
 anywhere. Releases, holds, stops and token corrections are sent without waiting.
 
-What one round trip costs: ROUND_TRIP_NOTE
+What one round trip costs: measured by ``benchmarks/run.py --only dask`` on a LocalCluster
+(loopback TCP, 2 shared cores), one ``admit`` from a worker's run to the scheduler and back
+takes 0.3 to 0.55 ms (median; p90 0.7 ms). A send waits for it once, so it matters only
+against very fast answers: 2,000 rows at 20 ms latency took 1.25 times as long as the
+pandas path on the same rows (2 workers, 4 partitions, graph and partition start-up
+included). Across machines it is one network round trip to the scheduler.
 
 Resume. Dask runs a lost worker's partition again elsewhere. Workers write every answer to
 the SQLite cache as it arrives (write-through, not once a second as the pandas path does),

@@ -11,15 +11,17 @@ is a context around whatever computes it::
 A thread polls the scheduler (one round trip every ``POLL_SECONDS``) for every partition's
 counts (rows succeeded, failed, retries, cached), as the workers publish them every 0.5 s,
 and draws their sum on the pandas path's bar (``RunProgress``: a widget in Jupyter, text
-elsewhere). The total is the sum of the partitions' rows once every partition has started
-(``total=`` gives it up front). At the end the bar shows the final counts, and a run that
-stopped early (authentication, quota) says so once, with a ``HolySheepWarning``.
+elsewhere), a hold for a spent budget included. The total is the sum of the partitions' rows
+once every partition has started (``total=`` gives it up front). At the end the bar shows
+the final counts, and a run that stopped early (authentication, quota) says so once, with a
+``HolySheepWarning``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -56,6 +58,10 @@ class ClusterBar:
         stats.succeeded, stats.failed, stats.retries, stats.cached = (
             sum(part["tally"][index] for part in parts) for index in range(4)
         )
+        held_for = status.get("held_for", 0.0)
+        if held_for > 0:  # the bar shows the cluster's hold, on its own clock
+            stats.held_until = time.monotonic() + held_for
+            stats.hold_reason = status["hold_reason"]
         if final:
             self._progress.close(stats)
         else:
