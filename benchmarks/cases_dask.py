@@ -1,4 +1,4 @@
-"""Case 9: the Dask path (``holysheep_nb.dask``) on a LocalCluster of worker processes.
+"""Case 10: the Dask path (``holysheep_nb.dask``) on a LocalCluster of worker processes.
 
 - Provider-limit utilisation: the server enforces 1,200 rpm over a sliding window and answers
   429 beyond it; 1, 2 and 4 workers (one thread each) share it, (a) told
@@ -182,7 +182,7 @@ def _overhead(ctx: Context, client: Any) -> tuple[list[Figure], dict[str, Any]]:
 
 
 def dask_path(ctx: Context) -> list[Figure]:
-    """Case 9: provider-limit utilisation with 1, 2 and 4 workers (2 with ``--quick``, and
+    """Case 10: provider-limit utilisation with 1, 2 and 4 workers (2 with ``--quick``, and
     told the limit only), and the Dask path's overhead on 2 workers."""
     seconds, window = ctx.pick((20, 10.0), (3, 4.0))
     figures: list[Figure] = []
