@@ -10,7 +10,8 @@ import asyncio
 
 import pytest
 
-from holysheep_nb.dask.limits import JITTER_MARGIN, LEASE_MARGIN, LimitConfig, RunLimits
+from holysheep_nb.dask.limits import JITTER_MARGIN, LEASE_MARGIN, TALLY, LimitConfig, RunLimits
+from holysheep_nb.dask.plugin import KEPT_RUNS, LimitsPlugin
 from holysheep_nb.policies import RateLimits
 from tests.fakes import FakeClock
 
@@ -118,3 +119,16 @@ async def test_progress_never_goes_back_and_a_retry_restarts_the_partition(
     report = {"rows": 10, "succeeded": 9, "failed": 1, "retries": 0, "cached": 6}
     limits.finish(0, report)
     assert limits.status()["partitions"][0]["tally"] == [9, 1, 0, 6]
+
+
+def test_the_scheduler_forgets_old_idle_runs_only() -> None:
+    plugin = LimitsPlugin()
+    config = LimitConfig(max_concurrent=1).to_dict()
+    plugin.begin("busy", config, partition=0, worker="w1", rows=1)  # never finishes
+    for number in range(KEPT_RUNS + 5):
+        plugin.begin(f"run-{number}", config, partition=0, worker="w1", rows=1)
+        plugin.finish(f"run-{number}", partition=0, report={name: 0 for name in TALLY})
+    assert len(plugin.runs) == KEPT_RUNS
+    assert "busy" in plugin.runs
+    assert f"run-{KEPT_RUNS + 4}" in plugin.runs
+    assert plugin.status("run-0") is None  # the oldest finished run is gone

@@ -32,7 +32,7 @@ from typing import Any
 #: Seconds past a lease's send time and the attempt timeout after which it lapses anyway.
 LEASE_MARGIN = 10.0
 #: A report's counts that make a partition's tally, in order.
-_TALLY = ("succeeded", "failed", "retries", "cached")
+TALLY = ("succeeded", "failed", "retries", "cached")
 #: The share of a budget left unused so that sends reaching the provider a few milliseconds
 #: off their given times stay under a sliding window of 2 s or more (20 ms of room there).
 JITTER_MARGIN = 0.01
@@ -222,10 +222,16 @@ class RunLimits:
     def finish(self, partition: int, report: dict[str, Any]) -> None:
         """A partition is done: its final tally and its report are kept."""
         state = self.partitions.setdefault(partition, PartitionState())
-        succeeded, failed, retries, cached = (int(report[name]) for name in _TALLY)
+        succeeded, failed, retries, cached = (int(report[name]) for name in TALLY)
         state.tally = (succeeded, failed, retries, cached)
         state.report = report
         self.finished = self.clock()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight or waiting and some partition has finished."""
+        self._expire()
+        return self.finished is not None and not self.leases and not self._waiters
 
     def status(self) -> dict[str, Any]:
         """Everything the client reads: partitions, rows done, hold, stop, reports."""

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from distributed import Scheduler
 
 PLUGIN_NAME = "holysheep_nb-limits"
+#: Runs whose state (reports included) the scheduler keeps; older idle ones are dropped.
+KEPT_RUNS = 64
 
 
 class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
@@ -60,8 +62,16 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
         if limits is None:
             if config is None:
                 raise KeyError(f"holysheep_nb run {run!r} has not started on this scheduler")
+            self._forget_old_runs()
             limits = self.runs[run] = RunLimits(LimitConfig.from_dict(config), time.monotonic)
         return limits
+
+    def _forget_old_runs(self) -> None:
+        """Keep at most ``KEPT_RUNS``: the oldest idle runs (none in flight, some partition
+        finished) go first, so a long-lived scheduler does not grow without end."""
+        idle = [run for run, limits in self.runs.items() if limits.idle]
+        for run in idle[: max(0, len(self.runs) - KEPT_RUNS + 1)]:
+            del self.runs[run]
 
     def begin(
         self, run: str, config: dict[str, Any], partition: int, worker: str, rows: int
