@@ -74,7 +74,7 @@ class ClusterLimit:
         return self._in_flight
 
     def track(self, stats: RunStats) -> None:
-        """Publish ``stats.done`` every ``PROGRESS_INTERVAL`` while the run goes on."""
+        """Publish the run's counts every ``PROGRESS_INTERVAL`` while it goes on."""
         self._stats = stats
         if self._publisher is None:
             self._publisher = asyncio.run_coroutine_threadsafe(self._publish(), self._loop)
