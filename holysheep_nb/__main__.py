@@ -1,4 +1,5 @@
-"""``python -m holysheep_nb demo | serve | cache | label | complete | extract | estimate``."""
+"""``python -m holysheep_nb demo | serve | cache | batches | label | complete | extract |
+estimate``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ commands:
   demo    label the sample reviews (embedded server, or HolySheep if HOLYSHEEP_API_KEY is set)
   serve   run the embedded OpenAI-compatible server (--port, --latency, --fault-rate, ...)
   cache   show or clear the answer cache (info | clear)
+  batches list or cancel the provider batches submitted with batch=True (list | cancel ID)
 
   label     FILE --column C --labels a,b,c --out OUT   label every row of a CSV/Parquet/JSONL file
   complete  FILE --column C --out OUT                  free-text answer for every row
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.cache.cli import main as cache
 
         return cache(rest)
+    if command == "batches":
+        from holysheep_nb.batch.cli import main as batches
+
+        return batches(rest)
     if command in FILE_COMMANDS:
         from holysheep_nb.commands import main as file_command
 

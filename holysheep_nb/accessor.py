@@ -8,12 +8,15 @@ Importing this module registers the accessors, and may happen in the middle of a
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
 modules that never import pandas themselves; the job, labels, prompts and report modules
 are loaded on first use.
+
+Length: every call spells out its keyword options (they are what an IDE shows a user) and
+has sync, async and ``batch=`` overloads; each body is a line or two into ``job``/``batch``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pandas as pd
 
@@ -23,6 +26,7 @@ from holysheep_nb.job_options import JobOptions
 from holysheep_nb.runner import run_sync
 
 if TYPE_CHECKING:
+    from holysheep_nb.batch import BatchHandle, BatchJob, BatchLimits
     from holysheep_nb.extract import ExtractFormat
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
@@ -53,6 +57,39 @@ def _job(
         answer_format=answer_format,
         unstructured_system=unstructured,
     )
+
+
+def _run(
+    job: CompletionJob, batch: bool | BatchLimits, submit_only: bool
+) -> pd.DataFrame | BatchHandle:
+    """Run ``job`` online, or through the provider's Batch API (see ``holysheep_nb.batch``)."""
+    if not batch and not submit_only:
+        return run_sync(job.run)
+    batch_job = _batch_job(job, batch)
+    if submit_only:
+        return run_sync(batch_job.submit)
+    return run_sync(batch_job.run)
+
+
+async def _arun(
+    job: CompletionJob, batch: bool | BatchLimits, submit_only: bool
+) -> pd.DataFrame | BatchHandle:
+    """``_run`` for ``await``."""
+    if not batch and not submit_only:
+        return await job.run()
+    batch_job = _batch_job(job, batch)
+    if submit_only:
+        return await batch_job.submit()
+    return await batch_job.run()
+
+
+def _batch_job(job: CompletionJob, batch: bool | BatchLimits) -> BatchJob:
+    from holysheep_nb.batch import BatchJob, BatchLimits
+
+    if not isinstance(batch, (bool, BatchLimits)):
+        raise ConfigError(f"batch must be True, False or a BatchLimits, got {type(batch).__name__}")
+    limits = batch if isinstance(batch, BatchLimits) else None
+    return BatchJob(job.source, job.options, answer_format=job.answer_format, limits=limits)
 
 
 def _label_set(
@@ -90,14 +127,13 @@ def _estimate(
     answer_format: AnswerFormat | None,
     latency: float,
     output_tokens: int | None,
+    batch: bool = False,
 ) -> Estimate:
     job = _job(frame, column, template, options, answer_format)
     per_row = output_tokens
     if per_row is None:
         per_row = (
-            answer_format.answer_tokens()
-            if answer_format is not None
-            else job.options.max_tokens
+            answer_format.answer_tokens() if answer_format is not None else job.options.max_tokens
         )
     return Estimate.of(
         job.plan(),
@@ -105,6 +141,7 @@ def _estimate(
         latency=latency,
         output_tokens_per_row=per_row,
         prices=job.options.prices,
+        batch=batch,
     )
 
 
@@ -128,9 +165,36 @@ class HolySheepFrameAccessor:
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
 
+    @overload
     def complete(
-        self, column: Hashable | None = None, *, template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    def complete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
+
+    def complete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
+        **options: Any,
+    ) -> pd.DataFrame | BatchHandle:
         """Answer every row; return a new frame with ``response``, ``error``, ``latency``.
 
         ``column`` holds the prompts, or ``template="... {col} ..."`` builds them from
@@ -139,15 +203,78 @@ class HolySheepFrameAccessor:
         max_retries, max_retry_after, timeout, chunk_size, progress, cache, prices, verify,
         and any chat-completions parameter (temperature, ...). Result columns and failure
         kinds: ``docs/contract.md``. Works in a script and in a Jupyter cell alike.
+
+        ``batch=True`` sends the rows through the provider's Batch API instead (about half
+        the price, answers within 24 hours; ``BatchLimits(...)`` for a provider with
+        smaller per-batch limits) and waits for it; ``submit_only=True`` returns a
+        ``BatchHandle`` at once, to ``collect()`` later. Raises ``BatchUnavailableError``
+        when the provider has no Batch API (nothing charged). See ``docs/contract.md``,
+        "Batch".
         """
         job = _job(self._frame, column, template, options)
-        return run_sync(job.run)
+        return _run(job, batch, submit_only)
+
+    @overload
+    async def acomplete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def acomplete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
 
     async def acomplete(
-        self, column: Hashable | None = None, *, template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
+        **options: Any,
+    ) -> pd.DataFrame | BatchHandle:
         """``complete`` for ``await`` in a notebook cell or async code, without patching."""
-        return await _job(self._frame, column, template, options).run()
+        return await _arun(_job(self._frame, column, template, options), batch, submit_only)
+
+    @overload
+    def label(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    def label(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
 
     def label(
         self,
@@ -158,15 +285,18 @@ class HolySheepFrameAccessor:
         multi: bool = False,
         structured: bool = True,
         template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
         **options: Any,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """Give every row one label of ``labels`` (several with ``multi=True``).
 
         Returns ``complete()``'s frame plus a ``label`` column (a Categorical over
         ``labels``; lists with ``multi=True``) before ``response``, the raw answer. An answer
         outside the set leaves the label missing and says ``not in label set: '...'`` in
         ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
-        JSON-schema ``response_format`` for servers that reject it. Options as ``complete``.
+        JSON-schema ``response_format`` for servers that reject it. Options, ``batch`` and
+        ``submit_only`` as ``complete``.
 
         With ``logprobs=True`` (a chat-completions parameter) a ``confidence`` column (float,
         0..1) follows the label: the probability the model gave its label, the product of
@@ -177,7 +307,36 @@ class HolySheepFrameAccessor:
         """
         label_set = _label_set(labels, instructions, multi, structured, options)
         job = _job(self._frame, column, template, options, label_set)
-        return run_sync(job.run)
+        return _run(job, batch, submit_only)
+
+    @overload
+    async def alabel(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def alabel(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
 
     async def alabel(
         self,
@@ -188,11 +347,43 @@ class HolySheepFrameAccessor:
         multi: bool = False,
         structured: bool = True,
         template: str | None = None,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
         **options: Any,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """``label`` for ``await``."""
         label_set = _label_set(labels, instructions, multi, structured, options)
-        return await _job(self._frame, column, template, options, label_set).run()
+        job = _job(self._frame, column, template, options, label_set)
+        return await _arun(job, batch, submit_only)
+
+    @overload
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
 
     def extract(
         self,
@@ -203,8 +394,10 @@ class HolySheepFrameAccessor:
         template: str | None = None,
         flatten: bool = True,
         structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
         **options: Any,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """Pull the fields of ``schema`` out of every row, into typed columns.
 
         ``schema`` is a pydantic model class, a dict of field name to type (``{"product":
@@ -224,10 +417,40 @@ class HolySheepFrameAccessor:
         A row whose answer does not fit has every field missing and ``error`` names each
         field and why (``answer does not fit the schema: stars: not an integer ('five')``);
         the report counts failures per field. Raises ``ConfigError`` for a schema it cannot
-        use. Options as ``complete``.
+        use. Options, ``batch`` and ``submit_only`` as ``complete``.
         """
         answer_format = _extract_format(schema, instructions, flatten, structured)
-        return run_sync(_job(self._frame, column, template, options, answer_format).run)
+        job = _job(self._frame, column, template, options, answer_format)
+        return _run(job, batch, submit_only)
+
+    @overload
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[False] = False,
+        **options: Any,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: Literal[True],
+        **options: Any,
+    ) -> BatchHandle: ...
 
     async def aextract(
         self,
@@ -238,11 +461,14 @@ class HolySheepFrameAccessor:
         template: str | None = None,
         flatten: bool = True,
         structured: bool = True,
+        batch: bool | BatchLimits = False,
+        submit_only: bool = False,
         **options: Any,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """``extract`` for ``await``."""
         answer_format = _extract_format(schema, instructions, flatten, structured)
-        return await _job(self._frame, column, template, options, answer_format).run()
+        job = _job(self._frame, column, template, options, answer_format)
+        return await _arun(job, batch, submit_only)
 
     def estimate(
         self,
@@ -256,6 +482,7 @@ class HolySheepFrameAccessor:
         structured: bool = True,
         latency: float = DEFAULT_LATENCY,
         output_tokens: int | None = None,
+        batch: bool = False,
         **options: Any,
     ) -> Estimate:
         """What ``complete()`` (``label()`` with ``labels=``, ``extract()`` with ``schema=``)
@@ -265,6 +492,8 @@ class HolySheepFrameAccessor:
         input tokens, the time under the given limits and concurrency (``latency`` seconds a
         request assumed), and the cost when ``prices`` are given. Output tokens come from
         ``output_tokens`` per row, the label set or schema, or ``max_tokens``.
+        ``batch=True``: what ``batch=True`` would cost (the batch price,
+        ``Prices.batch_discount``) and take (up to the Batch API's 24 h window).
         """
         answer_format: AnswerFormat | None = None
         if labels is not None and schema is not None:
@@ -281,6 +510,7 @@ class HolySheepFrameAccessor:
             answer_format=answer_format,
             latency=latency,
             output_tokens=output_tokens,
+            batch=bool(batch),
         )
 
     def report(self) -> RunReport:
@@ -301,43 +531,67 @@ class HolySheepSeriesAccessor:
         frame = HolySheepFrameAccessor(self._series.to_frame(name=name))
         return frame, None if template else name
 
-    def complete(self, *, template: str | None = None, **options: Any) -> pd.DataFrame:
-        """Answer every prompt of the Series; return a frame with the prompts and answers."""
-        frame, column = self._frame(template)
-        return frame.complete(column, template=template, **options)
+    # The frame's methods are overloaded on ``submit_only``; ``**options`` (which may hold
+    # it) makes their result Any here, so it is named before it is returned.
 
-    async def acomplete(self, *, template: str | None = None, **options: Any) -> pd.DataFrame:
+    def complete(
+        self, *, template: str | None = None, **options: Any
+    ) -> pd.DataFrame | BatchHandle:
+        """Answer every prompt of the Series; return a frame with the prompts and answers
+        (a ``BatchHandle`` with ``submit_only=True``)."""
+        frame, column = self._frame(template)
+        out: pd.DataFrame | BatchHandle = frame.complete(column, template=template, **options)
+        return out
+
+    async def acomplete(
+        self, *, template: str | None = None, **options: Any
+    ) -> pd.DataFrame | BatchHandle:
         """``complete`` for ``await``."""
         frame, column = self._frame(template)
-        return await frame.acomplete(column, template=template, **options)
+        out: pd.DataFrame | BatchHandle = await frame.acomplete(
+            column, template=template, **options
+        )
+        return out
 
     def label(
         self, *, labels: Sequence[str], template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """Label every value of the Series (see ``DataFrame.holysheep.label``)."""
         frame, column = self._frame(template)
-        return frame.label(column, labels=labels, template=template, **options)
+        out: pd.DataFrame | BatchHandle = frame.label(
+            column, labels=labels, template=template, **options
+        )
+        return out
 
     async def alabel(
         self, *, labels: Sequence[str], template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """``label`` for ``await``."""
         frame, column = self._frame(template)
-        return await frame.alabel(column, labels=labels, template=template, **options)
+        out: pd.DataFrame | BatchHandle = await frame.alabel(
+            column, labels=labels, template=template, **options
+        )
+        return out
 
     def extract(
         self, *, schema: object, template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """Extract ``schema``'s fields from every value (see ``DataFrame.holysheep.extract``)."""
         frame, column = self._frame(template)
-        return frame.extract(column, schema=schema, template=template, **options)
+        out: pd.DataFrame | BatchHandle = frame.extract(
+            column, schema=schema, template=template, **options
+        )
+        return out
 
     async def aextract(
         self, *, schema: object, template: str | None = None, **options: Any
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | BatchHandle:
         """``extract`` for ``await``."""
         frame, column = self._frame(template)
-        return await frame.aextract(column, schema=schema, template=template, **options)
+        out: pd.DataFrame | BatchHandle = await frame.aextract(
+            column, schema=schema, template=template, **options
+        )
+        return out
 
     def estimate(self, *, template: str | None = None, **options: Any) -> Estimate:
         """The dry run of ``complete`` / ``label`` / ``extract`` on the Series (see the

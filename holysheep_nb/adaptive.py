@@ -108,6 +108,14 @@ class ConcurrencyGate:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
+    def try_acquire(self) -> int:
+        """Take a slot if one is free and nobody waits: the number in flight with this one,
+        or 0 (then ``await acquire()``)."""
+        if self.in_flight >= self.window.limit or self._waiters:
+            return 0
+        self.in_flight += 1
+        return self.in_flight
+
     async def acquire(self) -> int:
         """Wait for a slot; return the number of requests in flight with this one."""
         if self.in_flight >= self.window.limit or self._waiters:

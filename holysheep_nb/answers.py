@@ -70,6 +70,22 @@ def parse_answer(raw: bytes) -> Answer:
     choice = _first_choice(data)
     message = choice.get("message")
     message = message if isinstance(message, dict) else {}
+    content = message.get("content")
+    if (
+        len(message) <= 2  # role and content: the common plain answer, read at once
+        and isinstance(content, str)
+        and content.isascii()
+        and _THINK_CLOSE not in content
+        and len(choice) <= 3  # index, message, finish_reason: no logprobs, no filter results
+    ):
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return Answer(
+            text=content,
+            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+            completion_tokens=_int_or_none(usage.get("completion_tokens")),
+            finish_reason=_text(choice.get("finish_reason")),
+        )
     return _answer(
         content=message.get("content"),
         reasoning=_text(message.get("reasoning_content")) or _text(message.get("reasoning")),

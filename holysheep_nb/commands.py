@@ -9,6 +9,9 @@ Exit status: 0 when every row has an answer, ``EXIT_ROWS_FAILED`` when some rows
 output is written all the same, with their ``error``), 2 for misuse (a bad option, an
 unreadable file, a missing key), ``EXIT_INTERRUPTED`` after Ctrl-C (nothing written; the
 answers received so far are in the cache).
+
+Length: one argparse flag per accessor option, each with its help text; the work itself is
+the accessor's, and reading and writing files is ``files``.
 """
 
 from __future__ import annotations
@@ -449,7 +452,7 @@ def _method(
     if command == "label":
 
         def label(column: str | None, **options: Any) -> pd.DataFrame:
-            return accessor.label(
+            labelled: pd.DataFrame = accessor.label(
                 column,
                 labels=args.labels,
                 instructions=args.instructions,
@@ -457,6 +460,7 @@ def _method(
                 structured=args.structured,
                 **options,
             )
+            return labelled
 
         return label
     if command == "extract":

@@ -3,6 +3,8 @@
 With ``HOLYSHEEP_API_KEY`` set it talks to the real provider; otherwise it starts the
 embedded server with realistic latency and a few injected faults, so a fresh machine with
 no key and no internet shows the whole product: progress, retries, report, labelled CSV.
+With ``--batch`` the rows go through the Batch API instead (the embedded server's batch
+finishes after a few polls), at the batch price.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ INSTRUCTIONS = (
 )
 #: What the demo server injects so that retries show up in the report: a few 429s and 5xx.
 DEMO_FAULTS = {"429": 0.01, "500": 0.005, "503": 0.005}
+#: Polls before the embedded server's batch is done, so the demo shows it progressing.
+DEMO_BATCH_POLLS = 2
 
 
 @contextlib.contextmanager
-def _target(local: bool, latency: float) -> Iterator[dict[str, str]]:
+def _target(local: bool, latency: float, batch: bool) -> Iterator[dict[str, str]]:
     """Options pointing at the real provider, or at an embedded server started for the demo."""
     if not local:
         base_url = normalise_base_url(os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
@@ -50,6 +54,7 @@ def _target(local: bool, latency: float) -> Iterator[dict[str, str]]:
         faults=Faults(rates=DEMO_FAULTS),
         retry_after=0.2,
         off_label_rate=0.005,
+        batch_polls=DEMO_BATCH_POLLS if batch else 0,
     )
     # The server's port is new every run, so its answers could never be reused: they go to a
     # cache of the run's own (repeated reviews are still served from it), not the user's.
@@ -76,12 +81,17 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="use the embedded server even when HOLYSHEEP_API_KEY is set",
     )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the rows through the provider's Batch API (batch price, up to 24 h)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     local = args.local or not os.environ.get(ENV_API_KEY)
     reviews = load_reviews(args.rows)
-    with _target(local, args.latency) as target:
+    with _target(local, args.latency, args.batch) as target:
         options: dict[str, Any] = {
             "labels": LABELS,
             "instructions": INSTRUCTIONS,
@@ -92,9 +102,11 @@ def main(argv: list[str]) -> int:
         }
         # The assumed latency: the embedded server's median, or a typical provider's second.
         latency = args.latency if local and args.latency > 0 else 1.0
-        estimate = reviews.holysheep.estimate("text", latency=latency, **options)
+        estimate = reviews.holysheep.estimate("text", latency=latency, batch=args.batch, **options)
         print(estimate, end="\n\n")
-        out = reviews.holysheep.label("text", progress=not args.no_progress, **options)
+        out = reviews.holysheep.label(
+            "text", progress=not args.no_progress, batch=args.batch, **options
+        )
     out.to_csv(args.out, index=False)
     report = out.holysheep.report()
     print()
@@ -103,6 +115,11 @@ def main(argv: list[str]) -> int:
     with pd.option_context("display.max_colwidth", 60, "display.width", 120):
         print(out[["text", "label", "error", "latency"]].head(8).to_string())
     print(f"\nwrote {len(out):,} labelled rows to {args.out}")
+    if args.batch and report.failed:
+        print(
+            "rows that failed in the batch are sent again by the same call: in a new batch "
+            "(batch=True), or at once without it"
+        )
     return 0 if report.succeeded else 1
 
 

@@ -23,7 +23,7 @@ import aiohttp
 
 from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.answers import Answer, answer_kind
-from holysheep_nb.attempt import Attempt, Sender, track_reuse
+from holysheep_nb.attempt import Attempt, ReuseTrackingConnector, Sender
 from holysheep_nb.chat import ChatRequest
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint, ssl_option
@@ -140,14 +140,13 @@ class _Run:
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
         endpoint = self.engine.endpoint
-        connector = aiohttp.TCPConnector(
+        connector = ReuseTrackingConnector(
             limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
         )
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=settings.timeout),
             headers=endpoint.session_headers(),
-            trace_configs=[track_reuse()],
         ) as session:
             self.sender = Sender(
                 session,
@@ -200,13 +199,15 @@ class _Run:
         started: float | None = None
         attempts = free_resends = 0
         while True:
-            sent_at = await self.gate.acquire()
+            sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
             admitted = False
             try:
                 try:
-                    await self.throttle.acquire(estimate)
-                    admitted = await self.admit(estimate)
+                    if not self.throttle.open():
+                        await self.throttle.acquire(estimate)
+                    if self.shared is not None:
+                        admitted = await self.admit(estimate)
                 except _Stopped:
                     return self.not_sent(row_id, started, attempts)
                 if self.stop is not None:
@@ -263,9 +264,8 @@ class _Run:
                 return self.not_sent(row_id, started, attempts)
 
     async def admit(self, tokens: float) -> bool:
-        """Wait for the shared limit's turn when the run has one; True once it gave a slot."""
-        if self.shared is None:
-            return False
+        """Wait for the shared limit's turn (the run has one); True once it gave a slot."""
+        assert self.shared is not None
         turn = await self.shared.admit(tokens)
         if isinstance(turn, RunStop):
             self.stop_run(turn)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Seconds per request assumed when the caller gives none: a short chat completion.
 DEFAULT_LATENCY = 1.0
+#: Seconds a batch may take: the Batch API's completion window.
+BATCH_WINDOW = 24 * 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,7 @@ class Estimate:
     limited_by: str  # "concurrency", "requests_per_minute" or "tokens_per_minute"
     latency: float  # the per-request latency assumed
     cost: float | None  # USD; input only when output_tokens is None
+    batch: bool = False  # through the provider's Batch API: batch price, up to 24 h
 
     @classmethod
     def of(
@@ -51,8 +54,14 @@ class Estimate:
         latency: float = DEFAULT_LATENCY,
         output_tokens_per_row: int | None = None,
         prices: Prices | None = None,
+        batch: bool = False,
     ) -> Estimate:
-        """Combine a plan with the run's policies into an estimate."""
+        """Combine a plan with the run's policies into an estimate.
+
+        ``batch``: the run goes through the provider's Batch API, so the cost is at the
+        batch price (``Prices.batch_discount``) and the time is its completion window, 24 h
+        at most; nothing about concurrency or rate limits applies.
+        """
         if not is_finite_number(latency) or latency <= 0:
             raise ConfigError(
                 f"latency must be a positive number of seconds, got {latency!r}: pass e.g. "
@@ -72,6 +81,10 @@ class Estimate:
                 limits.tokens_per_minute,
             )
         limited_by = max(bounds, key=bounds.__getitem__)
+        seconds = bounds[limited_by]
+        if batch:
+            limited_by, seconds = "batch", BATCH_WINDOW
+            prices = prices.for_batch() if prices is not None else None
         cost = None
         if prices is not None:
             cost = plan.input_tokens * prices.input_per_1k + (output or 0) * prices.output_per_1k
@@ -84,10 +97,11 @@ class Estimate:
             deduplicated=plan.deduplicated,
             input_tokens=plan.input_tokens,
             output_tokens=output,
-            seconds=bounds[limited_by],
+            seconds=seconds,
             limited_by=limited_by,
             latency=float(latency),
             cost=cost,
+            batch=batch,
         )
 
     def __str__(self) -> str:
@@ -124,12 +138,16 @@ class Estimate:
                 "(same request as another row: asked once)",
             )
             rows.insert(3, repeats)
+        if self.batch:
+            rows[-1] = ("time", "up to 24 h", "(the Batch API's completion window; often sooner)")
         if self.cost is not None:
             note = (
                 "(input only: pass output_tokens=... or max_tokens=...)"
                 if (self.output_tokens is None)
                 else ""
             )
+            if self.batch:
+                note = f"{note} (batch price)".strip()
             rows.append(("cost", f"${self.cost:,.4f}", note))
         return title, [("", rows)]
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
@@ -27,6 +26,7 @@ from holysheep_nb.progress import RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.results import ResultColumns
+from holysheep_nb.stored import known_outcome, to_cached, worth_keeping
 from holysheep_nb.timeline import Timeline
 
 REPORT_ATTR = "holysheep_report"
@@ -84,23 +84,24 @@ class CompletionJob:
         cache = self._open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
-        waiting_for_answer: dict[int, str] = {}
+        waiting_for_answer: dict[int, tuple[str, str | None]] = {}
         columns = self.columns
         sharing = _Sharing()
 
         def on_result(outcome: RowOutcome) -> None:
             position: int = outcome.row_id  # type: ignore[assignment]
             columns.record(position, outcome)
-            key = waiting_for_answer.pop(position, None)
-            if key is None:
+            waiting = waiting_for_answer.pop(position, None)
+            if waiting is None:
                 return
-            sharing.in_flight.pop(key, None)
-            if _answered(outcome):
+            prompt, key = waiting
+            sharing.in_flight.pop(prompt, None)
+            if worth_keeping(outcome):
                 # Paid for, so kept: also an answer the reader rejected (off the label set).
-                if cache is not None:
-                    cache.put(key, _to_cache(outcome))
+                if cache is not None and key is not None:
+                    cache.put(key, to_cached(outcome))
                 else:
-                    sharing.answered[_short(key)] = position
+                    sharing.answered[hash(prompt)] = position
 
         reader = self.answer_format.read if self.answer_format is not None else None
         try:
@@ -149,56 +150,75 @@ class CompletionJob:
         return None if option is False else ResponseCache.open(option, clock=self.clock)
 
     def _work(
-        self, cache: ResponseCache | None, waiting: dict[int, str], sharing: _Sharing
+        self,
+        cache: ResponseCache | None,
+        waiting: dict[int, tuple[str, str | None]],
+        sharing: _Sharing,
     ) -> Iterator[RowWork]:
         """Every row in order, one chunk prepared at a time: a request to send, or the row's
         outcome when it is already known (answered from the cache or by an identical request
         earlier in the run, or no prompt to send). A row asking exactly what a request in
-        flight asks becomes one of its followers and is not sent."""
+        flight asks becomes one of its followers and is not sent.
+
+        Within a run only the prompt differs between requests (model, system and parameters
+        are the run's), so the prompt tells identical requests apart; the cache, shared
+        between runs, needs the whole fingerprint, computed only when there is a cache.
+        """
         options = self.options
         endpoint = options.endpoint
-        key_of = Fingerprinter(
-            base_url=endpoint.base_url, model=endpoint.model, params=options.params
+        key_of = (
+            Fingerprinter(base_url=endpoint.base_url, model=endpoint.model, params=options.params)
+            if cache is not None
+            else None
         )
         rows = len(self.source)
         max_tokens = options.max_tokens
         for start in range(0, rows, options.chunk_size):
             stop = min(rows, start + options.chunk_size)
-            batch: list[tuple[int, tuple[dict[str, str], ...]]] = []
+            batch: list[tuple[int, str, tuple[dict[str, str], ...]]] = []
             missing: dict[int, str] = {}
             for position, prompt in enumerate(self.source.chunk(start, stop), start):
                 if prompt.text is None:
                     missing[position] = prompt.error or MISSING_PROMPT
                 else:
-                    batch.append((position, build_messages(prompt.text, options.system)))
-            keys = [key_of(messages) for _, messages in batch]
-            hits = cache.get_many(keys) if cache is not None and keys else {}
+                    messages = build_messages(prompt.text, options.system)
+                    batch.append((position, prompt.text, messages))
+            keys: Sequence[str | None] = [None] * len(batch)
+            hits: dict[str, CachedAnswer] = {}
+            if key_of is not None and cache is not None and batch:
+                fingerprints = [key_of(messages) for _, _, messages in batch]
+                hits = cache.get_many(fingerprints)
+                keys = fingerprints
             for position, reason in missing.items():
                 yield position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
-            for key, (position, messages) in zip(keys, batch, strict=True):
-                hit = hits.get(key)
+            for key, (position, text, messages) in zip(keys, batch, strict=True):
+                hit = hits.get(key) if key is not None else None
                 if hit is not None:
-                    yield position, _known_outcome(position, hit, cached=True)
+                    yield position, known_outcome(position, hit, cached=True)
                     continue
-                leader = sharing.in_flight.get(key)
+                leader = sharing.in_flight.get(text)
                 if leader is not None:
                     leader.followers.append(position)
                     continue
-                earlier = sharing.answered.get(_short(key))
-                if earlier is not None:
+                earlier = sharing.answered.get(hash(text))
+                if earlier is not None and self._prompt_at(earlier) == text:
                     answer = self.columns.answer_at(earlier)
-                    yield position, _known_outcome(position, answer, shared=True)
+                    yield position, known_outcome(position, answer, shared=True)
                     continue
                 estimate = estimate_tokens(messages, max_tokens)
                 unstructured = (
-                    build_messages(messages[-1]["content"], self.unstructured_system)
+                    build_messages(text, self.unstructured_system)
                     if self.unstructured_system is not None
                     else None
                 )
                 request = ChatRequest(messages, options.params, estimate, unstructured)
-                sharing.in_flight[key] = request
-                waiting[position] = key
+                sharing.in_flight[text] = request
+                waiting[position] = (text, key)
                 yield position, request
+
+    def _prompt_at(self, position: int) -> str | None:
+        """The prompt of one row, built again (to confirm a match found by its hash)."""
+        return next(self.source.chunk(position, position + 1)).text
 
     async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
         while True:
@@ -228,67 +248,11 @@ class CompletionJob:
         return out
 
 
-def _answered(outcome: RowOutcome) -> bool:
-    """True when the row's answer is worth keeping: a success, or an answer with text that
-    its reader rejected (off the label set, not fitting the schema, cut short), which was
-    paid for and would come back the same. An empty cut answer, a refusal or a filtered
-    answer is an error, asked again on the next run."""
-    return outcome.kind is OutcomeKind.OK or bool(outcome.response)
-
-
-def _to_cache(outcome: RowOutcome) -> CachedAnswer:
-    return CachedAnswer(
-        outcome.response or "",
-        outcome.prompt_tokens,
-        outcome.completion_tokens,
-        outcome.finish_reason,
-        outcome.reasoning,
-        outcome.tool_calls,
-    )
-
-
 class _Sharing:
-    """Identical requests of one run, sent once: those in flight (by fingerprint), and, when
-    there is no cache to find them in, the rows already answered (by a 16-byte prefix of the
-    fingerprint: about 100 bytes a distinct answered row)."""
+    """Identical requests of one run, sent once: those in flight (by prompt), and, when there
+    is no cache to find them in, the rows already answered (by the prompt's hash, each match
+    confirmed against the earlier row's prompt: about 70 bytes a distinct answered row)."""
 
     def __init__(self) -> None:
         self.in_flight: dict[str, ChatRequest] = {}
-        self.answered: dict[bytes, int] = {}
-
-
-def _short(key: str) -> bytes:
-    """The first 128 bits of a fingerprint: collisions are out of reach (2^-64 at 2^32 rows)."""
-    return bytes.fromhex(key[:32])
-
-
-def _known_outcome(
-    position: int, answer: CachedAnswer, *, cached: bool = False, shared: bool = False
-) -> RowOutcome:
-    """The outcome of a row answered without sending it: from the cache, or by an identical
-    request earlier in the run. Nothing sent, so no latency, no cost.
-
-    The stored answer goes through the same reading as a fresh one (``answer_kind``), so a
-    cached truncated or refused answer is that again, not a success.
-    """
-    response = None if answer.tool_calls and not answer.response else answer.response
-    kind, detail = answer_kind(
-        Answer(
-            response,
-            finish_reason=answer.finish_reason,
-            tool_calls=answer.tool_calls,
-        )
-    )
-    return RowOutcome(
-        position,
-        kind,
-        response=response,
-        detail=detail,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        cached=cached,
-        shared=shared,
-        finish_reason=answer.finish_reason,
-        reasoning=answer.reasoning,
-        tool_calls=answer.tool_calls,
-    )
+        self.answered: dict[int, int] = {}

@@ -7,6 +7,9 @@ what models do (case, spaces, quotes, a trailing full stop, ``**bold**``, a JSON
 code fence); an answer that still matches no label is the row's failure from the moment it
 is recorded, never a guessed label. ``ConfidentLabels`` wraps a label set to add the
 probability the model gave its label, from the answer's token log-probabilities.
+
+Length: asking (prompt, schema), reading (forgiving matching) and confidence are one label
+set's three faces.
 """
 
 from __future__ import annotations

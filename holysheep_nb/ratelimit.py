@@ -100,9 +100,15 @@ class Throttle:
         self._resume_at = max(self._resume_at, when)
         return added
 
+    def open(self) -> bool:
+        """True when a send may go at once: no limits, no queue, no hold (then ``acquire``
+        would return at once; the engine skips it on this hot path)."""
+        idle = not self._limited and not self._lock.locked()
+        return idle and self._clock.now() >= self._resume_at
+
     async def acquire(self, tokens: float = 0.0) -> None:
         """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""
-        if not self._limited and not self._lock.locked() and self._clock.now() >= self._resume_at:
+        if self.open():
             return
         async with self._lock:
             while True:

@@ -4,6 +4,9 @@
 by cause, requests, retries, every 429, tokens) and the rows' latencies. The report
 renders as text in a terminal, as an HTML table in a notebook, as a plain dict for logs,
 and plots a latency histogram with the optional matplotlib extra.
+
+Length: one frozen record with three renderings (text, HTML, dict) and a plot; they share
+the sections built in ``_sections``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class RunReport:
     paused_seconds: float = 0.0
     stop_cause: str | None = None  # why the run stopped early, if it did
     stop_advice: str | None = None  # what to do about it
+    #: The provider batches that answered the run (``batch=True``): no latency is measured,
+    #: and the cost is at the batch price.
+    batch_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_run(
@@ -194,6 +200,7 @@ class RunReport:
             "labels": dict(self.labels),
             "failed_fields": dict(self.failed_fields),
             "timeline": [list(second) for second in self.timeline],
+            "batch_ids": list(self.batch_ids),
         }
 
     @overload
@@ -277,6 +284,16 @@ class RunReport:
                 "(same request as another row: asked once)",
             )
             summary.insert(3, repeats)
+        if self.batch_ids:
+            count = len(self.batch_ids)
+            summary.append(
+                (
+                    "batch",
+                    ", ".join(self.batch_ids),
+                    f"(the provider's Batch API, {count} batch{'es' if count > 1 else ''}: "
+                    "no latency measured; cost at the batch price)",
+                )
+            )
         if self.truncated:
             summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
         adapted = self.concurrency_cap is not None or self.concurrency_lowest != self.concurrency

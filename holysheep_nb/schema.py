@@ -16,6 +16,9 @@ subset below raises ``ConfigError`` rather than being silently ignored:
   ``multipleOf``, ``minLength``, ``maxLength``, ``pattern``, ``minItems``, ``maxItems``;
 - annotations, which change nothing: ``title``, ``description``, ``default``,
   ``examples``, ``$schema``, ``$id``, ``$comment``, ``format`` (not checked).
+
+Length: the JSON Schema keywords it honours are translated one by one, each with the
+error that names a keyword it cannot honour; splitting them apart would scatter one table.
 """
 
 from __future__ import annotations

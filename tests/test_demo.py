@@ -57,3 +57,13 @@ def test_demo_uses_the_provider_when_a_key_is_set(tmp_path: Path) -> None:
     assert requests < 300 - labelled["cached"].sum()  # repeated reviews were asked once
     assert labelled["error"].isna().all()
     assert key not in done.stdout + done.stderr
+
+
+def test_demo_batch_runs_through_the_embedded_batch_api(tmp_path: Path) -> None:
+    done, labelled = run_demo(tmp_path, "--batch")
+    assert "up to 24 h" in done.stdout
+    assert "the provider's Batch API, 1 batch" in done.stdout
+    assert len(labelled) == 300
+    assert labelled["latency"].isna().all()
+    assert (labelled["label"].notna() ^ labelled["error"].notna()).all()
+    assert labelled["label"].notna().mean() > 0.9

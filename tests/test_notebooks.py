@@ -85,8 +85,19 @@ def _check_scale_out_with_dask(nb: Any, text: str) -> None:
     assert "again: 120 of 120 rows from the cache, 0 requests" in text
 
 
+def _check_batch(nb: Any, text: str) -> None:
+    assert "(batch price)" in text  # the batch estimate
+    assert "same batch: True | re-attached: True" in text
+    assert "uploads so far: 1" in text
+    assert "the provider's Batch API, 1 batch" in text  # the report
+    resent = re.search(r"resent: (\d+) requests, (\d+) rows from the cache, 0 failed", text)
+    assert resent, "the failed rows were not all answered by the second batch"
+    assert 0 < int(resent.group(1)) <= 10
+
+
 CHECKS: dict[str, Callable[[Any, str], None]] = {
     "quickstart.ipynb": _check_quickstart,
+    "batch.ipynb": _check_batch,
     "limits_and_faults.ipynb": _check_limits_and_faults,
     "scale_out_with_dask.ipynb": _check_scale_out_with_dask,
 }

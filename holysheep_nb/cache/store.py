@@ -17,6 +17,9 @@ read and write it at once. A corrupt file is moved aside with a :class:`CacheWar
 fresh one is started; a file that cannot be used at all (read-only disk, unknown schema version)
 degrades to an in-memory cache for the session, also with a warning. The cache never crashes a
 run. Nothing here takes or stores an API key.
+
+Length: buffered writes, reads, and recovery from a damaged or unusable file belong
+together: each write and read goes through the same recovery.
 """
 
 from __future__ import annotations

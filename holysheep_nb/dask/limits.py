@@ -18,6 +18,9 @@ every worker asks it, one round trip per send, for:
 
 It also keeps what the client's progress bar and merged report read: rows done per
 partition, and each partition's final report.
+
+Length: slots, budgets, hold, stop and progress are one run's state, changed by the same
+handlers on the scheduler's loop; split, each part would need the others' locks.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.batches import BatchDesk
 from holysheep_nb.server.checks import check_request
 from holysheep_nb.server.completion import SHAPING_FIELDS, completion_body, plain_body, plan
 from holysheep_nb.server.config import ServerConfig
@@ -57,6 +58,8 @@ class Service:
         self._id_prefix = os.urandom(8).hex()
         self._sleepers: set[asyncio.Future[None]] = set()
         self._closing = False
+        #: The files and batches APIs (``batches``), sharing this service's rules and faults.
+        self.batches = BatchDesk(self)
         self.reset()
 
     def reset(self) -> None:
@@ -70,6 +73,7 @@ class Service:
         self.times: list[float] = []
         self.attempts: dict[str, int] = {}
         self._stale: set[asyncio.BaseTransport] = set()
+        self.batches.reset()
         self._build_limits()
 
     def _build_limits(self) -> None:
@@ -95,6 +99,7 @@ class Service:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
+            "batches": self.batches.stats(),
         }
         if self.config.record_times:
             snapshot["times"] = list(self.times)

@@ -36,6 +36,11 @@ def config_args(config: ServerConfig) -> list[str]:
         ("--tpm", config.tpm),
         ("--api-key", config.api_key),
         ("--provider", config.provider),
+        ("--batch-polls", config.batch_polls),
+        ("--batch-seconds", config.batch_seconds),
+        ("--batch-expiry", config.batch_expiry),
+        ("--batch-max-requests", config.batch_max_requests),
+        ("--batch-max-bytes", config.batch_max_bytes),
     ):
         if value is not None:
             args += [flag, str(value)]
@@ -46,6 +51,7 @@ def config_args(config: ServerConfig) -> list[str]:
         ("--digest", config.digest),
         ("--record-times", config.record_times),
         ("--always-stream", config.always_stream),
+        ("--no-batches", not config.batches),
     ):
         if on:
             args.append(flag)
@@ -116,6 +122,18 @@ def _parser() -> argparse.ArgumentParser:
         help="accept only this model (Azure: deployment), repeatable; default: any")  # fmt: skip
     add("--always-stream", action="store_true",
         help="answer as a server-sent event stream even when stream was not asked")  # fmt: skip
+    add("--no-batches", action="store_true",
+        help="no /v1/files or /v1/batches (404), like a provider without a Batch API")  # fmt: skip
+    add("--batch-polls", type=int, default=0,
+        help="retrieves before a batch is done (default 0: at the first)")  # fmt: skip
+    add("--batch-seconds", type=float, default=0.0,
+        help="seconds after its creation before a batch is done (default 0)")  # fmt: skip
+    add("--batch-expiry", type=float, default=24 * 3600.0,
+        help="seconds after which an unfinished batch expires (default 86400)")  # fmt: skip
+    add("--batch-max-requests", type=int, default=50_000,
+        help="requests one batch may hold (default 50000, OpenAI's limit)")  # fmt: skip
+    add("--batch-max-bytes", type=int, default=200 * 1024 * 1024,
+        help="bytes one batch input file may hold (default 200 MB, OpenAI's limit)")  # fmt: skip
     return parser
 
 
@@ -130,6 +148,7 @@ def _epilog() -> str:
         "  {{fault:KIND}}    every request with this prompt gets fault KIND\n"
         "  {{fault:KIND*N}}  the first N requests with this prompt get it, then it answers\n\n"
         f"providers (--provider NAME):\n{providers}\n\n"
+        "batch routes: /v1/files and /v1/batches (off with --no-batches)\n"
         "control routes: GET /_stats, POST /_reset, POST /_config (JSON of ServerConfig fields)"
     )
 
@@ -159,6 +178,12 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
             provider=args.provider,
             models=tuple(args.models) if args.models else None,
             always_stream=args.always_stream,
+            batches=not args.no_batches,
+            batch_polls=args.batch_polls,
+            batch_seconds=args.batch_seconds,
+            batch_expiry=args.batch_expiry,
+            batch_max_requests=args.batch_max_requests,
+            batch_max_bytes=args.batch_max_bytes,
         )
     except ConfigError as exc:
         parser.error(str(exc))

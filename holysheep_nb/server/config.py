@@ -99,6 +99,11 @@ class ServerConfig:
     ``provider``: the personality whose quirks the server imitates (``providers.PROVIDERS``).
     ``models``: the only model ids (Azure: deployments) accepted, or None to accept any.
     ``always_stream``: answer every chat request as a server-sent event stream, asked or not.
+    ``batches``: serve ``/v1/files`` and ``/v1/batches`` (False: 404, a provider without).
+    A batch is done once retrieved ``batch_polls`` times and ``batch_seconds`` after its
+    creation, and expires unfinished ``batch_expiry`` seconds after it; an input file over
+    ``batch_max_requests`` lines or ``batch_max_bytes`` bytes fails the batch (OpenAI's limits
+    by default). See ``batches``.
     """
 
     latency: Latency = Latency()
@@ -117,6 +122,12 @@ class ServerConfig:
     provider: str = "openai"
     models: tuple[str, ...] | None = None
     always_stream: bool = False
+    batches: bool = True
+    batch_polls: int = 0
+    batch_seconds: float = 0.0
+    batch_expiry: float = 24 * 3600.0
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -146,3 +157,9 @@ class ServerConfig:
             raise ConfigError(f"retry_after must be >= 0 seconds, got {self.retry_after!r}")
         if not self.hang_seconds >= 0:
             raise ConfigError(f"hang_seconds must be >= 0, got {self.hang_seconds!r}")
+        for name in ("batch_polls", "batch_seconds", "batch_expiry"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("batch_max_requests", "batch_max_bytes"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")

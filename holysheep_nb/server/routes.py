@@ -1,6 +1,7 @@
 """The aiohttp application around a ``Service``: every route, and JSON for every other path.
 
-``build_app`` registers the chat routes (the service's), ``GET /v1/models`` and
+``build_app`` registers the chat routes (the service's), the files and batches routes
+(``batches``), ``GET /v1/models`` and
 ``/v1/models/{id}``, the ``/_stats``, ``/_reset`` and ``/_config`` control routes, a JSON 405
 (with ``Allow``) for a known path asked with the wrong method, and a JSON 404 for any other
 path, each in the shape of the server's personality and with an ``x-request-id``.
@@ -39,9 +40,13 @@ def build_app(service: Service) -> web.Application:
         ("GET", "/_stats", routes.stats),
         ("POST", "/_reset", routes.reset),
         ("POST", "/_config", routes.config),
+        *service.batches.routes(),
     )
-    for method, path, handler in table:
-        app.router.add_route(method, path, handler)
+    # A path's methods, then its 405, one path after another: aiohttp keeps them on one
+    # resource only when they are added in a row (the 405's Allow lists that resource's).
+    for path in dict.fromkeys(path for _, path, _ in table):
+        for method, _, handler in (entry for entry in table if entry[1] == path):
+            app.router.add_route(method, path, handler)
         app.router.add_route("*", path, routes.wrong_method)
     app.router.add_route("*", "/{tail:.*}", routes.unknown)
     return app
