@@ -27,6 +27,7 @@ from typing import Any
 # but the benchmark must measure the bar being drawn, so make sure nothing turns it off.
 os.environ.pop("TQDM_DISABLE", None)
 
+import cases_dask
 import cases_extract
 import cases_import
 import cases_latency
@@ -49,6 +50,7 @@ CASES: dict[str, Case] = {
     "import": cases_import.import_time,
     "provider": cases_limits.provider_limit,
     "extract": cases_extract.extract_vs_complete,
+    "dask": cases_dask.dask_path,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -96,6 +98,8 @@ def _value(figure: Figure) -> str:
         return f"{figure.value:.3f}x"
     if figure.unit == "MB":
         return f"{figure.value:.1f} MB"
+    if figure.unit == "ms":
+        return f"{figure.value:.2f} ms"
     return f"{figure.value:.4g}"
 
 
@@ -125,7 +129,7 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def _unit(figure: Figure) -> str:
-    return {"x": "x", "MB": " MB"}.get(figure.unit, "")
+    return {"x": "x", "MB": " MB", "ms": " ms"}.get(figure.unit, "")
 
 
 def write_json(path: Path, outcomes: list[Outcome], quick: bool, elapsed: float) -> None:

@@ -39,7 +39,7 @@ from holysheep_nb.outcome import (
     read_text,
 )
 from holysheep_nb.policies import EngineSettings
-from holysheep_nb.ratelimit import Throttle
+from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
 from holysheep_nb.retry import Verdict, budget_hold, next_delay, wait_too_long
 from holysheep_nb.transport import proxy_for
 
@@ -134,6 +134,10 @@ class _Run:
         self.gate = ConcurrencyGate(self.window)
         stats.concurrency = self.window
         self.sender: Sender | None = None
+        #: A limit shared with runs in other processes (a Dask cluster's), if any.
+        self.shared = SHARED_LIMIT.get()
+        if self.shared is not None:
+            self.shared.track(stats)
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
@@ -199,10 +203,13 @@ class _Run:
         while True:
             sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
+            admitted = False
             try:
                 try:
                     if not self.throttle.open():
                         await self.throttle.acquire(estimate)
+                    if self.shared is not None:
+                        admitted = await self.admit(estimate)
                 except _Stopped:
                     return self.not_sent(row_id, started, attempts)
                 if self.stop is not None:
@@ -215,6 +222,9 @@ class _Run:
                 attempt = await self.sender.send(body, structured=structured)
             finally:
                 self.gate.release()
+                if admitted:
+                    assert self.shared is not None
+                    self.shared.release()
             budget_spent = self.hold_for_budget(attempt)
             verdict = attempt.verdict
             if attempt.status == 429:
@@ -259,6 +269,21 @@ class _Run:
             except _Stopped:
                 return self.not_sent(row_id, started, attempts)
 
+    async def admit(self, tokens: float) -> bool:
+        """Wait for the shared limit's turn (the run has one); True once it gave a slot."""
+        assert self.shared is not None
+        turn = await self.shared.admit(tokens)
+        if isinstance(turn, RunStop):
+            self.stop_run(turn)
+            raise _Stopped
+        if turn > 0:
+            try:
+                await self.sleep(turn)
+            except BaseException:
+                self.shared.release()
+                raise
+        return True
+
     def answered(
         self, row_id: Hashable, answer: Answer, attempts: int, started: float, estimate: int
     ) -> RowOutcome:
@@ -266,6 +291,8 @@ class _Run:
         used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
         if used:
             self.throttle.settle_tokens(estimate, used)
+            if self.shared is not None:
+                self.shared.settle(estimate, used)
         kind, detail = answer_kind(answer)
         value: Any = None
         fields: tuple[str, ...] = ()
@@ -294,7 +321,10 @@ class _Run:
         """Hold new sends while the provider's budget headers say it is spent; True if so."""
         if attempt.headers is None:
             return False
-        hold = budget_hold(attempt.headers, self.stats.in_flight)
+        in_flight = self.stats.in_flight
+        if self.shared is not None:  # the provider's budget is spent by every sharing run
+            in_flight = max(in_flight, self.shared.in_flight)
+        hold = budget_hold(attempt.headers, in_flight)
         if hold:
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")
@@ -303,6 +333,8 @@ class _Run:
     def pause(self, until: float, reason: str) -> None:
         """Hold every new send until ``until``, and count the hold for the report and bar."""
         added = self.throttle.pause_until(until)
+        if self.shared is not None:
+            self.shared.hold(until - self.clock.now(), reason)
         if added > 0:
             stats = self.stats
             if stats.held_until is None or stats.held_until < self.clock.now():
@@ -371,6 +403,8 @@ class _Run:
         stop = RunStop(redact(stop.cause, self.engine.endpoint.api_key), stop.advice)
         self.stop = self.stats.stop = stop
         self.stopped.set()
+        if self.shared is not None:
+            self.shared.stop(stop)
         warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
 
     async def sleep(self, delay: float) -> None:

@@ -150,6 +150,10 @@ class RunProgress:
         self._draw(stats)
         self._drawn_at = now
 
+    def set_total(self, total: int) -> None:
+        """Set the rows to expect when they were not known at the start (a Dask run's)."""
+        self._bar.total = total
+
     def close(self, stats: RunStats) -> None:
         """Draw the final state and close the bar; in Jupyter, the final state stays shown."""
         if not self._bar.disable:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
 
 from holysheep_nb.clock import Clock
 from holysheep_nb.policies import RateLimits
+
+if TYPE_CHECKING:
+    from holysheep_nb.outcome import RunStats, RunStop
 
 #: Waits shorter than this count as none: float rounding must not leave a waiter sleeping
 #: for 1e-17 s forever (at t=1000 such a sleep does not even move the clock).
@@ -129,6 +134,41 @@ class Throttle:
             self._tokens.take(actual - estimated)
         else:
             self._tokens.give_back(estimated - actual)
+
+
+class SharedLimit(Protocol):
+    """A limit this run shares with runs in other processes (``holysheep_nb.dask``).
+
+    The engine of a run started while ``SHARED_LIMIT`` holds one asks it before every send,
+    after its own throttle, and tells it what it learns; it never waits on it otherwise.
+    """
+
+    @property
+    def in_flight(self) -> int:
+        """Sends in flight across every run sharing the limit (this one's too), as last heard."""
+
+    def track(self, stats: RunStats) -> None:
+        """The run's tally, read (never written) to report progress."""
+
+    async def admit(self, tokens: float) -> float | RunStop:
+        """Take a slot for one send of about ``tokens``: the seconds to wait before sending,
+        or why every run sharing the limit has stopped (then no slot was taken)."""
+
+    def release(self) -> None:
+        """The send that ``admit`` let through is over: its slot is free."""
+
+    def settle(self, estimated: float, actual: float) -> None:
+        """Correct a send's token estimate once ``usage`` tells the real count."""
+
+    def hold(self, seconds: float, reason: str) -> None:
+        """Hold every new send of every run for ``seconds`` (the provider's budget is spent)."""
+
+    def stop(self, stop: RunStop) -> None:
+        """Stop every run sharing the limit (authentication, quota: see docs/contract.md)."""
+
+
+#: The shared limit for runs started in this context, if any (set by a Dask worker's runner).
+SHARED_LIMIT: ContextVar[SharedLimit | None] = ContextVar("holysheep_shared_limit", default=None)
 
 
 def _bucket(per_minute: float | None, capacity: float | None, clock: Clock) -> TokenBucket | None:

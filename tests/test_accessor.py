@@ -267,7 +267,9 @@ def test_public_names_are_exported() -> None:
 async def test_a_result_never_replaces_a_column_of_the_input(echo: RunningServer) -> None:
     """complete() run again on an earlier result keeps the earlier answers and errors."""
     frame = pd.DataFrame({"text": ["a", "b"]})
-    first = await frame.holysheep.acomplete("text", base_url=echo.base_url, cache=False, progress=False)
+    first = await frame.holysheep.acomplete(
+        "text", base_url=echo.base_url, cache=False, progress=False
+    )
     second = await first.holysheep.acomplete(
         template="again: {response}", base_url=echo.base_url, cache=False, progress=False
     )

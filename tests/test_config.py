@@ -145,8 +145,14 @@ def test_burst_defaults_to_one_plus_a_lateness_allowance() -> None:
 @pytest.mark.parametrize(
     ("pasted", "chat_url"),
     [
-        ("https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/chat/completions"),
-        ("https://api.openai.com/v1/chat/completions/", "https://api.openai.com/v1/chat/completions"),
+        (
+            "https://api.openai.com/v1/chat/completions",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "https://api.openai.com/v1/chat/completions/",
+            "https://api.openai.com/v1/chat/completions",
+        ),
         ("http://localhost:11434/v1", "http://localhost:11434/v1/chat/completions"),
         ("http://localhost:8000", "http://localhost:8000/v1/chat/completions"),
         ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
@@ -160,15 +166,23 @@ def test_a_pasted_endpoint_url_is_accepted(pasted: str, chat_url: str) -> None:
     ("options", "chat_url"),
     [
         (
-            {"base_url": "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21"},
+            {
+                "base_url": "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21"
+            },
             "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
         ),
         (
-            {"base_url": "https://res.openai.azure.com", "model": "gpt4o", "api_version": "2024-10-21"},
+            {
+                "base_url": "https://res.openai.azure.com",
+                "model": "gpt4o",
+                "api_version": "2024-10-21",
+            },
             "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
         ),
         (
-            {"base_url": "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"},
+            {
+                "base_url": "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
+            },
             "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
         ),
     ],
@@ -187,7 +201,9 @@ def test_an_azure_deployment_without_api_version_is_a_clear_error() -> None:
 
 
 def test_extra_headers_go_with_each_request_never_as_session_defaults() -> None:
-    endpoint = Endpoint(api_key=KEY, headers={"HTTP-Referer": "https://example.org", "X-Title": "t"})
+    endpoint = Endpoint(
+        api_key=KEY, headers={"HTTP-Referer": "https://example.org", "X-Title": "t"}
+    )
     assert endpoint.request_headers() == {
         "HTTP-Referer": "https://example.org",
         "X-Title": "t",

@@ -158,7 +158,10 @@ async def test_a_wait_beyond_max_retry_after_stops_the_run(clock: FakeClock) -> 
             )
     assert clock.sleeps == []
     assert results[0].error == "HTTP 503 after 1 attempt: maintenance"
-    assert results[1].error == "not sent: the provider asked to wait 86,400 s (HTTP 503 with Retry-After)"
+    assert (
+        results[1].error
+        == "not sent: the provider asked to wait 86,400 s (HTTP 503 with Retry-After)"
+    )
     assert stats.stop is not None
     assert "max_retry_after=86400" in stats.stop.advice
 
@@ -179,7 +182,11 @@ async def test_a_stray_429_backs_off_its_own_row_only(clock: FakeClock) -> None:
     assert all(r.response == f"answer:row{i}" for i, r in results.items())
     assert clock.sleeps == [5.0]  # row0's own wait
     first_429 = server.send_times[0]
-    others = [t for (prompt, _, _), t in zip(server.replied, server.send_times, strict=True) if prompt != "row0"]
+    others = [
+        t
+        for (prompt, _, _), t in zip(server.replied, server.send_times, strict=True)
+        if prompt != "row0"
+    ]
     assert others
     assert all(t == first_429 for t in others)  # nobody else waited
     assert stats.paused == 0

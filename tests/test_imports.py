@@ -69,3 +69,12 @@ def test_the_public_names_load_on_first_access() -> None:
     assert set(holysheep_nb.__all__) <= set(dir(holysheep_nb))
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         holysheep_nb.nothing_here  # noqa: B018
+
+
+def test_the_core_never_imports_dask() -> None:
+    loaded = _python(
+        "import sys, pandas as pd, holysheep_nb\n"
+        "pd.DataFrame({'text': ['a']}).holysheep\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"
+    )
+    assert loaded.strip() == "[]"

@@ -72,6 +72,19 @@ def _check_limits_and_faults(nb: Any, text: str) -> None:
     assert sent + cached + repeats == rows
 
 
+def _check_scale_out_with_dask(nb: Any, text: str) -> None:
+    assert "requests so far: 0" in text  # the call is lazy
+    assert "holysheep_nb run: 120 rows" in text  # the merged report
+    assert "4 of 4 partitions" in text
+    assert "by worker" in text
+    # At most one request a row (a review that repeats may be answered from the cache), and
+    # two workers together stayed under the provider's limit: not one 429.
+    sent = re.search(r"requests: (\d+), 429s: 0, most in flight: \d+", text)
+    assert sent, "the server refused requests: the limit was not shared"
+    assert int(sent[1]) <= 120
+    assert "again: 120 of 120 rows from the cache, 0 requests" in text
+
+
 def _check_batch(nb: Any, text: str) -> None:
     assert "(batch price)" in text  # the batch estimate
     assert "same batch: True | re-attached: True" in text
@@ -86,6 +99,7 @@ CHECKS: dict[str, Callable[[Any, str], None]] = {
     "quickstart.ipynb": _check_quickstart,
     "batch.ipynb": _check_batch,
     "limits_and_faults.ipynb": _check_limits_and_faults,
+    "scale_out_with_dask.ipynb": _check_scale_out_with_dask,
 }
 
 

@@ -60,7 +60,11 @@ K = OutcomeKind
             "not sent: authentication failed (HTTP 401)",
             "not sent: authentication failed (HTTP 401)",
         ),
-        (RowOutcome(0, K.MISSING_PROMPT, detail="missing prompt"), "missing prompt", "missing prompt"),
+        (
+            RowOutcome(0, K.MISSING_PROMPT, detail="missing prompt"),
+            "missing prompt",
+            "missing prompt",
+        ),
         (
             RowOutcome(0, K.MISSING_PROMPT, detail="missing value for column 'a:b'"),
             "missing value for column 'a:b'",
@@ -90,7 +94,9 @@ def test_the_tally_counts_each_row_once_by_kind_and_status() -> None:
         RowOutcome(4, K.HTTP, status=400, attempts=1, latency=0.2),
         RowOutcome(5, K.MISSING_PROMPT, detail="missing prompt"),
         RowOutcome(6, K.NOT_SENT, detail="authentication failed (HTTP 401)"),
-        RowOutcome(7, K.OFF_LABEL, response="meh", latency=0.3, prompt_tokens=5, completion_tokens=1),
+        RowOutcome(
+            7, K.OFF_LABEL, response="meh", latency=0.3, prompt_tokens=5, completion_tokens=1
+        ),
         RowOutcome(8, K.OFF_LABEL, response="meh", cached=True),
     ]
     for outcome in outcomes:
@@ -112,7 +118,11 @@ def test_reading_an_answer_fills_the_value_or_turns_it_into_the_rejection() -> N
     answered = RowOutcome(0, K.OK, response='{"label": "Positive"}', latency=0.1)
     assert read_answer(answered, labels.read).value == "positive"
     off = read_answer(RowOutcome(0, K.OK, response="mixed", latency=0.1), labels.read)
-    assert (off.kind, off.response, off.error) == (K.OFF_LABEL, "mixed", "not in label set: 'mixed'")
+    assert (off.kind, off.response, off.error) == (
+        K.OFF_LABEL,
+        "mixed",
+        "not in label set: 'mixed'",
+    )
     failed = RowOutcome(0, K.TIMEOUT, attempts=2)
     assert read_answer(failed, labels.read) is failed
     assert read_answer(answered, None) is answered

@@ -30,7 +30,11 @@ K = OutcomeKind
 
 
 def completion(message: dict[str, Any], finish_reason: str = "stop", **extra: Any) -> str:
-    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", **message},
+        "finish_reason": finish_reason,
+    }
     return json.dumps(
         {
             "object": "chat.completion",
@@ -72,8 +76,12 @@ def test_reasoning_is_set_apart_from_the_answer(
 
 
 def test_reasoning_fields_of_deepseek_and_openrouter_are_kept() -> None:
-    deepseek = parse_answer(completion({"content": "positive", "reasoning_content": "it praises"}).encode())
-    openrouter = parse_answer(completion({"content": "positive", "reasoning": "it praises"}).encode())
+    deepseek = parse_answer(
+        completion({"content": "positive", "reasoning_content": "it praises"}).encode()
+    )
+    openrouter = parse_answer(
+        completion({"content": "positive", "reasoning": "it praises"}).encode()
+    )
     assert (deepseek.text, deepseek.reasoning) == ("positive", "it praises")
     assert (openrouter.text, openrouter.reasoning) == ("positive", "it praises")
 
@@ -86,16 +94,33 @@ def test_an_sse_answer_is_read_as_one_answer() -> None:
         delta(content="posi"),
         delta(content="tive"),
         delta("stop"),
-        {"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}},
+        {
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+        },
     )
     answer = parse_answer(raw.encode())
-    assert (answer.text, answer.reasoning, answer.finish_reason) == ("positive", "short thought", "stop")
+    assert (answer.text, answer.reasoning, answer.finish_reason) == (
+        "positive",
+        "short thought",
+        "stop",
+    )
     assert (answer.prompt_tokens, answer.completion_tokens) == (5, 2)
 
 
 def test_streamed_tool_calls_are_joined() -> None:
     raw = sse(
-        delta(tool_calls=[{"index": 0, "id": "call_1", "type": "function", "function": {"name": "lab", "arguments": ""}}]),
+        delta(
+            tool_calls=[
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lab", "arguments": ""},
+                }
+            ]
+        ),
         delta(tool_calls=[{"index": 0, "function": {"arguments": '{"label": '}}]),
         delta(tool_calls=[{"index": 0, "function": {"arguments": '"positive"}'}}]),
         delta("tool_calls"),
@@ -104,19 +129,29 @@ def test_streamed_tool_calls_are_joined() -> None:
     assert answer.text is None
     assert answer.finish_reason == "tool_calls"
     assert json.loads(answer.tool_calls or "") == [
-        {"id": "call_1", "type": "function", "function": {"name": "lab", "arguments": '{"label": "positive"}'}}
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "lab", "arguments": '{"label": "positive"}'},
+        }
     ]
 
 
 # --- well-formed answers that are not plain text: answered once, explained -------------------
 
 
-async def one_row(clock: FakeClock, *replies: Reply, reader: Any = None, **settings: Any) -> tuple[RowOutcome, int]:
+async def one_row(
+    clock: FakeClock, *replies: Reply, reader: Any = None, **settings: Any
+) -> tuple[RowOutcome, int]:
     with scripted(clock) as server:
         server.script("p", *replies)
         eng = engine(clock, **settings)
         results: dict[int, RowOutcome] = {}
-        await eng.run([(0, ChatRequest(build_messages("p", None)))], lambda o: results.setdefault(0, o), reader=reader)
+        await eng.run(
+            [(0, ChatRequest(build_messages("p", None)))],
+            lambda o: results.setdefault(0, o),
+            reader=reader,
+        )
     return results[0], server.count("p")
 
 
@@ -128,8 +163,13 @@ async def test_a_refusal_is_answered_once_and_quotes_the_model(clock: FakeClock)
     assert outcome.error == "refused by the model: I can't help with that request."
 
 
-async def test_a_filtered_answer_is_answered_once_and_names_the_categories(clock: FakeClock) -> None:
-    azure = {"hate": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "high"}}
+async def test_a_filtered_answer_is_answered_once_and_names_the_categories(
+    clock: FakeClock,
+) -> None:
+    azure = {
+        "hate": {"filtered": False, "severity": "safe"},
+        "violence": {"filtered": True, "severity": "high"},
+    }
     body = completion({"content": None}, "content_filter", content_filter_results=azure)
     outcome, sent = await one_row(clock, Reply(body=body))
     assert sent == 1
@@ -138,8 +178,12 @@ async def test_a_filtered_answer_is_answered_once_and_names_the_categories(clock
 
 
 async def test_a_tool_call_answer_is_a_valid_answer_with_its_calls_kept(clock: FakeClock) -> None:
-    calls = [{"id": "call_9", "type": "function", "function": {"name": "label", "arguments": '{"x": 1}'}}]
-    outcome, sent = await one_row(clock, Reply(body=completion({"content": None, "tool_calls": calls}, "tool_calls")))
+    calls = [
+        {"id": "call_9", "type": "function", "function": {"name": "label", "arguments": '{"x": 1}'}}
+    ]
+    outcome, sent = await one_row(
+        clock, Reply(body=completion({"content": None, "tool_calls": calls}, "tool_calls"))
+    )
     assert sent == 1
     assert (outcome.kind, outcome.response, outcome.finish_reason) == (K.OK, None, "tool_calls")
     assert json.loads(outcome.tool_calls or "") == calls
@@ -152,10 +196,15 @@ async def test_an_empty_truncated_answer_is_the_rows_error_and_not_retried(
     outcome, sent = await one_row(clock, Reply(body=completion({"content": content}, "length")))
     assert sent == 1
     assert outcome.kind is K.TRUNCATED
-    assert outcome.error == "truncated at the token limit: raise max_tokens (or max_completion_tokens) and run again"
+    assert (
+        outcome.error
+        == "truncated at the token limit: raise max_tokens (or max_completion_tokens) and run again"
+    )
 
 
-async def test_a_truncated_answer_with_text_is_kept_but_never_read_as_a_label(clock: FakeClock) -> None:
+async def test_a_truncated_answer_with_text_is_kept_but_never_read_as_a_label(
+    clock: FakeClock,
+) -> None:
     body = Reply(body=completion({"content": "positive"}, "length"))
     plain, _ = await one_row(clock, body)
     assert (plain.kind, plain.response, plain.finish_reason) == (K.OK, "positive", "length")
@@ -165,7 +214,10 @@ async def test_a_truncated_answer_with_text_is_kept_but_never_read_as_a_label(cl
 
 async def test_think_blocks_never_make_a_label_off_the_set(clock: FakeClock) -> None:
     reader = LabelSet(["positive", "negative"]).read
-    for text in ("<think>The buyer is happy.</think>\npositive", "The buyer is happy.</think>positive"):
+    for text in (
+        "<think>The buyer is happy.</think>\npositive",
+        "The buyer is happy.</think>positive",
+    ):
         outcome, _ = await one_row(clock, Reply(body=completion({"content": text})), reader=reader)
         assert (outcome.kind, outcome.value, outcome.response) == (K.OK, "positive", "positive")
         assert outcome.reasoning == "The buyer is happy."
@@ -173,17 +225,50 @@ async def test_think_blocks_never_make_a_label_off_the_set(clock: FakeClock) -> 
 
 async def test_a_server_that_streams_unasked_is_read(clock: FakeClock) -> None:
     body = sse(delta(content="posi"), delta(content="tive"), delta("stop"))
-    outcome, sent = await one_row(clock, Reply(body=body, headers={"Content-Type": "text/event-stream"}))
+    outcome, sent = await one_row(
+        clock, Reply(body=body, headers={"Content-Type": "text/event-stream"})
+    )
     assert (outcome.kind, outcome.response, sent) == (K.OK, "positive", 1)
 
 
 # --- failures that concern the whole run: stop at once, say why ------------------------------
 
 
-QUOTA = json.dumps({"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "code": "insufficient_quota"}})
-CREDITS = json.dumps({"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}})
-NO_MODEL = json.dumps({"error": {"message": "The model `gpt-9` does not exist or you do not have access to it.", "type": "invalid_request_error", "code": "model_not_found"}})
-FLAGGED = json.dumps({"error": {"code": 403, "message": "Input flagged by moderation", "metadata": {"reasons": ["harassment"], "flagged_input": "..."}}})
+QUOTA = json.dumps(
+    {
+        "error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    }
+)
+CREDITS = json.dumps(
+    {
+        "error": {
+            "code": 402,
+            "message": "Insufficient credits. Add more using https://openrouter.ai/credits",
+        }
+    }
+)
+NO_MODEL = json.dumps(
+    {
+        "error": {
+            "message": "The model `gpt-9` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "code": "model_not_found",
+        }
+    }
+)
+FLAGGED = json.dumps(
+    {
+        "error": {
+            "code": 403,
+            "message": "Input flagged by moderation",
+            "metadata": {"reasons": ["harassment"], "flagged_input": "..."},
+        }
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -191,11 +276,19 @@ FLAGGED = json.dumps({"error": {"code": 403, "message": "Input flagged by modera
     [
         (Reply(429, QUOTA), "quota exhausted (HTTP 429 insufficient_quota)"),
         (Reply(402, CREDITS), "out of credits (HTTP 402)"),
-        (Reply(404, NO_MODEL), "model not found (HTTP 404): The model `gpt-9` does not exist or you do not have access to it."),
-        (Reply(403, error_body("Project does not have access")), "authentication failed (HTTP 403)"),
+        (
+            Reply(404, NO_MODEL),
+            "model not found (HTTP 404): The model `gpt-9` does not exist or you do not have access to it.",
+        ),
+        (
+            Reply(403, error_body("Project does not have access")),
+            "authentication failed (HTTP 403)",
+        ),
     ],
 )
-async def test_run_wide_failures_stop_at_the_first_answer(clock: FakeClock, reply: Reply, cause: str) -> None:
+async def test_run_wide_failures_stop_at_the_first_answer(
+    clock: FakeClock, reply: Reply, cause: str
+) -> None:
     prompts = [f"row{i}" for i in range(20)]
     with scripted(clock) as server:
         server.script("row0", reply)
@@ -226,8 +319,17 @@ async def test_a_rejected_response_format_falls_back_once_for_the_run(clock: Fak
     """DeepSeek answers 400 to a json_schema response_format: ask without it, once, with a notice."""
     labels = LabelSet(["positive", "negative"])
     system = labels.system_prompt()
-    fallback = build_messages("row", LabelSet(["positive", "negative"], structured=False).system_prompt())
-    rejection = json.dumps({"error": {"message": "This response_format type is unavailable now", "type": "invalid_request_error"}})
+    fallback = build_messages(
+        "row", LabelSet(["positive", "negative"], structured=False).system_prompt()
+    )
+    rejection = json.dumps(
+        {
+            "error": {
+                "message": "This response_format type is unavailable now",
+                "type": "invalid_request_error",
+            }
+        }
+    )
 
     def request(i: int) -> tuple[int, ChatRequest]:
         messages = build_messages(f"row{i}", system)
@@ -238,7 +340,8 @@ async def test_a_rejected_response_format_falls_back_once_for_the_run(clock: Fak
         results: dict[int, RowOutcome] = {}
         with pytest.warns(HolySheepWarning, match="rejected response_format") as notices:
             await engine(clock, max_concurrent=1).run(
-                [request(i) for i in range(5)], lambda o: results.setdefault(o.row_id, o)  # type: ignore[arg-type]
+                [request(i) for i in range(5)],
+                lambda o: results.setdefault(o.row_id, o),  # type: ignore[arg-type]
             )
     assert len(notices) == 1
     assert [results[i].response for i in range(5)] == [f"answer:row{i}" for i in range(5)]
@@ -254,7 +357,9 @@ async def test_connection_failures_count_only_before_any_answer(clock: FakeClock
     refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
     with scripted(clock) as server:
         server.script("row1", *[Reply(raises=refused)] * 3)
-        results, stats = await run_all(engine(clock, max_concurrent=1, retry=RetryPolicy(max_retries=3)), ["row0", "row1"])
+        results, stats = await run_all(
+            engine(clock, max_concurrent=1, retry=RetryPolicy(max_retries=3)), ["row0", "row1"]
+        )
     assert stats.stop is None
     assert results[1].response == "answer:row1"
     assert results[1].attempts == 4
@@ -279,14 +384,17 @@ async def test_a_request_on_a_dropped_keep_alive_connection_is_resent_free() -> 
         nonlocal read
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
         )
         prompt = json.loads(await reader.readexactly(length))["messages"][-1]["content"]
         read += 1
         body = completion({"content": f"answer:{prompt}"}).encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
         await reader.read(1)  # the client's next request on this connection arrives...

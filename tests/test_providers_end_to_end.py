@@ -68,7 +68,9 @@ async def test_a_run_wide_failure_stops_at_once_and_says_why(
     serve: Callable[..., Any], config: dict[str, Any], cause: str
 ) -> None:
     server = await serve(**config)
-    with pytest.warns(HolySheepWarning, match=r"stopped the run: " + cause.split(" (")[0]) as notices:
+    with pytest.warns(
+        HolySheepWarning, match=r"stopped the run: " + cause.split(" (")[0]
+    ) as notices:
         out = await complete(rows(20), server, model="gpt-4o", max_concurrent=4)
     assert len(notices) == 1  # told once
     assert sent(server) <= 4  # at most the first requests in flight, never 6 attempts a row
@@ -88,8 +90,12 @@ async def test_a_retry_after_far_in_the_future_stops_instead_of_stalling(
     frame = rows(10, "{{fault:429-long}}", every=10)  # only row 0 is told to wait an hour
     with pytest.warns(HolySheepWarning, match="asked to wait 3,600 s"):
         out = await complete(frame, server, max_concurrent=1)
-    assert out["error"].iat[0] == "HTTP 429 after 1 attempt: " + out["error"].iat[0].split(": ", 1)[1]
-    assert out["error"].iloc[1:].str.startswith("not sent: the provider asked to wait 3,600 s").all()
+    assert (
+        out["error"].iat[0] == "HTTP 429 after 1 attempt: " + out["error"].iat[0].split(": ", 1)[1]
+    )
+    assert (
+        out["error"].iloc[1:].str.startswith("not sent: the provider asked to wait 3,600 s").all()
+    )
     assert "max_retry_after=3600" in str(out.holysheep.report())
 
 
@@ -158,8 +164,18 @@ async def test_a_tool_call_answer_is_kept_in_its_column(serve: Callable[..., Any
 
 @pytest.mark.parametrize(
     "config",
-    [{"provider": "ollama"}, {"provider": "vllm"}, {"provider": "deepseek"}, {"provider": "openrouter"}],
-    ids=["ollama-think", "vllm-closing-think", "deepseek-reasoning_content", "openrouter-reasoning"],
+    [
+        {"provider": "ollama"},
+        {"provider": "vllm"},
+        {"provider": "deepseek"},
+        {"provider": "openrouter"},
+    ],
+    ids=[
+        "ollama-think",
+        "vllm-closing-think",
+        "deepseek-reasoning_content",
+        "openrouter-reasoning",
+    ],
 )
 async def test_reasoning_is_set_apart_and_labels_match_without_it(
     serve: Callable[..., Any], config: dict[str, Any], tmp_path: Any

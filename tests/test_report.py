@@ -102,16 +102,12 @@ def test_tokens_skip_cached_rows_and_cost_uses_prices() -> None:
     assert make_report().cost is None
 
 
-
-
 @pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, True, "0.1", None])
 def test_prices_are_validated(value: Any) -> None:
     with pytest.raises(ConfigError, match=r"Prices\.output_per_1k must be a number >= 0") as info:
         Prices(input_per_1k=0.1, output_per_1k=value)
     assert isinstance(info.value, ValueError)
     assert Prices(input_per_1k=0, output_per_1k=1).output_per_1k == 1
-
-
 
 
 def test_latency_sample_is_capped_evenly_and_deterministically() -> None:
@@ -146,8 +142,6 @@ def test_empty_run() -> None:
     json.dumps(report.to_dict())
 
 
-
-
 def test_labels_and_timeline() -> None:
     report = make_report(with_labels=True, timeline=[(0, 3, 1, 0), (1.0, 6, 3, 2)])
     assert report.labels == (("positive", 3), ("negative", 1), ("neutral", 1))
@@ -157,9 +151,7 @@ def test_labels_and_timeline() -> None:
 
 
 def test_text_rendering() -> None:
-    report = make_report(
-        prices=Prices(input_per_1k=0.5, output_per_1k=2.0), with_labels=True
-    )
+    report = make_report(prices=Prices(input_per_1k=0.5, output_per_1k=2.0), with_labels=True)
     text = str(report)
     lines = text.splitlines()
     assert lines[0] == "holysheep_nb run: 10 rows in 4.0 s (2.5 rows/s)"

@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,11 @@ from holysheep_nb.errors import ConfigError
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
+
+
+#: True where the process may be killed mid-run (a Dask worker): every answer is written as
+#: it arrives, so a lost worker's retried partition pays for none it had received.
+WRITE_THROUGH: ContextVar[bool] = ContextVar("holysheep_write_through", default=False)
 
 
 class CacheWarning(UserWarning):
@@ -133,10 +139,11 @@ class ResponseCache:
         none at all, a path that file (parent folders created). ``clock`` as for the class."""
         if option is False:
             return None
+        flush_interval = 0.0 if WRITE_THROUGH.get() else 1.0
         if option is None or option is True:
-            return cls(default_cache_path(), clock=clock)
+            return cls(default_cache_path(), clock=clock, flush_interval=flush_interval)
         if isinstance(option, (str, os.PathLike)) and os.fspath(option):
-            return cls(Path(option).expanduser(), clock=clock)
+            return cls(Path(option).expanduser(), clock=clock, flush_interval=flush_interval)
         raise ConfigError(
             f"cache must be True, False or a file path, got {option!r}; "
             "for example cache='labels.sqlite'"

@@ -1,0 +1,164 @@
+"""``ddf.holysheep`` on Dask DataFrames and Series: the pandas calls, lazily, per partition.
+
+Each call runs the pandas path once on the collection's empty ``meta`` (nothing is sent: it
+has no rows), which validates every option before anything is computed and gives the result's
+columns and dtypes exactly as the pandas path builds them. The result is
+``map_partitions(run_partition, ...)`` with that meta: lazy, the input's divisions kept, one
+partition run by the pandas path on a worker at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import dask.dataframe as dd
+import pandas as pd
+
+from holysheep_nb.dask.limits import LimitConfig
+from holysheep_nb.dask.worker import PartitionCall, run_partition
+from holysheep_nb.job_options import JobOptions
+
+if TYPE_CHECKING:
+    from holysheep_nb.dask.report import ClusterReport
+
+#: Where a result's ``meta`` keeps the key of the run that makes it.
+RUN_ATTR = "holysheep_dask_run"
+
+
+def _lazy(
+    collection: dd.DataFrame | dd.Series,
+    method: str,
+    args: tuple[Any, ...],
+    call: dict[str, Any],
+    options: dict[str, Any],
+) -> dd.DataFrame:
+    """The lazy result of ``<partition>.holysheep.<method>(*args, **call, **options)``.
+
+    ``call`` are the method's own arguments (labels, schema, template ...); ``options`` the
+    run's (docs/contract.md, "Options"). The progress bar of the pandas path is off on the
+    workers: the client draws one for the whole run (``holysheep_nb.dask.progress``).
+    """
+    options = {**options, "progress": False}
+    settings = JobOptions.from_kwargs(**options).settings
+    config = LimitConfig(
+        max_concurrent=settings.max_concurrent,
+        requests_per_minute=settings.limits.requests_per_minute,
+        tokens_per_minute=settings.limits.tokens_per_minute,
+        timeout=settings.timeout,
+    )
+    empty = collection._meta
+    no_cache = {**options, "cache": False}
+    meta: pd.DataFrame = getattr(empty.holysheep, method)(*args, **call, **no_cache)
+    run = f"{method}-{uuid.uuid4().hex}"
+    meta.attrs = {RUN_ATTR: run}
+    work = PartitionCall(method, args, {**call, **options}, run, config.to_dict())
+    result: dd.DataFrame = collection.map_partitions(
+        run_partition, work, meta=meta, align_dataframes=False
+    )
+    return result
+
+
+def run_key(frame: dd.DataFrame) -> str:
+    """The run that makes ``frame`` (a result of ``ddf.holysheep``), or a ``HolySheepError``."""
+    from holysheep_nb.errors import HolySheepError
+
+    run = frame._meta.attrs.get(RUN_ATTR)
+    if not isinstance(run, str):
+        raise HolySheepError(
+            "this Dask DataFrame was not made by holysheep_nb: call report() on the frame "
+            "that ddf.holysheep.complete() or label() returned"
+        )
+    return run
+
+
+@dd.extensions.register_dataframe_accessor("holysheep")
+class DaskFrameAccessor:
+    """``ddf.holysheep``: the pandas accessor's calls on every partition, one limit shared."""
+
+    def __init__(self, frame: dd.DataFrame) -> None:
+        self._frame = frame
+
+    def complete(
+        self, column: Hashable | None = None, *, template: str | None = None, **options: Any
+    ) -> dd.DataFrame:
+        """Lazily answer every row (the pandas ``complete``, partition by partition).
+
+        Returns a Dask DataFrame with the pandas result's columns and dtypes; nothing is sent
+        until it is computed. Options as the pandas call; ``max_concurrent``,
+        ``requests_per_minute`` and ``tokens_per_minute`` hold for the whole cluster.
+        """
+        return _lazy(self._frame, "complete", (column,), {"template": template}, options)
+
+    def label(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        **options: Any,
+    ) -> dd.DataFrame:
+        """Lazily give every row one label of ``labels`` (the pandas ``label``)."""
+        call = {
+            "labels": list(labels),
+            "instructions": instructions,
+            "multi": multi,
+            "structured": structured,
+            "template": template,
+        }
+        return _lazy(self._frame, "label", (column,), call, options)
+
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: Any,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        **options: Any,
+    ) -> dd.DataFrame:
+        """Lazily read every row into ``schema``'s fields (the pandas ``extract``)."""
+        call = {
+            "schema": schema,
+            "instructions": instructions,
+            "template": template,
+            "flatten": flatten,
+            "structured": structured,
+        }
+        return _lazy(self._frame, "extract", (column,), call, options)
+
+    def report(self) -> ClusterReport:
+        """The merged report of the run that makes this frame (after it was computed)."""
+        from holysheep_nb.dask.report import fetch_report
+
+        return fetch_report(self._frame)
+
+
+@dd.extensions.register_series_accessor("holysheep")
+class DaskSeriesAccessor:
+    """``series.holysheep``: the same for a Dask Series of prompts."""
+
+    def __init__(self, series: dd.Series) -> None:
+        self._series = series
+
+    def complete(self, *, template: str | None = None, **options: Any) -> dd.DataFrame:
+        """Lazily answer every prompt of the Series (see the DataFrame form)."""
+        return _lazy(self._series, "complete", (), {"template": template}, options)
+
+    def label(
+        self, *, labels: Sequence[str], template: str | None = None, **options: Any
+    ) -> dd.DataFrame:
+        """Lazily label every value of the Series (see the DataFrame form)."""
+        call = {"labels": list(labels), "template": template}
+        return _lazy(self._series, "label", (), call, options)
+
+    def extract(self, *, schema: Any, template: str | None = None, **options: Any) -> dd.DataFrame:
+        """Lazily read every value into ``schema`` (see the DataFrame form)."""
+        call = {"schema": schema, "template": template}
+        return _lazy(self._series, "extract", (), call, options)

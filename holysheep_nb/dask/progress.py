@@ -1,0 +1,113 @@
+"""One progress bar on the client for a whole Dask run.
+
+A result of ``ddf.holysheep`` is lazy: it runs when something computes it (``compute()``,
+``to_parquet()``, ``persist()`` then ``wait``), which may be far from the call. So the bar
+is a context around whatever computes it::
+
+    out = ddf.holysheep.label("text", labels=labels)
+    with holysheep_nb.dask.progress(out):
+        out.to_parquet("labelled/")
+
+A thread polls the scheduler (one round trip every ``POLL_SECONDS``) for every partition's
+counts (rows succeeded, failed, retries, cached), as the workers publish them every 0.5 s,
+and draws their sum on the pandas path's bar (``RunProgress``: a widget in Jupyter, text
+elsewhere), a hold for a spent budget included. The total is the sum of the partitions' rows
+once every partition has started (``total=`` gives it up front). At the end the bar shows
+the final counts, and a run that stopped early (authentication, quota) says so once, with a
+``HolySheepWarning``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from holysheep_nb.errors import HolySheepWarning
+from holysheep_nb.outcome import RunStats
+from holysheep_nb.progress import RunProgress
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+#: Seconds between two polls of the scheduler.
+POLL_SECONDS = 0.2
+
+
+class ClusterBar:
+    """The run's bar: the sum of every partition's counts, as the scheduler has them."""
+
+    def __init__(self, npartitions: int, total: int | None, enabled: bool = True) -> None:
+        self._progress = RunProgress(total or 0, enabled=enabled)
+        self._npartitions = npartitions
+        self._total_known = total is not None
+        self.stats = RunStats()
+
+    def refresh(self, status: dict[str, Any] | None, *, final: bool = False) -> None:
+        """Draw the scheduler's ``holysheep_status`` of the run (None: not started yet)."""
+        if status is None:
+            return
+        parts = status["partitions"].values()
+        if not self._total_known and len(parts) >= self._npartitions:
+            self._progress.set_total(sum(part["rows"] for part in parts))
+            self._total_known = True
+        stats = self.stats
+        stats.succeeded, stats.failed, stats.retries, stats.cached = (
+            sum(part["tally"][index] for part in parts) for index in range(4)
+        )
+        held_for = status.get("held_for", 0.0)
+        if held_for > 0:  # the bar shows the cluster's hold, on its own clock
+            stats.held_until = time.monotonic() + held_for
+            stats.hold_reason = status["hold_reason"]
+        if final:
+            self._progress.close(stats)
+        else:
+            self._progress.refresh(stats)
+
+
+@contextlib.contextmanager
+def progress(
+    frame: dd.DataFrame, *, total: int | None = None, enabled: bool = True
+) -> Iterator[ClusterBar]:
+    """Show one bar for the run that makes ``frame`` while the block computes it.
+
+    ``frame`` is a result of ``ddf.holysheep``; ``total`` the rows, if known (else read from
+    the partitions as they start). Needs the distributed client the run computes on.
+    """
+    from distributed import get_client
+
+    from holysheep_nb.dask.accessor import run_key
+
+    run = run_key(frame)
+    client = get_client()
+    bar = ClusterBar(frame.npartitions, total, enabled)
+    done = threading.Event()
+    last: list[dict[str, Any] | None] = [None]
+
+    def status() -> dict[str, Any] | None:
+        with contextlib.suppress(Exception):  # the plugin is not there before the first task
+            return client.sync(client.scheduler.holysheep_status, run=run)  # type: ignore[no-any-return]
+        return None
+
+    def poll() -> None:
+        while not done.wait(POLL_SECONDS):
+            last[0] = status() or last[0]
+            bar.refresh(last[0])
+
+    poller = threading.Thread(target=poll, name="holysheep-dask-progress", daemon=True)
+    poller.start()
+    try:
+        yield bar
+    finally:
+        done.set()
+        poller.join()
+        final = status() or last[0]
+        bar.refresh(final or {"partitions": {}}, final=True)
+    if final is not None and final["stop"]:
+        cause, advice = final["stop"]
+        warnings.warn(
+            f"holysheep_nb stopped the run: {cause}: {advice}", HolySheepWarning, stacklevel=3
+        )

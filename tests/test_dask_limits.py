@@ -1,0 +1,134 @@
+"""The shared limit's bookkeeping (``holysheep_nb.dask.limits.RunLimits``) on a fake clock.
+
+No cluster here: these are the decisions the scheduler plugin makes for every worker's ask
+(docs/contract.md, "Rate limits and 429s": the same bound as one run's own throttle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from holysheep_nb.dask.limits import JITTER_MARGIN, LEASE_MARGIN, TALLY, LimitConfig, RunLimits
+from holysheep_nb.dask.plugin import KEPT_RUNS, LimitsPlugin
+from holysheep_nb.policies import RateLimits
+from tests.fakes import FakeClock
+
+
+def _limits(clock: FakeClock, **config: float) -> RunLimits:
+    values = {"max_concurrent": 4, **config}
+    return RunLimits(LimitConfig(**values), clock.now)  # type: ignore[arg-type]
+
+
+async def _send_times(
+    limits: RunLimits, clock: FakeClock, count: int, tokens: float = 0
+) -> list[float]:
+    """Ask ``count`` times, releasing each slot at once; the clock time each send goes."""
+    times = []
+    for index in range(count):
+        reply = await limits.admit(f"lease-{index}", "w1", tokens)
+        times.append(clock.now() + reply["wait"])
+        limits.release(f"lease-{index}")
+    return times
+
+
+async def test_requests_are_paced_within_rate_times_t_plus_burst(clock: FakeClock) -> None:
+    limits = _limits(clock, requests_per_minute=1200)
+    times = await _send_times(limits, clock, 200)
+    burst = RateLimits(requests_per_minute=1200).request_capacity
+    assert burst is not None
+    rate = 20.0
+    for first in range(len(times)):
+        for last in range(first, len(times)):
+            span = times[last] - times[first]
+            assert last - first + 1 <= rate * span + burst + 1e-9
+    assert times[-1] - times[0] == pytest.approx(199 / (rate * (1 - JITTER_MARGIN)))
+
+
+async def test_tokens_budget_paces_by_estimate_and_corrections(clock: FakeClock) -> None:
+    limits = _limits(clock, tokens_per_minute=6000)  # 100 tokens a second
+    times = await _send_times(limits, clock, 3, tokens=100)
+    assert times[2] - times[0] == pytest.approx(2.0, rel=0.05)
+    limits.release("", tokens=200)  # two answers used 100 more tokens each than estimated
+    reply = await limits.admit("late", "w1", 100)
+    assert clock.now() + reply["wait"] - times[2] == pytest.approx(3.0, rel=0.05)
+
+
+async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: FakeClock) -> None:
+    limits = _limits(clock, max_concurrent=2)
+    for lease in ("a", "b"):
+        assert (await limits.admit(lease, "w1", 0))["wait"] == 0.0
+    third = asyncio.ensure_future(limits.admit("c", "w2", 0))
+    fourth = asyncio.ensure_future(limits.admit("d", "w2", 0))
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    limits.release("a")
+    assert (await third)["wait"] == 0.0
+    assert not fourth.done()
+    limits.release("b")
+    assert (await fourth)["wait"] == 0.0
+    assert len(limits.leases) == 2
+
+
+async def test_a_lost_worker_frees_its_slots_and_leases_lapse(clock: FakeClock) -> None:
+    limits = _limits(clock, max_concurrent=2, timeout=5.0)
+    await limits.admit("a", "lost", 0)
+    await limits.admit("b", "alive", 0)
+    waiting = asyncio.ensure_future(limits.admit("c", "alive", 0))
+    await asyncio.sleep(0.01)
+    limits.worker_lost("lost")
+    assert (await waiting)["wait"] == 0.0
+    clock.advance(5.0 + LEASE_MARGIN)
+    assert (await limits.admit("d", "alive", 0))["wait"] == 0.0
+    assert set(limits.leases) == {"d"}  # b and c lapsed: no send lasts past its timeout
+
+
+async def test_an_ask_abandoned_before_its_grant_takes_no_slot(clock: FakeClock) -> None:
+    limits = _limits(clock, max_concurrent=1)
+    limits.release("gone")  # the asker gave up before the scheduler saw its ask
+    assert (await limits.admit("gone", "w1", 0)) == {"again": True}
+    assert limits.leases == {}
+
+
+async def test_hold_delays_every_send_and_stop_refuses_every_ask(clock: FakeClock) -> None:
+    limits = _limits(clock, max_concurrent=1)
+    limits.hold(3.0, "429s back to back")
+    assert (await limits.admit("a", "w1", 0)) == {"wait": 3.0, "in_flight": 1}
+    waiting = asyncio.ensure_future(limits.admit("b", "w2", 0))
+    await asyncio.sleep(0.01)
+    limits.stop_run("authentication failed (HTTP 401)", "check the key")
+    stop = ["authentication failed (HTTP 401)", "check the key"]
+    assert (await waiting) == {"stop": stop}
+    limits.stop_run("out of credits (HTTP 402)", "top up")  # the first cause wins
+    assert (await limits.admit("c", "w1", 0)) == {"stop": stop}
+
+
+async def test_progress_never_goes_back_and_a_retry_restarts_the_partition(
+    clock: FakeClock,
+) -> None:
+    limits = _limits(clock)
+    limits.begin(0, "w1", rows=10)
+    limits.progress(0, [5, 1, 2, 0])
+    limits.begin(0, "w2", rows=10)  # the worker was lost; Dask runs the partition again
+    limits.progress(0, [1, 0, 0, 1])
+    status = limits.status()["partitions"][0]
+    assert (status["worker"], status["tally"], status["report"]) == ("w2", [5, 1, 2, 0], None)
+    limits.progress(0, [6, 0, 0, 5])  # caught up, mostly with the lost worker's answers
+    assert limits.status()["partitions"][0]["tally"] == [6, 0, 0, 5]
+    report = {"rows": 10, "succeeded": 9, "failed": 1, "retries": 0, "cached": 6}
+    limits.finish(0, report)
+    assert limits.status()["partitions"][0]["tally"] == [9, 1, 0, 6]
+
+
+def test_the_scheduler_forgets_old_idle_runs_only() -> None:
+    plugin = LimitsPlugin()
+    config = LimitConfig(max_concurrent=1).to_dict()
+    plugin.begin("busy", config, partition=0, worker="w1", rows=1)  # never finishes
+    for number in range(KEPT_RUNS + 5):
+        plugin.begin(f"run-{number}", config, partition=0, worker="w1", rows=1)
+        plugin.finish(f"run-{number}", partition=0, report={name: 0 for name in TALLY})
+    assert len(plugin.runs) == KEPT_RUNS
+    assert "busy" in plugin.runs
+    assert f"run-{KEPT_RUNS + 4}" in plugin.runs
+    assert plugin.status("run-0") is None  # the oldest finished run is gone
