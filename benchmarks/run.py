@@ -27,6 +27,7 @@ from typing import Any
 # but the benchmark must measure the bar being drawn, so make sure nothing turns it off.
 os.environ.pop("TQDM_DISABLE", None)
 
+import cases_adaptive
 import cases_import
 import cases_latency
 import cases_limits
@@ -47,6 +48,8 @@ CASES: dict[str, Case] = {
     "memory": cases_memory.memory,
     "import": cases_import.import_time,
     "provider": cases_limits.provider_limit,
+    "stray429": cases_adaptive.stray_429,
+    "cap": cases_adaptive.concurrency_cap,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
