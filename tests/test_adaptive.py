@@ -7,6 +7,13 @@ import asyncio
 import pytest
 
 from holysheep_nb.adaptive import CLUSTER, PROBE_WINDOWS, ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.chat import ChatRequest, build_messages
+from holysheep_nb.endpoint import Endpoint
+from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.outcome import RowOutcome
+from holysheep_nb.policies import EngineSettings
+from tests.fakes import FakeClock, ScriptedJitter
+from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 
 
 def test_a_stray_429_gives_up_one_slot_and_successes_win_it_back() -> None:
@@ -159,3 +166,24 @@ async def test_a_run_against_a_cap_without_headers_settles_on_it() -> None:
     assert refused == report.rate_limited
     assert refused / (300 + refused) <= 0.15  # the first burst, then a probe now and then
     assert "the provider accepts about" in str(report)
+
+
+async def test_a_row_waiting_out_its_retry_after_does_not_idle_its_worker(
+    clock: FakeClock,
+) -> None:
+    with scripted(clock) as server:
+        server.script(
+            "a", Reply(429, error_body("slow down"), {"Retry-After": "5"}), Reply(body=ok_body("A"))
+        )
+        eng = CompletionEngine(
+            Endpoint(base_url=BASE_URL, model="m"),
+            EngineSettings(max_concurrent=1),
+            clock=clock,
+            jitter=ScriptedJitter([1.0]),
+        )
+        results: list[RowOutcome] = []
+        rows = ((i, ChatRequest(build_messages(p, None), {})) for i, p in enumerate("abc"))
+        await eng.run(rows, results.append)
+    assert sorted(r.response or "" for r in results) == ["A", "answer:b", "answer:c"]
+    assert [t - clock.start for t in server.send_times] == pytest.approx([0.0, 0.0, 0.0, 5.0])
+    assert server.max_in_flight == 1
