@@ -7,7 +7,10 @@ Providers answer 429 for different reasons, and each calls for its own response:
   by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``).
 - a cap on requests in flight, with no headers at all: a 429 comes back for a request sent
   while more were in flight than ever succeeded since the last change. The window drops to
-  just below that count, then probes upwards slowly, so it settles on the cap.
+  the most that succeeded (or just below that count, before anything succeeded). One such
+  429 could be a stray that happened to hit a new width, so the cap is only taken as found
+  when the next try above the same width is refused too (a stray does that at its own small
+  rate, a cap every time); from then on the window probes upwards slowly and settles on it.
 - a stray 429 (one replica overloaded for a moment): a 429 at a concurrency that has
   succeeded recently. Only that row backs off; the window gives up one slot, and wins it
   back after a window's worth of successes.
@@ -47,6 +50,7 @@ class ConcurrencyWindow:
     cap: int | None = None  # a cap on requests in flight found from 429s, if any
     generation: int = 0  # bumped at every change of the limit
     _peak_ok: int = 0  # the highest concurrency (up to the limit) that has succeeded
+    _suspect: int | None = None  # a cap one 429 pointed at, not yet confirmed by a second
     _successes: int = 0  # since the last change
     _consecutive_429: int = 0
 
@@ -58,6 +62,8 @@ class ConcurrencyWindow:
         """An answer that was not a 429 came back."""
         self._consecutive_429 = 0
         self._peak_ok = max(self._peak_ok, min(sent_at, self.limit))
+        if self._suspect is not None and sent_at > self._suspect:
+            self._suspect = None  # wider than the suspected cap worked: that 429 was a stray
         self._successes += 1
         windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
         if self._successes >= windows * self.limit and self.limit < self.ceiling:
@@ -73,11 +79,15 @@ class ConcurrencyWindow:
         if budget_spent or self.cluster or generation != self.generation:
             return
         if sent_at > self._peak_ok:
-            # Nothing succeeded this wide: the provider caps requests in flight, at the most
-            # that did succeed (or just below this one, before anything succeeded).
-            self.cap = self._peak_ok or max(1, sent_at - 1)
-            if self.cap < self.limit:
-                self._change(self.cap)
+            # Nothing succeeded this wide: the provider may cap requests in flight, at the most
+            # that did succeed (or just below this one, before anything succeeded). Taken as
+            # found when a second 429 points at the same cap.
+            proposed = self._peak_ok or max(1, sent_at - 1)
+            if self._suspect == proposed or self.cap is not None:
+                self.cap = proposed
+            self._suspect = proposed
+            if proposed < self.limit:
+                self._change(proposed)
         else:
             self._change(max(1, self.limit - 1))  # a stray 429: give up one slot
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
-from holysheep_nb.adaptive import CLUSTER, PROBE_WINDOWS, ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.adaptive import (
+    CLUSTER,
+    PROBE_WINDOWS,
+    ConcurrencyGate,
+    ConcurrencyWindow,
+)
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.engine import CompletionEngine
@@ -50,6 +56,11 @@ def test_a_cap_without_headers_is_found_from_the_concurrency_429s_come_at() -> N
     for sent_at in range(1, 9):
         window.success(sent_at)  # the provider accepts 8 in flight...
     window.rate_limited(9, 0)  # ...and refuses the 9th
+    assert (window.limit, window.cap) == (8, None)  # suspected: it could be a stray
+    for _ in range(8):
+        window.success(8)
+    assert window.limit == 9  # probed at once while the cap is only suspected
+    window.rate_limited(9, window.generation)  # refused again at the same width: a cap
     assert (window.limit, window.cap) == (8, 8)
     # Probing above a found cap is slow: one slot after PROBE_WINDOWS windows of successes.
     for _ in range(PROBE_WINDOWS * 8 - 1):
@@ -58,13 +69,49 @@ def test_a_cap_without_headers_is_found_from_the_concurrency_429s_come_at() -> N
     window.success(8)
     assert window.limit == 9
     window.rate_limited(9, window.generation)
-    assert window.limit == 8
+    assert (window.limit, window.cap) == (8, 8)
 
 
 def test_a_cap_found_before_anything_succeeded_is_read_off_the_429() -> None:
     window = ConcurrencyWindow(32)
     window.rate_limited(20, 0)  # a cap server refuses at once, before any answer is back
+    assert (window.limit, window.cap) == (19, None)
+    for sent_at in range(1, 20):
+        window.success(sent_at)
+    assert window.limit == 20
+    window.rate_limited(20, window.generation)
     assert (window.limit, window.cap) == (19, 19)
+
+
+def test_a_stray_429_at_a_new_width_is_not_taken_for_a_cap() -> None:
+    window = ConcurrencyWindow(16)
+    for _ in range(16):
+        window.success(16)
+    window.rate_limited(16, 0)  # a stray: 16 has succeeded
+    for _ in range(15):
+        window.success(15)
+    assert window.limit == 16
+    window.rate_limited(16, window.generation)  # a stray again, before 16 succeeded anew
+    assert (window.limit, window.cap) == (15, None)
+    for _ in range(15):
+        window.success(15)
+    window.success(16)  # 16 works: the suspicion is dropped
+    window.rate_limited(16, window.generation)
+    assert (window.limit, window.cap) == (15, None)
+
+
+def test_random_stray_429s_find_no_cap_and_keep_the_window_near_the_ceiling() -> None:
+    rng = random.Random(7)
+    window = ConcurrencyWindow(16)
+    limits = []
+    for _ in range(5_000):
+        if rng.random() < 0.05:
+            window.rate_limited(window.limit, window.generation)
+        else:
+            window.success(window.limit)
+        limits.append(window.limit)
+    assert window.cap is None
+    assert sum(limits) / len(limits) >= 12
 
 
 def test_a_simulated_cap_converges_with_few_429s() -> None:
