@@ -24,7 +24,9 @@ library. The window never goes above what the user set (``max_concurrent``) nor 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Consecutive 429s (across rows, no success between) that say the budget is spent.
@@ -104,6 +106,25 @@ class ConcurrencyWindow:
         # still tells a stray 429 from a cap.
         self._peak_ok = min(self._peak_ok, limit)
         self._successes = 0
+
+
+def stated_request_limit(headers: Mapping[str, str]) -> float | None:
+    """Requests per minute the provider states in ``x-ratelimit-limit-requests``, or None.
+
+    OpenAI and the servers that copy it send the limit with every answer, next to the
+    ``remaining`` and ``reset`` headers. Once those say the budget is nearly spent, the run
+    paces its sends at the stated limit instead of sending a burst each time the budget
+    resets (``Throttle.lower_request_rate``): a sliding window frees one request at a time,
+    so every burst beyond the first would be answered with 429s.
+    """
+    value = headers.get("x-ratelimit-limit-requests")
+    if value is None:
+        value = headers.get("X-Ratelimit-Limit-Requests")
+    try:
+        limit = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return limit if math.isfinite(limit) and limit > 0 else None
 
 
 class ConcurrencyGate:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import aiohttp
 
-from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow, stated_request_limit
 from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.attempt import Attempt, Sender, track_reuse
 from holysheep_nb.chat import ChatRequest
@@ -314,6 +314,9 @@ class _Run:
             return False
         hold = budget_hold(attempt.headers, self.stats.in_flight)
         if hold:
+            stated = stated_request_limit(attempt.headers)
+            if stated is not None:
+                self.throttle.lower_request_rate(stated)
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")
         return bool(hold)

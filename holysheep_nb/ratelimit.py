@@ -49,6 +49,11 @@ class TokenBucket:
         self._refill()
         self._level -= amount
 
+    def spend_burst(self) -> None:
+        """Keep at most one unit: what a hold kept back must not go out as a burst after it."""
+        self._refill()
+        self._level = min(self._level, 1.0)
+
     def give_back(self, amount: float) -> None:
         """Return ``amount`` (an over-estimate), never above the capacity."""
         self._refill()
@@ -95,13 +100,35 @@ class Throttle:
         self._resume_at = max(self._resume_at, when)
         return added
 
+    def lower_request_rate(self, per_minute: float) -> bool:
+        """Pace requests at ``per_minute`` from now on, if that is slower than the pace so far.
+
+        For a limit the provider states (``x-ratelimit-limit-requests``) that the user did not
+        set: the pace only ever goes down, so it never exceeds ``requests_per_minute``. The
+        new bucket is the one ``requests_per_minute`` would get, and starts with no more than
+        the old one had. Returns True when the pace changed.
+        """
+        rate = per_minute / 60.0
+        old = self._requests
+        if not rate > 0.0 or (old is not None and old.rate <= rate):
+            return False
+        capacity = RateLimits(requests_per_minute=per_minute).request_capacity
+        assert capacity is not None
+        bucket = TokenBucket(rate, capacity, self._clock)
+        if old is not None:
+            bucket.take(max(0.0, capacity - old.level))
+        self._requests = bucket
+        self._limited = True
+        return True
+
     async def acquire(self, tokens: float = 0.0) -> None:
         """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""
         if not self._limited and not self._lock.locked() and self._clock.now() >= self._resume_at:
             return
         async with self._lock:
             while True:
-                delay = self._resume_at - self._clock.now()
+                held = self._resume_at - self._clock.now()
+                delay = held
                 if self._requests is not None:
                     delay = max(delay, self._requests.delay_for(1.0))
                 if self._tokens is not None:
@@ -110,6 +137,10 @@ class Throttle:
                     break
                 # Re-check after waking: a 429 may have extended the cool-down meanwhile.
                 await self._sleep(delay)
+                if held > _TOLERANCE and self._requests is not None:
+                    # The provider held us: it frees its budget a request at a time (a
+                    # sliding window), so the requests banked meanwhile go out paced.
+                    self._requests.spend_burst()
             if self._requests is not None:
                 self._requests.take(1.0)
             if self._tokens is not None:

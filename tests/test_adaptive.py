@@ -12,12 +12,14 @@ from holysheep_nb.adaptive import (
     PROBE_WINDOWS,
     ConcurrencyGate,
     ConcurrencyWindow,
+    stated_request_limit,
 )
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.outcome import RowOutcome
-from holysheep_nb.policies import EngineSettings
+from holysheep_nb.policies import EngineSettings, RateLimits
+from holysheep_nb.ratelimit import Throttle
 from tests.fakes import FakeClock, ScriptedJitter
 from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 
@@ -213,6 +215,52 @@ async def test_a_run_against_a_cap_without_headers_settles_on_it() -> None:
     assert refused == report.rate_limited
     assert refused / (300 + refused) <= 0.15  # the first burst, then a probe now and then
     assert "the provider accepts about" in str(report)
+
+
+# --- a limit the provider states, and what a hold for it releases ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "limit"),
+    [
+        ({"x-ratelimit-limit-requests": "3000"}, 3000.0),
+        ({"X-Ratelimit-Limit-Requests": "60.5"}, 60.5),  # a plain dict, capitalised
+        ({"x-ratelimit-limit-requests": "0"}, None),
+        ({"x-ratelimit-limit-requests": "inf"}, None),
+        ({"x-ratelimit-limit-requests": "many"}, None),
+        ({}, None),
+    ],
+)
+def test_the_stated_request_limit_is_read_from_the_headers(
+    headers: dict[str, str], limit: float | None
+) -> None:
+    assert stated_request_limit(headers) == limit
+
+
+async def test_a_stated_limit_only_ever_lowers_the_pace(clock: FakeClock) -> None:
+    unlimited = Throttle(RateLimits(), clock)
+    assert unlimited.lower_request_rate(120)  # 2/s where nothing paced before
+    told = Throttle(RateLimits(requests_per_minute=60), clock)
+    assert not told.lower_request_rate(120)  # never above what the user set
+    assert told.lower_request_rate(30)
+    sent = []
+    for _ in range(3):
+        await unlimited.acquire()
+        sent.append(clock.now() - clock.start)
+    # The bucket a told 120 rpm would get (1.04 deep): the first at once, then 2/s.
+    assert sent == pytest.approx([0.0, 0.48, 0.98])
+
+
+async def test_what_a_hold_kept_back_goes_out_paced_not_as_a_burst(clock: FakeClock) -> None:
+    throttle = Throttle(RateLimits(requests_per_minute=120, request_burst=4.0), clock)
+    for _ in range(4):
+        await throttle.acquire()  # the bucket is empty
+    throttle.pause_until(clock.now() + 10.0)  # the provider's budget: it refills meanwhile
+    sent = []
+    for _ in range(3):
+        await throttle.acquire()
+        sent.append(clock.now() - clock.start)
+    assert sent == pytest.approx([10.0, 10.5, 11.0])  # not three at once at 10.0
 
 
 async def test_a_row_waiting_out_its_retry_after_does_not_idle_its_worker(
