@@ -85,16 +85,15 @@ def rate_limit(ctx: Context) -> list[Figure]:
 
 #: Case 8's provider: 3,000 rpm over a 2 s sliding window (100 requests: more than
 #: ``CONCURRENCY``, or the very first wave of a client that is not told the limit overflows
-#: the window before any answer can say so).
-PROVIDER_RPM = 3_000
-PROVIDER_WINDOW = 2.0
+#: the window before any answer can say so). Quick: 6,000 rpm over 1 s, the same 100.
+PROVIDER = {"full": (3_000, 2.0, 10), "quick": (6_000, 1.0, 1)}  # rpm, window s, windows
 
 
 def _provider_run(
-    process: ServerProcess, df: pd.DataFrame, told: bool, window: float, windows: int
+    process: ServerProcess, df: pd.DataFrame, told: bool, rpm: int, window: float, windows: int
 ) -> dict[str, Any]:
     process.reset()
-    limit = {"requests_per_minute": PROVIDER_RPM} if told else {}
+    limit = {"requests_per_minute": rpm} if told else {}
     out, sample = measure(
         len(df),
         lambda: complete(df, process, max_concurrent=CONCURRENCY, cache=False, **limit),
@@ -105,7 +104,7 @@ def _provider_run(
     times: list[float] = stats["times"]
     if len(times) != stats["requests"]:
         raise AssertionError(f"{len(times)} arrival times for {stats['requests']} requests")
-    capacity = PROVIDER_RPM * window / 60.0
+    capacity = rpm * window / 60.0
     # Every arrival in the whole windows after the first, less every 429 of the run: a lower
     # bound on the requests the provider admitted there (the server does not say which).
     start = times[0] + window
@@ -118,7 +117,7 @@ def _provider_run(
         "windows": windows,
         "admitted_in_windows": admitted,
         "achieved_ratio": admitted / (windows * capacity),
-        "rows_per_wall_ratio": len(df) / sample.wall / (PROVIDER_RPM / 60.0),
+        "rows_per_wall_ratio": len(df) / sample.wall / (rpm / 60.0),
         "retries": int(out["attempts"].sum()) - len(df),
     }
 
@@ -126,27 +125,25 @@ def _provider_run(
 def provider_limit(ctx: Context) -> list[Figure]:
     """Case 8: the server enforces 3,000 rpm over a 2 s sliding window, 429 beyond it.
 
-    The work is 13 windows' worth of requests at the allowed rate (5 quick), sent by a client
-    told ``requests_per_minute`` and by one not told.
+    The work is 13 windows' worth of requests at the allowed rate (quick: 6,000 rpm over 1 s,
+    4 windows), sent by a client told ``requests_per_minute`` and by one not told.
 
     A sliding window lets a fresh client take a whole window's capacity at once, so rows over
     wall time would flatter a client that is not told the limit (by one window in the run).
     The achieved rate is read off the server's arrival times instead, over the steady part:
-    the requests admitted in the 10 whole windows (2 quick) that follow the first, over what
+    the requests admitted in the 10 whole windows (1 quick) that follow the first, over what
     the limit allows in them (10 x capacity). No client can exceed 1.0 that way, and one that
     keeps the window full reaches it; the first window, where a client that is not told
     learns the limit, neither flatters nor penalises it. The server does not say which
     arrivals it refused, so every 429 of the run is taken off: a lower bound.
     """
-    window, windows = PROVIDER_WINDOW, ctx.pick(10, 2)
-    rate = PROVIDER_RPM / 60.0
+    rpm, window, windows = PROVIDER[ctx.pick("full", "quick")]
+    rate = rpm / 60.0
     df = frame(prompts(int(rate * window * (windows + 3))))
-    with server(rpm=PROVIDER_RPM, limit_window=window, record_times=True) as process:
-        told = _provider_run(process, df, True, window, windows)
-        untold = _provider_run(process, df, False, window, windows)
-    ctx.details.update(
-        rows=len(df), rpm=PROVIDER_RPM, limit_window_s=window, told=told, not_told=untold
-    )
+    with server(rpm=rpm, limit_window=window, record_times=True) as process:
+        told = _provider_run(process, df, True, rpm, window, windows)
+        untold = _provider_run(process, df, False, rpm, window, windows)
+    ctx.details.update(rows=len(df), rpm=rpm, limit_window_s=window, told=told, not_told=untold)
     return [
         Figure(
             "provider limit, told: achieved / allowed",
