@@ -4,7 +4,10 @@ Providers answer 429 for different reasons, and each calls for its own response:
 
 - the account's budget is spent: the ``x-ratelimit-remaining-*`` headers say 0, or 429s
   come back to back. Every new send waits for the reset (``Throttle.pause_until``, decided
-  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``).
+  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``). Where the provider
+  states its limit (``stated_request_limit``), the run paces its sends at it from then on,
+  and what a hold kept back goes out paced: a sliding window frees its budget a request at
+  a time, so a burst at each reset would be answered with 429s.
 - a cap on requests in flight, with no headers at all: a 429 comes back for a request sent
   while more were in flight than ever succeeded since the last change. The window drops to
   the most that succeeded (or just below that count, before anything succeeded). One such

@@ -50,7 +50,11 @@ class TokenBucket:
         self._level -= amount
 
     def spend_burst(self) -> None:
-        """Keep at most one unit: what a hold kept back must not go out as a burst after it."""
+        """Keep at most one unit: what a hold kept back must not go out as a burst after it.
+
+        As TCP restarts from a small window after an idle period (RFC 5681, section 4.1):
+        the budget banked while sends were held is no evidence that the provider can take it.
+        """
         self._refill()
         self._level = min(self._level, 1.0)
 
