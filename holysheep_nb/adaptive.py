@@ -66,13 +66,15 @@ class ConcurrencyWindow:
     def success(self, sent_at: int) -> None:
         """An answer that was not a 429 came back."""
         self._consecutive_429 = 0
-        self._peak_ok = max(self._peak_ok, min(sent_at, self.limit))
-        if self._suspect is not None and sent_at > self._suspect:
-            self._suspect = None  # wider than the suspected cap worked: that 429 was a stray
-        self._successes += 1
-        windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
-        if self._successes >= windows * self.limit and self.limit < self.ceiling:
-            self._change(self.limit + 1)
+        if sent_at > self._peak_ok:  # (the peak is never above the limit nor the suspect)
+            self._peak_ok = min(sent_at, self.limit)
+            if self._suspect is not None and sent_at > self._suspect:
+                self._suspect = None  # wider than the suspected cap worked: it was a stray
+        if self.limit < self.ceiling:  # at the ceiling, every answer costs only the above
+            self._successes += 1
+            windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
+            if self._successes >= windows * self.limit:
+                self._change(self.limit + 1)
 
     def rate_limited(self, sent_at: int, generation: int, *, budget_spent: bool = False) -> None:
         """A 429 came back for a request sent at concurrency ``sent_at`` in ``generation``.
@@ -141,6 +143,14 @@ class ConcurrencyGate:
         self.window = window
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> int:
+        """Take a slot if one is free and nobody waits: the requests in flight with this one,
+        or 0. The engine's fast path: no coroutine per request while the window is open."""
+        if self.in_flight < self.window.limit and not self._waiters:
+            self.in_flight += 1
+            return self.in_flight
+        return 0
 
     async def acquire(self) -> int:
         """Wait for a slot; return the number of requests in flight with this one."""

@@ -229,7 +229,7 @@ class _Run:
         started: float | None = None
         attempts = free_resends = 0
         while True:
-            sent_at = await self.gate.acquire()
+            sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
             try:
                 try:
