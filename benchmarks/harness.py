@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
@@ -171,7 +171,16 @@ class CountingSink(io.TextIOBase):
         return True
 
 
-def complete(df: pd.DataFrame, process: ServerProcess, **options: Any) -> pd.DataFrame:
+class Served(Protocol):
+    """A server the client can be pointed at: the embedded one or ``chaos.CappedServer``."""
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ending in ``/v1``."""
+        ...
+
+
+def complete(df: pd.DataFrame, process: Served, **options: Any) -> pd.DataFrame:
     """``df.holysheep.complete`` against ``process``, as a user would call it.
 
     The progress bar (on unless ``progress=False``) is drawn to a sink instead of the terminal,

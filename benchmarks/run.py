@@ -27,6 +27,7 @@ from typing import Any
 # but the benchmark must measure the bar being drawn, so make sure nothing turns it off.
 os.environ.pop("TQDM_DISABLE", None)
 
+import cases_adaptive
 import cases_dask
 import cases_extract
 import cases_import
@@ -51,6 +52,8 @@ CASES: dict[str, Case] = {
     "provider": cases_limits.provider_limit,
     "extract": cases_extract.extract_vs_complete,
     "dask": cases_dask.dask_path,
+    "stray429": cases_adaptive.stray_429,
+    "cap": cases_adaptive.concurrency_cap,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -4,10 +4,15 @@ Providers answer 429 for different reasons, and each calls for its own response:
 
 - the account's budget is spent: the ``x-ratelimit-remaining-*`` headers say 0, or 429s
   come back to back. Every new send waits for the reset (``Throttle.pause_until``, decided
-  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``).
+  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``), and what a hold
+  kept back goes out paced: a sliding window frees its budget a request at a time, so a
+  burst at each reset would be answered with 429s.
 - a cap on requests in flight, with no headers at all: a 429 comes back for a request sent
   while more were in flight than ever succeeded since the last change. The window drops to
-  just below that count, then probes upwards slowly, so it settles on the cap.
+  the most that succeeded (or just below that count, before anything succeeded). One such
+  429 could be a stray that happened to hit a new width, so the cap is only taken as found
+  when the next try above the same width is refused too (a stray does that at its own small
+  rate, a cap every time); from then on the window probes upwards slowly and settles on it.
 - a stray 429 (one replica overloaded for a moment): a 429 at a concurrency that has
   succeeded recently. Only that row backs off; the window gives up one slot, and wins it
   back after a window's worth of successes.
@@ -47,6 +52,7 @@ class ConcurrencyWindow:
     cap: int | None = None  # a cap on requests in flight found from 429s, if any
     generation: int = 0  # bumped at every change of the limit
     _peak_ok: int = 0  # the highest concurrency (up to the limit) that has succeeded
+    _suspect: int | None = None  # a cap one 429 pointed at, not yet confirmed by a second
     _successes: int = 0  # since the last change
     _consecutive_429: int = 0
 
@@ -57,11 +63,15 @@ class ConcurrencyWindow:
     def success(self, sent_at: int) -> None:
         """An answer that was not a 429 came back."""
         self._consecutive_429 = 0
-        self._peak_ok = max(self._peak_ok, min(sent_at, self.limit))
-        self._successes += 1
-        windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
-        if self._successes >= windows * self.limit and self.limit < self.ceiling:
-            self._change(self.limit + 1)
+        if sent_at > self._peak_ok:  # (the peak is never above the limit nor the suspect)
+            self._peak_ok = min(sent_at, self.limit)
+            if self._suspect is not None and sent_at > self._suspect:
+                self._suspect = None  # wider than the suspected cap worked: it was a stray
+        if self.limit < self.ceiling:  # at the ceiling, every answer costs only the above
+            self._successes += 1
+            windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
+            if self._successes >= windows * self.limit:
+                self._change(self.limit + 1)
 
     def rate_limited(self, sent_at: int, generation: int, *, budget_spent: bool = False) -> None:
         """A 429 came back for a request sent at concurrency ``sent_at`` in ``generation``.
@@ -73,11 +83,15 @@ class ConcurrencyWindow:
         if budget_spent or self.cluster or generation != self.generation:
             return
         if sent_at > self._peak_ok:
-            # Nothing succeeded this wide: the provider caps requests in flight, at the most
-            # that did succeed (or just below this one, before anything succeeded).
-            self.cap = self._peak_ok or max(1, sent_at - 1)
-            if self.cap < self.limit:
-                self._change(self.cap)
+            # Nothing succeeded this wide: the provider may cap requests in flight, at the most
+            # that did succeed (or just below this one, before anything succeeded). Taken as
+            # found when a second 429 points at the same cap.
+            proposed = self._peak_ok or max(1, sent_at - 1)
+            if self._suspect == proposed or self.cap is not None:
+                self.cap = proposed
+            self._suspect = proposed
+            if proposed < self.limit:
+                self._change(proposed)
         else:
             self._change(max(1, self.limit - 1))  # a stray 429: give up one slot
 
@@ -109,12 +123,12 @@ class ConcurrencyGate:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def try_acquire(self) -> int:
-        """Take a slot if one is free and nobody waits: the number in flight with this one,
-        or 0 (then ``await acquire()``)."""
-        if self.in_flight >= self.window.limit or self._waiters:
-            return 0
-        self.in_flight += 1
-        return self.in_flight
+        """Take a slot if one is free and nobody waits: the requests in flight with this one,
+        or 0. The engine's fast path: no coroutine per request while the window is open."""
+        if self.in_flight < self.window.limit and not self._waiters:
+            self.in_flight += 1
+            return self.in_flight
+        return 0
 
     async def acquire(self) -> int:
         """Wait for a slot; return the number of requests in flight with this one."""

@@ -2,8 +2,9 @@
 
 ``CompletionEngine.run`` takes an iterable of ``(row_id, ChatRequest)`` and reports one
 ``RowOutcome`` per row through a callback as soon as the row is done. ``max_concurrent``
-workers pull rows from the shared iterator, so tasks and memory are bounded by the
-concurrency, not the number of rows, and no row waits for another row's chunk. The
+workers pull rows from the shared iterator (one more stands in while a row waits out its
+backoff, up to twice as many), so tasks and memory are bounded by the concurrency, not the
+number of rows, and no row waits for another row's chunk. The
 iterable may also carry rows whose outcome is already known (an answer from the cache, a
 missing prompt) as ``(row_id, RowOutcome)``: they pass through the same reader, tally and
 callback, so every row is counted in one place. A request's ``followers`` (rows asking
@@ -138,6 +139,11 @@ class _Run:
         self.shared = SHARED_LIMIT.get()
         if self.shared is not None:
             self.shared.track(stats)
+        self.rows: Iterator[RowWork] = iter(())
+        self.workers: set[asyncio.Future[None]] = set()
+        self.resting = 0  # workers whose row is waiting out a backoff
+        self.idle = asyncio.Event()  # set when the last worker ends, or one crashed
+        self.crash: BaseException | None = None
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         settings = self.engine.settings
@@ -159,17 +165,36 @@ class _Run:
                 headers=endpoint.request_headers(),
                 wall=self.clock.wall,
             )
-            workers = [
-                asyncio.ensure_future(self.work(rows)) for _ in range(settings.max_concurrent)
-            ]
+            self.rows = rows
+            for _ in range(settings.max_concurrent):
+                self.spawn()
             try:
-                await asyncio.gather(*workers)
+                await self.idle.wait()
+                if self.crash is not None:
+                    raise self.crash
             finally:
+                workers = list(self.workers)
                 for worker in workers:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
 
+    def spawn(self) -> None:
+        """Start one more worker on the shared rows."""
+        worker = asyncio.ensure_future(self.work(self.rows))
+        self.workers.add(worker)
+        worker.add_done_callback(self.retire)
+
+    def retire(self, worker: asyncio.Future[None]) -> None:
+        """Forget a finished worker; the run is over when the last one ends or one crashes."""
+        self.workers.discard(worker)
+        if not worker.cancelled() and worker.exception() is not None and self.crash is None:
+            self.crash = worker.exception()
+            self.idle.set()
+        if not self.workers:
+            self.idle.set()
+
     async def work(self, rows: Iterator[RowWork]) -> None:
+        max_concurrent = self.engine.settings.max_concurrent
         for row_id, item in rows:
             if isinstance(item, RowOutcome):
                 self.report(item)
@@ -183,6 +208,26 @@ class _Run:
                 # Sent once, answered for every row that asked exactly the same.
                 shared = replace(outcome, row_id=follower, latency=None, attempts=0, shared=True)
                 self.record(shared)
+            if len(self.workers) - self.resting > max_concurrent:
+                return  # one stood in for this worker while its row waited: retire
+
+    async def rest(self, delay: float) -> None:
+        """Wait out one row's backoff, with a worker standing in for this one meanwhile.
+
+        A row that waits for its Retry-After (or its backoff) must not idle a slot of the
+        run: another worker takes the next row, and whichever worker finishes a row while
+        more than ``max_concurrent`` are awake retires. Requests in flight stay bounded by
+        the gate; workers (and rows held) by twice ``max_concurrent``.
+        """
+        max_concurrent = self.engine.settings.max_concurrent
+        self.resting += 1
+        try:
+            awake = len(self.workers) - self.resting
+            if awake < max_concurrent and len(self.workers) < 2 * max_concurrent:
+                self.spawn()
+            await self.sleep(delay)
+        finally:
+            self.resting -= 1
 
     def report(self, outcome: RowOutcome) -> None:
         """Read the answer of an outcome known before (the cache), then record it."""
@@ -265,7 +310,7 @@ class _Run:
                 self.pause(clock.now() + delay, "429s back to back")
                 continue
             try:
-                await self.sleep(delay)
+                await self.rest(delay)
             except _Stopped:
                 return self.not_sent(row_id, started, attempts)
 

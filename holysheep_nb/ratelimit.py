@@ -54,6 +54,15 @@ class TokenBucket:
         self._refill()
         self._level -= amount
 
+    def spend_burst(self) -> None:
+        """Keep at most one unit: what a hold kept back must not go out as a burst after it.
+
+        As TCP restarts from a small window after an idle period (RFC 5681, section 4.1):
+        the budget banked while sends were held is no evidence that the provider can take it.
+        """
+        self._refill()
+        self._level = min(self._level, 1.0)
+
     def give_back(self, amount: float) -> None:
         """Return ``amount`` (an over-estimate), never above the capacity."""
         self._refill()
@@ -112,7 +121,8 @@ class Throttle:
             return
         async with self._lock:
             while True:
-                delay = self._resume_at - self._clock.now()
+                held = self._resume_at - self._clock.now()
+                delay = held
                 if self._requests is not None:
                     delay = max(delay, self._requests.delay_for(1.0))
                 if self._tokens is not None:
@@ -121,6 +131,10 @@ class Throttle:
                     break
                 # Re-check after waking: a 429 may have extended the cool-down meanwhile.
                 await self._sleep(delay)
+                if held > _TOLERANCE and self._requests is not None:
+                    # The provider held us: it frees its budget a request at a time (a
+                    # sliding window), so the requests banked meanwhile go out paced.
+                    self._requests.spend_burst()
             if self._requests is not None:
                 self._requests.take(1.0)
             if self._tokens is not None:

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
-from holysheep_nb.adaptive import CLUSTER, PROBE_WINDOWS, ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.adaptive import (
+    CLUSTER,
+    PROBE_WINDOWS,
+    ConcurrencyGate,
+    ConcurrencyWindow,
+)
+from holysheep_nb.chat import ChatRequest, build_messages
+from holysheep_nb.endpoint import Endpoint
+from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.outcome import RowOutcome
+from holysheep_nb.policies import EngineSettings, RateLimits
+from holysheep_nb.ratelimit import Throttle
+from tests.fakes import FakeClock, ScriptedJitter
+from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 
 
 def test_a_stray_429_gives_up_one_slot_and_successes_win_it_back() -> None:
@@ -43,6 +57,11 @@ def test_a_cap_without_headers_is_found_from_the_concurrency_429s_come_at() -> N
     for sent_at in range(1, 9):
         window.success(sent_at)  # the provider accepts 8 in flight...
     window.rate_limited(9, 0)  # ...and refuses the 9th
+    assert (window.limit, window.cap) == (8, None)  # suspected: it could be a stray
+    for _ in range(8):
+        window.success(8)
+    assert window.limit == 9  # probed at once while the cap is only suspected
+    window.rate_limited(9, window.generation)  # refused again at the same width: a cap
     assert (window.limit, window.cap) == (8, 8)
     # Probing above a found cap is slow: one slot after PROBE_WINDOWS windows of successes.
     for _ in range(PROBE_WINDOWS * 8 - 1):
@@ -51,13 +70,49 @@ def test_a_cap_without_headers_is_found_from_the_concurrency_429s_come_at() -> N
     window.success(8)
     assert window.limit == 9
     window.rate_limited(9, window.generation)
-    assert window.limit == 8
+    assert (window.limit, window.cap) == (8, 8)
 
 
 def test_a_cap_found_before_anything_succeeded_is_read_off_the_429() -> None:
     window = ConcurrencyWindow(32)
     window.rate_limited(20, 0)  # a cap server refuses at once, before any answer is back
+    assert (window.limit, window.cap) == (19, None)
+    for sent_at in range(1, 20):
+        window.success(sent_at)
+    assert window.limit == 20
+    window.rate_limited(20, window.generation)
     assert (window.limit, window.cap) == (19, 19)
+
+
+def test_a_stray_429_at_a_new_width_is_not_taken_for_a_cap() -> None:
+    window = ConcurrencyWindow(16)
+    for _ in range(16):
+        window.success(16)
+    window.rate_limited(16, 0)  # a stray: 16 has succeeded
+    for _ in range(15):
+        window.success(15)
+    assert window.limit == 16
+    window.rate_limited(16, window.generation)  # a stray again, before 16 succeeded anew
+    assert (window.limit, window.cap) == (15, None)
+    for _ in range(15):
+        window.success(15)
+    window.success(16)  # 16 works: the suspicion is dropped
+    window.rate_limited(16, window.generation)
+    assert (window.limit, window.cap) == (15, None)
+
+
+def test_random_stray_429s_find_no_cap_and_keep_the_window_near_the_ceiling() -> None:
+    rng = random.Random(7)
+    window = ConcurrencyWindow(16)
+    limits = []
+    for _ in range(5_000):
+        if rng.random() < 0.05:
+            window.rate_limited(window.limit, window.generation)
+        else:
+            window.success(window.limit)
+        limits.append(window.limit)
+    assert window.cap is None
+    assert sum(limits) / len(limits) >= 12
 
 
 def test_a_simulated_cap_converges_with_few_429s() -> None:
@@ -159,3 +214,39 @@ async def test_a_run_against_a_cap_without_headers_settles_on_it() -> None:
     assert refused == report.rate_limited
     assert refused / (300 + refused) <= 0.15  # the first burst, then a probe now and then
     assert "the provider accepts about" in str(report)
+
+
+# --- a limit the provider states, and what a hold for it releases ---------------------------
+
+
+async def test_what_a_hold_kept_back_goes_out_paced_not_as_a_burst(clock: FakeClock) -> None:
+    throttle = Throttle(RateLimits(requests_per_minute=120, request_burst=4.0), clock)
+    for _ in range(4):
+        await throttle.acquire()  # the bucket is empty
+    throttle.pause_until(clock.now() + 10.0)  # the provider's budget: it refills meanwhile
+    sent = []
+    for _ in range(3):
+        await throttle.acquire()
+        sent.append(clock.now() - clock.start)
+    assert sent == pytest.approx([10.0, 10.5, 11.0])  # not three at once at 10.0
+
+
+async def test_a_row_waiting_out_its_retry_after_does_not_idle_its_worker(
+    clock: FakeClock,
+) -> None:
+    with scripted(clock) as server:
+        server.script(
+            "a", Reply(429, error_body("slow down"), {"Retry-After": "5"}), Reply(body=ok_body("A"))
+        )
+        eng = CompletionEngine(
+            Endpoint(base_url=BASE_URL, model="m"),
+            EngineSettings(max_concurrent=1),
+            clock=clock,
+            jitter=ScriptedJitter([1.0]),
+        )
+        results: list[RowOutcome] = []
+        rows = ((i, ChatRequest(build_messages(p, None), {})) for i, p in enumerate("abc"))
+        await eng.run(rows, results.append)
+    assert sorted(r.response or "" for r in results) == ["A", "answer:b", "answer:c"]
+    assert [t - clock.start for t in server.send_times] == pytest.approx([0.0, 0.0, 0.0, 5.0])
+    assert server.max_in_flight == 1
