@@ -4,9 +4,10 @@ Providers answer 429 for different reasons, and each calls for its own response:
 
 - the account's budget is spent: the ``x-ratelimit-remaining-*`` headers say 0, or 429s
   come back to back. Every new send waits for the reset (``Throttle.pause_until``, decided
-  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``), and what a hold
-  kept back goes out paced: a sliding window frees its budget a request at a time, so a
-  burst at each reset would be answered with 429s.
+  by the engine from ``budget_hold`` and ``ConcurrencyWindow.cluster``). Where the provider
+  states its limit (``StatedLimit``), the run paces its sends at it from then on, and what
+  a hold kept back goes out paced: a sliding window frees its budget a request at a time,
+  so a burst at each reset would be answered with 429s.
 - a cap on requests in flight, with no headers at all: a 429 comes back for a request sent
   while more were in flight than ever succeeded since the last change. The window drops to
   the most that succeeded (or just below that count, before anything succeeded). One such
@@ -26,8 +27,12 @@ library. The window never goes above what the user set (``max_concurrent``) nor 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from holysheep_nb.retry import parse_duration
 
 #: Consecutive 429s (across rows, no success between) that say the budget is spent.
 CLUSTER = 3
@@ -108,6 +113,39 @@ class ConcurrencyWindow:
         # still tells a stray 429 from a cap.
         self._peak_ok = min(self._peak_ok, limit)
         self._successes = 0
+
+
+@dataclass(slots=True)
+class StatedLimit:
+    """The request rate a provider states: ``x-ratelimit-limit-requests`` over its window.
+
+    Once the budget headers say the budget is nearly spent, the run paces its sends at this
+    rate (``Throttle.lower_request_rate``) instead of sending a burst at each reset: a
+    sliding window frees one request at a time, so every burst beyond the first would be
+    answered with 429s. OpenAI counts per minute; other windows (a gateway's, the local
+    server's short ones) are read off the longest ``x-ratelimit-reset-requests`` seen, since
+    a window's first request is told its budget resets a whole window later.
+    """
+
+    window: float = 0.0  # seconds: the longest reset seen
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Widen the window to a reset these headers state, if longer."""
+        reset = headers.get("x-ratelimit-reset-requests")
+        seconds = parse_duration(reset) if isinstance(reset, str) else None
+        if seconds is not None and seconds > self.window:
+            self.window = seconds
+
+    def per_minute(self, headers: Mapping[str, str]) -> float | None:
+        """The stated rate in requests per minute, or None when the headers state none."""
+        value = headers.get("x-ratelimit-limit-requests")
+        try:
+            limit = float(value) if isinstance(value, str) else math.nan
+        except ValueError:
+            return None
+        if not (math.isfinite(limit) and limit > 0 and self.window > 0):
+            return None
+        return limit * 60.0 / min(self.window, 60.0)
 
 
 class ConcurrencyGate:

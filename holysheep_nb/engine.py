@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow, StatedLimit
 from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.attempt import Attempt, ReuseTrackingConnector, Sender
 from holysheep_nb.chat import ChatRequest
@@ -133,6 +133,7 @@ class _Run:
         self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
         self.window = ConcurrencyWindow(engine.settings.max_concurrent)
         self.gate = ConcurrencyGate(self.window)
+        self.stated = StatedLimit()
         stats.concurrency = self.window
         self.sender: Sender | None = None
         #: A limit shared with runs in other processes (a Dask cluster's), if any.
@@ -370,7 +371,11 @@ class _Run:
         if self.shared is not None:  # the provider's budget is spent by every sharing run
             in_flight = max(in_flight, self.shared.in_flight)
         hold = budget_hold(attempt.headers, in_flight)
+        self.stated.observe(attempt.headers)
         if hold:
+            rate = self.stated.per_minute(attempt.headers)
+            if rate is not None:
+                self.throttle.lower_request_rate(rate)
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")
         return bool(hold)

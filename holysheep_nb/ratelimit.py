@@ -115,6 +115,27 @@ class Throttle:
         idle = not self._limited and not self._lock.locked()
         return idle and self._clock.now() >= self._resume_at
 
+    def lower_request_rate(self, per_minute: float) -> bool:
+        """Pace requests at ``per_minute`` from now on, if that is slower than the pace so far.
+
+        For a limit the provider states (``x-ratelimit-limit-requests``) that the user did not
+        set: the pace only ever goes down, so it never exceeds ``requests_per_minute``. The
+        new bucket is the one ``requests_per_minute`` would get, and starts with no more than
+        the old one had. Returns True when the pace changed.
+        """
+        rate = per_minute / 60.0
+        old = self._requests
+        if not rate > 0.0 or (old is not None and old.rate <= rate):
+            return False
+        capacity = RateLimits(requests_per_minute=per_minute).request_capacity
+        assert capacity is not None
+        bucket = TokenBucket(rate, capacity, self._clock)
+        if old is not None:
+            bucket.take(max(0.0, capacity - old.level))
+        self._requests = bucket
+        self._limited = True
+        return True
+
     async def acquire(self, tokens: float = 0.0) -> None:
         """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""
         if self.open():

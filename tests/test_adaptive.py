@@ -12,6 +12,7 @@ from holysheep_nb.adaptive import (
     PROBE_WINDOWS,
     ConcurrencyGate,
     ConcurrencyWindow,
+    StatedLimit,
 )
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
@@ -250,3 +251,34 @@ async def test_a_row_waiting_out_its_retry_after_does_not_idle_its_worker(
     assert sorted(r.response or "" for r in results) == ["A", "answer:b", "answer:c"]
     assert [t - clock.start for t in server.send_times] == pytest.approx([0.0, 0.0, 0.0, 5.0])
     assert server.max_in_flight == 1
+
+
+def test_a_stated_limit_is_read_over_the_window_it_counts_in() -> None:
+    """OpenAI states a per-minute limit; a shorter sliding window (a gateway's, the local
+    server's) states what the window holds, and its first request is told the whole window."""
+    stated = StatedLimit()
+    assert stated.per_minute({"x-ratelimit-limit-requests": "100"}) is None  # no window seen
+    stated.observe({"x-ratelimit-reset-requests": "0.5s"})
+    stated.observe({"x-ratelimit-reset-requests": "2s"})  # a fresh window's first request
+    stated.observe({"x-ratelimit-reset-requests": "1s"})
+    assert stated.window == 2.0
+    assert stated.per_minute({"x-ratelimit-limit-requests": "100"}) == 3_000.0
+    openai = StatedLimit()
+    openai.observe({"x-ratelimit-reset-requests": "6m0s"})  # OpenAI's per-minute budget
+    assert openai.per_minute({"x-ratelimit-limit-requests": "500"}) == 500.0
+    for bad in ("0", "inf", "many"):
+        assert stated.per_minute({"x-ratelimit-limit-requests": bad}) is None
+
+
+async def test_a_stated_limit_only_ever_lowers_the_pace(clock: FakeClock) -> None:
+    unlimited = Throttle(RateLimits(), clock)
+    assert unlimited.lower_request_rate(120)  # 2/s where nothing paced before
+    told = Throttle(RateLimits(requests_per_minute=60), clock)
+    assert not told.lower_request_rate(120)  # never above what the user set
+    assert told.lower_request_rate(30)
+    sent = []
+    for _ in range(3):
+        await unlimited.acquire()
+        sent.append(clock.now() - clock.start)
+    # The bucket a told 120 rpm would get (1.04 deep): the first at once, then 2/s.
+    assert sent == pytest.approx([0.0, 0.48, 0.98])
