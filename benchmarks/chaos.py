@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 from aiohttp import web
+
+from holysheep_nb.server import ServerProcess
 
 
 class Capped:
@@ -115,70 +112,22 @@ async def _serve(cap: int, latency: float) -> None:
         await runner.cleanup()
 
 
-class CappedServer:
-    """The capped provider in a subprocess: ``with CappedServer(cap=8, latency=0.05) as s:``."""
+class CappedServer(ServerProcess):
+    """The capped provider in a subprocess: ``with CappedServer(cap=8, latency=0.05) as s:``.
+
+    ``ServerProcess`` does the rest (start and wait with a timeout, ``stats``, ``reset``,
+    stop); only the command differs.
+    """
 
     def __init__(self, cap: int, latency: float) -> None:
+        super().__init__()
         self.cap = cap
         self.latency = latency
-        self._proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def __enter__(self) -> CappedServer:
-        args = [sys.executable, str(Path(__file__).resolve()), "--cap", str(self.cap)]
-        self._proc = subprocess.Popen(
-            [*args, "--latency", repr(self.latency)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()  # the child prints it first, or dies (EOF)
-        if not line.startswith("serving on "):
-            self.close()
-            raise RuntimeError(f"capped server did not start: {line!r}")
-        self.base_url = line.removeprefix("serving on ").strip()
-        return self
-
-    def _control(self, method: str, route: str) -> dict[str, Any]:
-        url = self.base_url.removesuffix("/v1") + route
-        data = b"{}" if method == "POST" else None
-        request = urllib.request.Request(url, data=data, method=method)
-        with self._opener.open(request, timeout=10) as response:
-            result: dict[str, Any] = json.loads(response.read())
-        return result
-
-    def stats(self) -> dict[str, Any]:
-        """Requests, those refused with 429, and the most in flight at once."""
-        return self._control("GET", "/_stats")
-
-    def reset(self) -> None:
-        """Zero the counters."""
-        self._control("POST", "/_reset")
-
-    def close(self) -> None:
-        """Stop the process (SIGTERM, then kill after 5 s)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def command(self) -> list[str]:
+        """``python chaos.py --cap N --latency S``."""
+        script = str(Path(__file__).resolve())
+        return [sys.executable, script, "--cap", str(self.cap), "--latency", repr(self.latency)]
 
 
 def main(argv: list[str] | None = None) -> None:

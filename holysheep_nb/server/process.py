@@ -52,11 +52,10 @@ class ServerProcess:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        args = [sys.executable, "-c", _BOOTSTRAP, "--host", self._host, "--port", str(self._port)]
         # Not a `with` block: it lives as long as the process (read on a failed start).
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [*args, *config_args(self._config)],
+            self.command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -73,6 +72,12 @@ class ServerProcess:
             raise RuntimeError(f"server process did not start: {detail}")
         self._base_url = line.removeprefix("serving on ").strip()
         return self
+
+    def command(self) -> list[str]:
+        """The child's command line: a server that prints ``serving on URL`` first and
+        serves ``/_stats`` and ``/_reset`` (a benchmark's own server may override it)."""
+        args = [sys.executable, "-c", _BOOTSTRAP, "--host", self._host, "--port", str(self._port)]
+        return [*args, *config_args(self._config)]
 
     def _stderr_tail(self) -> str:
         assert self._stderr is not None
