@@ -109,6 +109,27 @@ class _Stopped(Exception):
     """Raised inside a run's sleeps once the run has stopped."""
 
 
+class _RunSleep:
+    """Sleeps on the run's clock, waking at once (with ``_Stopped``) if the run stops."""
+
+    def __init__(self, clock: Clock, stopped: asyncio.Event) -> None:
+        self.clock = clock
+        self.stopped = stopped
+
+    async def sleep(self, delay: float) -> None:
+        if self.stopped.is_set():
+            raise _Stopped
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        stopped = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait((sleeper, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopped.cancel()
+        if self.stopped.is_set():
+            raise _Stopped
+
+
 class _Run:
     """The state of one run: session, throttle, counters, the stop and the fallback."""
 
@@ -130,6 +151,10 @@ class _Run:
         self.stopped = asyncio.Event()
         self.structured = True  # False once the server rejected response_format
         self.connect_failures = 0
+        #: The run's sleep; a separate object, so that the throttle holding it does not tie
+        #: the run into a reference cycle (a finished run's results would then stay alive
+        #: until the next full collection).
+        self.sleep = _RunSleep(self.clock, self.stopped).sleep
         self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
         self.window = ConcurrencyWindow(engine.settings.max_concurrent)
         self.gate = ConcurrencyGate(self.window)
@@ -458,17 +483,3 @@ class _Run:
         if self.shared is not None:
             self.shared.stop(stop)
         warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
-
-    async def sleep(self, delay: float) -> None:
-        """Sleep on the run's clock, waking at once (with ``_Stopped``) if the run stops."""
-        if self.stopped.is_set():
-            raise _Stopped
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        stopped = asyncio.ensure_future(self.stopped.wait())
-        try:
-            await asyncio.wait((sleeper, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopped.cancel()
-        if self.stopped.is_set():
-            raise _Stopped

@@ -4,9 +4,11 @@ malformed bodies, the concurrency bound and row integrity."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 from collections.abc import Callable, Iterable, Iterator
+import weakref
 from email.utils import formatdate
 
 import aiohttp
@@ -471,3 +473,32 @@ async def test_no_key_on_loopback_sends_no_authorization(clock: FakeClock) -> No
         await run_all(engine(clock), ["p"])
     assert "Authorization" not in server.headers[0]
     assert json.loads(json.dumps(server.bodies[0]))["model"] == "test-model"
+
+
+async def test_a_finished_run_is_freed_without_the_cycle_collector(clock: FakeClock) -> None:
+    # A run's state must not sit in a reference cycle: the callback holds every result of a
+    # job, and a cycle would keep them alive (and make the collector walk them) long after.
+    gc.disable()
+    try:
+        with scripted(clock) as server:
+            server.script("hello", Reply(body=ok_body("hi")))
+            seen = _Collected()
+            alive = weakref.ref(seen)
+            stats = await engine(clock, limits=RateLimits(requests_per_minute=600)).run(
+                iter([(0, request("hello"))]), seen.keep
+            )
+            del seen
+        assert stats.succeeded == 1
+        assert alive() is None, "the finished run still holds its callback"
+    finally:
+        gc.enable()
+
+
+class _Collected:
+    """Outcomes as a run reports them (an object, so a weak reference can watch it)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[RowOutcome] = []
+
+    def keep(self, outcome: RowOutcome) -> None:
+        self.outcomes.append(outcome)
