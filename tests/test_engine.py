@@ -7,8 +7,8 @@ import asyncio
 import gc
 import json
 import random
-from collections.abc import Callable, Iterable, Iterator
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import formatdate
 
 import aiohttp
