@@ -152,6 +152,13 @@ class Schema:
             "json_schema": {"name": name, "strict": True, "schema": self.json_schema()},
         }
 
+    def validate_json(self, text: str) -> None:
+        """Check a JSON document against the schema in strict mode (nothing is kept).
+
+        Raises pydantic's ``ValidationError``; ``describe_errors`` words it for a row.
+        """
+        self.model.__pydantic_validator__.validate_json(text, strict=True)
+
     def read_json(self, text: str) -> dict[str, Any]:
         """A JSON document validated in strict mode, as ``{key: value}`` (nested models as
         dicts, keys by alias).

@@ -68,7 +68,7 @@ def test_three_ways_to_give_a_schema_mean_the_same_columns(schema: object) -> No
         "reasons": "object",
     }
     assert list(parsed.dtypes["sentiment"].categories) == ["positive", "negative", "neutral"]
-    assert ExtractFormat(parsed).read(GOOD_JSON) == GOOD
+    assert ExtractFormat(parsed).parse(GOOD_JSON) == GOOD
 
 
 def test_column_dtypes_follow_the_field_types() -> None:
@@ -132,7 +132,7 @@ def test_json_schema_maps_and_closed_objects() -> None:
             }
         )
     )
-    assert reader.read('{"counts": {"a": 1}, "empty": {}}') == {"counts": {"a": 1}, "empty": {}}
+    assert reader.parse('{"counts": {"a": 1}, "empty": {}}') == {"counts": {"a": 1}, "empty": {}}
     with pytest.raises(AnswerRejected) as rejected:
         reader.read('{"counts": {"a": "1"}, "empty": {"b": 2}}')
     assert rejected.value.detail == (
@@ -188,7 +188,7 @@ def test_a_json_schema_keeps_its_bounds_refs_and_closed_objects() -> None:
         }
     )
     reader = ExtractFormat(schema)
-    assert reader.read('{"name": "ab", "items": [{"price": 1}]}') == {
+    assert reader.parse('{"name": "ab", "items": [{"price": 1}]}') == {
         "name": "ab",
         "items": [{"price": 1.0}],
     }
@@ -259,7 +259,7 @@ def test_a_schema_that_cannot_be_used_is_refused_before_anything_is_sent(
 def test_the_json_object_is_found_in_plain_fenced_prose_and_reasoning_answers(
     answer: str,
 ) -> None:
-    assert review_format().read(answer) == GOOD
+    assert review_format().parse(answer) == GOOD
 
 
 @pytest.mark.parametrize(

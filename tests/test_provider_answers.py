@@ -333,7 +333,9 @@ async def test_a_rejected_response_format_falls_back_once_for_the_run(clock: Fak
 
     def request(i: int) -> tuple[int, ChatRequest]:
         messages = build_messages(f"row{i}", system)
-        return i, ChatRequest(messages, {"response_format": labels.response_format()}, 0, fallback[0]["content"])
+        return i, ChatRequest(
+            messages, {"response_format": labels.response_format()}, 0, fallback[0]["content"]
+        )
 
     with scripted(clock) as server:
         server.script("row0", Reply(400, rejection))
