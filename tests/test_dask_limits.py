@@ -55,6 +55,33 @@ async def test_tokens_budget_paces_by_estimate_and_corrections(clock: FakeClock)
     assert clock.now() + reply["wait"] - times[2] == pytest.approx(3.0, rel=0.05)
 
 
+async def test_a_stated_limit_paces_the_cluster_as_one_and_only_ever_slower(
+    clock: FakeClock,
+) -> None:
+    """Not told a limit, the cluster sends at once; once a worker reads the provider's
+    stated one (at a spent budget), every send is paced at it, after the hold."""
+    limits = _limits(clock)
+    assert await _send_times(limits, clock, 3) == [clock.now()] * 3
+    limits.hold(1.0, "the provider's budget is spent")
+    assert limits.lower_request_rate(1200)  # what one worker's engine read: 20 a second
+    assert not limits.lower_request_rate(2400)  # another's faster reading changes nothing
+    assert not limits.lower_request_rate(float("inf"))
+    step = 1 / (20 * (1 - JITTER_MARGIN))
+    times = await _send_times(limits, clock, 4)
+    assert [t - clock.now() for t in times] == pytest.approx([1.0 + i * step for i in range(4)])
+
+    told = _limits(clock, requests_per_minute=600)  # 10 a second
+    assert not told.lower_request_rate(1200)  # never above what the user set
+    first = await _send_times(told, clock, 2)
+    assert told.lower_request_rate(300)  # 5 a second from the next send on
+    later = await _send_times(told, clock, 2)
+    tenth, fifth = 1 / (10 * (1 - JITTER_MARGIN)), 1 / (5 * (1 - JITTER_MARGIN))
+    start = first[0]
+    assert [t - start for t in first + later] == pytest.approx(
+        [0.0, tenth, 2 * tenth, 2 * tenth + fifth]
+    )
+
+
 async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: FakeClock) -> None:
     limits = _limits(clock, max_concurrent=2)
     for lease in ("a", "b"):

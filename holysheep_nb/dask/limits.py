@@ -13,6 +13,15 @@ every worker asks it, one round trip per send, for:
   scheduling form (GCRA): each send is given the earliest time both allow, no earlier than
   a hold. Over any window of T seconds the cluster's sends stay below ``rate * T + 1``,
   within the bound of one run's own throttle (docs/contract.md, "Rate limits and 429s");
+- the pace of a limit the provider states but the options do not (``x-ratelimit-limit-
+  requests`` over its window, ``adaptive.StatedLimit``): at the first spent budget a worker
+  reads, it tells the scheduler once (a message, no round trip), and the requests budget
+  above paces the cluster's sends at that rate, as one run paces its own. Each worker
+  pacing at the whole rate would send a multiple of it; none pacing, the cluster sends each
+  window's budget in one burst that races the last one out of the provider's sliding window
+  (429s at every turnover: a worker's hold reaches the scheduler after sends it should have
+  stopped). Only holds read ``remaining``, so an answer arriving late with a stale count can
+  delay sends, never let more through;
 - the run-wide hold (a spent budget seen by any worker) and the run-wide stop (the first
   authentication or quota failure wins; every later ask is refused with it).
 
@@ -184,6 +193,25 @@ class RunLimits:
         if self.leases.pop(lease, None) is None and lease:
             self._revoked.add(lease)
         self._wake()
+
+    def lower_request_rate(self, per_minute: float) -> bool:
+        """Pace the cluster's sends at ``per_minute`` from now on, if slower than so far.
+
+        For the limit the provider states, when the options set none (see the module
+        docstring): the slowest pace any worker asks for wins, and it never goes above
+        ``requests_per_minute``. Sends already given a time keep it; the next is due no
+        earlier than the old pace said. Returns True when the pace changed.
+        """
+        if not (math.isfinite(per_minute) and per_minute > 0):
+            return False
+        schedule = _Schedule(per_minute)
+        old = self._requests
+        if old is not None:
+            if old.rate <= schedule.rate:
+                return False
+            schedule.theoretical = old.theoretical
+        self._requests = schedule
+        return True
 
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every new send of the run for ``seconds`` from now (extends, never shortens)."""

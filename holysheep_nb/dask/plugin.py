@@ -43,6 +43,7 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
                 "holysheep_admit": self.admit,
                 "holysheep_release": self.release,
                 "holysheep_hold": self.hold,
+                "holysheep_pace": self.pace,
                 "holysheep_stop": self.stop,
                 "holysheep_progress": self.progress,
                 "holysheep_finish": self.finish,
@@ -90,6 +91,10 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
     def hold(self, run: str, seconds: float, reason: str) -> None:
         """Hold every new send of the run."""
         self._run(run).hold(seconds, reason)
+
+    def pace(self, run: str, per_minute: float) -> None:
+        """Pace every send of the run at a rate the provider states (only ever slower)."""
+        self._run(run).lower_request_rate(per_minute)
 
     def stop(self, run: str, cause: str, advice: str) -> None:
         """Stop the run everywhere."""
