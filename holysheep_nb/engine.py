@@ -399,9 +399,11 @@ class _Run:
         self.stated.observe(attempt.headers)
         if hold:
             rate = self.stated.per_minute(attempt.headers)
-            if rate is not None and self.shared is None:
-                # A run sharing its limit (Dask) leaves pacing to the shared limit: each of
-                # its processes pacing at the whole stated rate would send a multiple of it.
+            if rate is not None and self.shared is not None:
+                # A run sharing its limit (Dask) has the shared limit pace every process as
+                # one: each pacing at the whole stated rate would send a multiple of it.
+                self.shared.lower_request_rate(rate)
+            elif rate is not None:
                 self.throttle.lower_request_rate(rate)
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")

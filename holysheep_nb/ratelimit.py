@@ -195,6 +195,10 @@ class SharedLimit(Protocol):
     def settle(self, estimated: float, actual: float) -> None:
         """Correct a send's token estimate once ``usage`` tells the real count."""
 
+    def lower_request_rate(self, per_minute: float) -> None:
+        """Pace every run's sends together at ``per_minute``, if slower than so far (a limit
+        the provider states; ``Throttle.lower_request_rate`` for one run)."""
+
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every new send of every run for ``seconds`` (the provider's budget is spent)."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import pickle
 import uuid
 from collections import deque
@@ -49,8 +50,8 @@ FLUSH_TIMEOUT = 30.0
 class ClusterLimit:
     """The shared limit as a run's engine sees it (``holysheep_nb.ratelimit.SharedLimit``).
 
-    Every ``admit`` is one round trip to the scheduler; ``release``, ``hold``, ``stop`` and
-    token corrections are sent without waiting for an answer.
+    Every ``admit`` is one round trip to the scheduler; ``release``, ``hold``, ``stop``, a
+    stated pace and token corrections are sent without waiting for an answer.
     """
 
     def __init__(self, worker: Worker, run: str, partition: int) -> None:
@@ -65,6 +66,7 @@ class ClusterLimit:
         self._stats: RunStats | None = None
         self._publisher: concurrent.futures.Future[None] | None = None
         self._in_flight = 0
+        self._paced = math.inf  # the slowest pace this run asked the scheduler for
 
     # -- SharedLimit ---------------------------------------------------------------------
 
@@ -107,6 +109,13 @@ class ClusterLimit:
     def settle(self, estimated: float, actual: float) -> None:
         """Keep the correction; it goes with the next release."""
         self._tokens += actual - estimated
+
+    def lower_request_rate(self, per_minute: float) -> None:
+        """Have the scheduler pace every worker's sends at ``per_minute`` (only ever slower);
+        sent once per rate, since the engine asks again at every spent budget."""
+        if per_minute < self._paced:
+            self._paced = per_minute
+            self._send("holysheep_pace", per_minute=float(per_minute))
 
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every worker's new sends."""
