@@ -8,7 +8,7 @@ import gc
 import json
 import random
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.utils import formatdate
 
 import aiohttp
@@ -234,7 +234,7 @@ class RecordingSharedLimit:
     in_flight = 1
 
     def __init__(self) -> None:
-        self.paced: list[float] = []
+        self.released: list[Mapping[str, str] | None] = []
         self.holds: list[float] = []
 
     def track(self, stats: RunStats) -> None:
@@ -243,14 +243,11 @@ class RecordingSharedLimit:
     async def admit(self, tokens: float) -> float:
         return 0.0
 
-    def release(self) -> None:
-        pass
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        self.released.append(headers)
 
     def settle(self, estimated: float, actual: float) -> None:
         pass
-
-    def lower_request_rate(self, per_minute: float) -> None:
-        self.paced.append(per_minute)
 
     def hold(self, seconds: float, reason: str) -> None:
         self.holds.append(seconds)
@@ -259,11 +256,12 @@ class RecordingSharedLimit:
         pass
 
 
-async def test_a_run_sharing_its_limit_has_the_shared_limit_pace_a_stated_limit(
+async def test_a_run_sharing_its_limit_passes_on_the_budget_and_leaves_it_the_pacing(
     clock: FakeClock,
 ) -> None:
-    """Each Dask worker pacing at the whole stated rate would send a multiple of it: the
-    rate goes to the shared limit, and the run's own throttle stays open."""
+    """Each Dask worker pacing at the whole stated rate would send a multiple of it: every
+    answer's headers go to the shared limit, which paces, and the run's own throttle stays
+    open (it still holds for the reset it read)."""
     spent = {
         "x-ratelimit-limit-requests": "10",
         "x-ratelimit-remaining-requests": "0",
@@ -280,7 +278,10 @@ async def test_a_run_sharing_its_limit_has_the_shared_limit_pace_a_stated_limit(
     finally:
         SHARED_LIMIT.reset(token)
     assert all(results[i].response == f"answer:row{i}" for i in range(3))
-    assert shared.paced == [300.0]
+    first = shared.released[0]
+    assert first is not None
+    assert first["x-ratelimit-remaining-requests"] == "0"
+    assert len(shared.released) == 3
     assert shared.holds == [2.0]
     assert server.send_times[1] - server.send_times[0] == pytest.approx(2.0)
     assert server.send_times[2] == server.send_times[1]  # not paced here: the shared limit paces

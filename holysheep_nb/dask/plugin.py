@@ -43,7 +43,6 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
                 "holysheep_admit": self.admit,
                 "holysheep_release": self.release,
                 "holysheep_hold": self.hold,
-                "holysheep_pace": self.pace,
                 "holysheep_stop": self.stop,
                 "holysheep_progress": self.progress,
                 "holysheep_finish": self.finish,
@@ -84,17 +83,15 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
         """One send's turn (see ``RunLimits.admit``)."""
         return await self._run(run).admit(lease, worker, tokens)
 
-    def release(self, run: str, lease: str, tokens: float = 0.0) -> None:
+    def release(
+        self, run: str, lease: str, tokens: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
         """A send is over (see ``RunLimits.release``)."""
-        self._run(run).release(lease, tokens)
+        self._run(run).release(lease, tokens, headers)
 
     def hold(self, run: str, seconds: float, reason: str) -> None:
         """Hold every new send of the run."""
         self._run(run).hold(seconds, reason)
-
-    def pace(self, run: str, per_minute: float) -> None:
-        """Pace every send of the run at a rate the provider states (only ever slower)."""
-        self._run(run).lower_request_rate(per_minute)
 
     def stop(self, run: str, cause: str, advice: str) -> None:
         """Stop the run everywhere."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import math
 import pickle
 import uuid
 from collections import deque
@@ -29,6 +28,7 @@ import pandas as pd
 from distributed import get_worker
 
 from holysheep_nb.cache.store import WRITE_THROUGH
+from holysheep_nb.dask.budget import BUDGET_HEADERS
 from holysheep_nb.dask.plugin import PLUGIN_NAME, LimitsPlugin
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import RunStats, RunStop
@@ -50,8 +50,8 @@ FLUSH_TIMEOUT = 30.0
 class ClusterLimit:
     """The shared limit as a run's engine sees it (``holysheep_nb.ratelimit.SharedLimit``).
 
-    Every ``admit`` is one round trip to the scheduler; ``release``, ``hold``, ``stop``, a
-    stated pace and token corrections are sent without waiting for an answer.
+    Every ``admit`` is one round trip to the scheduler; ``release`` (with the answer's budget
+    headers), ``hold``, ``stop`` and token corrections are sent without waiting for an answer.
     """
 
     def __init__(self, worker: Worker, run: str, partition: int) -> None:
@@ -66,7 +66,6 @@ class ClusterLimit:
         self._stats: RunStats | None = None
         self._publisher: concurrent.futures.Future[None] | None = None
         self._in_flight = 0
-        self._paced = math.inf  # the slowest pace this run asked the scheduler for
 
     # -- SharedLimit ---------------------------------------------------------------------
 
@@ -100,22 +99,20 @@ class ClusterLimit:
                 self._in_flight = int(reply["in_flight"])
                 return float(reply["wait"])
 
-    def release(self) -> None:
-        """Free one slot this run holds (slots are alike) and send token corrections."""
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        """Free one slot this run holds and send token corrections and the answer's budget
+        headers. Slots are alike, so the oldest goes: the scheduler credits the headers to a
+        send no later than theirs (see ``holysheep_nb.dask.budget``)."""
         lease = self._leases.popleft() if self._leases else ""
         tokens, self._tokens = self._tokens, 0.0
-        self._send("holysheep_release", lease=lease, tokens=tokens)
+        budget = None
+        if headers is not None and BUDGET_HEADERS[1] in headers:
+            budget = {name: headers[name] for name in BUDGET_HEADERS if name in headers}
+        self._send("holysheep_release", lease=lease, tokens=tokens, headers=budget)
 
     def settle(self, estimated: float, actual: float) -> None:
         """Keep the correction; it goes with the next release."""
         self._tokens += actual - estimated
-
-    def lower_request_rate(self, per_minute: float) -> None:
-        """Have the scheduler pace every worker's sends at ``per_minute`` (only ever slower);
-        sent once per rate, since the engine asks again at every spent budget."""
-        if per_minute < self._paced:
-            self._paced = per_minute
-            self._send("holysheep_pace", per_minute=float(per_minute))
 
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every worker's new sends."""
