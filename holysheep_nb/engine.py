@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -275,6 +275,7 @@ class _Run:
             sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
             admitted = False
+            answer_headers: Mapping[str, str] | None = None
             try:
                 try:
                     if not self.throttle.open():
@@ -291,11 +292,12 @@ class _Run:
                 structured = self.structured and request.structured
                 body = request.body(self.model, structured=structured)
                 attempt = await self.sender.send(body, structured=structured)
+                answer_headers = attempt.headers
             finally:
                 self.gate.release()
                 if admitted:
                     assert self.shared is not None
-                    self.shared.release()
+                    self.shared.release(answer_headers)
             budget_spent = self.hold_for_budget(attempt)
             verdict = attempt.verdict
             if attempt.status == 429:
@@ -400,8 +402,9 @@ class _Run:
         if hold:
             rate = self.stated.per_minute(attempt.headers)
             if rate is not None and self.shared is None:
-                # A run sharing its limit (Dask) leaves pacing to the shared limit: each of
-                # its processes pacing at the whole stated rate would send a multiple of it.
+                # A run sharing its limit (Dask) leaves pacing to the shared limit, which reads
+                # every process's answers: each pacing at the whole stated rate would send a
+                # multiple of it.
                 self.throttle.lower_request_rate(rate)
             wait = min(hold, self.policy.max_retry_after)
             self.pause(self.clock.now() + wait, "the provider's budget is spent")

@@ -8,7 +8,7 @@ and with a fake clock every wait is exact.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
@@ -189,8 +189,9 @@ class SharedLimit(Protocol):
         """Take a slot for one send of about ``tokens``: the seconds to wait before sending,
         or why every run sharing the limit has stopped (then no slot was taken)."""
 
-    def release(self) -> None:
-        """The send that ``admit`` let through is over: its slot is free."""
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        """The send that ``admit`` let through is over: its slot is free. ``headers`` are its
+        answer's, when one came back (what they say of the provider's budget is shared)."""
 
     def settle(self, estimated: float, actual: float) -> None:
         """Correct a send's token estimate once ``usage`` tells the real count."""

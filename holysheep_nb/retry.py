@@ -178,16 +178,16 @@ def budget_hold(headers: Mapping[str, str], in_flight: int) -> float | None:
     costs less than the burst of 429s that sending would bring.
     """
     holds = []
-    requests = _budget(headers, "requests")
+    requests = budget_left(headers, "requests")
     if requests is not None and requests[0] <= in_flight:
         holds.append(requests[1])
-    tokens = _budget(headers, "tokens")
+    tokens = budget_left(headers, "tokens")
     if tokens is not None and tokens[0] <= 0:
         holds.append(tokens[1])
     return max(holds) if holds else None
 
 
-def _budget(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
+def budget_left(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
     """``(units left, seconds to reset)`` from the ``x-ratelimit-*-<kind>`` headers."""
     remaining = _header(headers, f"x-ratelimit-remaining-{kind}")
     if remaining is None:  # most servers: one lookup per answer, on the hot path

@@ -120,15 +120,17 @@ def test_told_the_limit_the_cluster_stays_under_it(client: Client, tmp_path: Pat
 
 
 def test_not_told_the_limit_few_requests_are_refused(client: Client, tmp_path: Path) -> None:
-    # The workers learn the limit from the x-ratelimit-* headers and hold together. Two
-    # window turnovers; at each, the sends held back go out as the window frees. With 8 in
-    # flight across the workers, a 4 s window sees 0 to 5% 429s there (each worker decides
-    # from its own answers and the hold reaches the other a moment later); with 4, none.
-    config = ServerConfig(rpm=1200, limit_window=4.0, latency=Latency.fixed(0.02))
+    # The workers learn the limit from the x-ratelimit-* headers: the first window goes out
+    # at once, then the scheduler paces every send at the stated rate. 16 wide over a 2 s
+    # window there are four window turnovers; before the cluster paced as one, each
+    # turnover was a burst racing the last window's out, and up to 5% of requests were
+    # refused there (each worker's hold reached the scheduler after the sends it should
+    # have stopped).
+    config = ServerConfig(rpm=1200, limit_window=2.0, latency=Latency.fixed(0.005))
     with ServerProcess(config) as server:
         ddf = dd.from_pandas(_frame(200), npartitions=4)
         out = ddf.holysheep.complete(
-            "text", base_url=server.base_url, cache=tmp_path / "untold.sqlite", max_concurrent=4
+            "text", base_url=server.base_url, cache=tmp_path / "untold.sqlite", max_concurrent=16
         ).compute()
         stats = server.stats()
     assert out["error"].isna().all()

@@ -55,6 +55,78 @@ async def test_tokens_budget_paces_by_estimate_and_corrections(clock: FakeClock)
     assert clock.now() + reply["wait"] - times[2] == pytest.approx(3.0, rel=0.05)
 
 
+def _budget(left: int, reset: str, limit: int = 5) -> dict[str, str]:
+    """An answer's request budget headers, as a worker passes them on."""
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(left),
+        "x-ratelimit-reset-requests": reset,
+    }
+
+
+async def test_the_scheduler_counts_its_sends_against_the_providers_budget(
+    clock: FakeClock,
+) -> None:
+    """Not told a limit: a reading of the budget, less the sends given a turn since, says
+    when it is spent, however late the answer arrives; then every send waits for the reset
+    and goes paced at the stated rate (5 a second: 5 over the 1 s window its reset shows)."""
+    limits = _limits(clock, max_concurrent=8)
+    for lease in ("a", "b", "c", "d"):
+        assert (await limits.admit(lease, "w1", 0))["wait"] == 0.0
+    limits.release("a", headers=_budget(left=3, reset="1s"))  # read as "a" arrived
+    # b, c and d were given their turn after a: the provider has nothing left for a fifth.
+    turns = [(await limits.admit(lease, "w2", 0))["wait"] for lease in ("e", "f", "g")]
+    step = 1 / (5 * (1 - JITTER_MARGIN))
+    assert turns == pytest.approx([1.0, 1.0 + step, 1.0 + 2 * step])
+    assert limits.status()["hold_reason"] == "the provider's budget is spent"
+
+
+async def test_a_stale_reading_never_lets_more_through(clock: FakeClock) -> None:
+    limits = _limits(clock, max_concurrent=8)
+    for lease in ("a", "b", "c"):
+        await limits.admit(lease, "w1", 0)
+    limits.release("c", headers=_budget(left=0, reset="2s", limit=100))
+    # b's answer was overtaken by c's: its count is older news (someone else sharing the
+    # account spent the rest meanwhile), not budget freed.
+    limits.release("b", headers=_budget(left=5, reset="2s", limit=100))
+    assert (await limits.admit("d", "w2", 0))["wait"] == pytest.approx(2.0)
+    clock.advance(2.0)  # the reset: the provider frees what the count cannot see
+    limits.release("a")
+    assert (await limits.admit("e", "w2", 0))["wait"] > 0.0  # paced: 100 over 2 s
+    assert limits.budget.spent_until(clock.now()) is None
+
+
+async def test_a_hold_a_worker_judged_sends_what_it_held_back_paced(clock: FakeClock) -> None:
+    """A worker may judge the budget spent before the count does (it holds when no more is
+    left than in flight): the sends held back then go paced, not in one burst at the reset
+    that the provider's window would make the next ones pay for."""
+    limits = _limits(clock, max_concurrent=8)
+    await limits.admit("a", "w1", 0)
+    limits.release("a", headers=_budget(left=9, reset="1s", limit=10))  # 10 a second
+    limits.hold(1.0, "the provider's budget is spent")
+    turns = [(await limits.admit(lease, "w2", 0))["wait"] for lease in ("b", "c", "d")]
+    step = 1 / (10 * (1 - JITTER_MARGIN))
+    assert turns == pytest.approx([1.0, 1.0 + step, 1.0 + 2 * step])
+
+
+async def test_a_stated_rate_only_ever_slows_the_clusters_pace(clock: FakeClock) -> None:
+    limits = _limits(clock)
+    assert await _send_times(limits, clock, 3) == [clock.now()] * 3  # not told: no pace
+    assert limits.lower_request_rate(1200)  # 20 a second
+    assert not limits.lower_request_rate(2400)  # a faster reading changes nothing
+    assert not limits.lower_request_rate(float("inf"))
+    told = _limits(clock, requests_per_minute=600)  # 10 a second
+    assert not told.lower_request_rate(1200)  # never above what the user set
+    first = await _send_times(told, clock, 2)
+    assert told.lower_request_rate(300)  # 5 a second from the next send on
+    later = await _send_times(told, clock, 2)
+    tenth, fifth = 1 / (10 * (1 - JITTER_MARGIN)), 1 / (5 * (1 - JITTER_MARGIN))
+    start = first[0]
+    assert [t - start for t in first + later] == pytest.approx(
+        [0.0, tenth, 2 * tenth, 2 * tenth + fifth]
+    )
+
+
 async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: FakeClock) -> None:
     limits = _limits(clock, max_concurrent=2)
     for lease in ("a", "b"):

@@ -8,7 +8,7 @@ import gc
 import json
 import random
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.utils import formatdate
 
 import aiohttp
@@ -20,6 +20,7 @@ from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
+from holysheep_nb.ratelimit import SHARED_LIMIT
 from tests.fakes import FakeClock, ScriptedJitter
 from tests.scripted import BASE_URL, Reply, error_body, ok_body, scripted
 
@@ -225,6 +226,65 @@ async def test_a_spent_provider_budget_holds_new_sends_until_its_reset(clock: Fa
     assert server.send_times[2] == server.send_times[1]  # the budget says nothing more
     assert stats.rate_limited == 0
     assert stats.retries == 0
+
+
+class RecordingSharedLimit:
+    """A ``SharedLimit`` that lets every send through at once and records what it is told."""
+
+    in_flight = 1
+
+    def __init__(self) -> None:
+        self.released: list[Mapping[str, str] | None] = []
+        self.holds: list[float] = []
+
+    def track(self, stats: RunStats) -> None:
+        pass
+
+    async def admit(self, tokens: float) -> float:
+        return 0.0
+
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        self.released.append(headers)
+
+    def settle(self, estimated: float, actual: float) -> None:
+        pass
+
+    def hold(self, seconds: float, reason: str) -> None:
+        self.holds.append(seconds)
+
+    def stop(self, stop: object) -> None:
+        pass
+
+
+async def test_a_run_sharing_its_limit_passes_on_the_budget_and_leaves_it_the_pacing(
+    clock: FakeClock,
+) -> None:
+    """Each Dask worker pacing at the whole stated rate would send a multiple of it: every
+    answer's headers go to the shared limit, which paces, and the run's own throttle stays
+    open (it still holds for the reset it read)."""
+    spent = {
+        "x-ratelimit-limit-requests": "10",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2s",  # 10 over a 2 s window: 300 rpm
+    }
+    shared = RecordingSharedLimit()
+    token = SHARED_LIMIT.set(shared)
+    try:
+        with scripted(clock) as server:
+            server.script("row0", Reply(200, ok_body("answer:row0"), spent))
+            results, _ = await run_all(
+                engine(clock, max_concurrent=1), [f"row{i}" for i in range(3)]
+            )
+    finally:
+        SHARED_LIMIT.reset(token)
+    assert all(results[i].response == f"answer:row{i}" for i in range(3))
+    first = shared.released[0]
+    assert first is not None
+    assert first["x-ratelimit-remaining-requests"] == "0"
+    assert len(shared.released) == 3
+    assert shared.holds == [2.0]
+    assert server.send_times[1] - server.send_times[0] == pytest.approx(2.0)
+    assert server.send_times[2] == server.send_times[1]  # not paced here: the shared limit paces
 
 
 async def test_401_aborts_the_run_and_keeps_answered_rows(clock: FakeClock) -> None:

@@ -13,6 +13,15 @@ every worker asks it, one round trip per send, for:
   scheduling form (GCRA): each send is given the earliest time both allow, no earlier than
   a hold. Over any window of T seconds the cluster's sends stay below ``rate * T + 1``,
   within the bound of one run's own throttle (docs/contract.md, "Rate limits and 429s");
+- the provider's own budget: a release carries its answer's ``x-ratelimit-*-requests``
+  headers (a few bytes more in a message already sent) and the scheduler counts its sends
+  against them (``holysheep_nb.dask.budget``). Once they are spent, every send waits for
+  the reset, and from then on the requests budget above paces the cluster at the rate the
+  provider states (never faster than told), as one run paces its own. Paced per worker,
+  each at the whole rate, the cluster sent a multiple of it; not paced, it sent each
+  window's budget in one burst racing the last one out of the provider's sliding window,
+  while the holds the workers judged from their own answers reached the scheduler after
+  sends they should have stopped (429s at every window's turnover);
 - the run-wide hold (a spent budget seen by any worker) and the run-wide stop (the first
   authentication or quota failure wins; every later ask is refused with it).
 
@@ -31,6 +40,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from holysheep_nb.dask.budget import ProviderBudget
 
 #: Seconds past a lease's send time and the attempt timeout after which it lapses anyway.
 LEASE_MARGIN = 10.0
@@ -102,6 +113,7 @@ class _Schedule:
 class _Lease:
     worker: str
     expires: float
+    send: int = 0  # its number among the sends given a turn (``ProviderBudget``)
 
 
 @dataclass
@@ -133,6 +145,7 @@ class RunLimits:
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     started: float | None = None
     finished: float | None = None
+    budget: ProviderBudget = field(default_factory=ProviderBudget)
     _revoked: set[str] = field(default_factory=set)
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
@@ -164,6 +177,16 @@ class RunLimits:
             self._wake()
             return {"again": True}
         now = self.clock()
+        spent_until = self.budget.spent_until(now)
+        if spent_until is not None:
+            self.hold(spent_until - now, "the provider's budget is spent")
+        if self.hold_until > now:
+            # Spent, by this count or a worker's judgement: pace at the stated rate from
+            # here, or the sends held back would all go at the reset, as a burst that the
+            # provider's window then has to pay for.
+            per_minute = self.budget.per_minute()
+            if per_minute is not None:
+                self.lower_request_rate(per_minute)
         at = max(now, self.hold_until)
         if self._requests is not None:
             at = max(at, self._requests.earliest(now))
@@ -173,17 +196,43 @@ class RunLimits:
             self._requests.charge(at, 1.0)
         if self._tokens is not None:
             self._tokens.charge(at, tokens)
-        self.leases[lease] = _Lease(worker, at + self.config.timeout + LEASE_MARGIN)
+        expires = at + self.config.timeout + LEASE_MARGIN
+        self.leases[lease] = _Lease(worker, expires, self.budget.count_send())
         return {"wait": at - now, "in_flight": len(self.leases)}
 
-    def release(self, lease: str, tokens: float = 0.0) -> None:
+    def release(
+        self, lease: str, tokens: float = 0.0, headers: Mapping[str, str] | None = None
+    ) -> None:
         """The send on ``lease`` is over (or its asker gave up); ``tokens`` corrects the
-        token budget (actual minus estimated, of sends answered since the last call)."""
+        token budget (actual minus estimated, of sends answered since the last call);
+        ``headers`` are the provider's budget headers of its answer, if any."""
         if tokens and self._tokens is not None:
             self._tokens.correct(tokens)
-        if self.leases.pop(lease, None) is None and lease:
+        held = self.leases.pop(lease, None)
+        if held is None and lease:
             self._revoked.add(lease)
+        if held is not None and headers:
+            self.budget.read(held.send, headers, self.clock())
         self._wake()
+
+    def lower_request_rate(self, per_minute: float) -> bool:
+        """Pace the cluster's sends at ``per_minute`` from now on, if slower than so far.
+
+        For the rate the provider states (see the module docstring): the pace only ever
+        goes down, so it never goes above ``requests_per_minute``. Sends already given a
+        time keep it; the next is due no earlier than the old pace said. Returns True when
+        the pace changed.
+        """
+        if not (math.isfinite(per_minute) and per_minute > 0):
+            return False
+        schedule = _Schedule(per_minute)
+        old = self._requests
+        if old is not None:
+            if old.rate <= schedule.rate:
+                return False
+            schedule.theoretical = old.theoretical
+        self._requests = schedule
+        return True
 
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every new send of the run for ``seconds`` from now (extends, never shortens)."""

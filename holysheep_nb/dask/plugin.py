@@ -83,9 +83,11 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
         """One send's turn (see ``RunLimits.admit``)."""
         return await self._run(run).admit(lease, worker, tokens)
 
-    def release(self, run: str, lease: str, tokens: float = 0.0) -> None:
+    def release(
+        self, run: str, lease: str, tokens: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
         """A send is over (see ``RunLimits.release``)."""
-        self._run(run).release(lease, tokens)
+        self._run(run).release(lease, tokens, headers)
 
     def hold(self, run: str, seconds: float, reason: str) -> None:
         """Hold every new send of the run."""

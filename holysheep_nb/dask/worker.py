@@ -28,6 +28,7 @@ import pandas as pd
 from distributed import get_worker
 
 from holysheep_nb.cache.store import WRITE_THROUGH
+from holysheep_nb.dask.budget import BUDGET_HEADERS
 from holysheep_nb.dask.plugin import PLUGIN_NAME, LimitsPlugin
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import RunStats, RunStop
@@ -49,8 +50,8 @@ FLUSH_TIMEOUT = 30.0
 class ClusterLimit:
     """The shared limit as a run's engine sees it (``holysheep_nb.ratelimit.SharedLimit``).
 
-    Every ``admit`` is one round trip to the scheduler; ``release``, ``hold``, ``stop`` and
-    token corrections are sent without waiting for an answer.
+    Every ``admit`` is one round trip to the scheduler; ``release`` (with the answer's budget
+    headers), ``hold``, ``stop`` and token corrections are sent without waiting for an answer.
     """
 
     def __init__(self, worker: Worker, run: str, partition: int) -> None:
@@ -98,11 +99,16 @@ class ClusterLimit:
                 self._in_flight = int(reply["in_flight"])
                 return float(reply["wait"])
 
-    def release(self) -> None:
-        """Free one slot this run holds (slots are alike) and send token corrections."""
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        """Free one slot this run holds and send token corrections and the answer's budget
+        headers. Slots are alike, so the oldest goes: the scheduler credits the headers to a
+        send no later than theirs (see ``holysheep_nb.dask.budget``)."""
         lease = self._leases.popleft() if self._leases else ""
         tokens, self._tokens = self._tokens, 0.0
-        self._send("holysheep_release", lease=lease, tokens=tokens)
+        budget = None
+        if headers is not None and BUDGET_HEADERS[1] in headers:
+            budget = {name: headers[name] for name in BUDGET_HEADERS if name in headers}
+        self._send("holysheep_release", lease=lease, tokens=tokens, headers=budget)
 
     def settle(self, estimated: float, actual: float) -> None:
         """Keep the correction; it goes with the next release."""
