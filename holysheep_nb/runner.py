@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from holysheep_nb.errors import LoopError
 
@@ -27,7 +27,7 @@ def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make_coroutine())
+        return asyncio.run(_boxed(make_coroutine())).value
     ensure_reentrant(loop)
     task = loop.create_task(make_coroutine())
     try:
@@ -35,6 +35,22 @@ def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except BaseException:
         _finish_cancelled(loop, task)
         raise
+
+
+class _Box(Generic[T]):
+    """A result kept out of reprs. ``asyncio.run`` formats its main task once as it restores
+    the SIGINT handler (the handler's repr names the task, the task's repr its result):
+    without the box, every call from a script rendered its whole result frame as text,
+    about 10 ms for nothing."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+async def _boxed(coroutine: Coroutine[Any, Any, T]) -> _Box[T]:
+    return _Box(await coroutine)
 
 
 def ensure_reentrant(loop: asyncio.AbstractEventLoop) -> None:

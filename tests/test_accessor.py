@@ -12,6 +12,7 @@ import pytest
 
 import holysheep_nb
 from holysheep_nb.errors import ConfigError, HolySheepError, LoopError, MissingAPIKeyError
+from holysheep_nb.runner import run_sync
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.helpers_reliability import client_tasks
 
@@ -299,3 +300,20 @@ def test_sync_complete_under_uvloop_says_to_await_the_async_form(
     message, answers = uvloop.run(cell())
     assert "uvloop" in message
     assert answers == ["a", "b"]  # the async form works under uvloop
+
+
+def test_a_call_from_a_script_never_renders_its_result_as_text() -> None:
+    # asyncio.run formats its main task once (restoring the SIGINT handler), and a task's
+    # repr shows its result: a whole frame rendered for nothing on every call.
+    rendered: list[str] = []
+
+    class Result:
+        def __repr__(self) -> str:
+            rendered.append("repr")
+            return "Result()"
+
+    async def produce() -> Result:
+        return Result()
+
+    assert isinstance(run_sync(produce), Result)
+    assert rendered == []
