@@ -84,12 +84,16 @@ class LabelSet:
                 )
         lookup: dict[str, str] = {}
         for label in labels:
-            other = lookup.setdefault(_key(label), label)
-            if other is not label:
-                raise ConfigError(
-                    f"labels {other!r} and {label!r} only differ in case, spacing or quotes, so "
-                    "an answer could not tell them apart: keep one"
-                )
+            other = lookup.get(_key(label))
+            if other is None:
+                lookup[_key(label)] = label
+                continue
+            if other == label:
+                raise ConfigError(f"label {label!r} is given twice: keep one")
+            raise ConfigError(
+                f"labels {other!r} and {label!r} only differ in case, spacing or quotes, so "
+                "an answer could not tell them apart: keep one"
+            )
         if self.instructions is not None and not isinstance(self.instructions, str):
             raise ConfigError(
                 f"instructions must be a string, got {type(self.instructions).__name__}"

@@ -121,6 +121,8 @@ def test_multi_answer_with_one_label_off_the_set_is_an_error() -> None:
         (["a", 3], {}, "non-blank string, got 3"),
         (["a", "  "], {}, "non-blank string"),
         (["Positive", "positive "], {}, "only differ in case"),
+        (["x", "y", "x"], {}, "label 'x' is given twice"),
+        (["x", "".join(["x"])], {}, "label 'x' is given twice"),  # equal, not the same object
         (["pos", "two\nlines"], {}, "cannot contain a line break"),
         (["a, b", "c"], {"multi": True}, "comma, semicolon or line break"),
         (["a"], {"instructions": 5}, "instructions must be a string"),
