@@ -199,8 +199,7 @@ class CompletionJob:
                     continue
                 earlier = sharing.answered.get(hash(text))
                 if earlier is not None and self._prompt_at(earlier) == text:
-                    answer = self.columns.answer_at(earlier)
-                    yield position, known_outcome(position, answer, shared=True)
+                    yield position, self.columns.repeat_of(earlier, position)
                     continue
                 hit = hits.get(key) if key is not None else None
                 if hit is not None:

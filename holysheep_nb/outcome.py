@@ -229,8 +229,11 @@ def read_text(
 def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
     """``outcome`` with its answer read (``read_text``): the value filled in, or the
     rejection as the kind. The engine reads fresh answers as it builds their outcome; this
-    is for outcomes known before (answers from the cache)."""
+    is for outcomes known before (answers from the cache). An outcome that already has its
+    value (a repeat of a row read earlier in the run) is kept as it is."""
     if reader is None or outcome.kind is not OutcomeKind.OK or outcome.response is None:
+        return outcome
+    if outcome.value is not None:
         return outcome
     kind, detail, value, fields = read_text(
         reader, outcome.response, outcome.finish_reason, outcome.logprobs

@@ -4,6 +4,7 @@ the result frame at the end (names by ``columns.free_name``: no input column rep
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,8 @@ import pandas as pd
 
 from holysheep_nb.cache import CachedAnswer
 from holysheep_nb.columns import free_name
-from holysheep_nb.outcome import RowOutcome
+from holysheep_nb.outcome import OutcomeKind, RowOutcome
+from holysheep_nb.stored import known_outcome
 
 #: pandas 3 has a string dtype of its own; pandas 2 keeps Python strings as objects.
 _STR_DTYPE: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
@@ -66,6 +68,17 @@ class ResultColumns:
             self.reasoning[position],
             self.tool_calls[position],
         )
+
+    def repeat_of(self, earlier: int, position: int) -> RowOutcome:
+        """The outcome of a row asking exactly what the row at ``earlier`` asked, answered
+        already in this run: its answer, and what the reader made of it (a label's
+        confidence comes from logprobs that are not kept, so it is carried over, not read
+        again)."""
+        outcome = known_outcome(position, self.answer_at(earlier), shared=True)
+        value = self.values[earlier] if self.values is not None else None
+        if value is None or outcome.kind is not OutcomeKind.OK:
+            return outcome
+        return replace(outcome, value=value)
 
     def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         """A new frame: ``frame``'s columns and index plus the result columns, and the name

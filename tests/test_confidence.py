@@ -256,3 +256,25 @@ async def test_confidence_from_the_local_servers_logprobs(labeller: RunningServe
     )
     assert out["error"].isna().all()
     assert out["confidence"].between(0, 1, inclusive="right").all(), out["confidence"]
+
+
+async def test_a_repeated_row_has_the_confidence_of_the_row_it_repeats(
+    labeller: RunningServer,
+) -> None:
+    # One at a time, the repeat comes after its first copy is answered: it is not sent, and
+    # its confidence (from logprobs that are not kept) is carried over, not lost to NaN.
+    frame = pd.DataFrame({"text": ["I love it", "Awful, it broke", "I love it"]})
+    out = await frame.holysheep.alabel(
+        "text",
+        labels=SENTIMENT,
+        logprobs=True,
+        base_url=labeller.base_url,
+        cache=False,
+        progress=False,
+        max_concurrent=1,
+    )
+    assert out["shared"].tolist() == [False, False, True]
+    assert labeller.stats()["requests"] == 2
+    assert out["label"][2] == out["label"][0]
+    assert 0 < out["confidence"][0] <= 1
+    assert out["confidence"][2] == out["confidence"][0]
