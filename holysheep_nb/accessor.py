@@ -42,6 +42,8 @@ def _job(
     template: str | None,
     options: dict[str, Any],
     answer_format: AnswerFormat | None = None,
+    *,
+    sending: bool = True,
 ) -> CompletionJob:
     from holysheep_nb.job import CompletionJob
     from holysheep_nb.prompts import PromptSource
@@ -53,7 +55,7 @@ def _job(
         options = answer_format.request_options(options)
     return CompletionJob(
         source,
-        JobOptions.from_kwargs(**options),
+        JobOptions.from_kwargs(**options, key_required=sending),
         answer_format=answer_format,
         unstructured_system=unstructured,
     )
@@ -129,7 +131,7 @@ def _estimate(
     output_tokens: int | None,
     batch: bool = False,
 ) -> Estimate:
-    job = _job(frame, column, template, options, answer_format)
+    job = _job(frame, column, template, options, answer_format, sending=False)
     per_row = output_tokens
     if per_row is None:
         per_row = (

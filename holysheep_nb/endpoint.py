@@ -160,6 +160,8 @@ class Endpoint:
     api_version: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     query: Mapping[str, str] = field(default_factory=dict)
+    #: False for an endpoint nothing is sent to (the dry-run estimate): no key needed.
+    key_required: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         base_url = normalise_base_url(self.base_url)
@@ -197,7 +199,7 @@ class Endpoint:
         if key is not None:
             _check_key(key)
         object.__setattr__(self, "api_key", key)
-        if key is None and not is_loopback(self.base_url):
+        if key is None and self.key_required and not is_loopback(self.base_url):
             raise MissingAPIKeyError(
                 f"no API key for {self.base_url}: set the {ENV_API_KEY} environment variable "
                 "(or pass api_key=...) to your key"
@@ -216,8 +218,12 @@ class Endpoint:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
+        key_required: bool = True,
     ) -> Endpoint:
-        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults."""
+        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults.
+
+        Raises ``MissingAPIKeyError`` when no key is found for a host that is not this
+        machine, unless ``key_required`` is False (nothing will be sent)."""
         env = os.environ if environ is None else environ
         return cls(
             base_url=base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
@@ -227,6 +233,7 @@ class Endpoint:
             api_version=api_version,
             headers=headers or {},
             query=query or {},
+            key_required=key_required,
         )
 
     @property

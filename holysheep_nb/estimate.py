@@ -1,8 +1,9 @@
 """The dry run: what a labelling run will send, take and cost, before anything is sent.
 
 The counts and input tokens come from ``CompletionJob.plan`` (the real prompts against the
-real cache). Time is the slowest of three bounds: the concurrency (rows x latency / slots),
-the requests-per-minute limit and the tokens-per-minute limit, each after its initial burst.
+real cache). Time is the slowest of three bounds: the concurrency (whole rounds of
+``max_concurrent`` requests, each round one latency), the requests-per-minute limit and the
+tokens-per-minute limit (each after its initial burst, plus the last request's latency).
 Latency is an assumption the caller can tighten with a small real run first. The time
 assumes no 429s: a provider that refuses requests (a spent budget, a cap on requests in
 flight it does not announce) makes the run slower, and the run report says by how much.
@@ -10,6 +11,7 @@ flight it does not announce) makes the run slower, and the run report says by ho
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +71,16 @@ class Estimate:
             )
         output = None if output_tokens_per_row is None else output_tokens_per_row * plan.to_send
         limits = settings.limits
-        bounds = {"concurrency": plan.to_send * latency / settings.max_concurrent}
+        # Whole rounds of ``max_concurrent`` requests; under a rate limit, the last send's
+        # time plus its own latency.
+        last = latency if plan.to_send else 0.0
+        bounds = {"concurrency": math.ceil(plan.to_send / settings.max_concurrent) * latency}
         if limits.requests_per_minute is not None:
-            bounds["requests_per_minute"] = _after_burst(
+            bounds["requests_per_minute"] = last + _after_burst(
                 plan.to_send, limits.request_capacity, limits.requests_per_minute
             )
         if limits.tokens_per_minute is not None:
-            bounds["tokens_per_minute"] = _after_burst(
+            bounds["tokens_per_minute"] = last + _after_burst(
                 plan.input_tokens + (output or 0),
                 limits.token_capacity,
                 limits.tokens_per_minute,

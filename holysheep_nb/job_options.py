@@ -56,10 +56,12 @@ class JobOptions:
         api_version: str | None = None,
         headers: Mapping[str, str] | None = None,
         max_retry_after: float = 120.0,
+        key_required: bool = True,
         **params: Any,
     ) -> JobOptions:
         """Map the accessor's keyword options (``docs/contract.md``, "Options") onto the
-        endpoint and the policies.
+        endpoint and the policies. ``key_required=False`` for a run that sends nothing (the
+        dry-run estimate): a missing API key is then no error.
 
         The openai client's ``extra_headers``, ``extra_query`` and ``extra_body`` mean what
         they mean there (headers, URL query, body fields), so they never land in the body
@@ -91,6 +93,7 @@ class JobOptions:
                 api_version=api_version,
                 headers=headers,
                 query=query,
+                key_required=key_required,
             ),
             settings=EngineSettings(
                 max_concurrent=max_concurrent,

@@ -163,6 +163,15 @@ def test_missing_key_for_a_remote_url_names_the_variable() -> None:
         frame.holysheep.complete("text", api_key="YOUR_HOLYSHEEP_API_KEY")
 
 
+def test_the_estimate_needs_no_key_as_it_sends_nothing() -> None:
+    # The README's first step: what would this cost, before a key is even set.
+    frame = pd.DataFrame({"text": ["a fine kettle", "a loud kettle"]})
+    estimate = frame.holysheep.estimate("text", labels=["good", "bad"], cache=False)
+    assert (estimate.rows, estimate.to_send) == (2, 2)
+    with pytest.raises(MissingAPIKeyError):  # the run itself still needs one
+        frame.holysheep.label("text", labels=["good", "bad"], cache=False)
+
+
 def test_sync_complete_runs_in_a_script(threaded_echo: LocalServer) -> None:
     frame = pd.DataFrame({"text": ["one", "two"]})
     out = frame.holysheep.complete("text", base_url=threaded_echo.base_url, cache=False)

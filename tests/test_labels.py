@@ -323,11 +323,15 @@ def test_estimate_time_is_the_slowest_of_concurrency_and_limits() -> None:
     by_slots = frame.holysheep.estimate("text", latency=2.0, max_concurrent=4, **common)
     assert by_slots.limited_by == "concurrency"
     assert by_slots.seconds == pytest.approx(120 * 2.0 / 4)
+    two_rows = frame.head(2).holysheep.estimate("text", latency=1.0, **common)
+    assert two_rows.seconds == pytest.approx(1.0)  # one round of requests: never less
+    uneven = frame.head(5).holysheep.estimate("text", latency=1.0, max_concurrent=4, **common)
+    assert uneven.seconds == pytest.approx(2.0)  # a second round for the fifth row
     by_rpm = frame.holysheep.estimate("text", requests_per_minute=60, latency=0.1, **common)
     burst = RateLimits(requests_per_minute=60).request_capacity
     assert burst is not None
     assert by_rpm.limited_by == "requests_per_minute"
-    assert by_rpm.seconds == pytest.approx(120 - burst)
+    assert by_rpm.seconds == pytest.approx(120 - burst + 0.1)  # the last answer's latency too
     per_row = by_rpm.input_tokens / 120
     by_tpm = frame.holysheep.estimate(
         "text", tokens_per_minute=600, max_tokens=10, latency=0.1, **common
@@ -336,7 +340,7 @@ def test_estimate_time_is_the_slowest_of_concurrency_and_limits() -> None:
     assert token_burst is not None
     assert by_tpm.limited_by == "tokens_per_minute"
     assert by_tpm.output_tokens == 10 * 120
-    assert by_tpm.seconds == pytest.approx((120 * (per_row + 10) - token_burst) * 60 / 600)
+    assert by_tpm.seconds == pytest.approx((120 * (per_row + 10) - token_burst) * 60 / 600 + 0.1)
 
 
 def test_estimate_cost_and_its_text() -> None:
