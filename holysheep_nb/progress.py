@@ -33,6 +33,10 @@ IDLE_INTERVAL = 1.0
 _EARLY = 0.005
 #: Width of the text bar in a notebook, which has no terminal to measure.
 NOTEBOOK_COLUMNS = 100
+#: Least seconds a hold must have left to be shown. A shorter one is the pace at work (told
+#: the rate and paced under it, the provider's window is nearly full at every send, and its
+#: headers say "spent" until a slot frees milliseconds later); shown, it would only flicker.
+SHOWN_HOLD = 1.0
 
 
 def _in_kernel() -> bool:
@@ -95,7 +99,9 @@ class DisplayedText:
 
 class RunProgress:
     """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix,
-    and ``held=<seconds left>, <why>`` while a spent budget holds every new send.
+    and ``held=<seconds left>, <why>`` while a spent budget holds every new send for at least
+    ``SHOWN_HOLD`` seconds more (never ``held=0s``, never on the final line: a finished run
+    holds nothing).
 
     It counts nothing itself: every figure is read from the run's ``RunStats``, the one
     tally the report is built from too. ``file`` (a terminal by default: stderr) is for the
@@ -157,12 +163,12 @@ class RunProgress:
     def close(self, stats: RunStats) -> None:
         """Draw the final state and close the bar; in Jupyter, the final state stays shown."""
         if not self._bar.disable:
-            self._draw(stats)
+            self._draw(stats, final=True)
         self._bar.close()
         if self._handle is not None:
             self._handle.update(self._bar.container)
 
-    def _draw(self, stats: RunStats) -> None:
+    def _draw(self, stats: RunStats, *, final: bool = False) -> None:
         bar = self._bar
         now = self._now()
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
@@ -172,7 +178,7 @@ class RunProgress:
             "retried": stats.retries,
             "cached": stats.cached,
         }
-        if _held(stats, now):
+        if not final and _held(stats, now):
             assert stats.held_until is not None
             postfix["held"] = f"{stats.held_until - now:.0f}s, {stats.hold_reason}"
         bar.set_postfix(postfix, refresh=False)
@@ -185,8 +191,9 @@ class RunProgress:
 
 
 def _held(stats: RunStats, now: float) -> bool:
-    """True while every new send waits for the provider's budget (shown on the bar)."""
-    return stats.held_until is not None and stats.held_until > now
+    """True while every new send waits for the provider's budget at least ``SHOWN_HOLD``
+    seconds more (shown on the bar, as whole seconds: 1 at the least)."""
+    return stats.held_until is not None and stats.held_until - now >= SHOWN_HOLD
 
 
 def _tally(stats: RunStats, now: float) -> tuple[object, ...]:
