@@ -13,7 +13,7 @@ import re
 import pytest
 
 from holysheep_nb.outcome import RunStats
-from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress
+from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress, set_total
 from tests.fakes import FakeClock
 
 TICK = 0.1
@@ -166,3 +166,17 @@ def test_the_final_line_shows_no_hold(clock: FakeClock) -> None:
     last = log.getvalue().strip().rsplit("\r", 1)[-1]
     assert "5/5" in last
     assert "held" not in last
+
+
+def test_a_total_known_late_reaches_a_widgets_meter() -> None:
+    """A Dask run learns its rows as its partitions start: the widget's meter, made without
+    a total (a full "info" bar), must measure against it from then on."""
+    notebook = pytest.importorskip("tqdm.notebook")
+    pytest.importorskip("ipywidgets")
+    bar = notebook.tqdm(total=None, display=False, unit="row")
+    bar.update(100)
+    set_total(bar, 400)
+    bar.refresh()
+    meter = bar.container.children[1]
+    assert (meter.max, meter.value, meter.bar_style) == (400, 100, "")
+    bar.close()
