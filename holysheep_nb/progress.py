@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from tqdm import std
@@ -33,6 +33,10 @@ IDLE_INTERVAL = 1.0
 _EARLY = 0.005
 #: Width of the text bar in a notebook, which has no terminal to measure.
 NOTEBOOK_COLUMNS = 100
+#: Least seconds a hold must have left to be shown. A shorter one is the pace at work (told
+#: the rate and paced under it, the provider's window is nearly full at every send, and its
+#: headers say "spent" until a slot frees milliseconds later); shown, it would only flicker.
+SHOWN_HOLD = 1.0
 
 
 def _in_kernel() -> bool:
@@ -95,16 +99,20 @@ class DisplayedText:
 
 class RunProgress:
     """Shows the run's tally: rows done, with ok / failed / retried / cached in the postfix,
-    and ``held=<seconds left>, <why>`` while a spent budget holds every new send.
+    and ``held=<seconds left>, <why>`` while a spent budget holds every new send for at least
+    ``SHOWN_HOLD`` seconds more (never ``held=0s``, never on the final line: a finished run
+    holds nothing).
 
     It counts nothing itself: every figure is read from the run's ``RunStats``, the one
-    tally the report is built from too. ``file`` (a terminal by default: stderr) is for the
-    text bar outside Jupyter; ``now`` is the clock that paces redraws.
+    tally the report is built from too. ``total`` is None while unknown (then the bar shows
+    rows done and no percentage); ``extra`` entries of ``refresh`` and ``close`` follow the
+    counts in the postfix. ``file`` (a terminal by default: stderr) is for the text bar
+    outside Jupyter; ``now`` is the clock that paces redraws.
     """
 
     def __init__(
         self,
-        total: int,
+        total: int | None,
         *,
         enabled: bool = True,
         description: str = "holysheep",
@@ -136,33 +144,35 @@ class RunProgress:
         self._drawn_at = now()
         self._drawn: tuple[object, ...] = ()
 
-    def refresh(self, stats: RunStats) -> None:
+    def refresh(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
         """Redraw when the tally changed (or a live bar has been idle); from the run's tick."""
         if self._bar.disable:
             return
         now = self._now()
         waited = now - self._drawn_at + _EARLY
-        if _tally(stats, now) == self._drawn:
+        if _tally(stats, now, extra) == self._drawn:
             if self._idle_interval is None or waited < self._idle_interval:
                 return
         elif waited < MIN_INTERVAL:
             return
-        self._draw(stats)
+        self._draw(stats, extra)
         self._drawn_at = now
 
     def set_total(self, total: int) -> None:
         """Set the rows to expect when they were not known at the start (a Dask run's)."""
-        self._bar.total = total
+        set_total(self._bar, total)
 
-    def close(self, stats: RunStats) -> None:
+    def close(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
         """Draw the final state and close the bar; in Jupyter, the final state stays shown."""
         if not self._bar.disable:
-            self._draw(stats)
+            self._draw(stats, extra, final=True)
         self._bar.close()
         if self._handle is not None:
             self._handle.update(self._bar.container)
 
-    def _draw(self, stats: RunStats) -> None:
+    def _draw(
+        self, stats: RunStats, extra: Mapping[str, object] | None = None, *, final: bool = False
+    ) -> None:
         bar = self._bar
         now = self._now()
         # A dict keeps this order; keyword arguments would be sorted by tqdm.
@@ -171,8 +181,9 @@ class RunProgress:
             "failed": stats.failed,
             "retried": stats.retries,
             "cached": stats.cached,
+            **(extra or {}),
         }
-        if _held(stats, now):
+        if not final and _held(stats, now):
             assert stats.held_until is not None
             postfix["held"] = f"{stats.held_until - now:.0f}s, {stats.hold_reason}"
         bar.set_postfix(postfix, refresh=False)
@@ -181,18 +192,34 @@ class RunProgress:
             bar.update(delta)
         else:
             bar.refresh()
-        self._drawn = _tally(stats, now)
+        self._drawn = _tally(stats, now, extra)
+
+
+def set_total(bar: std.tqdm, total: int) -> None:
+    """Give ``bar`` the total it was made without; a widget's meter too, which keeps the one
+    it was made with (none: a full "info" bar, whatever the count) unless told."""
+    bar.total = total
+    container = getattr(bar, "container", None)
+    if container is not None and not bar.disable:
+        meter = container.children[1]
+        meter.max = total
+        meter.bar_style = ""
+        meter.layout.width = None  # an unknown total's meter is drawn 20 px wide
 
 
 def _held(stats: RunStats, now: float) -> bool:
-    """True while every new send waits for the provider's budget (shown on the bar)."""
-    return stats.held_until is not None and stats.held_until > now
+    """True while every new send waits for the provider's budget at least ``SHOWN_HOLD``
+    seconds more (shown on the bar, as whole seconds: 1 at the least)."""
+    return stats.held_until is not None and stats.held_until - now >= SHOWN_HOLD
 
 
-def _tally(stats: RunStats, now: float) -> tuple[object, ...]:
+def _tally(
+    stats: RunStats, now: float, extra: Mapping[str, object] | None = None
+) -> tuple[object, ...]:
     """What the bar shows: a redraw is due when it changes (a hold starting or ending too)."""
     held = stats.hold_reason if _held(stats, now) else ""
-    return (stats.done, stats.succeeded, stats.failed, stats.retries, stats.cached, held)
+    counts = (stats.done, stats.succeeded, stats.failed, stats.retries, stats.cached, held)
+    return (*counts, *(extra or {}).items())
 
 
 def _is_terminal(stream: IO[str]) -> bool:

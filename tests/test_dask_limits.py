@@ -81,6 +81,31 @@ async def test_the_scheduler_counts_its_sends_against_the_providers_budget(
     assert limits.status()["hold_reason"] == "the provider's budget is spent"
 
 
+async def test_told_and_paced_a_full_window_is_no_hold(clock: FakeClock) -> None:
+    """Told the rate and paced at 99% of it, the provider's sliding window is nearly full at
+    every send: its headers say nothing is left until the oldest send leaves the window, a
+    few milliseconds on. The count (and a worker judging the same headers) then says
+    "spent" until about when the pace lets the next send go anyway. Such a hold would change
+    no send time; recorded, it showed on the bar as ``held=0s, the provider's budget is
+    spent`` all through a run without a single 429."""
+    limits = _limits(clock, max_concurrent=8, requests_per_minute=1200)  # 20 a second
+    step = 1 / (20 * (1 - JITTER_MARGIN))
+    for index in range(3):
+        assert (await limits.admit(f"a{index}", "w1", 0))["wait"] == pytest.approx(index * step)
+    # The first answer: the window (40 over 2 s) is full until its oldest send leaves,
+    # sooner than the pace's next turn.
+    limits.release("a0", headers=_budget(left=0, reset="0.1s", limit=40))
+    limits.hold(0.1, "the provider's budget is spent")  # the worker judged it spent too
+    reply = await limits.admit("b", "w2", 0)
+    assert reply["wait"] == pytest.approx(3 * step)  # the pace alone: no send time changed
+    status = limits.status()
+    assert (status["held_for"], status["hold_reason"]) == (0.0, "")
+    # A hold past the pace's next turn holds for real, and is said.
+    limits.release("a1", headers=_budget(left=0, reset="1s", limit=40))
+    assert (await limits.admit("c", "w2", 0))["wait"] == pytest.approx(1.0)
+    assert limits.status()["hold_reason"] == "the provider's budget is spent"
+
+
 async def test_a_stale_reading_never_lets_more_through(clock: FakeClock) -> None:
     limits = _limits(clock, max_concurrent=8)
     for lease in ("a", "b", "c"):

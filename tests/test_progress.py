@@ -8,11 +8,12 @@ Time is the injected fake clock; the run's tick (every 0.1 s) is played by calli
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
 from holysheep_nb.outcome import RunStats
-from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress
+from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress, set_total
 from tests.fakes import FakeClock
 
 TICK = 0.1
@@ -122,3 +123,60 @@ def test_the_bar_says_when_the_run_is_held_and_why(clock: FakeClock) -> None:
     tick(progress, stats, clock, 110)  # the hold is over
     assert redraws(log) == drawn + 1
     assert not log.getvalue().rsplit("\r", 1)[-1].count("held")
+
+
+def test_a_hold_under_a_second_is_not_shown(clock: FakeClock) -> None:
+    """Told the rate and paced under it, the provider's sliding window is nearly full at
+    every send, and its headers say "spent" until a slot frees a few milliseconds later:
+    that is the pace at work, not a hold worth a word, and ``held=0s`` says nothing."""
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(100, file=log, now=clock.now)
+    stats.hold_reason = "the provider's budget is spent"
+    for _ in range(30):  # a new short hold at every tick, as a paced run has them
+        stats.succeeded += 2
+        stats.held_until = clock.now() + 0.3 + TICK
+        tick(progress, stats, clock, 1)
+    assert "held" not in log.getvalue()
+
+
+def test_a_hold_counts_down_to_one_second_and_never_shows_0s(clock: FakeClock) -> None:
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(100, file=log, now=clock.now)
+    stats.held_until = clock.now() + 3.0
+    stats.hold_reason = "the provider's budget is spent"
+    for _ in range(30):  # a row done at every tick: every tick is redrawn
+        stats.succeeded += 1
+        tick(progress, stats, clock, 1)
+    shown = set(re.findall(r"held=(\d+)s", log.getvalue()))
+    assert shown == {"3", "2", "1"}
+
+
+def test_the_final_line_shows_no_hold(clock: FakeClock) -> None:
+    """A run that ended (all done, or stopped) holds nothing: a saved notebook must not
+    keep a hold as the run's last word."""
+    log = io.StringIO()
+    stats = RunStats()
+    progress = RunProgress(5, file=log, now=clock.now)
+    stats.succeeded = 5
+    stats.held_until = clock.now() + 20.0  # the last answer's headers: spent until a reset
+    stats.hold_reason = "the provider's budget is spent"
+    progress.close(stats)
+    last = log.getvalue().strip().rsplit("\r", 1)[-1]
+    assert "5/5" in last
+    assert "held" not in last
+
+
+def test_a_total_known_late_reaches_a_widgets_meter() -> None:
+    """A Dask run learns its rows as its partitions start: the widget's meter, made without
+    a total (a full "info" bar), must measure against it from then on."""
+    notebook = pytest.importorskip("tqdm.notebook")
+    pytest.importorskip("ipywidgets")
+    bar = notebook.tqdm(total=None, display=False, unit="row")
+    bar.update(100)
+    set_total(bar, 400)
+    bar.refresh()
+    meter = bar.container.children[1]
+    assert (meter.max, meter.value, meter.bar_style) == (400, 100, "")
+    bar.close()

@@ -5,6 +5,9 @@ has no rows), which validates every option before anything is computed and gives
 columns and dtypes exactly as the pandas path builds them. The result is
 ``map_partitions(run_partition, ...)`` with that meta: lazy, the input's divisions kept, one
 partition run by the pandas path on a worker at a time.
+
+The meta also keeps the run's key and, when it is known without computing anything, how
+many rows the run has (``run_rows``), for the progress bar's total.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Where a result's ``meta`` keeps the key of the run that makes it.
 RUN_ATTR = "holysheep_dask_run"
+#: Where it keeps the run's rows, when they were known at the call (``run_rows``).
+ROWS_ATTR = "holysheep_dask_rows"
 
 
 def _lazy(
@@ -52,12 +57,50 @@ def _lazy(
     no_cache = {**options, "cache": False}
     meta: pd.DataFrame = getattr(empty.holysheep, method)(*args, **call, **no_cache)
     run = f"{method}-{uuid.uuid4().hex}"
-    meta.attrs = {RUN_ATTR: run}
+    meta.attrs = {RUN_ATTR: run, ROWS_ATTR: _known_rows(collection)}
     work = PartitionCall(method, args, {**call, **options}, run, config.to_dict())
     result: dd.DataFrame = collection.map_partitions(
         run_partition, work, meta=meta, align_dataframes=False
     )
     return result
+
+
+def _known_rows(collection: dd.DataFrame | dd.Series) -> int | None:
+    """The collection's rows when they are known without computing anything, else None.
+
+    Known when its data is a pandas frame already in memory (``dd.from_pandas``), read
+    through steps that keep every row (a column selection, ``assign``, ``fillna`` ...: the
+    steps Dask itself sees through for ``len``): ``from_pandas`` split it at known positions.
+    Anything else stays unknown, ``len(ddf)`` included: it can read every file again
+    (``read_parquet``: every file's footer at the least, all the data after a filter), and
+    the bar is not worth a pass over the data. Dask's expression classes are not public
+    API: if they move, the total is just unknown.
+    """
+    try:
+        from dask.dataframe.dask_expr._expr import Elemwise
+        from dask.dataframe.dask_expr.io.io import FromPandas
+    except ImportError:
+        return None
+    expr = getattr(collection, "expr", None)
+    # How Dask's own ``Lengths`` walks down: an elementwise step has its widest input's rows.
+    while isinstance(expr, Elemwise):
+        expr = max(expr.dependencies(), key=lambda child: child.npartitions)
+    if not isinstance(expr, FromPandas):
+        return None
+    try:
+        lengths = expr._get_lengths()
+    except AttributeError:
+        return None
+    if lengths is None or len(lengths) != collection.npartitions:
+        return None
+    return int(sum(lengths))
+
+
+def run_rows(frame: dd.DataFrame) -> int | None:
+    """The rows of the run that makes ``frame`` when they were known at the call, else None
+    (then the partitions tell them as they start)."""
+    rows = frame._meta.attrs.get(ROWS_ATTR)
+    return rows if isinstance(rows, int) else None
 
 
 def run_key(frame: dd.DataFrame) -> str:

@@ -180,7 +180,7 @@ class RunLimits:
         spent_until = self.budget.spent_until(now)
         if spent_until is not None:
             self.hold(spent_until - now, "the provider's budget is spent")
-        if self.hold_until > now:
+        if spent_until is not None or self.hold_until > now:
             # Spent, by this count or a worker's judgement: pace at the stated rate from
             # here, or the sends held back would all go at the reset, as a burst that the
             # provider's window then has to pay for.
@@ -235,8 +235,18 @@ class RunLimits:
         return True
 
     def hold(self, seconds: float, reason: str) -> None:
-        """Hold every new send of the run for ``seconds`` from now (extends, never shortens)."""
+        """Hold every new send of the run for ``seconds`` from now (extends, never shortens).
+
+        A hold that ends no later than the requests pace's next turn changes no send time,
+        and is not recorded: told the rate and paced under it, the provider's sliding window
+        is nearly full at every send, and its headers say "spent" until a slot frees a few
+        milliseconds on, about when the pace lets the next send go anyway. Recorded, those
+        holds were the bar's ``held=0s, the provider's budget is spent`` in runs without a
+        429; a hold past the pace still holds, and is shown.
+        """
         until = self.clock() + seconds
+        if self._requests is not None and until <= self._requests.theoretical:
+            return  # the pace's next turn only moves later: it covers this hold
         if until > self.hold_until:
             self.hold_until = until
             self.hold_reason = reason

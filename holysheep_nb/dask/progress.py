@@ -11,10 +11,16 @@ is a context around whatever computes it::
 A thread polls the scheduler (one round trip every ``POLL_SECONDS``) for every partition's
 counts (rows succeeded, failed, retries, cached), as the workers publish them every 0.5 s,
 and draws their sum on the pandas path's bar (``RunProgress``: a widget in Jupyter, text
-elsewhere), a hold for a spent budget included. The total is the sum of the partitions' rows
-once every partition has started (``total=`` gives it up front). At the end the bar shows
-the final counts, and a run that stopped early (authentication, quota) says so once, with a
-``HolySheepWarning``.
+elsewhere), a hold for a spent budget included (as on the pandas bar: one with a second or
+more left, never on the final line).
+
+The total is on the bar from the start when it is known without computing anything: the
+input is a pandas frame in memory (``dd.from_pandas``, see ``accessor.run_rows``), or
+``total=`` gives it. Otherwise the bar shows the rows done and ``started=k/n partitions``
+(each partition tells the scheduler its rows as it starts), and the total once every
+partition has started: ``len(ddf)`` would be another pass over the data. At the end the bar
+shows the final counts, and a run that stopped early (authentication, quota) says so once,
+with a ``HolySheepWarning``.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.outcome import RunStats
@@ -38,34 +44,51 @@ POLL_SECONDS = 0.2
 
 
 class ClusterBar:
-    """The run's bar: the sum of every partition's counts, as the scheduler has them."""
+    """The run's bar: the sum of every partition's counts, as the scheduler has them.
 
-    def __init__(self, npartitions: int, total: int | None, enabled: bool = True) -> None:
-        self._progress = RunProgress(total or 0, enabled=enabled)
+    ``total`` is None when unknown at the start; ``file`` and ``now`` are ``RunProgress``'s.
+    """
+
+    def __init__(
+        self,
+        npartitions: int,
+        total: int | None,
+        enabled: bool = True,
+        *,
+        file: IO[str] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._progress = RunProgress(total, enabled=enabled, file=file, now=now)
         self._npartitions = npartitions
         self._total_known = total is not None
+        self._now = now
         self.stats = RunStats()
 
     def refresh(self, status: dict[str, Any] | None, *, final: bool = False) -> None:
         """Draw the scheduler's ``holysheep_status`` of the run (None: not started yet)."""
         if status is None:
-            return
+            status = {"partitions": {}}
         parts = status["partitions"].values()
-        if not self._total_known and len(parts) >= self._npartitions:
-            self._progress.set_total(sum(part["rows"] for part in parts))
-            self._total_known = True
+        extra: dict[str, object] = {}
+        if not self._total_known:
+            if len(parts) >= self._npartitions:
+                self._progress.set_total(sum(part["rows"] for part in parts))
+                self._total_known = True
+            else:  # a total of the started ones would be a made-up figure
+                extra["started"] = f"{len(parts)}/{self._npartitions} partitions"
         stats = self.stats
         stats.succeeded, stats.failed, stats.retries, stats.cached = (
             sum(part["tally"][index] for part in parts) for index in range(4)
         )
+        # The cluster's hold, on this bar's clock; the scheduler's word each time, so a hold
+        # it no longer has is not drawn from an older reading.
         held_for = status.get("held_for", 0.0)
-        if held_for > 0:  # the bar shows the cluster's hold, on its own clock
-            stats.held_until = time.monotonic() + held_for
-            stats.hold_reason = status["hold_reason"]
+        stats.held_until = self._now() + held_for if held_for > 0 else None
+        stats.hold_reason = status.get("hold_reason", "") if held_for > 0 else ""
         if final:
-            self._progress.close(stats)
+            self._progress.close(stats, extra)
         else:
-            self._progress.refresh(stats)
+            self._progress.refresh(stats, extra)
 
 
 @contextlib.contextmanager
@@ -74,16 +97,17 @@ def progress(
 ) -> Iterator[ClusterBar]:
     """Show one bar for the run that makes ``frame`` while the block computes it.
 
-    ``frame`` is a result of ``ddf.holysheep``; ``total`` the rows, if known (else read from
-    the partitions as they start). Needs the distributed client the run computes on.
+    ``frame`` is a result of ``ddf.holysheep``; ``total`` the rows, if known (else known at
+    the call for a frame from pandas, or read from the partitions as they start). Needs the
+    distributed client the run computes on.
     """
     from distributed import get_client
 
-    from holysheep_nb.dask.accessor import run_key
+    from holysheep_nb.dask.accessor import run_key, run_rows
 
     run = run_key(frame)
     client = get_client()
-    bar = ClusterBar(frame.npartitions, total, enabled)
+    bar = ClusterBar(frame.npartitions, run_rows(frame) if total is None else total, enabled)
     done = threading.Event()
     last: list[dict[str, Any] | None] = [None]
 
