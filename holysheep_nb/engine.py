@@ -411,7 +411,14 @@ class _Run:
         return bool(hold)
 
     def pause(self, until: float, reason: str) -> None:
-        """Hold every new send until ``until``, and count the hold for the report and bar."""
+        """Hold every new send until ``until``, and count the hold for the report and bar.
+
+        A hold that ends before the requests pace would let the next send go anyway holds
+        nothing and is not counted: told the rate, a run keeps the provider's window nearly
+        full, and its headers say "spent" until the oldest send drops out of it.
+        """
+        if until <= self.throttle.next_send_at():
+            return
         added = self.throttle.pause_until(until)
         if self.shared is not None:
             self.shared.hold(until - self.clock.now(), reason)

@@ -109,6 +109,12 @@ class Throttle:
         self._resume_at = max(self._resume_at, when)
         return added
 
+    def next_send_at(self) -> float:
+        """Clock time of the next request's turn by the requests pace alone (now when no
+        pace is set, or it has room)."""
+        now = self._clock.now()
+        return now if self._requests is None else now + self._requests.delay_for(1.0)
+
     def open(self) -> bool:
         """True when a send may go at once: no limits, no queue, no hold (then ``acquire``
         would return at once; the engine skips it on this hot path)."""

@@ -562,3 +562,20 @@ class _Collected:
 
     def keep(self, outcome: RowOutcome) -> None:
         self.outcomes.append(outcome)
+
+
+async def test_a_spent_budget_the_requests_pace_already_covers_is_no_hold(
+    clock: FakeClock,
+) -> None:
+    # Told 60 rpm, the next send is a second away; a budget that frees in 0.2 s holds nothing.
+    soon = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "200ms"}
+    with scripted(clock) as server:
+        for i in range(4):
+            server.script(f"row{i}", Reply(200, ok_body(f"answer:row{i}"), soon))
+        limits = RateLimits(requests_per_minute=60, request_burst=1)
+        _, stats = await run_all(
+            engine(clock, max_concurrent=1, limits=limits), [f"row{i}" for i in range(4)]
+        )
+    gaps = [b - a for a, b in zip(server.send_times, server.send_times[1:], strict=False)]
+    assert gaps == pytest.approx([1.0, 1.0, 1.0])  # the pace, not the holds, spaces them
+    assert (stats.paused, stats.paused_seconds) == (0, 0.0)
