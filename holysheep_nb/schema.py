@@ -108,6 +108,18 @@ class Schema:
         otherwise it maps field names to Python types (``str``, ``int | None``,
         ``Literal["a", "b"]``, ``list[str]``, a nested model, ...); an ``Optional`` field may be
         left out of an answer (it is then missing). Raises ``ConfigError`` for anything else.
+
+        Keys of an answer that the schema does not name (the request says
+        ``additionalProperties: false``, but a server that ignores it, or an answer asked for in
+        words, may have some): a dict of types refuses them, since a misspelt ``Optional``
+        field would otherwise vanish without a word; a JSON Schema refuses them where it says
+        ``additionalProperties: false`` and drops them otherwise (its own default allows
+        them); a pydantic model, and each model nested in one, does what its own
+        ``model_config["extra"]`` says, as ``Model.model_validate_json(answer, strict=True)``
+        would: pydantic's default ``"ignore"`` drops them, ``"forbid"`` refuses them,
+        ``"allow"`` keeps them in the answer's dict (``flatten=False``) but makes no column of
+        them. A refused key is the row's ``INVALID`` error (``extra: not a field of the schema
+        (1)``).
         """
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             model = schema
@@ -289,7 +301,7 @@ def _model_from_types(fields: Mapping[Any, Any]) -> type[BaseModel]:
                 f"schema field {name!r}: {annotation!r} is not a type ({exc})"
             ) from None
         definitions[name] = (annotation, None if _admits_none(annotation) else ...)
-    return _create("Extracted", definitions, extra="ignore")
+    return _create("Extracted", definitions, extra="forbid")
 
 
 def _admits_none(annotation: Any) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
@@ -240,6 +240,67 @@ def test_a_schema_that_cannot_be_used_is_refused_before_anything_is_sent(
 
 
 # --- reading answers -------------------------------------------------------------------------
+
+
+class Item(BaseModel):
+    product: str
+
+
+class ClosedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str
+
+
+class KeepingItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    product: str
+
+
+OPEN_ITEM: dict[str, Any] = {"type": "object", "properties": {"product": {"type": "string"}}}
+CLOSED_ITEM: dict[str, Any] = {**OPEN_ITEM, "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    ("schema", "parsed"),
+    [
+        ({"product": str}, None),  # our own model, closed as the request says
+        (CLOSED_ITEM, None),
+        (ClosedItem, None),
+        (OPEN_ITEM, {"product": "kettle"}),  # JSON Schema's default: other keys allowed
+        (Item, {"product": "kettle"}),  # pydantic's default: other keys ignored
+        (KeepingItem, {"product": "kettle", "extra": 1}),
+    ],
+    ids=["dict of types", "closed JSON Schema", "forbid", "open JSON Schema", "model", "allow"],
+)
+def test_a_key_the_schema_does_not_name_is_refused_unless_the_schema_allows_it(
+    schema: object, parsed: dict[str, Any] | None
+) -> None:
+    reader = ExtractFormat(Schema.of(schema))
+    answer = '{"product": "kettle", "extra": 1}'
+    assert reader.schema.json_schema()["additionalProperties"] is False  # asked for none
+    if parsed is not None:
+        assert reader.parse(answer) == parsed
+        out = reader.add_columns(pd.DataFrame({"response": [answer]}), [answer], before="response")
+        assert list(out.columns) == ["product", "response"]  # never a column of its own
+        return
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read(answer)
+    assert rejected.value.detail == "extra: not a field of the schema (1)"
+    assert rejected.value.fields == ("extra",)
+
+
+def test_a_model_nested_in_a_dict_of_types_keeps_its_own_word_on_extra_keys() -> None:
+    reader = ExtractFormat(Schema.of({"loose": Item | None, "closed": ClosedItem | None}))
+    assert reader.parse('{"loose": {"product": "a", "colour": "red"}}') == {
+        "loose": {"product": "a"},
+        "closed": None,
+    }
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read('{"closed": {"product": "a", "colour": "red"}, "note": 1}')
+    assert rejected.value.detail == (
+        "closed.colour: not a field of the schema ('red'); note: not a field of the schema (1)"
+    )
+    assert rejected.value.fields == ("closed.colour", "note")
 
 
 @pytest.mark.parametrize(
