@@ -80,6 +80,13 @@ _SCALARS: dict[str, Any] = {
     "boolean": bool,
     "null": type(None),
 }
+#: The names JSON Schema gives its types: a dict whose ``type`` is one of them (or a list of
+#: them) is a JSON Schema, not a dict of field types.
+_JSON_TYPES = frozenset({*_SCALARS, "object", "array"})
+#: Keywords that make a dict a JSON Schema when their value is a dict or a bool (``$schema`` /
+#: ``$ref`` / ``$id``: a string), as a Python type never is.
+_JSON_NODES = ("properties", "items", "additionalProperties", "$defs", "definitions")
+_JSON_NAMES = ("$schema", "$ref", "$id")
 _NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 #: The dtype of a column of Python objects (lists, dicts, anything without a better dtype).
 OBJECT = np.dtype(object)
@@ -104,8 +111,10 @@ class Schema:
     def of(cls, schema: object) -> Schema:
         """The schema of a pydantic model class, a dict of field types, or a JSON Schema dict.
 
-        A dict is a JSON Schema when it has ``"type": "object"`` or ``"properties"`` at the top;
-        otherwise it maps field names to Python types (``str``, ``int | None``,
+        A dict is a JSON Schema when its ``type`` is a JSON Schema type name (``"object"``,
+        ``"array"``, ``"string"``, ...), or it has ``properties``, ``items``, ``$defs`` ... as
+        dicts or ``$schema`` as a string; its top level must then be an object with
+        ``properties``. Otherwise it maps field names to Python types (``str``, ``int | None``,
         ``Literal["a", "b"]``, ``list[str]``, a nested model, ...); an ``Optional`` field may be
         left out of an answer (it is then missing). Raises ``ConfigError`` for anything else.
 
@@ -329,7 +338,13 @@ def _create(
 
 
 def _looks_like_json_schema(schema: Mapping[Any, Any]) -> bool:
-    return schema.get("type") == "object" or isinstance(schema.get("properties"), Mapping)
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if kinds and all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return True
+    return any(isinstance(schema.get(key), (Mapping, bool)) for key in _JSON_NODES) or any(
+        isinstance(schema.get(key), str) for key in _JSON_NAMES
+    )
 
 
 def _model_from_json_schema(schema: Mapping[str, Any]) -> type[BaseModel]:
@@ -337,9 +352,15 @@ def _model_from_json_schema(schema: Mapping[str, Any]) -> type[BaseModel]:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"schema is not a JSON Schema (not JSON: {exc})") from None
+    top = (
+        'the top level of a JSON Schema for extract() must be an object ("type": "object" '
+        'with "properties"), got '
+    )
+    if "type" in schema and schema["type"] != "object":
+        raise ConfigError(f'{top}"type": {json.dumps(schema["type"])}')
     model = _Translator(schema).annotation(schema, "schema", title="Extracted")
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConfigError("a JSON Schema for extract() must be an object with properties")
+        raise ConfigError(f'{top}no "properties"')
     return model
 
 

@@ -239,6 +239,49 @@ def test_a_schema_that_cannot_be_used_is_refused_before_anything_is_sent(
     assert message in str(info.value)
 
 
+TOP_LEVEL = 'the top level of a JSON Schema for extract() must be an object ("type": "object"'
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "array", "items": {"type": "string"}},
+            f'{TOP_LEVEL} with "properties"), got "type": "array"',
+        ),
+        ({"type": "string"}, f'{TOP_LEVEL} with "properties"), got "type": "string"'),
+        (
+            {"type": ["object", "null"], "properties": {"a": {}}},
+            f'{TOP_LEVEL} with "properties"), got "type": ["object", "null"]',
+        ),
+        ({"type": "object"}, f'{TOP_LEVEL} with "properties"), got no "properties"'),
+        ({"items": {"type": "string"}}, f'{TOP_LEVEL} with "properties"), got no "properties"'),
+        (
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": {}},
+            f'{TOP_LEVEL} with "properties"), got no "properties"',
+        ),
+    ],
+)
+def test_a_json_schema_whose_top_is_not_an_object_says_so(schema: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": str, "items": list[str]},  # fields named like JSON Schema keywords
+        {"type": "str", "format": "int"},  # written as strings, as annotations may be
+        {"properties": dict[str, int]},
+    ],
+)
+def test_a_dict_of_types_with_fields_named_like_keywords_stays_a_dict_of_types(
+    schema: dict[str, Any],
+) -> None:
+    assert Schema.of(schema).fields == tuple(schema)
+
+
 # --- reading answers -------------------------------------------------------------------------
 
 
