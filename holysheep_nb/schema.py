@@ -358,14 +358,19 @@ def _model_from_json_schema(schema: Mapping[str, Any]) -> type[BaseModel]:
     )
     if "type" in schema and schema["type"] != "object":
         raise ConfigError(f'{top}"type": {json.dumps(schema["type"])}')
-    model = _Translator(schema).annotation(schema, "schema", title="Extracted")
+    model = _Translator(schema).annotation(schema, "", title="Extracted")
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ConfigError(f'{top}no "properties"')
     return model
 
 
 class _Translator:
-    """JSON Schema -> pydantic types, one node at a time (``path`` names a node in errors)."""
+    """JSON Schema -> pydantic types, one node at a time.
+
+    ``path`` names a node in errors, as ``_at`` words it: ``""`` for the top, then property
+    names joined by dots, ``[]`` for an array's items, ``{}`` for a map's values,
+    ``anyOf[1]`` for an option, and ``$defs.Name`` inside a definition.
+    """
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
@@ -375,11 +380,11 @@ class _Translator:
         if node is True or node == {}:
             return Any
         if not isinstance(node, Mapping):
-            raise ConfigError(f"schema {path}: expected a JSON Schema object, got {node!r}")
+            raise ConfigError(f"{_at(path)}: expected a JSON Schema object, got {node!r}")
         unknown = sorted(set(node) - _KNOWN)
         if unknown:
             raise ConfigError(
-                f"schema {path}: {', '.join(map(repr, unknown))} is not supported in a JSON "
+                f"{_at(path)}: {', '.join(map(repr, unknown))} is not supported in a JSON "
                 "Schema here; pass a pydantic model for that"
             )
         base = self.base(node, path, title)
@@ -394,15 +399,15 @@ class _Translator:
         if "enum" in node:
             values = node["enum"]
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"schema {path}: enum must be a non-empty list")
+                raise ConfigError(f"{_at(path)}: enum must be a non-empty list")
             return Literal[tuple(values)]
         for key in ("anyOf", "oneOf"):
             if key in node:
                 options = node[key]
                 if not isinstance(options, list) or not options:
-                    raise ConfigError(f"schema {path}: {key} must be a non-empty list")
+                    raise ConfigError(f"{_at(path)}: {key} must be a non-empty list")
                 members = [
-                    self.annotation(option, f"{path}.{key}[{i}]")
+                    self.annotation(option, _join(path, f"{key}[{i}]"))
                     for i, option in enumerate(options)
                 ]
                 return Union[tuple(members)]  # noqa: UP007 - built at run time
@@ -420,7 +425,7 @@ class _Translator:
         if kind == "array":
             return list[self.annotation(node.get("items", True), f"{path}[]")]  # type: ignore[misc]
         if kind != "object":
-            raise ConfigError(f"schema {path}: unknown type {kind!r}")
+            raise ConfigError(f"{_at(path)}: unknown type {kind!r}")
         properties = node.get("properties")
         closed = node.get("additionalProperties") is False
         if properties is None and not closed:
@@ -428,13 +433,13 @@ class _Translator:
             return dict[str, self.annotation(values, f"{path}{{}}")]  # type: ignore[misc]
         properties = {} if properties is None else properties
         if not isinstance(properties, Mapping):
-            raise ConfigError(f"schema {path}: properties must be an object")
+            raise ConfigError(f"{_at(path)}: properties must be an object")
         required = node.get("required", [])
         if not isinstance(required, list) or not set(required) <= set(properties):
-            raise ConfigError(f"schema {path}: required must list names of its properties")
+            raise ConfigError(f"{_at(path)}: required must list names of its properties")
         definitions: dict[str, Any] = {}
         for name, sub in properties.items():
-            annotation = self.annotation(sub, f"{path}.{name}")
+            annotation = self.annotation(sub, _join(path, name))
             if name in required:
                 definitions[name] = (annotation, ...)
             else:
@@ -451,16 +456,25 @@ class _Translator:
             else None
         )
         if not isinstance(table, Mapping) or name not in table:
-            raise ConfigError(f"schema {path}: $ref {ref!r} does not point into $defs")
+            raise ConfigError(f"{_at(path)}: $ref {ref!r} does not point into $defs")
         if ref in self.resolving:
             raise ConfigError(
-                f"schema {path}: $ref {ref!r} is recursive; pass a pydantic model for that"
+                f"{_at(path)}: $ref {ref!r} is recursive; pass a pydantic model for that"
             )
         self.resolving.append(ref)
         try:
-            return self.annotation(table[name], f"{path}({name})", title=name)
+            return self.annotation(table[name], f"{prefix[2:]}.{name}", title=name)
         finally:
             self.resolving.pop()
+
+
+def _at(path: str) -> str:
+    """Where in a JSON Schema an error is: ``schema``, or ``schema at items[].price``."""
+    return f"schema at {path}" if path else "schema"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 # --- strict response_format ------------------------------------------------------------------

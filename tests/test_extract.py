@@ -268,6 +268,61 @@ def test_a_json_schema_whose_top_is_not_an_object_says_so(schema: object, messag
     assert str(info.value) == message
 
 
+NOT_SUPPORTED = "is not supported in a JSON Schema here; pass a pydantic model for that"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "if": {}},
+            f"schema: 'if' {NOT_SUPPORTED}",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "if": {}}}},
+            f"schema at a: 'if' {NOT_SUPPORTED}",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"anyOf": [{"type": "string"}, {"patternProperties": {}}]}},
+            },
+            f"schema at a.anyOf[1]: 'patternProperties' {NOT_SUPPORTED}",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"price": {"type": "text"}}},
+                    }
+                },
+            },
+            "schema at items[].price: unknown type 'text'",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/A"}},
+                "$defs": {"A": {"type": "object", "properties": {"b": {"enum": []}}}},
+            },
+            "schema at $defs.A.b: enum must be a non-empty list",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"$ref": "#/$defs/B"}}},
+            "schema at a: $ref '#/$defs/B' does not point into $defs",
+        ),
+    ],
+)
+def test_a_json_schema_error_names_where_in_the_schema_it_is(
+    schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize(
     "schema",
     [
