@@ -145,7 +145,9 @@ class Schema:
         try:
             model.model_json_schema()
         except (PydanticSchemaGenerationError, PydanticUserError) as exc:
-            raise ConfigError(f"schema cannot be written as a JSON Schema: {exc}") from None
+            raise ConfigError(
+                f"schema cannot be written as a JSON Schema: {_one_line(exc)}"
+            ) from None
         fields = tuple(info.alias or name for name, info in model.model_fields.items())
         if not fields:
             raise ConfigError("schema has no fields: give it at least one")
@@ -289,6 +291,12 @@ def _shown(value: object) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
+def _one_line(error: Exception) -> str:
+    """An error's text up to its first blank line (pydantic's link to its docs comes after),
+    on one line."""
+    return " ".join(str(error).split("\n\n", 1)[0].split())
+
+
 def _shown_type(value: object) -> str:
     if isinstance(value, Mapping) and not value:
         return "an empty dict"
@@ -306,11 +314,31 @@ def _model_from_types(fields: Mapping[Any, Any]) -> type[BaseModel]:
         try:
             TypeAdapter(annotation)
         except (PydanticSchemaGenerationError, PydanticUserError, SchemaError, TypeError) as exc:
-            raise ConfigError(
-                f"schema field {name!r}: {annotation!r} is not a type ({exc})"
-            ) from None
+            raise ConfigError(_not_a_type(name, annotation, exc)) from None
         definitions[name] = (annotation, None if _admits_none(annotation) else ...)
     return _create("Extracted", definitions, extra="forbid")
+
+
+def _not_a_type(name: str, annotation: object, error: Exception) -> str:
+    """Why a field of a dict of types cannot be used, in one line.
+
+    pydantic's words for a value that is no type at all are advice for a model's author
+    (``arbitrary_types_allowed``, ``__get_pydantic_core_schema__``), so those are replaced; a
+    dict (read by pydantic as a core schema) is most likely a JSON Schema without its
+    ``properties``. Other errors (a bound that does not fit its type) keep pydantic's words.
+    """
+    if isinstance(error, PydanticSchemaGenerationError) or isinstance(annotation, Mapping):
+        hint = (
+            ' (a JSON Schema has its fields in "properties": {"type": "object", '
+            '"properties": {...}})'
+            if isinstance(annotation, Mapping)
+            else ""
+        )
+        return (
+            f"schema field {name!r}: {annotation!r} is not a type; give a Python type such as "
+            f"str, int, list[str], a Literal or a pydantic model{hint}"
+        )
+    return f"schema field {name!r}: {annotation!r} cannot be used ({_one_line(error)})"
 
 
 def _admits_none(annotation: Any) -> bool:

@@ -6,13 +6,13 @@ import enum
 import json
 import math
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import pandas as pd
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
@@ -266,6 +266,44 @@ def test_a_json_schema_whose_top_is_not_an_object_says_so(schema: object, messag
     with pytest.raises(ConfigError) as info:
         Schema.of(schema)
     assert str(info.value) == message
+
+
+GIVE_A_TYPE = "give a Python type such as str, int, list[str], a Literal or a pydantic model"
+
+
+class Unfinished(BaseModel):
+    part: Undefined  # type: ignore[name-defined]  # noqa: F821 - never defined: never complete
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"a": 5}, f"schema field 'a': 5 is not a type; {GIVE_A_TYPE}"),
+        ({"a": [str]}, f"schema field 'a': [<class 'str'>] is not a type; {GIVE_A_TYPE}"),
+        (
+            {"stars": {"type": "integer"}},
+            f"schema field 'stars': {{'type': 'integer'}} is not a type; {GIVE_A_TYPE} (a JSON "
+            'Schema has its fields in "properties": {"type": "object", "properties": {...}})',
+        ),
+        (
+            {"a": Annotated[int, Field(gt="x")]},  # a type, with a bound that does not fit it
+            "cannot be used (Error building",
+        ),
+        (
+            Unfinished,
+            "schema cannot be written as a JSON Schema: `Unfinished` is not fully defined; you "
+            "should define `Undefined`",
+        ),
+    ],
+)
+def test_a_field_that_is_not_a_type_is_one_line_saying_what_to_give(
+    schema: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert "errors.pydantic.dev" not in str(info.value)
 
 
 NOT_SUPPORTED = "is not supported in a JSON Schema here; pass a pydantic model for that"
