@@ -9,13 +9,21 @@ column (``Schema.dtypes``).
 A JSON Schema is translated into a pydantic model keyword by keyword; a keyword outside the
 subset below raises ``ConfigError`` rather than being silently ignored:
 
-- ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties``
-  (``false`` forbids extra keys; otherwise they are ignored), ``items``, ``enum``, ``const``,
-  ``anyOf`` / ``oneOf``, ``$ref`` into ``$defs`` / ``definitions`` (not recursive);
+- ``type`` (one or a list), ``properties``, ``required`` (a property not in it may be left
+  out of an answer or be null, see below), ``additionalProperties`` (``false`` forbids extra
+  keys; otherwise they are ignored), ``items``, ``enum``, ``const``, ``anyOf`` / ``oneOf``,
+  ``$ref`` into ``$defs`` / ``definitions`` (not recursive);
 - bounds: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``,
   ``multipleOf``, ``minLength``, ``maxLength``, ``pattern``, ``minItems``, ``maxItems``;
 - annotations, which change nothing: ``title``, ``description``, ``default``,
   ``examples``, ``$schema``, ``$id``, ``$comment``, ``format`` (not checked).
+
+OpenAI's strict mode has no optional properties, so a property not in ``required`` is asked
+for as required with null allowed, and null is how a strict answer leaves it out: an answer
+may give null there even when the property's own type does not allow it (reading it as
+JSON Schema would have it refused every answer that did as the request said). Left out or
+null, its column is missing; a value that is there and not null must fit the type. A
+property in ``required`` is null only where its type allows null.
 
 Length: the JSON Schema keywords it honours are translated one by one, each with the
 error that names a keyword it cannot honour; splitting them apart would scatter one table.
@@ -470,7 +478,7 @@ class _Translator:
             annotation = self.annotation(sub, _join(path, name))
             if name in required:
                 definitions[name] = (annotation, ...)
-            else:
+            else:  # asked for with null allowed, strict mode's "left out" (module docstring)
                 definitions[name] = (Optional[annotation], None)  # noqa: UP045
         extra: Literal["ignore", "forbid"] = "forbid" if closed else "ignore"
         name = title or node.get("title") or path.rsplit(".", 1)[-1].strip("[]") or "Object"

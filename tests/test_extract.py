@@ -202,6 +202,46 @@ def test_a_json_schema_keeps_its_bounds_refs_and_closed_objects() -> None:
     assert rejected.value.fields == ("name", "items.price", "note")
 
 
+def test_a_json_schema_property_not_required_may_be_null_as_strict_mode_asks() -> None:
+    """OpenAI's strict mode has no optional properties: the request lists ``tone`` as required
+    with null allowed, so null is how a strict answer leaves it out, and it must be read. (A
+    reader that held null to the enum would refuse every answer that did as it was asked.)"""
+    tone = {"type": "string", "enum": ["a", "b"]}
+    optional = Schema.of({"type": "object", "properties": {"tone": tone}})
+    sent = optional.response_format()["json_schema"]["schema"]
+    assert sent["required"] == ["tone"]
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["tone"] == {"anyOf": [tone, {"type": "null"}]}
+    reader = ExtractFormat(optional)
+    answers = ['{"tone": null}', "{}", '{"tone": "b"}']
+    assert [reader.parse(answer) for answer in answers] == [
+        {"tone": None},
+        {"tone": None},
+        {"tone": "b"},
+    ]
+    values = [reader.read(answer) for answer in answers]
+    out = reader.add_columns(pd.DataFrame({"response": answers}), values, before="response")
+    assert out["tone"].isna().tolist() == [True, True, False]
+    for answer, detail in [
+        ('{"tone": "c"}', "tone: not one of 'a' or 'b' ('c')"),
+        ('{"tone": 5}', "tone: not one of 'a' or 'b' (5)"),
+    ]:  # a value that is there and not null must fit
+        with pytest.raises(AnswerRejected) as rejected:
+            reader.read(answer)
+        assert rejected.value.detail == detail
+    required = ExtractFormat(
+        Schema.of({"type": "object", "properties": {"tone": tone}, "required": ["tone"]})
+    )
+    assert required.schema.json_schema()["properties"]["tone"] == tone  # null not offered
+    with pytest.raises(AnswerRejected) as rejected:
+        required.read('{"tone": null}')
+    assert rejected.value.detail == "tone: not one of 'a' or 'b' (None)"
+    nullable = {"type": ["string", "null"]}
+    for properties in ({"tone": nullable}, {"tone": {"anyOf": [tone, {"type": "null"}]}}):
+        schema = {"type": "object", "properties": properties, "required": ["tone"]}
+        assert ExtractFormat(Schema.of(schema)).parse('{"tone": null}') == {"tone": None}
+
+
 @pytest.mark.parametrize(
     ("schema", "message"),
     [
