@@ -9,13 +9,21 @@ column (``Schema.dtypes``).
 A JSON Schema is translated into a pydantic model keyword by keyword; a keyword outside the
 subset below raises ``ConfigError`` rather than being silently ignored:
 
-- ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties``
-  (``false`` forbids extra keys; otherwise they are ignored), ``items``, ``enum``, ``const``,
-  ``anyOf`` / ``oneOf``, ``$ref`` into ``$defs`` / ``definitions`` (not recursive);
+- ``type`` (one or a list), ``properties``, ``required`` (a property not in it may be left
+  out of an answer or be null, see below), ``additionalProperties`` (``false`` forbids extra
+  keys; otherwise they are ignored), ``items``, ``enum``, ``const``, ``anyOf`` / ``oneOf``,
+  ``$ref`` into ``$defs`` / ``definitions`` (not recursive);
 - bounds: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``,
   ``multipleOf``, ``minLength``, ``maxLength``, ``pattern``, ``minItems``, ``maxItems``;
 - annotations, which change nothing: ``title``, ``description``, ``default``,
   ``examples``, ``$schema``, ``$id``, ``$comment``, ``format`` (not checked).
+
+OpenAI's strict mode has no optional properties, so a property not in ``required`` is asked
+for as required with null allowed, and null is how a strict answer leaves it out: an answer
+may give null there even when the property's own type does not allow it (reading it as
+JSON Schema would have it refused every answer that did as the request said). Left out or
+null, its column is missing; a value that is there and not null must fit the type. A
+property in ``required`` is null only where its type allows null.
 
 Length: the JSON Schema keywords it honours are translated one by one, each with the
 error that names a keyword it cannot honour; splitting them apart would scatter one table.
@@ -80,6 +88,13 @@ _SCALARS: dict[str, Any] = {
     "boolean": bool,
     "null": type(None),
 }
+#: The names JSON Schema gives its types: a dict whose ``type`` is one of them (or a list of
+#: them) is a JSON Schema, not a dict of field types.
+_JSON_TYPES = frozenset({*_SCALARS, "object", "array"})
+#: Keywords that make a dict a JSON Schema when their value is a dict or a bool (``$schema`` /
+#: ``$ref`` / ``$id``: a string), as a Python type never is.
+_JSON_NODES = ("properties", "items", "additionalProperties", "$defs", "definitions")
+_JSON_NAMES = ("$schema", "$ref", "$id")
 _NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 #: The dtype of a column of Python objects (lists, dicts, anything without a better dtype).
 OBJECT = np.dtype(object)
@@ -104,10 +119,24 @@ class Schema:
     def of(cls, schema: object) -> Schema:
         """The schema of a pydantic model class, a dict of field types, or a JSON Schema dict.
 
-        A dict is a JSON Schema when it has ``"type": "object"`` or ``"properties"`` at the top;
-        otherwise it maps field names to Python types (``str``, ``int | None``,
+        A dict is a JSON Schema when its ``type`` is a JSON Schema type name (``"object"``,
+        ``"array"``, ``"string"``, ...), or it has ``properties``, ``items``, ``$defs`` ... as
+        dicts or ``$schema`` as a string; its top level must then be an object with
+        ``properties``. Otherwise it maps field names to Python types (``str``, ``int | None``,
         ``Literal["a", "b"]``, ``list[str]``, a nested model, ...); an ``Optional`` field may be
         left out of an answer (it is then missing). Raises ``ConfigError`` for anything else.
+
+        Keys of an answer that the schema does not name (the request says
+        ``additionalProperties: false``, but a server that ignores it, or an answer asked for in
+        words, may have some): a dict of types refuses them, since a misspelt ``Optional``
+        field would otherwise vanish without a word; a JSON Schema refuses them where it says
+        ``additionalProperties: false`` and drops them otherwise (its own default allows
+        them); a pydantic model, and each model nested in one, does what its own
+        ``model_config["extra"]`` says, as ``Model.model_validate_json(answer, strict=True)``
+        would: pydantic's default ``"ignore"`` drops them, ``"forbid"`` refuses them,
+        ``"allow"`` keeps them in the answer's dict (``flatten=False``) but makes no column of
+        them. A refused key is the row's ``INVALID`` error (``extra: not a field of the schema
+        (1)``).
         """
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             model = schema
@@ -124,7 +153,9 @@ class Schema:
         try:
             model.model_json_schema()
         except (PydanticSchemaGenerationError, PydanticUserError) as exc:
-            raise ConfigError(f"schema cannot be written as a JSON Schema: {exc}") from None
+            raise ConfigError(
+                f"schema cannot be written as a JSON Schema: {_one_line(exc)}"
+            ) from None
         fields = tuple(info.alias or name for name, info in model.model_fields.items())
         if not fields:
             raise ConfigError("schema has no fields: give it at least one")
@@ -268,6 +299,12 @@ def _shown(value: object) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
+def _one_line(error: Exception) -> str:
+    """An error's text up to its first blank line (pydantic's link to its docs comes after),
+    on one line."""
+    return " ".join(str(error).split("\n\n", 1)[0].split())
+
+
 def _shown_type(value: object) -> str:
     if isinstance(value, Mapping) and not value:
         return "an empty dict"
@@ -285,11 +322,31 @@ def _model_from_types(fields: Mapping[Any, Any]) -> type[BaseModel]:
         try:
             TypeAdapter(annotation)
         except (PydanticSchemaGenerationError, PydanticUserError, SchemaError, TypeError) as exc:
-            raise ConfigError(
-                f"schema field {name!r}: {annotation!r} is not a type ({exc})"
-            ) from None
+            raise ConfigError(_not_a_type(name, annotation, exc)) from None
         definitions[name] = (annotation, None if _admits_none(annotation) else ...)
-    return _create("Extracted", definitions, extra="ignore")
+    return _create("Extracted", definitions, extra="forbid")
+
+
+def _not_a_type(name: str, annotation: object, error: Exception) -> str:
+    """Why a field of a dict of types cannot be used, in one line.
+
+    pydantic's words for a value that is no type at all are advice for a model's author
+    (``arbitrary_types_allowed``, ``__get_pydantic_core_schema__``), so those are replaced; a
+    dict (read by pydantic as a core schema) is most likely a JSON Schema without its
+    ``properties``. Other errors (a bound that does not fit its type) keep pydantic's words.
+    """
+    if isinstance(error, PydanticSchemaGenerationError) or isinstance(annotation, Mapping):
+        hint = (
+            ' (a JSON Schema has its fields in "properties": {"type": "object", '
+            '"properties": {...}})'
+            if isinstance(annotation, Mapping)
+            else ""
+        )
+        return (
+            f"schema field {name!r}: {annotation!r} is not a type; give a Python type such as "
+            f"str, int, list[str], a Literal or a pydantic model{hint}"
+        )
+    return f"schema field {name!r}: {annotation!r} cannot be used ({_one_line(error)})"
 
 
 def _admits_none(annotation: Any) -> bool:
@@ -317,7 +374,13 @@ def _create(
 
 
 def _looks_like_json_schema(schema: Mapping[Any, Any]) -> bool:
-    return schema.get("type") == "object" or isinstance(schema.get("properties"), Mapping)
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if kinds and all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return True
+    return any(isinstance(schema.get(key), (Mapping, bool)) for key in _JSON_NODES) or any(
+        isinstance(schema.get(key), str) for key in _JSON_NAMES
+    )
 
 
 def _model_from_json_schema(schema: Mapping[str, Any]) -> type[BaseModel]:
@@ -325,14 +388,25 @@ def _model_from_json_schema(schema: Mapping[str, Any]) -> type[BaseModel]:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"schema is not a JSON Schema (not JSON: {exc})") from None
-    model = _Translator(schema).annotation(schema, "schema", title="Extracted")
+    top = (
+        'the top level of a JSON Schema for extract() must be an object ("type": "object" '
+        'with "properties"), got '
+    )
+    if "type" in schema and schema["type"] != "object":
+        raise ConfigError(f'{top}"type": {json.dumps(schema["type"])}')
+    model = _Translator(schema).annotation(schema, "", title="Extracted")
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ConfigError("a JSON Schema for extract() must be an object with properties")
+        raise ConfigError(f'{top}no "properties"')
     return model
 
 
 class _Translator:
-    """JSON Schema -> pydantic types, one node at a time (``path`` names a node in errors)."""
+    """JSON Schema -> pydantic types, one node at a time.
+
+    ``path`` names a node in errors, as ``_at`` words it: ``""`` for the top, then property
+    names joined by dots, ``[]`` for an array's items, ``{}`` for a map's values,
+    ``anyOf[1]`` for an option, and ``$defs.Name`` inside a definition.
+    """
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
@@ -342,11 +416,11 @@ class _Translator:
         if node is True or node == {}:
             return Any
         if not isinstance(node, Mapping):
-            raise ConfigError(f"schema {path}: expected a JSON Schema object, got {node!r}")
+            raise ConfigError(f"{_at(path)}: expected a JSON Schema object, got {node!r}")
         unknown = sorted(set(node) - _KNOWN)
         if unknown:
             raise ConfigError(
-                f"schema {path}: {', '.join(map(repr, unknown))} is not supported in a JSON "
+                f"{_at(path)}: {', '.join(map(repr, unknown))} is not supported in a JSON "
                 "Schema here; pass a pydantic model for that"
             )
         base = self.base(node, path, title)
@@ -361,15 +435,15 @@ class _Translator:
         if "enum" in node:
             values = node["enum"]
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"schema {path}: enum must be a non-empty list")
+                raise ConfigError(f"{_at(path)}: enum must be a non-empty list")
             return Literal[tuple(values)]
         for key in ("anyOf", "oneOf"):
             if key in node:
                 options = node[key]
                 if not isinstance(options, list) or not options:
-                    raise ConfigError(f"schema {path}: {key} must be a non-empty list")
+                    raise ConfigError(f"{_at(path)}: {key} must be a non-empty list")
                 members = [
-                    self.annotation(option, f"{path}.{key}[{i}]")
+                    self.annotation(option, _join(path, f"{key}[{i}]"))
                     for i, option in enumerate(options)
                 ]
                 return Union[tuple(members)]  # noqa: UP007 - built at run time
@@ -387,7 +461,7 @@ class _Translator:
         if kind == "array":
             return list[self.annotation(node.get("items", True), f"{path}[]")]  # type: ignore[misc]
         if kind != "object":
-            raise ConfigError(f"schema {path}: unknown type {kind!r}")
+            raise ConfigError(f"{_at(path)}: unknown type {kind!r}")
         properties = node.get("properties")
         closed = node.get("additionalProperties") is False
         if properties is None and not closed:
@@ -395,16 +469,16 @@ class _Translator:
             return dict[str, self.annotation(values, f"{path}{{}}")]  # type: ignore[misc]
         properties = {} if properties is None else properties
         if not isinstance(properties, Mapping):
-            raise ConfigError(f"schema {path}: properties must be an object")
+            raise ConfigError(f"{_at(path)}: properties must be an object")
         required = node.get("required", [])
         if not isinstance(required, list) or not set(required) <= set(properties):
-            raise ConfigError(f"schema {path}: required must list names of its properties")
+            raise ConfigError(f"{_at(path)}: required must list names of its properties")
         definitions: dict[str, Any] = {}
         for name, sub in properties.items():
-            annotation = self.annotation(sub, f"{path}.{name}")
+            annotation = self.annotation(sub, _join(path, name))
             if name in required:
                 definitions[name] = (annotation, ...)
-            else:
+            else:  # asked for with null allowed, strict mode's "left out" (module docstring)
                 definitions[name] = (Optional[annotation], None)  # noqa: UP045
         extra: Literal["ignore", "forbid"] = "forbid" if closed else "ignore"
         name = title or node.get("title") or path.rsplit(".", 1)[-1].strip("[]") or "Object"
@@ -418,16 +492,25 @@ class _Translator:
             else None
         )
         if not isinstance(table, Mapping) or name not in table:
-            raise ConfigError(f"schema {path}: $ref {ref!r} does not point into $defs")
+            raise ConfigError(f"{_at(path)}: $ref {ref!r} does not point into $defs")
         if ref in self.resolving:
             raise ConfigError(
-                f"schema {path}: $ref {ref!r} is recursive; pass a pydantic model for that"
+                f"{_at(path)}: $ref {ref!r} is recursive; pass a pydantic model for that"
             )
         self.resolving.append(ref)
         try:
-            return self.annotation(table[name], f"{path}({name})", title=name)
+            return self.annotation(table[name], f"{prefix[2:]}.{name}", title=name)
         finally:
             self.resolving.pop()
+
+
+def _at(path: str) -> str:
+    """Where in a JSON Schema an error is: ``schema``, or ``schema at items[].price``."""
+    return f"schema at {path}" if path else "schema"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 # --- strict response_format ------------------------------------------------------------------

@@ -6,13 +6,13 @@ import enum
 import json
 import math
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import pandas as pd
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
@@ -202,6 +202,46 @@ def test_a_json_schema_keeps_its_bounds_refs_and_closed_objects() -> None:
     assert rejected.value.fields == ("name", "items.price", "note")
 
 
+def test_a_json_schema_property_not_required_may_be_null_as_strict_mode_asks() -> None:
+    """OpenAI's strict mode has no optional properties: the request lists ``tone`` as required
+    with null allowed, so null is how a strict answer leaves it out, and it must be read. (A
+    reader that held null to the enum would refuse every answer that did as it was asked.)"""
+    tone = {"type": "string", "enum": ["a", "b"]}
+    optional = Schema.of({"type": "object", "properties": {"tone": tone}})
+    sent = optional.response_format()["json_schema"]["schema"]
+    assert sent["required"] == ["tone"]
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["tone"] == {"anyOf": [tone, {"type": "null"}]}
+    reader = ExtractFormat(optional)
+    answers = ['{"tone": null}', "{}", '{"tone": "b"}']
+    assert [reader.parse(answer) for answer in answers] == [
+        {"tone": None},
+        {"tone": None},
+        {"tone": "b"},
+    ]
+    values = [reader.read(answer) for answer in answers]
+    out = reader.add_columns(pd.DataFrame({"response": answers}), values, before="response")
+    assert out["tone"].isna().tolist() == [True, True, False]
+    for answer, detail in [
+        ('{"tone": "c"}', "tone: not one of 'a' or 'b' ('c')"),
+        ('{"tone": 5}', "tone: not one of 'a' or 'b' (5)"),
+    ]:  # a value that is there and not null must fit
+        with pytest.raises(AnswerRejected) as rejected:
+            reader.read(answer)
+        assert rejected.value.detail == detail
+    required = ExtractFormat(
+        Schema.of({"type": "object", "properties": {"tone": tone}, "required": ["tone"]})
+    )
+    assert required.schema.json_schema()["properties"]["tone"] == tone  # null not offered
+    with pytest.raises(AnswerRejected) as rejected:
+        required.read('{"tone": null}')
+    assert rejected.value.detail == "tone: not one of 'a' or 'b' (None)"
+    nullable = {"type": ["string", "null"]}
+    for properties in ({"tone": nullable}, {"tone": {"anyOf": [tone, {"type": "null"}]}}):
+        schema = {"type": "object", "properties": properties, "required": ["tone"]}
+        assert ExtractFormat(Schema.of(schema)).parse('{"tone": null}') == {"tone": None}
+
+
 @pytest.mark.parametrize(
     ("schema", "message"),
     [
@@ -239,7 +279,204 @@ def test_a_schema_that_cannot_be_used_is_refused_before_anything_is_sent(
     assert message in str(info.value)
 
 
+TOP_LEVEL = 'the top level of a JSON Schema for extract() must be an object ("type": "object"'
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "array", "items": {"type": "string"}},
+            f'{TOP_LEVEL} with "properties"), got "type": "array"',
+        ),
+        ({"type": "string"}, f'{TOP_LEVEL} with "properties"), got "type": "string"'),
+        (
+            {"type": ["object", "null"], "properties": {"a": {}}},
+            f'{TOP_LEVEL} with "properties"), got "type": ["object", "null"]',
+        ),
+        ({"type": "object"}, f'{TOP_LEVEL} with "properties"), got no "properties"'),
+        ({"items": {"type": "string"}}, f'{TOP_LEVEL} with "properties"), got no "properties"'),
+        (
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": {}},
+            f'{TOP_LEVEL} with "properties"), got no "properties"',
+        ),
+    ],
+)
+def test_a_json_schema_whose_top_is_not_an_object_says_so(schema: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert str(info.value) == message
+
+
+GIVE_A_TYPE = "give a Python type such as str, int, list[str], a Literal or a pydantic model"
+
+
+class Unfinished(BaseModel):
+    part: Undefined  # type: ignore[name-defined]  # noqa: F821 - never defined: never complete
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"a": 5}, f"schema field 'a': 5 is not a type; {GIVE_A_TYPE}"),
+        ({"a": [str]}, f"schema field 'a': [<class 'str'>] is not a type; {GIVE_A_TYPE}"),
+        (
+            {"stars": {"type": "integer"}},
+            f"schema field 'stars': {{'type': 'integer'}} is not a type; {GIVE_A_TYPE} (a JSON "
+            'Schema has its fields in "properties": {"type": "object", "properties": {...}})',
+        ),
+        (
+            {"a": Annotated[int, Field(gt="x")]},  # a type, with a bound that does not fit it
+            "cannot be used (Error building",
+        ),
+        (
+            Unfinished,
+            "schema cannot be written as a JSON Schema: `Unfinished` is not fully defined; you "
+            "should define `Undefined`",
+        ),
+    ],
+)
+def test_a_field_that_is_not_a_type_is_one_line_saying_what_to_give(
+    schema: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert "errors.pydantic.dev" not in str(info.value)
+
+
+NOT_SUPPORTED = "is not supported in a JSON Schema here; pass a pydantic model for that"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "if": {}},
+            f"schema: 'if' {NOT_SUPPORTED}",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "if": {}}}},
+            f"schema at a: 'if' {NOT_SUPPORTED}",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"anyOf": [{"type": "string"}, {"patternProperties": {}}]}},
+            },
+            f"schema at a.anyOf[1]: 'patternProperties' {NOT_SUPPORTED}",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"price": {"type": "text"}}},
+                    }
+                },
+            },
+            "schema at items[].price: unknown type 'text'",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/A"}},
+                "$defs": {"A": {"type": "object", "properties": {"b": {"enum": []}}}},
+            },
+            "schema at $defs.A.b: enum must be a non-empty list",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"$ref": "#/$defs/B"}}},
+            "schema at a: $ref '#/$defs/B' does not point into $defs",
+        ),
+    ],
+)
+def test_a_json_schema_error_names_where_in_the_schema_it_is(
+    schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Schema.of(schema)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": str, "items": list[str]},  # fields named like JSON Schema keywords
+        {"type": "str", "format": "int"},  # written as strings, as annotations may be
+        {"properties": dict[str, int]},
+    ],
+)
+def test_a_dict_of_types_with_fields_named_like_keywords_stays_a_dict_of_types(
+    schema: dict[str, Any],
+) -> None:
+    assert Schema.of(schema).fields == tuple(schema)
+
+
 # --- reading answers -------------------------------------------------------------------------
+
+
+class Item(BaseModel):
+    product: str
+
+
+class ClosedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: str
+
+
+class KeepingItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    product: str
+
+
+OPEN_ITEM: dict[str, Any] = {"type": "object", "properties": {"product": {"type": "string"}}}
+CLOSED_ITEM: dict[str, Any] = {**OPEN_ITEM, "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    ("schema", "parsed"),
+    [
+        ({"product": str}, None),  # our own model, closed as the request says
+        (CLOSED_ITEM, None),
+        (ClosedItem, None),
+        (OPEN_ITEM, {"product": "kettle"}),  # JSON Schema's default: other keys allowed
+        (Item, {"product": "kettle"}),  # pydantic's default: other keys ignored
+        (KeepingItem, {"product": "kettle", "extra": 1}),
+    ],
+    ids=["dict of types", "closed JSON Schema", "forbid", "open JSON Schema", "model", "allow"],
+)
+def test_a_key_the_schema_does_not_name_is_refused_unless_the_schema_allows_it(
+    schema: object, parsed: dict[str, Any] | None
+) -> None:
+    reader = ExtractFormat(Schema.of(schema))
+    answer = '{"product": "kettle", "extra": 1}'
+    assert reader.schema.json_schema()["additionalProperties"] is False  # asked for none
+    if parsed is not None:
+        assert reader.parse(answer) == parsed
+        out = reader.add_columns(pd.DataFrame({"response": [answer]}), [answer], before="response")
+        assert list(out.columns) == ["product", "response"]  # never a column of its own
+        return
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read(answer)
+    assert rejected.value.detail == "extra: not a field of the schema (1)"
+    assert rejected.value.fields == ("extra",)
+
+
+def test_a_model_nested_in_a_dict_of_types_keeps_its_own_word_on_extra_keys() -> None:
+    reader = ExtractFormat(Schema.of({"loose": Item | None, "closed": ClosedItem | None}))
+    assert reader.parse('{"loose": {"product": "a", "colour": "red"}}') == {
+        "loose": {"product": "a"},
+        "closed": None,
+    }
+    with pytest.raises(AnswerRejected) as rejected:
+        reader.read('{"closed": {"product": "a", "colour": "red"}, "note": 1}')
+    assert rejected.value.detail == (
+        "closed.colour: not a field of the schema ('red'); note: not a field of the schema (1)"
+    )
+    assert rejected.value.fields == ("closed.colour", "note")
 
 
 @pytest.mark.parametrize(
