@@ -418,7 +418,11 @@ class HolySheepFrameAccessor:
         ``<think>...</think>``, and validated in pydantic's strict mode: nothing is coerced.
         A row whose answer does not fit has every field missing and ``error`` names each
         field and why (``answer does not fit the schema: stars: not an integer ('five')``);
-        the report counts failures per field. Raises ``ConfigError`` for a schema it cannot
+        the report counts failures per field. A key the schema does not name is refused for
+        a dict of types, follows ``additionalProperties`` for a JSON Schema and the model's
+        own ``extra`` setting for a pydantic model (pydantic's default drops it); an
+        optional field may be null or left out (strict mode has no optional properties,
+        so the request asks for it as nullable). Raises ``ConfigError`` for a schema it cannot
         use. Options, ``batch`` and ``submit_only`` as ``complete``.
         """
         answer_format = _extract_format(schema, instructions, flatten, structured)
