@@ -33,6 +33,23 @@ class EncodedParams(dict[str, Any]):
             encoded = cache[structured] = (b"," + text) if text else b""
         return encoded
 
+    def head(self, model: str, messages: Sequence[Mapping[str, str]]) -> bytes | None:
+        """``{"model":...,"messages":[`` with the messages before the prompt, encoded once
+        for the run (its model and system message are the same in every request), or None
+        for messages of another shape (then the whole body is encoded)."""
+        if len(messages) == 1:
+            key: tuple[object, ...] = (model,)
+        elif len(messages) == 2 and messages[0].get("role") == "system":
+            key = (model, *messages[0].items())
+        else:
+            return None
+        heads: dict[tuple[object, ...], bytes] = self.__dict__.setdefault("_heads", {})
+        encoded = heads.get(key)
+        if encoded is None:
+            leading = b"".join(_dumps(dict(message)) + b"," for message in messages[:-1])
+            encoded = heads[key] = b'{"model":%b,"messages":[%b' % (_dumps(model), leading)
+        return encoded
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -65,11 +82,14 @@ class ChatRequest:
         if not structured and self.unstructured_system is not None:
             messages = build_messages(messages[-1]["content"], self.unstructured_system)
         params = self.params
-        if isinstance(params, EncodedParams):
-            fragment = params.fragment(structured=structured)
-        else:
-            fragment = EncodedParams(params).fragment(structured=structured)
-        return b'{"model":%b,"messages":%b%b}' % (_dumps(model), _dumps(list(messages)), fragment)
+        if not isinstance(params, EncodedParams):
+            params = EncodedParams(params)
+        fragment = params.fragment(structured=structured)
+        head = params.head(model, messages)
+        if head is None:
+            encoded = _dumps(list(messages))
+            return b'{"model":%b,"messages":%b%b}' % (_dumps(model), encoded, fragment)
+        return b"%b%b]%b}" % (head, _dumps(messages[-1]), fragment)
 
 
 def _dumps(value: object) -> bytes:
