@@ -100,10 +100,16 @@ async def test_told_and_paced_a_full_window_is_no_hold(clock: FakeClock) -> None
     assert reply["wait"] == pytest.approx(3 * step)  # the pace alone: no send time changed
     status = limits.status()
     assert (status["held_for"], status["hold_reason"]) == (0.0, "")
+    assert (status["paused"], status["paused_seconds"]) == (0, 0.0)  # nor in the report
     # A hold past the pace's next turn holds for real, and is said.
     limits.release("a1", headers=_budget(left=0, reset="1s", limit=40))
     assert (await limits.admit("c", "w2", 0))["wait"] == pytest.approx(1.0)
-    assert limits.status()["hold_reason"] == "the provider's budget is spent"
+    status = limits.status()
+    assert status["hold_reason"] == "the provider's budget is spent"
+    # Counted once, though both the scheduler's count and a worker say so.
+    limits.hold(1.0, "the provider's budget is spent")
+    assert limits.status()["paused"] == 1
+    assert limits.status()["paused_seconds"] == pytest.approx(1.0)
 
 
 async def test_a_stale_reading_never_lets_more_through(clock: FakeClock) -> None:

@@ -141,6 +141,8 @@ class RunLimits:
     leases: dict[str, _Lease] = field(default_factory=dict)
     hold_until: float = -math.inf
     hold_reason: str = ""
+    paused: int = 0  # holds of the run (the merged report's; workers' overlapping ones once)
+    paused_seconds: float = 0.0  # their time, overlaps counted once
     stop: tuple[str, str] | None = None  # (cause, advice)
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     started: float | None = None
@@ -244,10 +246,14 @@ class RunLimits:
         holds were the bar's ``held=0s, the provider's budget is spent`` in runs without a
         429; a hold past the pace still holds, and is shown.
         """
-        until = self.clock() + seconds
+        now = self.clock()
+        until = now + seconds
         if self._requests is not None and until <= self._requests.theoretical:
             return  # the pace's next turn only moves later: it covers this hold
         if until > self.hold_until:
+            if self.hold_until <= now:
+                self.paused += 1
+            self.paused_seconds += until - max(now, self.hold_until)
             self.hold_until = until
             self.hold_reason = reason
 
@@ -312,6 +318,8 @@ class RunLimits:
             "in_flight": len(self.leases),
             "held_for": max(0.0, self.hold_until - now),
             "hold_reason": self.hold_reason,
+            "paused": self.paused,
+            "paused_seconds": self.paused_seconds,
             "stop": list(self.stop) if self.stop else None,
             "elapsed": (self.finished or now) - self.started if self.started is not None else 0.0,
         }

@@ -7,7 +7,8 @@ counts, failures by cause, labels, tokens and cost are exact sums; latency perce
 read from the merged samples (exact while no partition sent more than ``REPORT_SAMPLE`` rows,
 a sample otherwise); ``elapsed`` is the scheduler's time from the first partition's start to
 the last one's end; the timeline is the partitions' per-second counts, each shifted by its
-start. Per worker: partitions, rows and requests.
+start; holds (how many, how long) are the scheduler's run-wide ones, not the partitions'
+sum. Per worker: partitions, rows and requests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 #: The per-partition counts that add up.
 _SUMS = (
     "succeeded", "failed", "cached", "not_sent", "deduplicated", "retries", "rate_limited",
-    "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
+    "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens",
 )  # fmt: skip
 
 
@@ -68,7 +69,6 @@ class ClusterReport(RunReport):
         failures: Counter[str] = Counter()
         failed_fields: Counter[str] = Counter()
         labels: Counter[str] = Counter()
-        paused_seconds = 0.0
         cost: float | None = None
         for report in reports:
             for name in _SUMS:
@@ -76,12 +76,14 @@ class ClusterReport(RunReport):
             failures.update(report["failures"])
             failed_fields.update(report["failed_fields"])
             labels.update(report["labels"])
-            paused_seconds += float(report["paused_seconds"])
             if report["cost"] is not None:
                 cost = (cost or 0.0) + float(report["cost"])
         stats.failures = failures
         stats.failed_fields = failed_fields
-        stats.paused_seconds = paused_seconds
+        # Holds are the cluster's, as the scheduler kept them: the partitions' own overlap,
+        # and some of them held nothing the shared pace did not hold already.
+        stats.paused = int(status["paused"])
+        stats.paused_seconds = float(status["paused_seconds"])
         stop = status.get("stop")
         stats.stop = RunStop(*stop) if stop else None
         latency = np.array([t for report in reports for t in report["latency_sample"]], float)
