@@ -491,6 +491,12 @@ def _schema(path: Path) -> dict[str, Any]:
     if not isinstance(schema, dict):
         kind = type(schema).__name__
         raise _Misuse(f"--schema {path}: expected a JSON Schema object, got {kind}")
+    if "type" not in schema and "properties" not in schema:
+        # In Python a dict may map fields to types; a file can only be a JSON Schema.
+        raise _Misuse(
+            f'--schema {path}: expected a JSON Schema ({{"type": "object", "properties": '
+            f"{{...}}}}), got an object with keys {', '.join(map(repr, list(schema)[:5]))}"
+        )
     return schema
 
 

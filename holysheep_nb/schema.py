@@ -420,8 +420,9 @@ class _Translator:
         unknown = sorted(set(node) - _KNOWN)
         if unknown:
             raise ConfigError(
-                f"{_at(path)}: {', '.join(map(repr, unknown))} is not supported in a JSON "
-                "Schema here; pass a pydantic model for that"
+                f"{_at(path)}: {', '.join(map(repr, unknown))} "
+                f"{'is' if len(unknown) == 1 else 'are'} not supported in a JSON Schema here; "
+                "pass a pydantic model for that"
             )
         base = self.base(node, path, title)
         bounds = {_CONSTRAINTS[key]: node[key] for key in _CONSTRAINTS if key in node}

@@ -383,20 +383,26 @@ def test_extract_passes_the_schema_and_its_options(
     assert read_table(tmp_path / "fields.jsonl", "jsonl")["name"].tolist() == ["x"] * 3
 
 
-def test_extract_with_a_schema_that_is_not_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "is not a JSON file"),
+        ('["a"]', "expected a JSON Schema object, got list"),
+        # A dict of field types is a Python-only form: a file is a JSON Schema or nothing.
+        ('{"a": 5}', 'expected a JSON Schema ({"type": "object", "properties": {...}}), got'),
+    ],
+)
+def test_extract_with_a_schema_file_that_is_not_a_json_schema(
+    text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "schema.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "schema.json").write_text(text, encoding="utf-8")
     source = write_input(tmp_path, reviews(3), "csv")
     code = run("extract", source, "--column", "text", "--schema", tmp_path / "schema.json",
                "--out", tmp_path / "out.csv")  # fmt: skip
     assert code == EXIT_USAGE
-    assert "is not a JSON file" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not hasattr(HolySheepFrameAccessor, "extract"), reason="df.holysheep.extract not merged yet"
-)
 @pytest.mark.parametrize("fmt", ["csv", pytest.param("parquet", marks=needs_pyarrow), "jsonl"])
 def test_extract_a_file_on_the_local_server(fmt: str, server: LocalServer, tmp_path: Path) -> None:
     schema = {

@@ -361,6 +361,11 @@ NOT_SUPPORTED = "is not supported in a JSON Schema here; pass a pydantic model f
             f"schema at a: 'if' {NOT_SUPPORTED}",
         ),
         (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "if": {}, "then": {}},
+            "schema: 'if', 'then' are not supported in a JSON Schema here; pass a pydantic model "
+            "for that",
+        ),
+        (
             {
                 "type": "object",
                 "properties": {"a": {"anyOf": [{"type": "string"}, {"patternProperties": {}}]}},
