@@ -482,6 +482,8 @@ def _method(
 
 
 def _schema(path: Path) -> dict[str, Any]:
+    from holysheep_nb.schema import looks_like_json_schema  # pydantic: for extract only
+
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -491,7 +493,7 @@ def _schema(path: Path) -> dict[str, Any]:
     if not isinstance(schema, dict):
         kind = type(schema).__name__
         raise _Misuse(f"--schema {path}: expected a JSON Schema object, got {kind}")
-    if "type" not in schema and "properties" not in schema:
+    if not looks_like_json_schema(schema):
         # In Python a dict may map fields to types; a file can only be a JSON Schema.
         raise _Misuse(
             f'--schema {path}: expected a JSON Schema ({{"type": "object", "properties": '

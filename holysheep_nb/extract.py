@@ -115,9 +115,6 @@ class ExtractFormat:
         Raises ``AnswerRejected`` (``INVALID``) when the answer holds no JSON object, or one
         that does not fit the schema (``fields`` names the fields at fault).
         """
-        plain = answer[:1] == "{" and answer[-1:] == "}" and _THINK_CLOSE not in answer
-        if plain and self._fits(answer):  # the common answer: the object and nothing else
-            return answer
         text = _without_reasoning(answer)
         stripped = text.strip()
         if stripped[:1] == "{" and stripped[-1:] == "}":

@@ -84,9 +84,10 @@ class LabelSet:
                 )
         lookup: dict[str, str] = {}
         for label in labels:
-            other = lookup.get(_key(label))
+            key = _key(label)
+            other = lookup.get(key)
             if other is None:
-                lookup[_key(label)] = label
+                lookup[key] = label
                 continue
             if other == label:
                 raise ConfigError(f"label {label!r} is given twice: keep one")

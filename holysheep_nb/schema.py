@@ -140,7 +140,7 @@ class Schema:
         """
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             model = schema
-        elif isinstance(schema, Mapping) and _looks_like_json_schema(schema):
+        elif isinstance(schema, Mapping) and looks_like_json_schema(schema):
             model = _model_from_json_schema(schema)
         elif isinstance(schema, Mapping) and schema:
             model = _model_from_types(schema)
@@ -373,7 +373,9 @@ def _create(
 # --- JSON Schema -----------------------------------------------------------------------------
 
 
-def _looks_like_json_schema(schema: Mapping[Any, Any]) -> bool:
+def looks_like_json_schema(schema: Mapping[Any, Any]) -> bool:
+    """True when a dict is a JSON Schema rather than field names mapped to Python types (the
+    rule ``Schema.of`` reads a dict by)."""
     kind = schema.get("type")
     kinds = kind if isinstance(kind, list) else [kind]
     if kinds and all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
