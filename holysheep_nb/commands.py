@@ -29,7 +29,7 @@ import pandas as pd
 
 from holysheep_nb.accessor import HolySheepFrameAccessor
 from holysheep_nb.cache import default_cache_path
-from holysheep_nb.errors import HolySheepError
+from holysheep_nb.errors import HolySheepError, MissingAPIKeyError
 from holysheep_nb.files import (
     FORMATS,
     Format,
@@ -98,6 +98,13 @@ def main(command: str, argv: Sequence[str]) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(parser.prog)
             return _run(command, args)
+    except MissingAPIKeyError:  # its own text speaks of api_key=..., which has no flag here
+        print(
+            f"{parser.prog}: error: no API key for this base URL: set HOLYSHEEP_API_KEY, or name "
+            "the variable that holds it with --api-key-env NAME",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except (_Misuse, HolySheepError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

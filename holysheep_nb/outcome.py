@@ -176,7 +176,8 @@ class RunStop:
     advice: str
 
     def __str__(self) -> str:
-        return f"{self.cause}: {self.advice}"
+        # A cause may end with the provider's own sentence: no "it.: check ..." seam.
+        return f"{self.cause.rstrip('.')}: {self.advice}"
 
 
 class AnswerRejected(Exception):

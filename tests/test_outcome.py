@@ -15,6 +15,7 @@ from holysheep_nb.outcome import (
     OutcomeKind,
     RowOutcome,
     RunStats,
+    RunStop,
     read_answer,
 )
 from holysheep_nb.prompts import PromptSource
@@ -235,3 +236,8 @@ async def test_repeats_are_asked_once_with_the_cache_on_too(tmp_path: object) ->
         assert server.stats()["requests"] == distinct
     assert int(out["shared"].sum()) == len(frame) - distinct
     assert int(out["cached"].sum()) == 0
+
+
+def test_a_stop_reads_as_one_sentence_when_the_providers_message_ends_with_a_period() -> None:
+    stop = RunStop("model not found (HTTP 404): you do not have access to it.", "check model=")
+    assert str(stop) == "model not found (HTTP 404): you do not have access to it: check model="
