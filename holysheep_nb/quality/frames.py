@@ -25,7 +25,7 @@ _CONFIDENCE = re.compile(r"^confidence(?:_\d+)?$")
 def column_of(frame: pd.DataFrame, name: Hashable, role: str) -> pd.Series:
     """The column ``name``, or a ``ConfigError`` naming the closest columns."""
     if name in frame.columns:
-        if list(frame.columns).count(name) > 1:
+        if sum(1 for existing in frame.columns if existing == name) > 1:
             raise ConfigError(f"{role} {name!r} names more than one column of the frame")
         column: pd.Series = frame[name]
         return column

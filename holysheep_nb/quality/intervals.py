@@ -28,6 +28,9 @@ LEVEL = 0.95
 #: Bootstrap resamples: the percentile ends settle to about +-0.01 at 2,000.
 RESAMPLES = 2000
 
+#: Row positions per chunk of resamples given to a statistic at once.
+_CHUNK_CELLS = 1_000_000
+
 Interval = tuple[float, float]
 NAN_INTERVAL: Interval = (math.nan, math.nan)
 
@@ -86,12 +89,19 @@ def bootstrap(
     high)`` ends with shape ``(2,)`` or ``(2, k)``, NaN where fewer than half the resamples
     are defined or there are fewer than two rows.
     """
-    rng = np.random.default_rng(seed)
-    positions = rng.integers(0, rows, size=(resamples, rows)) if rows >= 2 else None
-    if positions is None:
+    if rows < 2:
         probe = np.asarray(statistic(np.zeros((1, max(rows, 1)), dtype=np.int64)))
         return np.full((2, *probe.shape[1:]), np.nan)
-    values = np.asarray(statistic(positions), dtype=float)
+    rng = np.random.default_rng(seed)
+    positions = rng.integers(0, rows, size=(resamples, rows))
+    # A chunk of resamples at a time keeps a statistic's (resamples, rows, ...) arrays small.
+    step = max(1, _CHUNK_CELLS // rows)
+    values = np.concatenate(
+        [
+            np.asarray(statistic(positions[start : start + step]), dtype=float)
+            for start in range(0, resamples, step)
+        ]
+    )
     tail = (1 - level) / 2
     defined = np.sum(~np.isnan(values), axis=0)
     with np.errstate(invalid="ignore"):
