@@ -112,10 +112,15 @@ class LabelEvaluation:
         """The lowest confidence threshold whose kept gold rows' lower interval bound is at
         least ``accuracy`` (see ``Calibration.threshold_for``); None with a
         ``HolySheepWarning`` saying why when there is none."""
-        chosen, reason = self._calibrated().choose_threshold(target(accuracy))
+        chosen, reason = self.choose_threshold(accuracy)
         if chosen is None:
             warnings.warn(reason, HolySheepWarning, stacklevel=2)
         return chosen
+
+    def choose_threshold(self, accuracy: float) -> tuple[float | None, str]:
+        """``threshold_for`` without the warning: ``(threshold or None, what it keeps or
+        why there is none)``."""
+        return self._calibrated().choose_threshold(target(accuracy))
 
     def plot_reliability(self, ax: Axes | None = None) -> Figure | Axes:
         """The reliability diagram (matplotlib, the ``plot`` extra)."""
@@ -184,7 +189,8 @@ class LabelEvaluation:
             ("confusion (gold \\ predicted)", self.confusion),
         ]
         if self.calibration is not None:
-            tables_shown.append(("reliability", self.reliability))
+            reliability = self.reliability
+            tables_shown.append(("reliability", reliability[reliability["rows"] > 0]))
         return title, [("", summary)], tables_shown
 
     def __str__(self) -> str:
