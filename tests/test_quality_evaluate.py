@@ -88,8 +88,10 @@ def test_macro_f1_and_kappa_by_hand_and_against_scikit_learn(ev: LabelEvaluation
     assert ev.macro_f1 == pytest.approx((4 / 7 + 0.8 + 2 / 3) / 3)
     # p_o = 5/8; gold margins 4, 2, 2, 0 and predicted 3, 3, 1, 1 (no label): p_e = 20/64.
     assert ev.kappa == pytest.approx((5 / 8 - 20 / 64) / (1 - 20 / 64))
-    gold = ["positive", "positive", "positive", "negative", "negative", "neutral", "neutral", "positive"]
-    pred = ["positive", "positive", "negative", "negative", "negative", "positive", "neutral", NO_LABEL]
+    gold = ["positive", "positive", "positive", "negative", "negative", "neutral", "neutral",
+            "positive"]  # fmt: skip
+    pred = ["positive", "positive", "negative", "negative", "negative", "positive", "neutral",
+            NO_LABEL]  # fmt: skip
     assert ev.kappa == pytest.approx(cohen_kappa_score(gold, pred))
     assert ev.macro_f1 == pytest.approx(
         f1_score(gold, pred, labels=SENTIMENT, average="macro", zero_division=0)
@@ -135,7 +137,13 @@ def test_reading_it_in_a_terminal_and_in_jupyter(ev: LabelEvaluation) -> None:
     page = ev._repr_html_()
     assert '<table class="holysheep-confusion">' in page
     assert "background:rgba(31,119,180,0.50)" in page  # positive -> positive: 2 of 4
-    assert ev.to_frame().index.tolist() == ["accuracy", "macro_f1", "kappa", "ece", "frame_accuracy"]
+    assert ev.to_frame().index.tolist() == [
+        "accuracy",
+        "macro_f1",
+        "kappa",
+        "ece",
+        "frame_accuracy",
+    ]
     assert ev.to_frame().loc["accuracy"].tolist() == pytest.approx([5 / 8, *wilson(5, 8)])
 
 
