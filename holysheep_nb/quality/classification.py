@@ -283,7 +283,9 @@ def evaluate_labels(
         summary = np.stack([tables.macro_f1(matrices, present_idx), tables.kappa(matrices)], axis=1)
         return np.concatenate([summary, class_f1], axis=1)
 
-    ends = bootstrap(resampled, n, level=level, seed=seed, resamples=resamples)
+    ends = bootstrap(
+        resampled, n, level=level, seed=seed, resamples=resamples, width=2 + len(classes)
+    )
     tp = np.diagonal(counts)[: len(classes)]
     predicted_counts = counts.sum(axis=0)[: len(classes)]
     p_low, p_high = wilson_many(tp, predicted_counts, level)

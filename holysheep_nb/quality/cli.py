@@ -124,11 +124,8 @@ def _run(args: argparse.Namespace) -> str:
 
 def _labels_read_back(frame: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
     """A CSV's text cells as ``label()`` wrote them: numbers for confidence, JSON lists."""
-    frame = frame.copy()
     names = [c for c in frame.columns if str(c).startswith("confidence")]
-    for name in [*names, args.confidence] if args.confidence in frame.columns else names:
-        if not pd.api.types.is_numeric_dtype(frame[name]):
-            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    frame = _numbers(frame, [*names, args.confidence] if args.confidence else names)
     labels = label_column(frame, args.column)
     frame[labels] = frame[labels].map(_json_list)
     return frame
@@ -145,7 +142,7 @@ def _json_list(value: Any) -> Any:
 
 
 def _numbers(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-    """Field columns as numbers when every value is a number (a CSV holds text only)."""
+    """These columns as numbers where every value is one (a CSV holds text only)."""
     frame = frame.copy()
     for name in fields:
         if name in frame.columns and not pd.api.types.is_numeric_dtype(frame[name]):

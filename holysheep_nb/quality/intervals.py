@@ -80,18 +80,18 @@ def bootstrap(
     level: float = LEVEL,
     seed: int | None = 0,
     resamples: int = RESAMPLES,
+    width: int | None = None,
 ) -> np.ndarray:
     """Percentile bootstrap interval of ``statistic`` over ``rows`` rows.
 
     ``statistic`` takes an integer array of row positions of shape ``(resamples, rows)`` (one
-    resample per line) and returns one value per resample, shape ``(resamples,)``, or several,
-    ``(resamples, k)``; NaN marks a resample where it is undefined. Returns the ``(low,
-    high)`` ends with shape ``(2,)`` or ``(2, k)``, NaN where fewer than half the resamples
-    are defined or there are fewer than two rows.
+    resample per line) and returns one value per resample, shape ``(resamples,)``, or
+    ``width`` values, ``(resamples, width)``; NaN marks a resample where it is undefined.
+    Returns the ``(low, high)`` ends with shape ``(2,)`` or ``(2, width)``, NaN where fewer
+    than half the resamples are defined or there are fewer than two rows.
     """
     if rows < 2:
-        probe = np.asarray(statistic(np.zeros((1, max(rows, 1)), dtype=np.int64)))
-        return np.full((2, *probe.shape[1:]), np.nan)
+        return np.full((2,) if width is None else (2, width), np.nan)
     rng = np.random.default_rng(seed)
     positions = rng.integers(0, rows, size=(resamples, rows))
     # A chunk of resamples at a time keeps a statistic's (resamples, rows, ...) arrays small.

@@ -181,7 +181,7 @@ def evaluate_multi(
         jaccard = row_jaccard[positions].mean(axis=1)
         return np.column_stack([jaccard, micro_f1, macro_f1, per_label])
 
-    ends = bootstrap(resampled, n, level=level, seed=seed, resamples=resamples)
+    ends = bootstrap(resampled, n, level=level, seed=seed, resamples=resamples, width=3 + k)
     hits = (y_true & y_pred).sum(axis=0)
     p_low, p_high = wilson_many(hits, y_pred.sum(axis=0), level)
     r_low, r_high = wilson_many(hits, y_true.sum(axis=0), level)
