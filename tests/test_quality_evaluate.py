@@ -201,6 +201,15 @@ def test_no_threshold_is_none_with_the_reason(ev: LabelEvaluation) -> None:
         ev.threshold_for(accuracy=95)
 
 
+def test_the_reliability_diagram(ev: LabelEvaluation) -> None:
+    figure = ev.plot_reliability()
+    ax = figure.axes[0]
+    assert ax.get_title() == f"reliability (ECE {ev.ece:.3f})"
+    points = ax.lines[1].get_xydata()  # after the diagonal: one point per non-empty bin
+    assert points[:, 0] == pytest.approx([0.55, 0.6, 0.7, 0.825, 0.925])
+    assert points[:, 1].tolist() == [0, 0, 1, 1, 1]
+
+
 def test_without_a_confidence_column_calibration_says_how_to_get_one() -> None:
     ev = evaluate(labelled().drop(columns="confidence"), "sentiment")
     with pytest.raises(HolySheepError, match="logprobs=True"):

@@ -41,6 +41,7 @@ from holysheep_nb.quality.intervals import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: Equal-width confidence bins of the reliability table and the ECE.
 BINS = 10
@@ -227,13 +228,15 @@ class Calibration:
             f"({kept[last] / self.confidence.size:.0%}), accuracy lower bound {low[last]:.1%}"
         )
 
-    def plot(self, ax: Axes | None = None) -> Axes:
+    def plot(self, ax: Axes | None = None) -> Figure | Axes:
         """The reliability diagram: accuracy (with its interval) against mean confidence per
-        bin, and the diagonal of perfect calibration. Needs matplotlib (the ``plot`` extra)."""
+        bin, and the diagonal of perfect calibration. Needs matplotlib (the ``plot`` extra).
+        Without ``ax``, returns a new Figure (Jupyter shows it once)."""
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
             raise ImportError("plots need matplotlib: pip install 'holysheep_nb[plot]'") from exc
+        figure = None
         if ax is None:
             figure, ax = plt.subplots(figsize=(4.5, 4.5))
             plt.close(figure)
@@ -257,4 +260,4 @@ class Calibration:
         ax.set_ylabel("accuracy")
         ax.set_title(f"reliability (ECE {self.ece:.3f})")
         ax.legend(loc="upper left")
-        return ax
+        return figure if figure is not None else ax
