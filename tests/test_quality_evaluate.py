@@ -123,6 +123,16 @@ def test_a_gold_value_outside_the_label_set_is_a_class_of_its_own() -> None:
     assert ev.per_class.loc["mixed", "support"] == 1
 
 
+def test_gold_spellings_of_a_value_never_predicted_are_one_class() -> None:
+    frame = labelled()
+    frame.loc[5, "sentiment"] = "Mixed"
+    frame.loc[6, "sentiment"] = " mixed"
+    ev = evaluate(frame, "sentiment")
+    assert ev.per_class.loc["Mixed", "support"] == 2
+    assert ev.confusion.loc["Mixed"].sum() == 2
+    assert "mixed" not in ev.per_class.index
+
+
 def test_the_label_column_of_a_frame_whose_input_had_one_is_predicted_label() -> None:
     frame = labelled().rename(columns={"sentiment": "label", "label": "predicted_label"})
     assert evaluate(frame, "label").accuracy == pytest.approx(5 / 8)

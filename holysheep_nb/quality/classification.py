@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from holysheep_nb.errors import HolySheepError, HolySheepWarning
+from holysheep_nb.errors import ConfigError, HolySheepError, HolySheepWarning
 from holysheep_nb.quality import tables
 from holysheep_nb.quality._deps import load
 from holysheep_nb.quality.calibration import THRESHOLDS, Calibration, target
@@ -232,11 +232,15 @@ def evaluate_labels(
 ) -> LabelEvaluation:
     """Evaluate ``predicted`` labels (NaN: no label) against ``gold`` on the rows of
     ``has_gold``; all Series share the frame's index. See ``LabelEvaluation``."""
+    if not np.any(has_gold):
+        raise ConfigError("no row has gold: every value of the gold column is missing")
     metrics = load("sklearn.metrics")
     labelled = ~pd.isna(predicted).to_numpy()
-    # Gold spelled like a label (case, spacing) is that label.
+    # Gold spelled like a label, or like other gold (case, spacing), is that spelling.
     by_key = {text_key(label): label for label in _classes(predicted, [])}
-    gold_text = [by_key.get(text_key(v), str(v).strip()) for v in gold[has_gold]]
+    for value in gold[has_gold]:
+        by_key.setdefault(text_key(value), str(value).strip())
+    gold_text = [by_key[text_key(v)] for v in gold[has_gold]]
     classes = _classes(predicted, gold_text)
     pred_text = [
         str(v) if ok else NO_LABEL
@@ -253,26 +257,16 @@ def evaluate_labels(
     averaged = [all_classes[i] for i in present]
 
     hits = int(np.sum(g == p))
-    accuracy = float(metrics.accuracy_score(gold_text, pred_text)) if n else math.nan
-    macro = (
-        float(
-            metrics.f1_score(
-                gold_text, pred_text, labels=averaged, average="macro", zero_division=0
-            )
-        )
-        if n
-        else math.nan
+    accuracy = float(metrics.accuracy_score(gold_text, pred_text))
+    macro = float(
+        metrics.f1_score(gold_text, pred_text, labels=averaged, average="macro", zero_division=0)
     )
     counts = tables.confusion_counts(g, p, k)
-    kappa = float(tables.kappa(counts))
-    if n and not math.isnan(kappa):
+    kappa = float(tables.kappa(counts))  # NaN where scikit-learn would warn of 0/0
+    if not math.isnan(kappa):
         kappa = float(metrics.cohen_kappa_score(gold_text, pred_text, labels=all_classes))
-    precision, recall, f1, support = (
-        metrics.precision_recall_fscore_support(
-            gold_text, pred_text, labels=classes, zero_division=0
-        )
-        if n
-        else (np.full(len(classes), np.nan),) * 3 + (np.zeros(len(classes), dtype=int),)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        gold_text, pred_text, labels=classes, zero_division=0
     )
 
     present_idx = np.array(present, dtype=np.int64)
