@@ -13,7 +13,8 @@ right), "small" ``Beta(3, 1)`` (about 75%). Every seed draws a new frame and a n
   and ``best`` names large (reported: the share of seeds).
 - ``threshold``: ``threshold_for(accuracy=0.95)`` chosen on ``THRESHOLD_GOLD`` gold rows of
   large holds on the other rows (their accuracy at that threshold >= 0.95) in >= 90% of the
-  seeds where it returns one; how often it returns one, and the coverage kept (reported).
+  seeds where it returns one; how often it returns one, and the coverage kept (reported),
+  beside the naive choice (the lowest threshold that passes anywhere) on the same seeds.
 
 Run alone: ``python benchmarks/cases_quality.py [--quick]`` (no server: nothing is sent).
 """
@@ -31,6 +32,7 @@ from harness import Context, Figure, Target, at_least
 from holysheep_nb.quality import evaluate
 from holysheep_nb.quality.calibration import Calibration
 from holysheep_nb.quality.comparison import Comparison
+from holysheep_nb.quality.intervals import wilson_many
 
 ROWS = 5000
 GOLD = 200
@@ -104,11 +106,22 @@ def power(ctx: Context) -> list[Figure]:
     ]
 
 
+def naive_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> float | None:
+    """The lowest confidence whose kept rows' Wilson lower bound meets ``target``, wherever it
+    lies: the choice without fixed-sequence testing, measured for comparison."""
+    candidates = np.unique(conf)
+    kept = np.array([np.sum(conf >= t) for t in candidates])
+    hits = np.array([np.sum(right[conf >= t]) for t in candidates])
+    low, _ = wilson_many(hits, kept)
+    passing = np.flatnonzero(low >= target)
+    return float(candidates[passing[0]]) if passing.size else None
+
+
 def threshold(ctx: Context) -> list[Figure]:
-    """Case: does the threshold chosen on gold rows hold on the others?"""
+    """Case: does the threshold chosen on gold rows hold on the others? The same seeds with
+    the naive choice (any threshold that passes) are reported beside it."""
     seeds = ctx.pick(1000, 100)
-    returned = held = 0
-    kept: list[float] = []
+    tallies = {"fixed": [0, 0, []], "naive": [0, 0, []]}  # returned, held, coverage kept
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         frame = labelled(rng, "large", rng.integers(0, len(LABELS), size=ROWS))
@@ -116,28 +129,31 @@ def threshold(ctx: Context) -> list[Figure]:
         conf = frame["confidence"].to_numpy()
         sample = np.zeros(ROWS, dtype=bool)
         sample[rng.choice(ROWS, THRESHOLD_GOLD, replace=False)] = True
-        chosen, _ = Calibration.of(conf[sample], right[sample], resamples=100).choose_threshold(
-            0.95
+        fixed, _ = Calibration.of(conf[sample], right[sample], resamples=100).choose_threshold(0.95)
+        naive = naive_threshold(conf[sample], right[sample], 0.95)
+        for name, chosen in (("fixed", fixed), ("naive", naive)):
+            if chosen is None:
+                continue
+            tally = tallies[name]
+            tally[0] += 1
+            others = ~sample & (conf >= chosen)
+            tally[1] += bool(others.any() and right[others].mean() >= 0.95)
+            tally[2].append(float(np.mean(conf[~sample] >= chosen)))
+    figures = []
+    for name, (returned, held, kept) in tallies.items():
+        figures.append(
+            Figure(
+                f"threshold_for(0.95) holds on the other rows ({name} choice)",
+                held / returned if returned else None,
+                at_least(0.9) if name == "fixed" else None,
+                unit="share",
+                note=(
+                    f"returned in {returned / seeds:.0%} of {seeds} seeds; mean coverage kept "
+                    f"{np.mean(kept) if kept else float('nan'):.0%}"
+                ),
+            )
         )
-        if chosen is None:
-            continue
-        returned += 1
-        others = ~sample & (conf >= chosen)
-        held += bool(others.any() and right[others].mean() >= 0.95)
-        kept.append(float(np.mean(conf[~sample] >= chosen)))
-    share = held / returned if returned else None
-    return [
-        Figure(
-            "threshold_for(0.95) holds on the other rows",
-            share,
-            at_least(0.9),
-            unit="share",
-            note=(
-                f"returned in {returned / seeds:.0%} of {seeds} seeds; mean coverage kept "
-                f"{np.mean(kept) if kept else float('nan'):.0%}"
-            ),
-        )
-    ]
+    return figures
 
 
 CASES = {"coverage": coverage, "power": power, "threshold": threshold}
