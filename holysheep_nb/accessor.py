@@ -523,6 +523,15 @@ class HolySheepFrameAccessor:
         """The report of the run that produced this frame (counts, failures, latency)."""
         return _report(self._frame)
 
+    def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
+        """Judge this result frame against ``gold`` (a column, a Series aligned by index, or
+        for ``extract()`` a dict of field to gold column), or its labels' agreement with the
+        ``against`` column(s). Every figure has an interval. Options and results:
+        ``holysheep_nb.quality.evaluate`` and docs/evaluate.md (the ``eval`` extra)."""
+        from holysheep_nb.quality import evaluate
+
+        return evaluate(self._frame, gold, against=against, **options)
+
 
 @pd.api.extensions.register_series_accessor("holysheep")
 class HolySheepSeriesAccessor:
