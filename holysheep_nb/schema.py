@@ -177,6 +177,18 @@ class Schema:
         assert isinstance(strict, dict)
         return strict
 
+    def written_schema(self) -> dict[str, Any]:
+        """The strict JSON Schema as written into a system message: each ``$ref`` replaced by
+        its definition, so nested objects, their fields' types and allowed values read in
+        place (a recursive model keeps its ``$ref`` and its ``$defs``)."""
+        strict = self.json_schema()
+        written = _inline(strict, strict, ())
+        assert isinstance(written, dict)
+        if "$ref" not in json.dumps(written):
+            written.pop("$defs", None)
+            written.pop("definitions", None)
+        return written
+
     def response_format(self) -> dict[str, Any]:
         """An OpenAI ``response_format`` of type ``json_schema`` with ``strict: true``."""
         name = _NAME.sub("_", self.model.__name__).strip("_")[:64] or "extracted"
@@ -557,6 +569,23 @@ def _strict(node: object, root: Mapping[str, Any]) -> object:
         out["required"] = list(out["properties"])
         out["additionalProperties"] = False
     return out
+
+
+def _inline(node: object, root: Mapping[str, Any], resolving: tuple[str, ...]) -> object:
+    """``node`` with every ``$ref`` replaced by its definition, but one that refers back to a
+    definition being inlined (a recursive model), which stays a ``$ref``."""
+    if isinstance(node, list):
+        return [_inline(item, root, resolving) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref not in resolving:
+        merged = {**_resolve(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
+        return _inline(merged, root, (*resolving, ref))
+    return {
+        key: _inline(value, root, resolving) if key not in ("$defs", "definitions") else value
+        for key, value in node.items()
+    }
 
 
 def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -183,10 +183,22 @@ def test_the_schema_in_words_describes_nested_objects_allowed_values_and_types()
     system = ExtractFormat(Schema.of(Invoice)).unstructured_system(None)
     assert system is not None
     written = json.loads(system.split("JSON Schema: ", 1)[1])
-    item = written["$defs"]["LineItem"]
+    item = written["properties"]["items"]["items"]  # in place, not behind a $ref
     assert item["properties"]["unit"]["enum"] == ["piece", "kg", "hour"]
     assert item["properties"]["quantity"]["type"] == "integer"
-    assert written["properties"]["items"]["items"] == {"$ref": "#/$defs/LineItem"}
+    assert item["required"] == ["description", "quantity", "unit"]
+    assert written["properties"]["total"]["type"] == "number"
+    assert "$defs" not in written
+
+
+def test_a_recursive_schema_in_words_keeps_its_reference() -> None:
+    system = ExtractFormat(Schema.of(Order)).unstructured_system(None)
+    assert system is not None
+    written = json.loads(system.split("JSON Schema: ", 1)[1])
+    assert written["properties"]["customer"]["properties"]["country"]["enum"] == ["DE", "FR", "JP"]
+    previous = written["properties"]["previous"]["anyOf"]
+    assert {"$ref": "#/$defs/Order"} in previous[0]["properties"]["previous"]["anyOf"]
+    assert "Order" in written["$defs"]
 
 
 # --- 3. a gateway's 400 about response_schema ---------------------------------------------------
