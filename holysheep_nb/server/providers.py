@@ -1,9 +1,13 @@
 """Provider personalities: the quirks of real chat-completions providers, one table entry each.
 
-A personality changes what the server says, never what it decides: the same request gets the
-same answer, wrapped the way that provider wraps it. Shapes were rebuilt from each provider's
+A personality changes how the server wraps what it says, and which request options it takes
+(a ``json_schema`` it refuses or ignores): otherwise the same request gets the same answer,
+wrapped the way that provider wraps it. Shapes were rebuilt from each provider's
 public documentation (cited per function) and from public bug reports of their users;
 ``docs/server.md`` describes them for users of the server.
+
+Length: one short function per thing a provider says (a 404, a 401, a 429, a filter, ...),
+each with the source of its wording; split by provider they would repeat the table.
 """
 
 from __future__ import annotations
