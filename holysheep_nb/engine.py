@@ -311,15 +311,16 @@ class _Run:
             if verdict is Verdict.OK:
                 assert attempt.answer is not None
                 outcome = self.answered(row_id, attempt.answer, attempts, started, estimate)
-                if (
+                resend = (
                     structured
                     and request.unstructured_system is not None
                     and self.form.resend(outcome.kind)
-                    and attempts < self.policy.max_attempts
-                ):
-                    in_words = True
+                )
+                if resend:
                     self.schema_ignored(outcome)
-                    continue
+                    if attempts < self.policy.max_attempts:
+                        in_words = True
+                        continue
                 return outcome
             if attempt.unsent and free_resends < FREE_RESENDS:
                 free_resends += 1
@@ -470,8 +471,8 @@ class _Run:
             f"{self.form.misses} answers in a row did not fit the schema although the request "
             f"asked for it in response_format ({outcome.detail}): this server seems to ignore "
             "response_format. holysheep_nb writes the whole schema into the system message for "
-            "the rest of this run, and sent those rows again that way. Pass structured=False "
-            "to skip the first try.",
+            "the rest of this run, and sends rows whose answer did not fit again that way while "
+            "they have attempts left. Pass structured=False to skip the first try.",
             HolySheepWarning,
             stacklevel=1,
         )

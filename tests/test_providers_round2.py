@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 from holysheep_nb import retry
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
+from holysheep_nb.form_watch import FormWatch
+from holysheep_nb.outcome import OutcomeKind
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.schema import Schema
 from holysheep_nb.server import RunningServer, ServerConfig, start_server
@@ -149,6 +151,37 @@ async def test_a_server_ignoring_response_format_gets_the_schema_in_words_and_a_
     assert again["error"].isna().all()
     assert again["cached"].all()
     assert sent(server) == first
+
+
+async def test_without_attempts_to_spare_the_run_still_switches_after_three_misses(
+    serve: Callable[..., Any],
+) -> None:
+    server = await serve(provider="anthropic")
+    frame = pd.DataFrame({"text": [f"Invoice {i}: 2 kg of rice" for i in range(10)]})
+    run = options(server, max_concurrent=1, max_retries=0)
+    with pytest.warns(HolySheepWarning, match="seems to ignore response_format") as notices:
+        out = await bounded(frame.holysheep.aextract("text", schema=Invoice, **run), DEADLINE, "")
+    assert len(notices) == 1
+    assert out["error"].iloc[:3].str.startswith("answer does not fit the schema").all()
+    assert out["error"].iloc[3:].isna().all(), out["error"].tolist()
+    assert sent(server) == 10
+
+
+@pytest.mark.parametrize(
+    ("kinds", "resends", "switch"),
+    [
+        (["invalid", "invalid", "invalid"], [True, True, True], True),
+        (["invalid", "ok", "invalid", "invalid"], [True, False, False, False], False),
+        (["invalid", "off_label", "invalid"], [True, False, True], False),
+        (["ok", "invalid"], [False, False], False),
+    ],
+)
+def test_the_form_watch_resends_until_the_schema_is_heeded(
+    kinds: list[str], resends: list[bool], switch: bool
+) -> None:
+    watch = FormWatch()
+    assert [watch.resend(OutcomeKind(kind)) for kind in kinds] == resends
+    assert watch.switch is switch
 
 
 class Note(BaseModel):
