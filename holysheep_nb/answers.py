@@ -148,7 +148,7 @@ def _parse_events(raw: bytes) -> Answer:
             raise MalformedAnswer(f"bad event in stream: {one_line(payload)}") from None
         if not isinstance(chunk, dict):
             continue
-        if "error" in chunk:
+        if "error" in chunk or chunk.get("object") == "error":  # vLLM's is top-level
             raise MalformedAnswer(f"error in stream: {provider_message(chunk) or 'unknown'}")
         seen = True
         usage = chunk.get("usage") or usage

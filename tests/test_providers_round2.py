@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, Field, field_validator
 
 from holysheep_nb import retry
+from holysheep_nb.answers import MalformedAnswer, parse_answer
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
 from holysheep_nb.form_watch import FormWatch
@@ -356,6 +357,15 @@ async def test_vllms_top_level_error_message_is_shown_not_raw_json(
         "the run",
     )
     assert out["error"].tolist() == ["HTTP 400: Invalid request (injected fault)."] * 2
+
+
+def test_vllms_top_level_error_in_a_stream_is_named() -> None:
+    raw = (
+        b'data: {"choices": [{"index": 0, "delta": {"content": "pos"}}]}\n\n'
+        b'data: {"object": "error", "message": "Engine loop has died", "code": 500}\n\n'
+    )
+    with pytest.raises(MalformedAnswer, match="error in stream: Engine loop has died"):
+        parse_answer(raw)
 
 
 # --- 7. JSON followed by data: [DONE] ----------------------------------------------------------
