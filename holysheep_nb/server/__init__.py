@@ -3,8 +3,9 @@
 It answers deterministically with a small rule-based labeller, speaks the whole
 chat-completions contract (streaming, ``n``, logprobs, tools, token limits, JSON-schema
 answers), imitates real providers (``ServerConfig(provider=...)``: openai, azure,
-openrouter, deepseek, ollama, vllm), and has settable latency, injected faults (by rate or by
-a ``{{fault:KIND*N}}`` prompt marker) and provider-style rpm / tpm limits, so a full
+openrouter, deepseek, ollama, vllm, gemini, anthropic, gateway), and has settable latency,
+injected faults (by rate or by a ``{{fault:KIND*N}}`` prompt marker), provider-style rpm /
+tpm limits and a cap on requests in flight, so a full
 labelling run works with no key and no internet. ``docs/server.md`` describes its routes,
 personalities, faults and markers.
 
