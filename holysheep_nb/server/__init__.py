@@ -5,9 +5,8 @@ chat-completions contract (streaming, ``n``, logprobs, tools, token limits, JSON
 answers), imitates real providers (``ServerConfig(provider=...)``: openai, azure,
 openrouter, deepseek, ollama, vllm, gemini, anthropic, gateway), and has settable latency,
 injected faults (by rate or by a ``{{fault:KIND*N}}`` prompt marker), provider-style rpm /
-tpm limits and a cap on requests in flight, so a full
-labelling run works with no key and no internet. ``docs/server.md`` describes its routes,
-personalities, faults and markers.
+tpm limits and a cap on requests in flight, so a full labelling run works with no key and
+no internet. ``docs/server.md`` describes its routes, personalities, faults and markers.
 
 Three ways to run it, one service behind them all:
     ``await start_server(config)``  on the current event loop (async tests)
