@@ -24,7 +24,7 @@ from multidict import CIMultiDictProxy
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.provider_errors import parse_error
-from holysheep_nb.retry import Judgement, Verdict, judge, parse_retry_after
+from holysheep_nb.retry import Judgement, Verdict, judge, retry_hint
 from holysheep_nb.transport import describe_exception, payload
 
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
@@ -155,11 +155,11 @@ class Sender:
         error = parse_error(raw)
         judgement = judge(status, error, structured=structured)
         retry_after = (
-            parse_retry_after(headers, self.wall())
+            retry_hint(headers, error, self.wall())
             if judgement.verdict in (Verdict.RETRY, Verdict.STOP)
             else None
         )
-        flagged = judgement.kind is OutcomeKind.FILTERED and status == 403
+        flagged = judgement.kind is OutcomeKind.FILTERED
         return Attempt(
             judgement,
             status=status,

@@ -30,6 +30,7 @@ from holysheep_nb.chat import ChatRequest
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import HolySheepWarning, redact
+from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.outcome import (
     AnswerReader,
     OutcomeKind,
@@ -150,6 +151,7 @@ class _Run:
         self.stop: RunStop | None = None
         self.stopped = asyncio.Event()
         self.structured = True  # False once the server rejected response_format
+        self.form = FormWatch()  # whether the server heeds response_format (form_watch)
         self.connect_failures = 0
         #: The run's sleep; a separate object, so that the throttle holding it does not tie
         #: the run into a reference cycle (a finished run's results would then stay alive
@@ -271,6 +273,7 @@ class _Run:
         estimate = request.estimated_tokens
         started: float | None = None
         attempts = free_resends = 0
+        in_words = False  # sent again with the schema in the system message (form_watch)
         while True:
             sent_at = self.gate.try_acquire() or await self.gate.acquire()
             generation = self.window.generation
@@ -289,7 +292,7 @@ class _Run:
                 attempts += 1
                 if started is None:
                     started = clock.now()
-                structured = self.structured and request.structured
+                structured = self.structured and request.structured and not in_words
                 body = request.body(self.model, structured=structured)
                 attempt = await self.sender.send(body, structured=structured)
                 answer_headers = attempt.headers
@@ -307,7 +310,18 @@ class _Run:
                 self.window.success(sent_at)
             if verdict is Verdict.OK:
                 assert attempt.answer is not None
-                return self.answered(row_id, attempt.answer, attempts, started, estimate)
+                outcome = self.answered(row_id, attempt.answer, attempts, started, estimate)
+                resend = (
+                    structured
+                    and request.unstructured_system is not None
+                    and self.form.resend(outcome.kind)
+                )
+                if resend:
+                    self.schema_ignored(outcome)
+                    if attempts < self.policy.max_attempts:
+                        in_words = True
+                        continue
+                return outcome
             if attempt.unsent and free_resends < FREE_RESENDS:
                 free_resends += 1
                 attempts -= 1
@@ -443,6 +457,22 @@ class _Run:
             f"the server rejected response_format ({attempt.detail}); holysheep_nb asks without "
             "it for the rest of this run and reads the answers all the same. Pass "
             "structured=False to skip the first try.",
+            HolySheepWarning,
+            stacklevel=1,
+        )
+
+    def schema_ignored(self, outcome: RowOutcome) -> None:
+        """Switch to the schema in the system message for the rest of the run (once, with a
+        notice) when answers to ``response_format`` keep failing the schema (``form_watch``)."""
+        if not self.form.switch or not self.structured:
+            return
+        self.structured = False
+        warnings.warn(
+            f"{self.form.misses} answers in a row did not fit the schema although the request "
+            f"asked for it in response_format ({outcome.detail}): this server seems to ignore "
+            "response_format. holysheep_nb writes the whole schema into the system message for "
+            "the rest of this run, and sends rows whose answer did not fit again that way while "
+            "they have attempts left. Pass structured=False to skip the first try.",
             HolySheepWarning,
             stacklevel=1,
         )

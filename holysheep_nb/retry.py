@@ -154,6 +154,13 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float) -> float | No
     return max(0.0, when.timestamp() - now_wall)
 
 
+def retry_hint(headers: Mapping[str, str], error: ProviderError, now_wall: float) -> float | None:
+    """Seconds the provider asks us to wait: its headers (``parse_retry_after``), else the
+    ``RetryInfo`` ``retryDelay`` in the error body (Gemini sends no header), or None."""
+    seconds = parse_retry_after(headers, now_wall)
+    return error.retry_delay if seconds is None else seconds
+
+
 def parse_duration(text: str) -> float | None:
     """Seconds in an ``x-ratelimit-reset-*`` value: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``.
 

@@ -3,10 +3,10 @@
 It answers deterministically with a small rule-based labeller, speaks the whole
 chat-completions contract (streaming, ``n``, logprobs, tools, token limits, JSON-schema
 answers), imitates real providers (``ServerConfig(provider=...)``: openai, azure,
-openrouter, deepseek, ollama, vllm), and has settable latency, injected faults (by rate or by
-a ``{{fault:KIND*N}}`` prompt marker) and provider-style rpm / tpm limits, so a full
-labelling run works with no key and no internet. ``docs/server.md`` describes its routes,
-personalities, faults and markers.
+openrouter, deepseek, ollama, vllm, gemini, anthropic, gateway), and has settable latency,
+injected faults (by rate or by a ``{{fault:KIND*N}}`` prompt marker), provider-style rpm /
+tpm limits and a cap on requests in flight, so a full labelling run works with no key and
+no internet. ``docs/server.md`` describes its routes, personalities, faults and markers.
 
 Three ways to run it, one service behind them all:
     ``await start_server(config)``  on the current event loop (async tests)

@@ -18,7 +18,7 @@ from typing import Any
 
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import parse_marker
-from holysheep_nb.server.schema_answers import value_for
+from holysheep_nb.server.schema_answers import prompted_schema, value_for
 
 __all__ = [
     "compose",
@@ -186,12 +186,13 @@ def _off_label(config: ServerConfig, raw: str) -> bool:
 def compose(config: ServerConfig, body: Mapping[str, Any], texts: list[str], raw: str) -> str:
     """The assistant's answer for one request (``raw`` is the last user message as sent).
 
-    Echo mode answers the prompt itself; a ``json_schema`` response format gets JSON that
-    validates against the schema (``schema_answers``); otherwise a label: bare, or as
-    ``{"label": ...}`` for a ``json_object`` format.
+    Echo mode answers the prompt itself; a ``json_schema`` response format, or a schema the
+    messages ask for in words (``schema_answers.prompted_schema``), gets JSON that validates
+    against the schema (``schema_answers``); otherwise a label: bare, or as ``{"label": ...}``
+    for a ``json_object`` format.
     """
     text = parse_marker(raw)[0]
-    schema = None if config.echo else response_schema(body)
+    schema = None if config.echo else response_schema(body) or prompted_schema(texts)
     if config.echo:
         answer = text
     elif schema is not None:

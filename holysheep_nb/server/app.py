@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import replace
 from random import Random
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from aiohttp import web
 
@@ -33,7 +33,7 @@ from holysheep_nb.server.faults import (
     parse_marker,
 )
 from holysheep_nb.server.limits import Limits
-from holysheep_nb.server.providers import route_not_found
+from holysheep_nb.server.providers import PERSONALITIES, route_not_found, too_many_in_flight
 from holysheep_nb.server.replies import error_response, json_response
 from holysheep_nb.server.schema_answers import SchemaError
 from holysheep_nb.server.stream import sse_events, write_stream
@@ -204,6 +204,9 @@ class Service:
         refused = check_request(config, body, request.headers, deployment)
         if refused is not None:
             return refused
+        if config.max_in_flight is not None and self.in_flight > config.max_in_flight:
+            self.rate_limited += 1
+            return too_many_in_flight(provider)
         model = deployment or body["model"]
         messages = body["messages"]
         raw = last_user_text(messages)
@@ -215,7 +218,7 @@ class Service:
                 provider=provider,
             )
         texts = [message_text(m) for m in messages]
-        answer = compose(config, body, texts, raw)
+        answer = compose(config, _as_heeded(body, provider), texts, raw)
         prompt_tokens = sum(estimate_tokens(t) + 4 for t in texts)
         choices = body.get("n") or 1
         headers = self.limits.admit(
@@ -282,12 +285,24 @@ class Service:
                 broken=fault == "stream-error",
             )
             return await write_stream(request, events, {**headers, "x-request-id": request_id})
-        return json_response(200, completion, headers)
+        response = json_response(200, completion, headers)
+        if fault == "json-done":
+            # The stream's terminator after a whole JSON answer, as some servers send it.
+            response.body = cast(bytes, response.body) + b"\n\ndata: [DONE]\n\n"
+        return response
 
     def _marker_fault(self, raw: str, kind: str, times: int | None) -> str | None:
         attempt = self.attempts.get(raw, 0) + 1
         self.attempts[raw] = attempt
         return kind if times is None or attempt <= times else None
+
+
+def _as_heeded(body: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The request as the personality heeds it: without ``response_format`` where it is
+    accepted and ignored (``providers.Personality.response_format``)."""
+    if "response_format" in body and PERSONALITIES[provider].response_format == "ignored":
+        return {key: value for key, value in body.items() if key != "response_format"}
+    return body
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

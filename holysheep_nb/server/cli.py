@@ -41,6 +41,8 @@ def config_args(config: ServerConfig) -> list[str]:
         ("--batch-expiry", config.batch_expiry),
         ("--batch-max-requests", config.batch_max_requests),
         ("--batch-max-bytes", config.batch_max_bytes),
+        ("--batch-token-limit", config.batch_token_limit),
+        ("--max-in-flight", config.max_in_flight),
     ):
         if value is not None:
             args += [flag, str(value)]
@@ -134,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
         help="requests one batch may hold (default 50000, OpenAI's limit)")  # fmt: skip
     add("--batch-max-bytes", type=int, default=200 * 1024 * 1024,
         help="bytes one batch input file may hold (default 200 MB, OpenAI's limit)")  # fmt: skip
+    add("--batch-token-limit", type=int,
+        help="input tokens of one model's batches in progress at once; a batch beyond it "
+        "fails with token_limit_exceeded (default: no limit)")  # fmt: skip
+    add("--max-in-flight", type=int,
+        help="requests answered at once; beyond, a 429 with no headers (default none)")  # fmt: skip
     return parser
 
 
@@ -184,6 +191,8 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
             batch_expiry=args.batch_expiry,
             batch_max_requests=args.batch_max_requests,
             batch_max_bytes=args.batch_max_bytes,
+            batch_token_limit=args.batch_token_limit,
+            max_in_flight=args.max_in_flight,
         )
     except ConfigError as exc:
         parser.error(str(exc))

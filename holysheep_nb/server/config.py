@@ -103,7 +103,10 @@ class ServerConfig:
     A batch is done once retrieved ``batch_polls`` times and ``batch_seconds`` after its
     creation, and expires unfinished ``batch_expiry`` seconds after it; an input file over
     ``batch_max_requests`` lines or ``batch_max_bytes`` bytes fails the batch (OpenAI's limits
-    by default). See ``batches``.
+    by default). See ``batches``. ``batch_token_limit``: the input tokens of one model's
+    batches still in progress at once (OpenAI's enqueued-token limit), None for none.
+    ``max_in_flight``: requests answered at once; one more is a 429 without headers (a
+    provider's concurrency cap), None for none.
     """
 
     latency: Latency = Latency()
@@ -128,6 +131,8 @@ class ServerConfig:
     batch_expiry: float = 24 * 3600.0
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 200 * 1024 * 1024
+    batch_token_limit: int | None = None
+    max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -163,3 +168,7 @@ class ServerConfig:
         for name in ("batch_max_requests", "batch_max_bytes"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("batch_token_limit", "max_in_flight"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"{name} must be an integer >= 1 or None, got {value!r}")

@@ -9,6 +9,10 @@ schemas pydantic and the openai client emit (``to_strict_json_schema``): objects
 ``oneOf`` (Optional is ``anyOf`` with null), ``allOf`` and ``$ref`` into ``$defs`` /
 ``definitions``, recursive models included.
 
+A request may also ask for JSON in words (``prompted_schema``): a JSON Schema written into a
+message after ``JSON Schema:``, or only the names of the fields ("one JSON object with the
+fields a, b, c"), which a model can only guess the shape of: strings.
+
 Enums of strings are label sets: ``pick_labels`` (the rule-based labeller in ``answers``)
 chooses from them, one label for a string, several for an array of them. Every other value
 is a stable hash of the prompt and the value's path, so the same request gets the same JSON.
@@ -17,11 +21,13 @@ is a stable hash of the prompt and the value's path, so the same request gets th
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["LabelPicker", "SchemaError", "value_for"]
+__all__ = ["LabelPicker", "SchemaError", "prompted_schema", "value_for"]
 
 LabelPicker = Callable[[list[str], bool], list[str]]
 """``pick(labels, multi)``: the labels (one, or several when ``multi``) that suit the prompt."""
@@ -29,6 +35,9 @@ LabelPicker = Callable[[list[str], bool], list[str]]
 _MAX_DEPTH = 6  # beyond this a recursive schema takes its smallest value (no items, null)
 _MAX_NESTING = 40  # a schema that still nests here has no finite value
 _WORDS = 8
+_SCHEMA_MARK = "JSON Schema:"
+_FIELDS_ASKED = re.compile(r"JSON object with the fields ([^\n]+?)\.?$", re.MULTILINE)
+_DECODER = json.JSONDecoder()
 
 
 class _Builder:
@@ -232,3 +241,31 @@ def value_for(schema: Mapping[str, Any], text: str, pick: LabelPicker) -> Any:
         return _Builder(schema, text, pick).value(schema, "$", 0)
     except (LookupError, TypeError, ValueError, RecursionError) as exc:
         raise SchemaError(f"{type(exc).__name__}: {exc}") from None
+
+
+def prompted_schema(texts: list[str]) -> dict[str, Any] | None:
+    """The schema the messages ask for in words, as a model would read it, or None.
+
+    A JSON Schema after ``JSON Schema:`` is taken whole; "one JSON object with the fields
+    a, b, c" gives an object of those fields as strings (the names say nothing of types or
+    nesting, so that is a model's best guess).
+    """
+    for text in texts:
+        start = text.find(_SCHEMA_MARK)
+        if start >= 0:
+            try:
+                schema, _ = _DECODER.raw_decode(text[start + len(_SCHEMA_MARK) :].lstrip())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(schema, dict):
+                return schema
+    for text in texts:
+        asked = _FIELDS_ASKED.search(text)
+        if asked:
+            names = [name.strip() for name in asked.group(1).split(",") if name.strip()]
+            return {
+                "type": "object",
+                "properties": {name: {"type": "string"} for name in names},
+                "required": names,
+            }
+    return None
