@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
 from holysheep_nb.provider_errors import (
@@ -53,7 +54,7 @@ class Answer:
     logprobs: TokenLogprobs | None = None
 
 
-class MalformedAnswer(Exception):
+class MalformedAnswer(HolySheepError):
     """A 2xx body that is not a chat completion; the message says what was wrong."""
 
 

@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
+
 __all__ = ["LabelPicker", "SchemaError", "value_for"]
 
 LabelPicker = Callable[[list[str], bool], list[str]]
@@ -218,7 +220,7 @@ def _bounds(schema: Mapping[str, Any], span: float, nudge: float) -> tuple[float
     return float(low), float(max(low, high))
 
 
-class SchemaError(ValueError):
+class SchemaError(HolySheepError, ValueError):
     """The schema cannot be answered: a ``$ref`` to nowhere, a bound that is not a number,
     or a value that must nest forever."""
 
