@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from holysheep_nb.errors import FileFormatError
+from holysheep_nb.errors import FileFormatError as FileFormatError  # defined in the one tree
 
 Format = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "parquet", "jsonl")

@@ -25,7 +25,11 @@ import aiohttp
 
 from holysheep_nb.clock import Clock
 from holysheep_nb.endpoint import Endpoint, ssl_option
-from holysheep_nb.errors import BatchError, BatchUnavailableError, redact
+
+# Defined in errors.py (the one tree); imported from here by name since the first release.
+from holysheep_nb.errors import BatchError as BatchError
+from holysheep_nb.errors import BatchUnavailableError as BatchUnavailableError
+from holysheep_nb.errors import redact
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.transport import describe_exception, proxy_for
 

@@ -39,7 +39,8 @@ from typing import NamedTuple, TypeVar
 from holysheep_nb.cache import db
 from holysheep_nb.chat import invalid_text
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.errors import CacheWarning, ConfigError
+from holysheep_nb.errors import CacheWarning as CacheWarning  # defined in the one tree
+from holysheep_nb.errors import ConfigError
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
