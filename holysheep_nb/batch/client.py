@@ -25,9 +25,7 @@ import aiohttp
 
 from holysheep_nb.clock import Clock
 from holysheep_nb.endpoint import Endpoint, ssl_option
-
-# Defined in errors.py (the one tree); imported from here by name since the first release.
-from holysheep_nb.errors import BatchError as BatchError
+from holysheep_nb.errors import BatchError as BatchError  # defined in the one tree
 from holysheep_nb.errors import BatchUnavailableError as BatchUnavailableError
 from holysheep_nb.errors import redact
 from holysheep_nb.provider_errors import parse_error
