@@ -13,9 +13,11 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from holysheep_nb.errors import ConfigError, MissingAPIKeyError
+from holysheep_nb.option import ENV, NO_FLAG, Flag, default_of, option, options_of
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 DEFAULT_MODEL = "gpt-4o"
@@ -134,6 +136,15 @@ def is_loopback(base_url: str) -> bool:
         return False
 
 
+def key_from_env(name: str) -> str:
+    """The API key held by the environment variable ``name`` (``--api-key-env``); a
+    ``ValueError`` when it is not set."""
+    key = os.environ.get(name)
+    if not key:
+        raise ValueError(f"{name}: that variable is not set")
+    return key
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """An OpenAI-compatible chat-completions server, the model, and the key (never shown).
@@ -153,12 +164,58 @@ class Endpoint:
     another host on a redirect (redirects are not followed).
     """
 
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
-    api_key: str | None = field(default=None, repr=False, compare=False)
-    verify: bool | str = True
-    api_version: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    base_url: str = option(
+        DEFAULT_BASE_URL,
+        "any OpenAI-compatible server (see Endpoints and keys)",
+        env=ENV_BASE_URL,
+        flags=(Flag(metavar="URL"),),
+    )
+    model: str = option(
+        DEFAULT_MODEL,
+        "the model (Azure: the deployment)",
+        env=ENV_MODEL,
+        flags=(Flag(("--model", "-m"), metavar="NAME"),),
+    )
+    api_key: str | None = option(
+        None,
+        "the API key; not needed on a loopback address",
+        env=ENV_API_KEY,
+        flags=(
+            Flag(
+                ("--api-key-env",),
+                parse=key_from_env,
+                metavar="NAME",
+                help=f"read the API key from environment variable NAME instead of {ENV_API_KEY}",
+            ),
+        ),
+        repr=False,
+        compare=False,
+    )
+    verify: bool | str = option(
+        True,
+        "TLS: True, False, or a CA bundle path",
+        flags=(
+            Flag(
+                ("--ca-bundle",),
+                parse=str,
+                metavar="PEM",
+                help="trust the CA certificates in this file or folder",
+            ),
+            Flag(
+                ("--no-verify",),
+                const=False,
+                help="do not check the server's TLS certificate (a self-signed test server)",
+            ),
+        ),
+    )
+    api_version: str | None = option(None, "Azure's api-version", flags=(Flag(metavar="DATE"),))
+    headers: Mapping[str, str] = option(
+        doc="extra headers for every request (extra_headers means the same)",
+        default_factory=dict,
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
     query: Mapping[str, str] = field(default_factory=dict)
     #: False for an endpoint nothing is sent to (the dry-run estimate): no key needed.
     key_required: bool = field(default=True, repr=False, compare=False)
@@ -213,28 +270,38 @@ class Endpoint:
         base_url: str | None = None,
         model: str | None = None,
         api_key: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | None = None,
         api_version: str | None = None,
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         key_required: bool = True,
     ) -> Endpoint:
-        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults.
+        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then the fields'
+        defaults (None: not given).
 
         Raises ``MissingAPIKeyError`` when no key is found for a host that is not this
         machine, unless ``key_required`` is False (nothing will be sent)."""
         env = os.environ if environ is None else environ
-        return cls(
-            base_url=base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
-            model=model or env.get(ENV_MODEL) or DEFAULT_MODEL,
-            api_key=api_key if api_key is not None else env.get(ENV_API_KEY),
-            verify=verify,
-            api_version=api_version,
-            headers=headers or {},
-            query=query or {},
-            key_required=key_required,
-        )
+        given = {
+            "base_url": base_url,
+            "model": model,
+            "api_key": api_key,
+            "verify": verify,
+            "api_version": api_version,
+            "headers": headers,
+        }
+        values: dict[str, Any] = {}
+        for item in options_of(cls):
+            value = given.get(item.name)
+            if value is None and item.metadata[ENV] is not None:
+                value = env.get(item.metadata[ENV])
+            # An empty base URL or model in the environment means "not set"; an empty key
+            # is kept, to be refused as no key.
+            if value is None or (value == "" and item.name != "api_key"):
+                value = default_of(item)
+            values[item.name] = value
+        return cls(**values, query=query or {}, key_required=key_required)
 
     @property
     def azure(self) -> bool:
