@@ -207,22 +207,11 @@ def _submit_only(options: dict[str, Any]) -> bool:
 
 
 def _answer_format(call: Call, options: dict[str, Any]) -> AnswerFormat | None:
-    arguments = call.arguments
+    """The label set or schema that reads the answers of ``call`` (None for ``complete``)."""
     if call.method == "label":
-        return _label_set(
-            arguments["labels"],
-            arguments["instructions"],
-            arguments["multi"],
-            arguments["structured"],
-            options,
-        )
+        return _label_set(options, **call.arguments)
     if call.method == "extract":
-        return _extract_format(
-            arguments["schema"],
-            arguments["instructions"],
-            arguments["flatten"],
-            arguments["structured"],
-        )
+        return _extract_format(**call.arguments)
     return None
 
 
@@ -261,11 +250,12 @@ def _batch_job(job: CompletionJob, batch: bool | BatchLimits) -> BatchJob:
 
 
 def _label_set(
+    options: dict[str, Any],
+    *,
     labels: Sequence[str],
     instructions: str | None,
     multi: bool,
     structured: bool,
-    options: dict[str, Any],
 ) -> LabelSet | ConfidentLabels:
     """The label set, with a ``confidence`` column when the caller asks for ``logprobs``."""
     from holysheep_nb.labels import ConfidentLabels, LabelSet
@@ -275,7 +265,7 @@ def _label_set(
 
 
 def _extract_format(
-    schema: object, instructions: str | None, flatten: bool, structured: bool
+    *, schema: object, instructions: str | None, flatten: bool, structured: bool
 ) -> ExtractFormat:
     # Loaded on first use like the others; pydantic alone would double the import time.
     from holysheep_nb.extract import ExtractFormat
