@@ -12,8 +12,11 @@ answers received so far are in the cache).
 
 The run options' flags are made from their one declaration (``job_options.OPTION_GROUPS``:
 name, type, default, doc and flag of each); this module adds the flags of the file, the
-prompts and the method's own arguments. The work itself is the accessor's, and reading and
-writing files is ``files``.
+prompts and the method's own arguments, which it reads back by the method's parameter
+names. The work itself is the accessor's, and reading and writing files is ``files``.
+
+Length: the file, prompt, label, field and output flags are written out here with their
+help text (what ``--help`` shows a user); everything else is generated or delegated.
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from holysheep_nb.accessor import HolySheepFrameAccessor
 from holysheep_nb.cache import default_cache_path
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
@@ -43,6 +44,7 @@ from holysheep_nb.files import (
     write_table,
 )
 from holysheep_nb.job_options import OPTION_GROUPS, option_names
+from holysheep_nb.namespace import Calls
 from holysheep_nb.option import DOC, FLAGS, PARAM, Flag, default_text, options_of
 
 EXIT_OK = 0
@@ -344,13 +346,13 @@ def _run(command: str, args: argparse.Namespace) -> int:
     )
     if args.head is not None:
         frame = frame.head(args.head)
-    accessor = HolySheepFrameAccessor(frame)
+    call = getattr(HolySheepFrameAccessor(frame), command)
+    result = call(args.column, **_arguments(command, args), **options)
     if command == "estimate":
-        print(_estimate(accessor, args, options))
+        print(result)
         return EXIT_OK
     assert out is not None
     assert out_format is not None
-    result = _method(command, frame, accessor, args)(args.column, template=args.template, **options)
     write_table(result, out, out_format)
     report = result.holysheep.report()
     print(report)
@@ -375,7 +377,7 @@ def _options(command: str, args: argparse.Namespace) -> dict[str, Any]:
     """The accessor's keyword options from the flags given (the declared defaults else)."""
     given = vars(args)
     options = {name: given[name] for name in option_names() if name in given}
-    call_arguments = inspect.signature(getattr(HolySheepFrameAccessor, command)).parameters
+    call_arguments = _own_arguments(command)
     for key, value in args.param:
         flagged = _own_flag(key)
         if flagged is not None:
@@ -398,40 +400,20 @@ def _own_flag(name: str) -> str | None:
     return None
 
 
-def _method(
-    command: str, frame: pd.DataFrame, accessor: HolySheepFrameAccessor, args: argparse.Namespace
-) -> Callable[..., pd.DataFrame]:
-    """The accessor call for ``command``, its own arguments already bound."""
-    if command == "label":
+def _own_arguments(command: str) -> set[str]:
+    """The names of the accessor method's own keyword arguments (template, labels ...)."""
+    declared = getattr(Calls, command, None) or getattr(HolySheepFrameAccessor, command)
+    return set(inspect.signature(declared).parameters) - {"self", "column", "options"}
 
-        def label(column: str | None, **options: Any) -> pd.DataFrame:
-            labelled: pd.DataFrame = accessor.label(
-                column,
-                labels=args.labels,
-                instructions=args.instructions,
-                multi=args.multi,
-                structured=args.structured,
-                **options,
-            )
-            return labelled
 
-        return label
+def _arguments(command: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The accessor method's own keyword arguments (labels, schema, latency ...), read from
+    the flags of the same name."""
+    own = _own_arguments(command)
+    arguments = {name: getattr(args, name) for name in own if hasattr(args, name)}
     if command == "extract":
-        schema = _schema(args.schema)
-        extract: Callable[..., pd.DataFrame] = frame.holysheep.extract
-
-        def fields(column: str | None, **options: Any) -> pd.DataFrame:
-            return extract(
-                column,
-                schema=schema,
-                instructions=args.instructions,
-                flatten=args.flatten,
-                structured=args.structured,
-                **options,
-            )
-
-        return fields
-    return accessor.complete
+        arguments["schema"] = _schema(args.schema)
+    return arguments
 
 
 def _schema(path: Path) -> dict[str, Any]:
@@ -453,24 +435,3 @@ def _schema(path: Path) -> dict[str, Any]:
             f"{{...}}}}), got an object with keys {', '.join(map(repr, list(schema)[:5]))}"
         )
     return schema
-
-
-def _estimate(
-    accessor: HolySheepFrameAccessor, args: argparse.Namespace, options: dict[str, Any]
-) -> Any:
-    label_options: dict[str, Any] = {}
-    if args.labels is not None:
-        label_options = {
-            "labels": args.labels,
-            "instructions": args.instructions,
-            "multi": args.multi,
-            "structured": args.structured,
-        }
-    return accessor.estimate(
-        args.column,
-        template=args.template,
-        latency=args.latency,
-        output_tokens=args.output_tokens,
-        **label_options,
-        **options,
-    )
