@@ -123,8 +123,13 @@ class JobOptions:
         limits = _fill(objects["limits"] or settings.limits, given)
         settings = _fill(dataclasses.replace(settings, retry=retry, limits=limits), given)
         own = {item.name: given.pop(item.name) for item in options_of(cls) if item.name in given}
+        # What is left: request parameters, and the accessor's own ``batch`` (not the job's).
+        params = {name: value for name, value in given.items() if name not in _SENDING}
         return cls(
-            endpoint=endpoint, settings=settings, params=_checked_params({**given, **body}), **own
+            endpoint=endpoint,
+            settings=settings,
+            params=_checked_params({**params, **body}),
+            **own,
         )
 
     @property
@@ -153,6 +158,7 @@ OPTION_GROUPS: tuple[tuple[str, type], ...] = (
     ("sending", Sending),
     ("request parameters", RequestParams),
 )
+_SENDING = frozenset(item.name for item in options_of(Sending))
 #: The policy objects that stand for a whole group when given as an option.
 GROUP_OBJECTS: tuple[tuple[str, type], ...] = (
     ("endpoint", Endpoint),

@@ -262,3 +262,7 @@ def test_every_call_has_one_return_type_and_typed_options(namespace: type) -> No
 def test_a_series_has_no_column_to_name() -> None:
     with pytest.raises(ConfigError, match="a Series has no columns"):
         pd.Series(["a"]).holysheep.complete("text", base_url=LOCAL)
+
+
+def test_batch_is_the_accessor_s_never_a_body_parameter() -> None:
+    assert "batch" not in resolve(batch=False, temperature=0).params
