@@ -342,7 +342,7 @@ def test_submit_only_is_a_deprecated_alias_of_the_batch_namespace(
     with pytest.warns(DeprecationWarning, match=r"df\.holysheep\.batch\.label"):
         handle = df.holysheep.label("text", labels=LABELS, submit_only=True, **options)
     assert isinstance(handle, BatchHandle)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="submit_only=True is deprecated"):
         again = asyncio.run(
             df.holysheep.alabel("text", labels=LABELS, batch=True, submit_only=True, **options)
         )
