@@ -186,13 +186,18 @@ def _label_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None
         help="the label set, comma-separated"
         + ("" if required else " (estimate a label() run; without it, a complete() run)"),
     )
-    group.add_argument("--instructions", metavar="TEXT", help="what the labels mean, for the model")
+    _reading_arguments(group, "what the labels mean", "a response_format JSON schema")
     group.add_argument("--multi", action="store_true", help="every label that applies, as a list")
+
+
+def _reading_arguments(group: Any, instructions: str, structured: str) -> None:
+    """``--instructions`` and ``--no-structured``, as label and extract take them."""
+    group.add_argument("--instructions", metavar="TEXT", help=f"{instructions}, for the model")
     group.add_argument(
         "--no-structured",
         dest="structured",
         action="store_false",
-        help="do not send a response_format JSON schema (for servers that reject it)",
+        help=f"do not send {structured} (for servers that reject it)",
     )
 
 
@@ -205,13 +210,7 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCHEMA.json",
         help="a JSON Schema file: the object whose fields to extract from every row",
     )
-    group.add_argument("--instructions", metavar="TEXT", help="how to read the rows, for the model")
-    group.add_argument(
-        "--no-structured",
-        dest="structured",
-        action="store_false",
-        help="do not send the schema as a response_format (for servers that reject it)",
-    )
+    _reading_arguments(group, "how to read the rows", "the schema as a response_format")
     group.add_argument(
         "--no-flatten",
         dest="flatten",
