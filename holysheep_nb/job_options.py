@@ -187,7 +187,9 @@ def check_names(options: Mapping[str, object]) -> None:
     for name, value in options.items():
         if name in known:
             continue
-        hint = f"a provider's own parameter goes in extra_body={{{name!r}: {value!r}}}"
+        # Only a number is shown: a misspelt api_key's value is the key itself.
+        shown = repr(value) if isinstance(value, (int, float)) else "..."
+        hint = f"a provider's own parameter goes in extra_body={{{name!r}: {shown}}}"
         if name in PROVIDER_PARAMS:
             raise ConfigError(f"{name} is not an OpenAI chat-completions parameter: {hint}")
         close = difflib.get_close_matches(name, known, n=1)

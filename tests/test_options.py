@@ -73,6 +73,9 @@ def test_a_provider_parameter_is_told_to_go_in_extra_body() -> None:
         resolve(top_k=40)
     with pytest.raises(ConfigError, match=re.escape("extra_body={'frobnicate': 1}")):
         resolve(frobnicate=1)
+    with pytest.raises(ConfigError, match="did you mean api_key") as info:
+        resolve(api_kye="sk-secret-key-0123456789")
+    assert "sk-secret" not in str(info.value)  # a misspelt key's value is the key
     assert resolve(extra_body={"top_k": 40}).params == {"top_k": 40}
 
 
