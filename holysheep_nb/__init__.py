@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
     from holysheep_nb.report import RunReport
-    from holysheep_nb.run_options import RunOptions
 
 __version__ = "0.1.0"
 
@@ -62,7 +61,6 @@ __all__ = [
     "RateLimits",
     "RetryPolicy",
     "RowOutcome",
-    "RunOptions",
     "RunReport",
     "RunStats",
     "__version__",
@@ -82,7 +80,6 @@ _LAZY = {
     "RetryPolicy": "holysheep_nb.policies",
     "Prices": "holysheep_nb.prices",
     "RunReport": "holysheep_nb.report",
-    "RunOptions": "holysheep_nb.run_options",
     "OutcomeKind": "holysheep_nb.outcome",
     "RowOutcome": "holysheep_nb.outcome",
     "RunStats": "holysheep_nb.outcome",
