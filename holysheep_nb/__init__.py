@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from holysheep_nb._import_hook import when_imported
 from holysheep_nb.errors import (
+    BatchError,
+    BatchUnavailableError,
+    CacheWarning,
     ConfigError,
+    FileFormatError,
     HolySheepError,
     HolySheepWarning,
     LoopError,
@@ -39,11 +43,15 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchError",
+    "BatchUnavailableError",
     "CacheInfo",
+    "CacheWarning",
     "CompletionEngine",
     "ConfigError",
     "Endpoint",
     "EngineSettings",
+    "FileFormatError",
     "HolySheepError",
     "HolySheepWarning",
     "LoopError",

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
 from holysheep_nb.provider_errors import (
@@ -59,7 +60,7 @@ class Answer:
     logprobs: TokenLogprobs | None = None
 
 
-class MalformedAnswer(Exception):
+class MalformedAnswer(HolySheepError):
     """A 2xx body that is not a chat completion; the message says what was wrong."""
 
 

@@ -1,11 +1,20 @@
-"""The one exception hierarchy of holysheep_nb.
+"""The one exception hierarchy of holysheep_nb: every error and warning it raises on purpose.
 
     HolySheepError
     ├── ConfigError (also ValueError)      bad option or input, raised before anything is sent
     │   └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
-    └── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
+    ├── FileFormatError                    a table file that cannot be read or written as asked
+    ├── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
+    └── BatchError                         a Batch API files or batches call failed
+        └── BatchUnavailableError          no Batch API at this base URL (nothing charged)
 
     HolySheepWarning (a UserWarning)       told once, while the run goes on or as it stops
+    └── CacheWarning                       the cache file could not be used as is
+
+Signals that never leave the package (a rejected answer, a malformed body, an unusable cache file)
+are HolySheepErrors too, defined where they are raised and caught: ``outcome.AnswerRejected``,
+``answers.MalformedAnswer``, ``cache.db.UnusableCacheError``; and so is the local test
+server's ``server.schema_answers.SchemaError`` (also a ValueError).
 
 A failure of one row is never an exception: it becomes that row's ``error`` text. A failure
 that concerns the whole run (a refused key, no credits, a quota spent, a model that does not
@@ -37,6 +46,29 @@ class HolySheepWarning(UserWarning):
 
 class MissingAPIKeyError(ConfigError):
     """No API key is set for a base URL that needs one."""
+
+
+class FileFormatError(HolySheepError):
+    """A table file that cannot be read or written as asked; the message says why and how."""
+
+
+class BatchError(HolySheepError):
+    """A files or batches call failed; the message names the call, the status and the
+    provider's message (never the key). ``status`` is the HTTP status, or None when no
+    answer came back."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchUnavailableError(BatchError):
+    """The provider has no Batch API: a 404 on ``/files`` or ``/batches``. Raised before
+    any batch exists, so nothing was charged."""
+
+
+class CacheWarning(HolySheepWarning):
+    """The cache file could not be used as is; the run goes on (filterable category)."""
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.logprobs import TokenLogprobs
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class RunStop:
         return f"{self.cause.rstrip('.')}: {self.advice}"
 
 
-class AnswerRejected(Exception):
+class AnswerRejected(HolySheepError):
     """Raised by an answer reader for an answer that came back but does not fit the ask.
 
     ``fields`` names the schema fields at fault, when the answer is JSON of the wrong shape.

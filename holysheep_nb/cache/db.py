@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from holysheep_nb.errors import HolySheepError
+
 SCHEMA_VERSION = 2
 """Stored in ``PRAGMA user_version``. Version 1 files (no finish reason, reasoning or tool
 calls) are upgraded in place; a file with a newer version is left alone."""
@@ -53,7 +55,7 @@ _CORRUPTION_CODES = frozenset({11, 26})
 _BUSY_CODES = frozenset({5, 6})
 
 
-class UnusableCacheError(Exception):
+class UnusableCacheError(HolySheepError):
     """The file is a healthy SQLite database, but not one this version can use."""
 
 

@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
+
 __all__ = ["LabelPicker", "SchemaError", "prompted_schema", "value_for"]
 
 LabelPicker = Callable[[list[str], bool], list[str]]
@@ -227,7 +229,7 @@ def _bounds(schema: Mapping[str, Any], span: float, nudge: float) -> tuple[float
     return float(low), float(max(low, high))
 
 
-class SchemaError(ValueError):
+class SchemaError(HolySheepError, ValueError):
     """The schema cannot be answered: a ``$ref`` to nowhere, a bound that is not a number,
     or a value that must nest forever."""
 
