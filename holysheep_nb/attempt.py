@@ -3,7 +3,8 @@
 ``Sender.send`` turns whatever happens to one POST (but cancellation) into an ``Attempt``:
 an answer, an error body judged by ``retry.judge``, a timeout, or a connection error. It
 keeps the request counters of the run's ``RunStats`` (every request sent, every 429 seen,
-requests in flight) and blanks the API key out of every body before any of it is read.
+requests in flight) and blanks the API key out of every error body before any of it is
+read (``errors.redact``). An answer's text is the user's data and is never rewritten.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
+from holysheep_nb.errors import is_secret
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import Judgement, Verdict, judge, parse_retry_after
@@ -107,7 +109,7 @@ class Sender:
         self.url = url
         self.stats = stats
         self.proxy = proxy
-        self.key_bytes = key.encode() if key else b""
+        self.key_bytes = key.encode() if key and is_secret(key) else b""
         self.headers = headers or None  # None: nothing to merge into the session's defaults
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
@@ -131,7 +133,7 @@ class Sender:
                 allow_redirects=False,  # the key must never follow a redirect to another host
             )
             async with post as response:
-                raw = self.scrub(await response.read())
+                raw = await response.read()
                 status = response.status
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError):
@@ -152,7 +154,7 @@ class Sender:
             stats.rate_limited += 1
         if 200 <= status < 300:
             return self._answered(raw, status, headers)
-        error = parse_error(raw)
+        error = parse_error(self.scrub(raw))
         judgement = judge(status, error, structured=structured)
         retry_after = (
             parse_retry_after(headers, self.wall())
@@ -171,8 +173,11 @@ class Sender:
     def _answered(self, raw: bytes, status: int, headers: CIMultiDictProxy[str]) -> Attempt:
         try:
             answer = parse_answer(raw)
-        except MalformedAnswer as exc:
-            return Attempt(_MALFORMED, status=status, detail=str(exc), headers=headers)
+        except MalformedAnswer:
+            # Described again from the body with the key blanked: the message quotes the body
+            # cut short, and a cut key would slip past a later redaction.
+            detail = _malformed(self.scrub(raw))
+            return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
         explained = answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
         if answer.text is None and not explained:
             detail = f"no message content (finish_reason={answer.finish_reason!r})"
@@ -180,7 +185,17 @@ class Sender:
         return Attempt(judge(status, None), answer=answer, status=status, headers=headers)
 
     def scrub(self, raw: bytes) -> bytes:
-        """``raw`` with the API key blanked, before any of it is cut short into an error line."""
+        """An error body with the API key blanked, before any of it is cut short into an error
+        line (a placeholder key too short to be a secret is left: see ``errors.redact``)."""
         if self.key_bytes and self.key_bytes in raw:
             return raw.replace(self.key_bytes, b"***")
         return raw
+
+
+def _malformed(raw: bytes) -> str:
+    """Why ``raw`` is not a chat completion (``parse_answer``'s message)."""
+    try:
+        parse_answer(raw)
+    except MalformedAnswer as exc:
+        return str(exc)
+    return "the answer could not be read"

@@ -36,9 +36,11 @@ class ResultColumns:
         self.tool_calls: list[str | None] = [None] * rows
         #: What the answer reader made of each answer (labels); kept only when there is one.
         self.values: list[Any] | None = [None] * rows if keep_values else None
+        self.recorded = np.zeros(rows, dtype=bool)
 
     def record(self, position: int, outcome: RowOutcome) -> None:
         """Store a row's final outcome."""
+        self.recorded[position] = True
         self.response[position] = outcome.response
         self.error[position] = outcome.error
         if outcome.latency is not None:
@@ -55,6 +57,11 @@ class ResultColumns:
         self.tool_calls[position] = outcome.tool_calls
         if self.values is not None:
             self.values[position] = outcome.value
+
+    def mark_unanswered(self, error: str) -> None:
+        """Give every row without an outcome yet (an interrupted run) ``error``."""
+        for position in np.flatnonzero(~self.recorded).tolist():
+            self.error[position] = error
 
     def answer_at(self, position: int) -> CachedAnswer:
         """The answer recorded for a row, as the cache would keep it."""
