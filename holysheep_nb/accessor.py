@@ -154,10 +154,12 @@ def _report(frame: pd.DataFrame) -> RunReport:
     report = frame.attrs.get(REPORT_ATTR)
     if not isinstance(report, RunReport):
         raise HolySheepError(
-            "this DataFrame has no run report: call report() on the frame that complete() or "
-            "label() returned"
+            "this DataFrame has no run report: call report() on the frame that complete(), "
+            "label() or extract() returned. Joining the frames of several runs (pd.concat, "
+            "merge) drops their reports; combine them with holysheep_nb.RunReport.combine("
+            "[out1.holysheep.report(), out2.holysheep.report()])"
         )
-    return report
+    return report.for_frame(len(frame))
 
 
 @pd.api.extensions.register_dataframe_accessor("holysheep")

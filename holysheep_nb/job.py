@@ -261,6 +261,8 @@ class CompletionJob:
         out.attrs[REPORT_ATTR] = RunReport.from_run(
             stats,
             latency=self.columns.latency,
+            held=self.columns.held,
+            frame_rows=len(self.source),
             elapsed=elapsed,
             prices=self.options.prices,
             labels=label_counts,
