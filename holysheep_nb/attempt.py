@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -102,7 +103,7 @@ class Sender:
         stats: RunStats,
         proxy: str | None,
         key: str | None,
-        headers: dict[str, str],
+        headers: dict[str, str] | Callable[[], dict[str, str]],
         wall: Any,
     ) -> None:
         self.session = session
@@ -110,7 +111,9 @@ class Sender:
         self.stats = stats
         self.proxy = proxy
         self.key_bytes = key.encode() if key and is_secret(key) else b""
-        self.headers = headers or None  # None: nothing to merge into the session's defaults
+        #: None: nothing to merge into the session's defaults; a function: asked for every
+        #: request (a Microsoft Entra ID token provider hands out tokens that expire).
+        self.headers = headers or None
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
         self.heard_back = False
@@ -125,10 +128,11 @@ class Sender:
         context = SimpleNamespace(reused=False)
         marked = _REQUEST.set(context)
         try:
+            sent_headers = self.headers() if callable(self.headers) else self.headers
             post = self.session.post(
                 self.url,
                 data=payload(body),
-                headers=self.headers,
+                headers=sent_headers,
                 proxy=self.proxy,
                 allow_redirects=False,  # the key must never follow a redirect to another host
             )

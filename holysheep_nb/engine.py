@@ -188,7 +188,9 @@ class _Run:
                 stats=self.stats,
                 proxy=proxy_for(endpoint.chat_url),
                 key=endpoint.api_key,
-                headers=endpoint.request_headers(),
+                headers=endpoint.request_headers
+                if endpoint.fresh_headers
+                else endpoint.request_headers(),
                 wall=self.clock.wall,
             )
             self.rows = rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,8 @@ class JobOptions:
         headers: Mapping[str, str] | None = None,
         max_retry_after: float = 120.0,
         key_required: bool = True,
+        azure_ad_token: str | None = None,
+        azure_ad_token_provider: Callable[[], str] | None = None,
         **params: Any,
     ) -> JobOptions:
         """Map the accessor's keyword options (``docs/contract.md``, "Options") onto the
@@ -94,6 +96,8 @@ class JobOptions:
                 headers=headers,
                 query=query,
                 key_required=key_required,
+                azure_ad_token=azure_ad_token,
+                azure_ad_token_provider=azure_ad_token_provider,
             ),
             settings=EngineSettings(
                 max_concurrent=max_concurrent,
