@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
     from holysheep_nb.endpoint import Endpoint
     from holysheep_nb.engine import CompletionEngine
+    from holysheep_nb.interrupt import last_result
     from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
@@ -66,6 +67,7 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "last_result",
 ]
 
 #: Where each lazily loaded public name lives.
@@ -73,6 +75,7 @@ _LAZY = {
     "CacheInfo": "holysheep_nb.cache",
     "cache_info": "holysheep_nb.cache",
     "clear_cache": "holysheep_nb.cache",
+    "last_result": "holysheep_nb.interrupt",
     "CompletionEngine": "holysheep_nb.engine",
     "Endpoint": "holysheep_nb.endpoint",
     "EngineSettings": "holysheep_nb.policies",

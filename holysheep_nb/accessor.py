@@ -147,10 +147,12 @@ class HolySheepFrameAccessor(_PandasCalls):
         report = self._frame.attrs.get(REPORT_ATTR)
         if not isinstance(report, RunReport):
             raise HolySheepError(
-                "this DataFrame has no run report: call report() on the frame that complete() "
-                "or label() returned"
+                "this DataFrame has no run report: call report() on the frame that complete(), "
+                "label() or extract() returned. Joining the frames of several runs (pd.concat, "
+                "merge) drops their reports; combine them with holysheep_nb.RunReport.combine("
+                "[out1.holysheep.report(), out2.holysheep.report()])"
             )
-        return report
+        return report.for_frame(len(self._frame))
 
     def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
         """Judge this result frame against ``gold`` (a column, a Series aligned by index, or

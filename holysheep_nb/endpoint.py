@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -85,7 +85,11 @@ class Endpoint:
     Azure OpenAI (a ``*.openai.azure.com`` host, or ``api_version`` given): the key goes in
     the ``api-key`` header, every request carries ``?api-version=``, and a bare resource URL
     becomes the deployment URL ``/openai/deployments/<model>`` (the deployment name is what
-    Azure calls the model). Azure's REST reference documents both.
+    Azure calls the model). Azure's REST reference documents both. Microsoft Entra ID
+    sign-in instead of a key: ``azure_ad_token`` (a token) or ``azure_ad_token_provider`` (a
+    callable returning one, called for every request so a long run gets fresh tokens, e.g.
+    ``azure.identity.get_bearer_token_provider``), sent as ``Authorization: Bearer``, as the
+    openai client's ``AzureOpenAI`` takes them; either wins over ``api_key``.
 
     The key and the headers go with each request to the API host only: never as the
     session's defaults (aiohttp copies those into a proxy's CONNECT request) and never to
@@ -144,6 +148,20 @@ class Endpoint:
         repr=False,
         compare=False,
     )
+    azure_ad_token: str | None = option(
+        None,
+        "Azure: a Microsoft Entra ID token, sent as Authorization: Bearer",
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
+    azure_ad_token_provider: Callable[[], str] | None = option(
+        None,
+        "Azure: a function returning an Entra ID token, asked for every request",
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
     query: Mapping[str, str] = field(default_factory=dict)
     #: False for an endpoint nothing is sent to (the dry-run estimate): no key needed.
     key_required: bool = field(default=True, repr=False, compare=False)
@@ -184,12 +202,37 @@ class Endpoint:
         if key is not None:
             _check_key(key)
         object.__setattr__(self, "api_key", key)
-        if key is None and self.key_required and not is_loopback(self.base_url):
+        entra = self._check_entra()
+        if key is None and not entra and self.key_required and not is_loopback(self.base_url):
             raise MissingAPIKeyError(
                 f"no API key for {self.base_url}: set the {ENV_API_KEY} environment variable "
                 "(or pass api_key=...) to your key"
                 + (f"; {PLACEHOLDER_KEY!r} is only a placeholder" if placeholder else "")
             )
+
+    def _check_entra(self) -> bool:
+        """Check the Microsoft Entra ID options; True when one is given."""
+        token, provider = self.azure_ad_token, self.azure_ad_token_provider
+        if token is None and provider is None:
+            return False
+        if token is not None and provider is not None:
+            raise ConfigError("pass azure_ad_token or azure_ad_token_provider, not both")
+        if provider is not None and not callable(provider):
+            raise ConfigError(
+                "azure_ad_token_provider must be a function returning a token, e.g. "
+                "azure.identity.get_bearer_token_provider(credential, scope)"
+            )
+        if token is not None:
+            if not isinstance(token, str) or not token.strip():
+                raise ConfigError("azure_ad_token must be a non-empty string")
+            _check_key(token.strip())
+            object.__setattr__(self, "azure_ad_token", token.strip())
+        if not self.azure:
+            raise ConfigError(
+                "azure_ad_token and azure_ad_token_provider are for Azure OpenAI: pass the "
+                "resource endpoint as base_url with api_version=... (e.g. '2024-10-21')"
+            )
+        return True
 
     @classmethod
     def resolve(
@@ -204,6 +247,8 @@ class Endpoint:
         query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         key_required: bool = True,
+        azure_ad_token: str | None = None,
+        azure_ad_token_provider: Callable[[], str] | None = None,
     ) -> Endpoint:
         """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then the fields'
         defaults (None: not given).
@@ -218,6 +263,8 @@ class Endpoint:
             "verify": verify,
             "api_version": api_version,
             "headers": headers,
+            "azure_ad_token": azure_ad_token,
+            "azure_ad_token_provider": azure_ad_token_provider,
         }
         values: dict[str, Any] = {}
         for item in options_of(cls):
@@ -246,11 +293,25 @@ class Endpoint:
         """Headers that may be session defaults: nothing secret in them."""
         return {"Content-Type": "application/json", "Accept": "application/json"}
 
+    @property
+    def fresh_headers(self) -> bool:
+        """True when ``request_headers()`` must be asked again for every request (a token
+        provider hands out tokens that expire)."""
+        return self.azure_ad_token_provider is not None
+
     def request_headers(self) -> dict[str, str]:
         """Headers for each request to the API host: the caller's headers, then the key
-        (``Authorization: Bearer``, or ``api-key`` for Azure) when one is set."""
+        (``Authorization: Bearer``, or ``api-key`` for Azure) when one is set; a Microsoft
+        Entra ID token goes as ``Authorization: Bearer`` (the provider is called here)."""
         headers = dict(self.headers)
-        if self.api_key:
+        token = self.azure_ad_token
+        if self.azure_ad_token_provider is not None:
+            token = self.azure_ad_token_provider()
+            if not isinstance(token, str) or not token:
+                raise ConfigError("azure_ad_token_provider returned no token (a non-empty str)")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif self.api_key:
             if self.azure:
                 headers["api-key"] = self.api_key
             else:

@@ -190,7 +190,9 @@ class _Run:
                 stats=self.stats,
                 proxy=proxy_for(endpoint.chat_url),
                 key=endpoint.api_key,
-                headers=endpoint.request_headers(),
+                headers=endpoint.request_headers
+                if endpoint.fresh_headers
+                else endpoint.request_headers(),
                 wall=self.clock.wall,
             )
             self.rows = rows
@@ -234,7 +236,8 @@ class _Run:
             self.record(outcome)
             for follower in item.followers:
                 # Sent once, answered for every row that asked exactly the same.
-                shared = replace(outcome, row_id=follower, latency=None, attempts=0, shared=True)
+                # It keeps the attempts of the request that answered it ("after 6 attempts").
+                shared = replace(outcome, row_id=follower, latency=None, held=0.0, shared=True)
                 self.record(shared)
             if len(self.workers) - self.resting > max_concurrent:
                 return  # one stood in for this worker while its row waited: retire
@@ -267,7 +270,17 @@ class _Run:
         self.on_result(outcome)
 
     async def complete(self, row_id: Hashable, request: ChatRequest) -> RowOutcome:
-        """One row through attempts and waits until it has its final outcome."""
+        """One row through attempts and waits until it has its final outcome, with the part
+        of its latency spent held for the budget (``RowOutcome.held``)."""
+        held = [0.0]
+        outcome = await self.attempts(row_id, request, held)
+        return replace(outcome, held=held[0]) if held[0] else outcome
+
+    async def attempts(
+        self, row_id: Hashable, request: ChatRequest, held: list[float]
+    ) -> RowOutcome:
+        """``complete``'s loop; adds to ``held[0]`` the seconds a retry of the row waited
+        for the pace or a spent budget (the first send's wait is before its latency)."""
         assert self.sender is not None
         clock = self.clock
         estimate = request.estimated_tokens
@@ -281,10 +294,13 @@ class _Run:
             answer_headers: Mapping[str, str] | None = None
             try:
                 try:
+                    waited = clock.now()
                     if not self.throttle.open():
                         await self.throttle.acquire(estimate)
                     if self.shared is not None:
                         admitted = await self.admit(estimate)
+                    if started is not None:
+                        held[0] += clock.now() - waited
                 except _Stopped:
                     return self.not_sent(row_id, started, attempts)
                 if self.stop is not None:

@@ -71,12 +71,26 @@ class CacheWarning(HolySheepWarning):
     """The cache file could not be used as is; the run goes on (filterable category)."""
 
 
+#: Shortest key treated as a secret. Local servers document placeholder keys ("ollama",
+#: "EMPTY", "lm-studio", "sk-no-key-required"); blanking those would garble ordinary words in
+#: error lines. Every hosted provider's keys are longer (OpenAI, Azure, Groq, Mistral: 32+).
+MIN_SECRET_LENGTH = 20
+
+
+def is_secret(key: str | None) -> bool:
+    """True when ``key`` is long enough to be a real secret (see ``MIN_SECRET_LENGTH``)."""
+    return key is not None and len(key) >= MIN_SECRET_LENGTH
+
+
 def redact(text: str, secret: str | None) -> str:
     """Return ``text`` with every occurrence of ``secret`` replaced by ``***``.
 
     Providers sometimes echo the key back ("Incorrect API key provided: sk-..."); every
-    error line passes through here so that it never reaches a cell or a log.
+    line the package itself prints (error cells, warnings, exceptions) passes through here
+    so that a key never reaches a cell or a log. Answers are the user's data and never pass
+    through here. A placeholder key shorter than ``MIN_SECRET_LENGTH`` is left as it is.
     """
-    if not secret:
+    if not is_secret(secret):
         return text
+    assert secret is not None
     return text.replace(secret, "***")

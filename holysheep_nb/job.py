@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from holysheep_nb import interrupt
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
 from holysheep_nb.chat import ChatRequest, EncodedParams, build_messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
@@ -79,7 +80,12 @@ class CompletionJob:
         self.timeline = Timeline(self.stats, self.clock.now)
 
     async def run(self) -> pd.DataFrame:
-        """Send what is not cached, store answers as they come, and build the new frame."""
+        """Send what is not cached, store answers as they come, and build the new frame.
+
+        Interrupted (cancelled), it keeps the frame of the rows answered so far for
+        ``holysheep_nb.last_result()`` before the interrupt propagates.
+        """
+        interrupt.forget()
         options = self.options
         cache = self._open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
@@ -103,6 +109,7 @@ class CompletionJob:
                     cache.put(key, to_cached(outcome))
 
         reader = self.answer_format.read if self.answer_format is not None else None
+        interrupted = False
         try:
             await self.engine.run(
                 self._work(cache, waiting_for_answer, sharing),
@@ -110,6 +117,9 @@ class CompletionJob:
                 stats=self.stats,
                 reader=reader,
             )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True
+            raise
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -117,7 +127,23 @@ class CompletionJob:
             if cache is not None:
                 cache.close()
             progress.close(self.stats)
+            if interrupted:
+                self._keep_interrupted()
         return self._result()
+
+    def _keep_interrupted(self) -> None:
+        """The frame so far, for ``holysheep_nb.last_result()``: rows without an outcome say
+        so, and the report says the run was interrupted."""
+        answered = self.stats.done
+        self.columns.mark_unanswered(interrupt.NOT_ANSWERED)
+        frame = self._result()
+        report = frame.attrs[REPORT_ATTR]
+        frame.attrs[REPORT_ATTR] = replace(
+            report,
+            stop_cause="interrupted",
+            stop_advice="run the same cell again: only the rows not answered are sent",
+        )
+        interrupt.keep(frame, answered)
 
     def plan(self) -> RunPlan:
         """What ``run()`` would send, sending nothing: rows to send, cache hits, input tokens.
@@ -235,6 +261,8 @@ class CompletionJob:
         out.attrs[REPORT_ATTR] = RunReport.from_run(
             stats,
             latency=self.columns.latency,
+            held=self.columns.held,
+            frame_rows=len(self.source),
             elapsed=elapsed,
             prices=self.options.prices,
             labels=label_counts,

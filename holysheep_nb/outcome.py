@@ -92,6 +92,7 @@ class RowOutcome:
     tool_calls: str | None = None
     fields: tuple[str, ...] = ()
     logprobs: TokenLogprobs | None = None
+    held: float = 0.0  # seconds of ``latency`` a retry waited for the pace or a spent budget
 
     @property
     def error(self) -> str | None:

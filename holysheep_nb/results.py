@@ -26,6 +26,7 @@ class ResultColumns:
         self.response: list[str | None] = [None] * rows
         self.error: list[str | None] = [None] * rows
         self.latency = np.full(rows, np.nan)
+        self.held = np.zeros(rows)  # seconds of each latency held for the budget
         self.cached = np.zeros(rows, dtype=bool)
         self.shared = np.zeros(rows, dtype=bool)
         self.attempts = np.zeros(rows, dtype=np.int64)
@@ -36,13 +37,16 @@ class ResultColumns:
         self.tool_calls: list[str | None] = [None] * rows
         #: What the answer reader made of each answer (labels); kept only when there is one.
         self.values: list[Any] | None = [None] * rows if keep_values else None
+        self.recorded = np.zeros(rows, dtype=bool)
 
     def record(self, position: int, outcome: RowOutcome) -> None:
         """Store a row's final outcome."""
+        self.recorded[position] = True
         self.response[position] = outcome.response
         self.error[position] = outcome.error
         if outcome.latency is not None:
             self.latency[position] = outcome.latency
+            self.held[position] = outcome.held
         self.cached[position] = outcome.cached
         self.shared[position] = outcome.shared
         self.attempts[position] = outcome.attempts
@@ -55,6 +59,11 @@ class ResultColumns:
         self.tool_calls[position] = outcome.tool_calls
         if self.values is not None:
             self.values[position] = outcome.value
+
+    def mark_unanswered(self, error: str) -> None:
+        """Give every row without an outcome yet (an interrupted run) ``error``."""
+        for position in np.flatnonzero(~self.recorded).tolist():
+            self.error[position] = error
 
     def answer_at(self, position: int) -> CachedAnswer:
         """The answer recorded for a row, as the cache would keep it."""
@@ -73,8 +82,10 @@ class ResultColumns:
         """The outcome of a row asking exactly what the row at ``earlier`` asked, answered
         already in this run: its answer, and what the reader made of it (a label's
         confidence comes from logprobs that are not kept, so it is carried over, not read
-        again)."""
+        again), and the attempts that request took."""
         outcome = known_outcome(position, self.answer_at(earlier), shared=True)
+        # The attempts of the request that answered it, as for a row sharing one in flight.
+        outcome = replace(outcome, attempts=int(self.attempts[earlier]))
         value = self.values[earlier] if self.values is not None else None
         if value is None or outcome.kind is not OutcomeKind.OK:
             return outcome

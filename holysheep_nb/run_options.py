@@ -10,7 +10,7 @@ type. Nothing here is read at run time.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class RunOptions(TypedDict, total=False):
     verify: bool | str
     api_version: str | None
     headers: Mapping[str, str]
+    azure_ad_token: str | None
+    azure_ad_token_provider: Callable[[], str] | None
     # JobOptions
     system: str | None
     chunk_size: int

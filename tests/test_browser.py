@@ -2,7 +2,8 @@
 
 JupyterLab runs on 127.0.0.1 (token auth, a temporary root folder and settings); Debian's
 Chromium, headless, is driven by Playwright (``executable_path``: no browser is downloaded).
-After Run All: the widget progress bar of the labelling run is full and reads 500/500, the
+After Run All: the progress bar of the labelling run (a widget while it runs, its finished
+state drawn without a script once done) is full and reads 500/500, the
 run report's table and the plot image are shown, and no cell shows an error or stderr. A
 screenshot goes to ``test-artifacts/browser/`` (git-ignored) for a look after a failure.
 
@@ -42,9 +43,9 @@ CHROMIUM = next(
 #: Run All of the quickstart takes about 15 s here; this bounds a hung run.
 RUN_ALL_TIMEOUT_MS = 180_000
 
-# What JupyterLab draws: ipywidgets 8's progress bar, outputs by MIME type, cell prompts.
+# What JupyterLab draws: a finished run's bar, outputs by MIME type, cell prompts.
 SELECTORS = {
-    "bar": ".jp-OutputArea-output .widget-hprogress .progress-bar",
+    "bar": ".jp-OutputArea-output .holysheep-progress progress",
     "report": ".jp-OutputArea-output table.holysheep-report",
     "plot": ".jp-OutputArea-output img[src^='data:image/png']",
     "stderr": ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
@@ -159,7 +160,7 @@ def test_quickstart_as_a_person_sees_it(lab: str) -> None:
             browser.close()
     detail = f"(screenshot: {screenshot})"
     assert seen["stderr"] == [], f"a cell shows error output {detail}: {seen['stderr']}"
-    assert seen["bars"], f"no widget progress bar {detail}"
+    assert seen["bars"], f"no progress bar {detail}"
     label_run = seen["bars"][0]  # the 500-row labelling run
     assert label_run["width"] == "100%", f"the progress bar stopped short {detail}: {label_run}"
     assert "500/500" in label_run["text"], f"the bar's counts {detail}: {label_run}"
@@ -187,8 +188,8 @@ _ALL_RAN = """() => {
 def _what_a_person_sees(page: Any) -> dict[str, Any]:
     bars = [
         {
-            "width": bar.evaluate("node => node.style.width"),
-            "text": bar.evaluate("node => node.closest('.widget-hbox').innerText"),
+            "width": bar.evaluate("node => `${Math.round(100 * node.position)}%`"),
+            "text": bar.evaluate("node => node.closest('.holysheep-progress').innerText"),
         }
         for bar in page.locator(SELECTORS["bar"]).all()
     ]

@@ -223,7 +223,7 @@ class BatchJob:
                 if cache is not None and worth_keeping(outcome):
                     cache.put(request_key, to_cached(outcome))
                 for follower in followers:  # asked once: as the online run marks its repeats
-                    record(follower, replace(found, attempts=0, shared=True), ran=False)
+                    record(follower, replace(found, shared=True), ran=False)
         finally:
             if cache is not None:
                 cache.close()

@@ -70,10 +70,14 @@ def check_request(
         return error_response(
             400, "'messages' must be a non-empty array of message objects.", provider=provider
         )
-    if config.api_key is not None:
+    if config.api_key is not None or (provider == "azure" and config.azure_ad_token is not None):
         if provider == "azure":
+            # Azure takes a resource key (api-key) or a Microsoft Entra ID token (Bearer).
             sent = headers.get("api-key")
-            accepted = sent == config.api_key
+            bearer = headers.get("Authorization")
+            accepted = (config.api_key is not None and sent == config.api_key) or (
+                config.azure_ad_token is not None and bearer == f"Bearer {config.azure_ad_token}"
+            )
         else:
             sent = headers.get("Authorization")
             accepted = sent == f"Bearer {config.api_key}"

@@ -22,6 +22,27 @@ from holysheep_nb.server.providers import PERSONALITIES, PROVIDERS
 __all__ = ["cli", "config_args", "parse_cli"]
 
 
+#: The api_version printed for Azure clients (any value is accepted by the local server).
+AZURE_API_VERSION = "2024-10-21"
+
+
+def azure_hint(base_url: str, config: ServerConfig) -> str:
+    """What an Azure client passes to reach the azure personality: the resource endpoint
+    (not the ``/v1`` URL), an ``api_version`` and a deployment (Azure's model)."""
+    endpoint = base_url.removesuffix("/v1")
+    deployment = config.models[0] if config.models else "any-deployment"
+    return (
+        "Azure OpenAI personality: clients take the resource endpoint, not the URL above:\n"
+        f"  azure_endpoint / base_url = {endpoint}\n"
+        f"  api_version               = {AZURE_API_VERSION}\n"
+        f"  deployment / model        = {deployment}\n"
+        f"  df.holysheep.label(..., base_url={endpoint!r}, api_version={AZURE_API_VERSION!r}, "
+        f"model={deployment!r})\n"
+        f"  AzureOpenAI(azure_endpoint={endpoint!r}, api_version={AZURE_API_VERSION!r}, "
+        "api_key=...)"
+    )
+
+
 def config_args(config: ServerConfig) -> list[str]:
     """The ``serve`` options that reproduce ``config`` (used by ``ServerProcess``)."""
     args = ["--latency", str(config.latency), "--seed", str(config.seed)]
@@ -35,6 +56,7 @@ def config_args(config: ServerConfig) -> list[str]:
         ("--rpm", config.rpm),
         ("--tpm", config.tpm),
         ("--api-key", config.api_key),
+        ("--azure-ad-token", config.azure_ad_token),
         ("--provider", config.provider),
         ("--batch-polls", config.batch_polls),
         ("--batch-seconds", config.batch_seconds),
@@ -114,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
         help="sliding window of the rpm/tpm limits, seconds",
     )
     add("--api-key", help="accept only this key (default: any)")
+    add("--azure-ad-token", metavar="TOKEN",
+        help="azure: also accept 'Authorization: Bearer TOKEN' (Microsoft Entra ID)")  # fmt: skip
     add("--echo", action="store_true", help="answer with the prompt itself")
     add("--digest", action="store_true", help="append [sha:XXXXXXXX] of the prompt to every answer")
     add("--seed", type=int, default=0, help="seed of the latency and fault draws")
@@ -176,6 +200,7 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
             digest=args.digest,
             off_label_rate=args.off_label_rate,
             api_key=args.api_key,
+            azure_ad_token=args.azure_ad_token,
             rpm=args.rpm,
             tpm=args.tpm,
             limit_window=args.limit_window,
@@ -216,6 +241,8 @@ async def _serve(config: ServerConfig, host: str, port: int) -> int:
         print(f"holysheep-nb serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     print(f"serving on {server.base_url}", flush=True)
+    if config.provider == "azure":
+        print(azure_hint(server.base_url, config), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

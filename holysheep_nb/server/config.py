@@ -116,6 +116,9 @@ class ServerConfig:
     digest: bool = False
     off_label_rate: float = 0.0
     api_key: str | None = field(default=None, repr=False)
+    #: Azure personality: also accept ``Authorization: Bearer <this>`` (a Microsoft Entra ID
+    #: token, as the openai client sends ``azure_ad_token``); None: only the api-key header.
+    azure_ad_token: str | None = field(default=None, repr=False)
     rpm: float | None = None
     tpm: float | None = None
     limit_window: float = 60.0
