@@ -672,7 +672,7 @@ async def test_a_bug_in_the_server_is_still_a_json_500(monkeypatch: pytest.Monke
     def broken(*args: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("holysheep_nb.server.app.compose", broken)
+    monkeypatch.setattr("holysheep_nb.server.app.answers_for", broken)
     async with (
         await start_server() as server,
         openai.AsyncOpenAI(

@@ -14,6 +14,7 @@ from typing import Literal
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.faults import Faults
+from holysheep_nb.server.models import SIM_MODELS, SimModel
 from holysheep_nb.server.providers import PROVIDERS
 
 __all__ = ["Latency", "ServerConfig"]
@@ -104,6 +105,9 @@ class ServerConfig:
     creation, and expires unfinished ``batch_expiry`` seconds after it; an input file over
     ``batch_max_requests`` lines or ``batch_max_bytes`` bytes fails the batch (OpenAI's limits
     by default). See ``batches``.
+    ``sim_models``: the simulated models (``models.SimModel``) answered by name; any other
+    model gets the rule-based answers. ``SIM_MODELS`` (``sim-small``, ``sim-large``) by
+    default.
     """
 
     latency: Latency = Latency()
@@ -128,6 +132,7 @@ class ServerConfig:
     batch_expiry: float = 24 * 3600.0
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 200 * 1024 * 1024
+    sim_models: tuple[SimModel, ...] = SIM_MODELS
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -163,3 +168,17 @@ class ServerConfig:
         for name in ("batch_max_requests", "batch_max_bytes"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        sims: object = self.sim_models
+        if not isinstance(sims, (tuple, list)) or not all(isinstance(m, SimModel) for m in sims):
+            raise ConfigError(f"sim_models must be SimModel specs, got {sims!r}")
+        names = [m.name for m in sims]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sim_models names must be unique, got {names}")
+        object.__setattr__(self, "sim_models", tuple(sims))
+
+    def sim_model(self, name: str) -> SimModel | None:
+        """The simulated model called ``name``, or None (rule-based answers)."""
+        for model in self.sim_models:
+            if model.name == name:
+                return model
+        return None
