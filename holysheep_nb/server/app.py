@@ -78,6 +78,7 @@ class Service:
         self.faults: dict[str, int] = {}
         self.rate_limited = 0
         self.times: list[float] = []
+        self.embeddings = 0
         self.attempts: dict[str, int] = {}
         self.draws: dict[str, int] = {}
         self._stale: set[asyncio.BaseTransport] = set()
@@ -114,6 +115,7 @@ class Service:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
+            "embeddings": self.embeddings,
             "batches": self.batches.stats(),
         }
         if self.config.record_times:

@@ -19,7 +19,7 @@ import re
 import struct
 from typing import Any
 
-__all__ = ["DIMENSIONS", "bag_vector", "cosine", "embeddings_body"]
+__all__ = ["DIMENSIONS", "BadEmbeddingsRequest", "bag_vector", "cosine", "embeddings_body"]
 
 DIMENSIONS = 256
 _WORD = re.compile(r"\w+")
@@ -70,25 +70,40 @@ def _inputs(value: object) -> list[str] | str:
     return texts
 
 
-def embeddings_body(body: object) -> tuple[int, dict[str, Any]] | tuple[int, str, str]:
-    """(200, the ``list`` object) for a valid request, else (400, message, param)."""
+class BadEmbeddingsRequest(ValueError):
+    """The request is unusable: the message says why, ``param`` names the field (a 400)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def embeddings_body(body: object) -> dict[str, Any]:
+    """The ``list`` object answering an embeddings request body (parsed JSON).
+
+    Raises ``BadEmbeddingsRequest`` for a body OpenAI would refuse with a 400.
+    """
     if not isinstance(body, dict):
-        return 400, "The request body must be a JSON object.", "body"
+        raise BadEmbeddingsRequest("The request body must be a JSON object.", "body")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        return 400, "you must provide a model parameter", "model"
+        raise BadEmbeddingsRequest("you must provide a model parameter", "model")
     texts = _inputs(body.get("input"))
     if isinstance(texts, str):
-        return 400, texts, "input"
+        raise BadEmbeddingsRequest(texts, "input")
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
-        return 400, "'encoding_format' must be 'float' or 'base64'", "encoding_format"
+        raise BadEmbeddingsRequest(
+            "'encoding_format' must be 'float' or 'base64'", "encoding_format"
+        )
     dimensions = body.get("dimensions", DIMENSIONS)
     if (
         not isinstance(dimensions, int)
         or isinstance(dimensions, bool)
         or not 1 <= dimensions <= _MAX_DIMENSIONS
     ):
-        return 400, f"'dimensions' must be an integer 1..{_MAX_DIMENSIONS}", "dimensions"
+        raise BadEmbeddingsRequest(
+            f"'dimensions' must be an integer 1..{_MAX_DIMENSIONS}", "dimensions"
+        )
     data = []
     tokens = 0
     for index, text in enumerate(texts):
@@ -101,4 +116,4 @@ def embeddings_body(body: object) -> tuple[int, dict[str, Any]] | tuple[int, str
         )
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return 200, {"object": "list", "data": data, "model": body["model"], "usage": usage}
+    return {"object": "list", "data": data, "model": body["model"], "usage": usage}
