@@ -17,6 +17,7 @@ import hashlib
 import math
 import re
 import struct
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["DIMENSIONS", "BadEmbeddingsRequest", "bag_vector", "cosine", "embeddings_body"]
@@ -33,7 +34,8 @@ def _stem(word: str) -> str:
     return word
 
 
-def bag_vector(text: str, dimensions: int = DIMENSIONS) -> list[float]:
+@lru_cache(maxsize=16384)
+def bag_vector(text: str, dimensions: int = DIMENSIONS) -> tuple[float, ...]:
     """The unit-length hashed bag-of-words vector of ``text`` (all zeros without a word)."""
     vector = [0.0] * dimensions
     for word in _WORD.findall(text.lower()):
@@ -41,10 +43,10 @@ def bag_vector(text: str, dimensions: int = DIMENSIONS) -> list[float]:
         number = int.from_bytes(digest, "big")
         vector[number % dimensions] += 1.0 if number >> 63 else -1.0
     norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm else vector
+    return tuple(x / norm for x in vector) if norm else tuple(vector)
 
 
-def cosine(a: list[float], b: list[float]) -> float:
+def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """The cosine similarity of two unit (or zero) vectors."""
     return sum(x * y for x, y in zip(a, b, strict=True))
 
@@ -112,7 +114,7 @@ def embeddings_body(body: object) -> dict[str, Any]:
         embedding: list[float] | str = (
             base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
             if encoding == "base64"
-            else vector
+            else list(vector)
         )
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}

@@ -147,7 +147,7 @@ SIM_MODELS: tuple[SimModel, ...] = (
     SimModel(
         name="sim-small",
         accuracy=0.80,
-        discrimination=0.7,
+        discrimination=0.5,
         hard_penalty=3.0,
         overconfidence=1.5,
         instruction_gain=0.8,

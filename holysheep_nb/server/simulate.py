@@ -62,8 +62,6 @@ _DEFINES = {
     "sarcastic": re.compile(r"sarcas|\birony\b|\bironic", re.IGNORECASE),
     "mixed": re.compile(r"\bmixed\b|\bon balance\b|\bverdict\b", re.IGNORECASE),
 }
-#: Request fields that shape the answer's form, not its content: left out of the prompt key.
-_FORM_FIELDS = frozenset(("n", "stream", "stream_options", "logprobs", "top_logprobs", "user"))
 _HESITATION = 0.7  # of what the chosen label leaves, the share of the truth when wrong
 
 
@@ -107,7 +105,9 @@ class _Prompt:
     key: str
 
 
-def _read_prompt(body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> _Prompt:
+def _read_prompt(messages: list[Mapping[str, Any]]) -> _Prompt:
+    """The prompt's features; its key is the messages' roles and texts (the wording: the
+    other request fields shape the answer's form, not what the model thinks)."""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     instructions = [
         message_text(m)
@@ -124,8 +124,8 @@ def _read_prompt(body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> 
         and i + 1 < len(messages)
         and messages[i + 1].get("role") == "assistant"
     )
-    shown = {k: v for k, v in body.items() if k not in _FORM_FIELDS}
-    key = prompt_digest(json.dumps(shown, sort_keys=True, ensure_ascii=False, default=str))
+    wording = [[str(m.get("role")), message_text(m)] for m in messages]
+    key = prompt_digest(json.dumps(wording, ensure_ascii=False))
     return _Prompt(defined, examples, key)
 
 
@@ -176,16 +176,15 @@ def _solve_base(
     return (low + high) / 2
 
 
-def _chance(
-    model: SimModel, seed: int, text: str, kind: str, prompt: _Prompt, row_vector: list[float]
-) -> float:
+def _chance(model: SimModel, seed: int, text: str, kind: str, prompt: _Prompt) -> float:
     logit = _base(model, seed) + model.discrimination * _difficulty(model.name, seed, text)
     logit += model.prompt_noise * _NORMAL.inv_cdf(_uniform(seed, model.name, text, prompt.key))
     if kind in _DEFINES:
         kept = 1.0 - model.instruction_gain if kind in prompt.defined else 1.0
         logit -= model.hard_penalty * kept
     if prompt.examples:
-        closest = max(cosine(row_vector, bag_vector(example)) for example in prompt.examples)
+        row = bag_vector(text)
+        closest = max(cosine(row, bag_vector(example)) for example in prompt.examples)
         logit += model.example_gain + model.similar_example_gain * max(0.0, closest)
     return _sigmoid(logit)
 
@@ -212,7 +211,7 @@ def draw_label(
     target = truth
     if truth not in by_lower:
         if _uniform(*salt, prompt.key, draw, "off-set") < model.off_set_rate:
-            chance = _chance(model, seed, text, kind, prompt, bag_vector(text))
+            chance = _chance(model, seed, text, kind, prompt)
             confidence = _sigmoid(_logit(chance) + model.overconfidence)
             return Draw(truth, True, chance, ((truth, confidence),))
         weights = confusion.get(truth, {})
@@ -220,7 +219,7 @@ def draw_label(
             (lower for lower in by_lower if lower in SENTIMENTS),
             key=lambda lower: (weights.get(lower, 0.0), -SENTIMENTS.index(lower)),
         )
-    chance = _chance(model, seed, text, kind, prompt, bag_vector(text))
+    chance = _chance(model, seed, text, kind, prompt)
     u = _uniform(*salt, "", "u") if draw is None else _uniform(*salt, prompt.key, draw, "u")
     others = [lower for lower in by_lower if lower != target]
     weights = {lower: confusion.get(target, {}).get(lower, 0.05) for lower in others}
@@ -338,7 +337,7 @@ def answers_for(
         key == "labels" or multi_ask or not {label.lower() for label in labels} & set(SENTIMENTS)
     ):
         return [Answer(compose(config, body, texts, raw))] * choices
-    prompt = _read_prompt(body, messages)
+    prompt = _read_prompt(messages)
     temperature = body.get("temperature", 1.0)
     first = None if temperature == 0 else draws(prompt.key)
     out: list[Answer] = []
@@ -381,9 +380,8 @@ def simulate_label(
     for example, answer in examples:
         messages += [{"role": "user", "content": example}, {"role": "assistant", "content": answer}]
     messages.append({"role": "user", "content": text})
-    body = {"model": model.name, "messages": messages, "temperature": 0 if draw is None else 1}
     review = truth_of(text)
     truth = review.sentiment if review is not None else rule_sentiment(text)
     kind = review.kind if review is not None else "plain"
-    prompt = _read_prompt(body, messages)
+    prompt = _read_prompt(messages)
     return draw_label(model, seed, text, truth, kind, list(labels), prompt, draw)
