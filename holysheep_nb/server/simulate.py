@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from holysheep_nb.server.faults import parse_marker
 from holysheep_nb.server.models import SimModel
 from holysheep_nb.server.schema_answers import value_for
 
-__all__ = ["Answer", "Draw", "answers_for", "draw_label"]
+__all__ = ["Answer", "Draw", "answers_for", "draw_label", "simulate_label", "warm"]
 
 _NORMAL = NormalDist()
 _SHARED = math.sqrt(0.5)  # the part of a row's difficulty every model shares
@@ -129,8 +130,11 @@ def _read_prompt(messages: list[Mapping[str, Any]]) -> _Prompt:
     return _Prompt(defined, examples, key)
 
 
-_CALIBRATION_ROWS = 20_000
-_CALIBRATION_SAMPLES = 10
+_CALIBRATION_SAMPLES = 5
+_CALIBRATION_ROWS = 2000 * _CALIBRATION_SAMPLES
+_FREQUENT = 5  # a text seen this often in the calibration rows recurs in every sample
+_BASES: dict[tuple[str, float, float, float, int], float] = {}
+_LOCK = threading.Lock()
 
 
 def _difficulty(name: str, seed: int, text: str) -> float:
@@ -139,41 +143,61 @@ def _difficulty(name: str, seed: int, text: str) -> float:
     return _SHARED * shared + _SHARED * _NORMAL.inv_cdf(_uniform(seed, name, "row", text))
 
 
+@lru_cache(maxsize=1)
+def _calibration_texts() -> tuple[tuple[str, bool, int], ...]:
+    """(text, hard, count) over 10,000 sample rows: 5 samples of 2,000, seeds 1000-1004
+    (the same texts recur in every sample, the rare ones differ)."""
+    counts = Counter(
+        (review.text, review.kind in _DEFINES)
+        for sample in range(_CALIBRATION_SAMPLES)
+        for review in generate(_CALIBRATION_ROWS // _CALIBRATION_SAMPLES, 1000 + sample)
+    )
+    return tuple((text, hard, n) for (text, hard), n in counts.items())
+
+
 def _base(model: SimModel, seed: int) -> float:
     """The log-odds ``base`` for which the accuracy, asked plainly at temperature 0, over
-    20,000 sample rows (10 samples of 2,000, seeds 1000-1009: the same texts recur in every
-    sample) is the model's ``accuracy``. Solved by bisection once per model and server seed."""
-    return _solve_base(model.name, model.accuracy, model.discrimination, model.hard_penalty, seed)
+    the sample's rows is the model's ``accuracy``, estimated on the calibration rows
+    (``_calibration_texts``). Rows are independent draws of a text, so that accuracy is the
+    texts' mean correctness weighted by frequency: the sample's frequent texts ("It does
+    the job.") are right or wrong in every sample, so their realised outcome counts; for the
+    rare ones the expected one (their chance) is the better estimate, since a new sample
+    draws other rare texts. Solved by bisection once per model and server seed (``warm``
+    does it off the event loop at start)."""
+    key = (model.name, model.accuracy, model.discrimination, model.hard_penalty, seed)
+    with _LOCK:
+        if key not in _BASES:
+            _BASES[key] = _solve_base(model, seed)
+        return _BASES[key]
 
 
-@lru_cache(maxsize=32)
-def _solve_base(
-    name: str, accuracy: float, discrimination: float, hard_penalty: float, seed: int
-) -> float:
-    counts = Counter(
-        (r.text, r.kind in _DEFINES)
-        for sample in range(_CALIBRATION_SAMPLES)
-        for r in generate(_CALIBRATION_ROWS // _CALIBRATION_SAMPLES, 1000 + sample)
-    )
-    rows = [
-        (
-            discrimination * _difficulty(name, seed, text) - hard_penalty * hard,
-            _uniform(seed, name, text, "", "u"),
-            n,
-        )
-        for (text, hard), n in counts.items()
-    ]
+def _solve_base(model: SimModel, seed: int) -> float:
+    frequent: list[tuple[float, float, int]] = []  # (logit(u) - x, n): right when < base
+    rare: list[tuple[float, int]] = []  # (x, n): chance sigmoid(base + x)
+    for text, hard, n in _calibration_texts():
+        x = model.discrimination * _difficulty(model.name, seed, text)
+        x -= model.hard_penalty * hard
+        if n >= _FREQUENT:
+            frequent.append((_logit(_uniform(seed, model.name, text, "", "u")) - x, 0.0, n))
+        else:
+            rare.append((x, n))
 
-    def mean(base: float) -> float:
-        # The realised accuracy, not the expected one: the sample's most frequent texts
-        # ("It does the job.") are right or wrong in every sample, so their luck must count.
-        return sum(n for x, u, n in rows if u < _sigmoid(base + x)) / _CALIBRATION_ROWS
+    def accuracy(base: float) -> float:
+        right = sum(n for threshold, _, n in frequent if threshold < base)
+        return (right + sum(_sigmoid(base + x) * n for x, n in rare)) / _CALIBRATION_ROWS
 
     low, high = -20.0, 30.0
     for _ in range(40):
         middle = (low + high) / 2
-        low, high = (middle, high) if mean(middle) < accuracy else (low, middle)
+        low, high = (middle, high) if accuracy(middle) < model.accuracy else (low, middle)
     return (low + high) / 2
+
+
+def warm(config: ServerConfig) -> None:
+    """Solve every simulated model's ``base`` now (a server calls it in a thread at start,
+    so that its first simulated answer does not wait for it)."""
+    for model in config.sim_models:
+        _base(model, config.seed)
 
 
 def _chance(model: SimModel, seed: int, text: str, kind: str, prompt: _Prompt) -> float:
