@@ -48,11 +48,11 @@ from holysheep_nb.server.process import ServerProcess
 
 __all__ = [
     "FAULT_KINDS",
+    "SIM_MODELS",
     "Faults",
     "Latency",
     "LocalServer",
     "RunningServer",
-    "SIM_MODELS",
     "ServerConfig",
     "ServerProcess",
     "SimModel",
