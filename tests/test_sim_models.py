@@ -258,7 +258,9 @@ def extract(model: SimModel, text: str) -> dict[str, Any]:
         "messages": [{"role": "user", "content": text}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "f", "schema": FACTS}},
     }
-    answer = answers_for(ServerConfig(), body, body["messages"], [text], text, lambda _: 0)[0]
+    answer = answers_for(
+        ServerConfig(), body, model.name, body["messages"], [text], text, lambda _: 0
+    )[0]
     value: dict[str, Any] = json.loads(answer.content)
     return value
 

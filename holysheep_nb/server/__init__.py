@@ -25,6 +25,7 @@ This module is the public surface only; import from here. Each module owns one i
     ``answers``         the rule-based answers, ``estimate_tokens``, ``prompt_digest``
     ``models``          ``SimModel`` and the shipped ``SIM_MODELS``
     ``simulate``        a simulated model's answer: label, confidence, extracted fields
+    ``calibration``     seeded draws, row difficulty, each model's solved ``base``
     ``embeddings``      ``/v1/embeddings``: hashed bag-of-words vectors
     ``schema_answers``  a JSON value valid against any schema, for json_schema and tools
     ``completion``      the chat.completion body: choices, tools, reasoning, logprobs, usage

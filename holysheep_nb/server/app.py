@@ -23,6 +23,7 @@ from aiohttp import web
 
 from holysheep_nb.server.answers import estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.batches import BatchDesk
+from holysheep_nb.server.calibration import base, is_calibrated
 from holysheep_nb.server.checks import check_request
 from holysheep_nb.server.completion import (
     SHAPING_FIELDS,
@@ -232,7 +233,11 @@ class Service:
                 provider=provider,
             )
         texts = [message_text(m) for m in messages]
-        answers = answers_for(config, body, messages, texts, raw, self.next_draw)
+        simulated = config.sim_model(model)
+        if simulated is not None and not is_calibrated(simulated, config.seed):
+            # Once per process and model: half a second of arithmetic, off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, base, simulated, config.seed)
+        answers = answers_for(config, body, model, messages, texts, raw, self.next_draw)
         prompt_tokens = sum(estimate_tokens(t) + 4 for t in texts)
         headers = self.limits.admit(
             prompt_tokens + sum(max(1, estimate_tokens(a.content)) for a in answers),
@@ -243,7 +248,6 @@ class Service:
             self.rate_limited += 1
             return headers
         fault = self._marker_fault(raw, marker, times) if marker else config.faults.draw(self.rng)
-        simulated = config.sim_model(model)
         factor = simulated.latency_factor if simulated is not None else 1.0
         await self._sleep(config.latency.sample(self.rng) * factor)
         if fault is not None:
@@ -276,7 +280,7 @@ class Service:
                 created=int(time.time()),
                 model=model,
                 prompt_tokens=prompt_tokens,
-                tokens=len(token_pieces(answer.content, answer.label)),
+                tokens=max(1, len(token_pieces(answer.content, answer.label))),
             )
             return json_response(200, completion, headers)
         replies = plan_choices(config, body, answers, fault, texts, raw)

@@ -440,7 +440,7 @@ class BatchDesk:
             )
             return response.status, json.loads(cast(bytes, response.body))
         texts = [message_text(m) for m in messages]
-        answers = answers_for(config, body, messages, texts, raw, self.service.next_draw)
+        answers = answers_for(config, body, model, messages, texts, raw, self.service.next_draw)
         replies = plan_choices(config, body, answers, None if fault == "sse" else fault, texts, raw)
         top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(

@@ -20,7 +20,6 @@ from aiohttp import web
 from holysheep_nb.server.app import Service
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.routes import build_app
-from holysheep_nb.server.simulate import warm
 
 __all__ = ["LocalServer", "RunningServer", "start_server"]
 
@@ -80,9 +79,6 @@ async def start_server(
     With ``ssl_context`` it serves HTTPS, to test certificate checks and ``verify``.
     """
     service = Service(config or ServerConfig())
-    if service.config.sim_models:
-        # Solve the simulated models' calibration off the loop (once per process).
-        threading.Thread(target=warm, args=(service.config,), daemon=True).start()
     # handler_cancellation: a client that gives up (timeout) ends its handler, so in_flight
     # stays true; shutdown_timeout is only a backstop, wake_all() ends sleeps first.
     runner = web.AppRunner(

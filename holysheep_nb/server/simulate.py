@@ -20,23 +20,21 @@ sentiment in it) gets the rule-based answer of ``answers.compose``, ``n`` times.
   draws anew, counted per prompt by the server.
 - The reported confidence is ``sigmoid(logit(p) + overconfidence)``; the alternatives
   share the rest, the true label most when the answer is wrong.
+
+Length: one idea, a simulated model's answer from the prompt's features to the label, its
+probabilities and the extracted fields; the numbers behind ``p`` are ``calibration``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import re
-import threading
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
-from holysheep_nb.reviews import PRODUCTS, SENTIMENTS, Review, aspects_of, generate, truth_of
+from holysheep_nb.reviews import PRODUCTS, SENTIMENTS, Review, aspects_of, truth_of
 from holysheep_nb.server.answers import (
     LABELS_LINE,
     MULTI_ASK,
@@ -49,20 +47,20 @@ from holysheep_nb.server.answers import (
     response_schema,
     rule_sentiment,
 )
+from holysheep_nb.server.calibration import base, difficulty, logit, sigmoid, uniform
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.embeddings import bag_vector, cosine
 from holysheep_nb.server.faults import parse_marker
 from holysheep_nb.server.models import SimModel
 from holysheep_nb.server.schema_answers import value_for
 
-__all__ = ["Answer", "Draw", "answers_for", "draw_label", "simulate_label", "warm"]
+__all__ = ["Answer", "Draw", "answers_for", "draw_label", "simulate_label"]
 
-_NORMAL = NormalDist()
-_SHARED = math.sqrt(0.5)  # the part of a row's difficulty every model shares
 _DEFINES = {
     "sarcastic": re.compile(r"sarcas|\birony\b|\bironic", re.IGNORECASE),
     "mixed": re.compile(r"\bmixed\b|\bon balance\b|\bverdict\b", re.IGNORECASE),
 }
+_NORMAL = NormalDist()
 _HESITATION = 0.7  # of what the chosen label leaves, the share of the truth when wrong
 
 
@@ -85,15 +83,6 @@ class Draw:
     correct: bool
     chance: float
     scores: tuple[tuple[str, float], ...]
-
-
-def _uniform(*parts: object) -> float:
-    digest = hashlib.blake2b("\x00".join(map(str, parts)).encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / 2.0**64
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,87 +119,17 @@ def _read_prompt(messages: list[Mapping[str, Any]]) -> _Prompt:
     return _Prompt(defined, examples, key)
 
 
-_CALIBRATION_SAMPLES = 5
-_CALIBRATION_ROWS = 2000 * _CALIBRATION_SAMPLES
-_FREQUENT = 5  # a text seen this often in the calibration rows recurs in every sample
-_BASES: dict[tuple[str, float, float, float, int], float] = {}
-_LOCK = threading.Lock()
-
-
-def _difficulty(name: str, seed: int, text: str) -> float:
-    """The row's standard normal ``z``: half shared by every model, half model ``name``'s."""
-    shared = _NORMAL.inv_cdf(_uniform(seed, "row", text))
-    return _SHARED * shared + _SHARED * _NORMAL.inv_cdf(_uniform(seed, name, "row", text))
-
-
-@lru_cache(maxsize=1)
-def _calibration_texts() -> tuple[tuple[str, bool, int], ...]:
-    """(text, hard, count) over 10,000 sample rows: 5 samples of 2,000, seeds 1000-1004
-    (the same texts recur in every sample, the rare ones differ)."""
-    counts = Counter(
-        (review.text, review.kind in _DEFINES)
-        for sample in range(_CALIBRATION_SAMPLES)
-        for review in generate(_CALIBRATION_ROWS // _CALIBRATION_SAMPLES, 1000 + sample)
-    )
-    return tuple((text, hard, n) for (text, hard), n in counts.items())
-
-
-def _base(model: SimModel, seed: int) -> float:
-    """The log-odds ``base`` for which the accuracy, asked plainly at temperature 0, over
-    the sample's rows is the model's ``accuracy``, estimated on the calibration rows
-    (``_calibration_texts``). Rows are independent draws of a text, so that accuracy is the
-    texts' mean correctness weighted by frequency: the sample's frequent texts ("It does
-    the job.") are right or wrong in every sample, so their realised outcome counts; for the
-    rare ones the expected one (their chance) is the better estimate, since a new sample
-    draws other rare texts. Solved by bisection once per model and server seed (``warm``
-    does it off the event loop at start)."""
-    key = (model.name, model.accuracy, model.discrimination, model.hard_penalty, seed)
-    with _LOCK:
-        if key not in _BASES:
-            _BASES[key] = _solve_base(model, seed)
-        return _BASES[key]
-
-
-def _solve_base(model: SimModel, seed: int) -> float:
-    frequent: list[tuple[float, float, int]] = []  # (logit(u) - x, n): right when < base
-    rare: list[tuple[float, int]] = []  # (x, n): chance sigmoid(base + x)
-    for text, hard, n in _calibration_texts():
-        x = model.discrimination * _difficulty(model.name, seed, text)
-        x -= model.hard_penalty * hard
-        if n >= _FREQUENT:
-            frequent.append((_logit(_uniform(seed, model.name, text, "", "u")) - x, 0.0, n))
-        else:
-            rare.append((x, n))
-
-    def accuracy(base: float) -> float:
-        right = sum(n for threshold, _, n in frequent if threshold < base)
-        return (right + sum(_sigmoid(base + x) * n for x, n in rare)) / _CALIBRATION_ROWS
-
-    low, high = -20.0, 30.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        low, high = (middle, high) if accuracy(middle) < model.accuracy else (low, middle)
-    return (low + high) / 2
-
-
-def warm(config: ServerConfig) -> None:
-    """Solve every simulated model's ``base`` now (a server calls it in a thread at start,
-    so that its first simulated answer does not wait for it)."""
-    for model in config.sim_models:
-        _base(model, config.seed)
-
-
 def _chance(model: SimModel, seed: int, text: str, kind: str, prompt: _Prompt) -> float:
-    logit = _base(model, seed) + model.discrimination * _difficulty(model.name, seed, text)
-    logit += model.prompt_noise * _NORMAL.inv_cdf(_uniform(seed, model.name, text, prompt.key))
+    odds = base(model, seed) + model.discrimination * difficulty(model.name, seed, text)
+    odds += model.prompt_noise * _NORMAL.inv_cdf(uniform(seed, model.name, text, prompt.key))
     if kind in _DEFINES:
         kept = 1.0 - model.instruction_gain if kind in prompt.defined else 1.0
-        logit -= model.hard_penalty * kept
+        odds -= model.hard_penalty * kept
     if prompt.examples:
         row = bag_vector(text)
         closest = max(cosine(row, bag_vector(example)) for example in prompt.examples)
-        logit += model.example_gain + model.similar_example_gain * max(0.0, closest)
-    return _sigmoid(logit)
+        odds += model.example_gain + model.similar_example_gain * max(0.0, closest)
+    return sigmoid(odds)
 
 
 def draw_label(
@@ -234,9 +153,9 @@ def draw_label(
     confusion = model.confusion
     target = truth
     if truth not in by_lower:
-        if _uniform(*salt, prompt.key, draw, "off-set") < model.off_set_rate:
+        if uniform(*salt, prompt.key, draw, "off-set") < model.off_set_rate:
             chance = _chance(model, seed, text, kind, prompt)
-            confidence = _sigmoid(_logit(chance) + model.overconfidence)
+            confidence = sigmoid(logit(chance) + model.overconfidence)
             return Draw(truth, True, chance, ((truth, confidence),))
         weights = confusion.get(truth, {})
         target = max(
@@ -244,7 +163,7 @@ def draw_label(
             key=lambda lower: (weights.get(lower, 0.0), -SENTIMENTS.index(lower)),
         )
     chance = _chance(model, seed, text, kind, prompt)
-    u = _uniform(*salt, "", "u") if draw is None else _uniform(*salt, prompt.key, draw, "u")
+    u = uniform(*salt, "", "u") if draw is None else uniform(*salt, prompt.key, draw, "u")
     others = [lower for lower in by_lower if lower != target]
     weights = {lower: confusion.get(target, {}).get(lower, 0.05) for lower in others}
     correct = u < chance or not others
@@ -252,14 +171,14 @@ def draw_label(
         chosen = target
     else:
         total = sum(weights.values())
-        pointer = _uniform(*salt, prompt.key, draw, "wrong") * total
+        pointer = uniform(*salt, prompt.key, draw, "wrong") * total
         chosen = others[-1]
         for lower in others:
             pointer -= weights[lower]
             if pointer <= 0:
                 chosen = lower
                 break
-    confidence = _sigmoid(_logit(chance) + model.overconfidence)
+    confidence = sigmoid(logit(chance) + model.overconfidence)
     rest = 1.0 - confidence
     shares: dict[str, float] = {}
     alternatives = [lower for lower in by_lower if lower != chosen]
@@ -278,11 +197,6 @@ def draw_label(
     return Draw(by_lower[chosen], correct, chance, scores)
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
-
-
 def _known_fields(
     model: SimModel, seed: int, review: Review, prompt: _Prompt, draw: str | None
 ) -> dict[str, Any]:
@@ -293,10 +207,10 @@ def _known_fields(
     true["aspect"] = review.aspect
     out: dict[str, Any] = {}
     for name, value in true.items():
-        if _uniform(*salt, "field", name) >= model.field_error(name):
+        if uniform(*salt, "field", name) >= model.field_error(name):
             out[name] = value
             continue
-        pointer = _uniform(*salt, "wrong field", name)
+        pointer = uniform(*salt, "wrong field", name)
         if name in ("stars", "rating"):
             out[name] = value - 1 if value == 5 or (value > 1 and pointer < 0.5) else value + 1
         elif name == "product":
@@ -338,16 +252,17 @@ def _picker(
 def answers_for(
     config: ServerConfig,
     body: Mapping[str, Any],
+    model_name: str,
     messages: list[Mapping[str, Any]],
     texts: list[str],
     raw: str,
     draws: Callable[[str], int],
 ) -> list[Answer]:
-    """The ``n`` choices' answers to one chat request (module docstring); ``raw`` is the
-    last user message as sent; ``draws(prompt_key)`` numbers the requests with that prompt
-    at a temperature above 0."""
+    """The ``n`` choices' answers to one chat request for ``model_name`` (the body's model,
+    or Azure's deployment) (module docstring); ``raw`` is the last user message as sent;
+    ``draws(prompt_key)`` numbers the requests with that prompt at a temperature above 0."""
     choices = body.get("n") or 1
-    model = config.sim_model(str(body.get("model")))
+    model = config.sim_model(model_name)
     if model is None or config.echo:
         return [Answer(compose(config, body, texts, raw))] * choices
     text = LABELS_LINE.sub("", parse_marker(raw)[0]).strip()
