@@ -18,6 +18,8 @@ Gold, as a careful human would label the text:
 - ``aspect``: the first aspect of the product the text names, or None.
 - ``kind``: ``plain``, ``mixed``, ``sarcastic`` or ``unicode``: the hard cases a prompt
   can define ("sarcasm counts as negative") are ``mixed`` and ``sarcastic``.
+
+Length: most of it is the templates themselves; writing and recognising them are one idea.
 """
 
 from __future__ import annotations

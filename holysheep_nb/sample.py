@@ -25,7 +25,7 @@ def load_reviews(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     would give: sarcastic reviews are negative, mixed ones follow their closing verdict.
     ``rating`` follows from the words (the stars a reader would give), ``aspect`` is the
     aspect of the product the text names (missing when it names none), and ``product`` is
-    the product reviewed (about a third of the texts name it). The same ``(n, seed)`` always
+    the product reviewed (about two texts in five name it). The same ``(n, seed)`` always
     gives the same frame, and a longer frame starts with the shorter one.
     """
     if not isinstance(n, int) or n < 0:
