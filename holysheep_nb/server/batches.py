@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.answers import estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.checks import check_request
-from holysheep_nb.server.completion import completion_body, plan
+from holysheep_nb.server.completion import completion_body, plan_choices
 from holysheep_nb.server.faults import FAULT_KINDS, SHAPE_FAULTS, fault_response, parse_marker
 from holysheep_nb.server.files import FileStore
 from holysheep_nb.server.providers import route_not_found, unauthorized
 from holysheep_nb.server.replies import error_body, error_response, json_response
+from holysheep_nb.server.simulate import answers_for
 
 if TYPE_CHECKING:
     from holysheep_nb.server.app import Service
@@ -477,16 +478,16 @@ class BatchDesk:
             )
             return response.status, json.loads(cast(bytes, response.body))
         texts = [message_text(m) for m in messages]
-        answer = compose(config, body, texts, raw)
-        reply = plan(config, body, answer, None if fault == "sse" else fault, texts, raw)
+        answers = answers_for(config, body, model, messages, texts, raw, self.service.next_draw)
+        replies = plan_choices(config, body, answers, None if fault == "sse" else fault, texts, raw)
         top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(
             config,
-            reply,
+            replies,
             completion_id=f"chatcmpl-{self._prefix}{next(self._ids):012x}",
             created=int(time.time()),
             model=model,
-            choices=body.get("n") or 1,
+            choices=len(answers),
             prompt_tokens=sum(estimate_tokens(t) + 4 for t in texts),
             top_logprobs=top,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 
@@ -17,6 +18,7 @@ from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.config import Latency, ServerConfig
 from holysheep_nb.server.faults import FAULT_HELP, FAULT_KINDS, Faults
 from holysheep_nb.server.local import start_server
+from holysheep_nb.server.models import SIM_MODELS, SimModel
 from holysheep_nb.server.providers import PERSONALITIES, PROVIDERS
 
 __all__ = ["cli", "config_args", "parse_cli"]
@@ -70,6 +72,11 @@ def config_args(config: ServerConfig) -> list[str]:
             args += [flag, str(value)]
     for model in config.models or ():
         args += ["--model", model]
+    if config.sim_models != SIM_MODELS:
+        for sim in config.sim_models:
+            args += ["--sim-model", json.dumps(sim.to_json())]
+        if not config.sim_models:
+            args.append("--no-sim-models")
     for flag, on in (
         ("--echo", config.echo),
         ("--digest", config.digest),
@@ -99,6 +106,16 @@ def _fault_arg(spec: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(
             f"expected KIND=PROBABILITY like 429=0.05, got {spec!r}"
         ) from None
+
+
+def _sim_model_arg(spec: str) -> SimModel:
+    try:
+        if spec.lstrip().startswith("{"):
+            return SimModel.from_json(json.loads(spec))
+        with open(spec, encoding="utf-8") as file:
+            return SimModel.from_json(json.load(file))
+    except (ConfigError, ValueError, OSError) as exc:
+        raise argparse.ArgumentTypeError(f"bad --sim-model {spec[:60]!r}: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,6 +165,11 @@ def _parser() -> argparse.ArgumentParser:
         help="accept only this model (Azure: deployment), repeatable; default: any")  # fmt: skip
     add("--always-stream", action="store_true",
         help="answer as a server-sent event stream even when stream was not asked")  # fmt: skip
+    add("--sim-model", type=_sim_model_arg, action="append", dest="sim_models", metavar="SPEC",
+        help="a simulated model as JSON ({\"name\": ..., \"accuracy\": ...}, other fields "
+             "as in SimModel) or a JSON file; repeatable; replaces the default ones")  # fmt: skip
+    add("--no-sim-models", action="store_true",
+        help="simulate no model: every model gets the rule-based answers")  # fmt: skip
     add("--no-batches", action="store_true",
         help="no /v1/files or /v1/batches (404), like a provider without a Batch API")  # fmt: skip
     add("--batch-polls", type=int, default=0,
@@ -179,8 +201,18 @@ def _epilog() -> str:
         "  {{fault:KIND}}    every request with this prompt gets fault KIND\n"
         "  {{fault:KIND*N}}  the first N requests with this prompt get it, then it answers\n\n"
         f"providers (--provider NAME):\n{providers}\n\n"
+        f"simulated models (--sim-model SPEC; docs/server.md):\n{_sim_summary()}\n\n"
         "batch routes: /v1/files and /v1/batches (off with --no-batches)\n"
+        "embeddings: POST /v1/embeddings (hashed bag of words)\n"
         "control routes: GET /_stats, POST /_reset, POST /_config (JSON of ServerConfig fields)"
+    )
+
+
+def _sim_summary() -> str:
+    return "\n".join(
+        f"  {m.name}  accuracy {m.accuracy:g}, {m.calibration}, ${m.input_per_1k:g} / "
+        f"${m.output_per_1k:g} per 1K tokens in / out, latency x{m.latency_factor:g}"
+        for m in SIM_MODELS
     )
 
 
@@ -218,6 +250,11 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
             batch_max_bytes=args.batch_max_bytes,
             batch_token_limit=args.batch_token_limit,
             max_in_flight=args.max_in_flight,
+            sim_models=()
+            if args.no_sim_models
+            else tuple(args.sim_models)
+            if args.sim_models
+            else SIM_MODELS,
         )
     except ConfigError as exc:
         parser.error(str(exc))

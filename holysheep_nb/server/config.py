@@ -14,6 +14,7 @@ from typing import Literal
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.faults import Faults
+from holysheep_nb.server.models import SIM_MODELS, SimModel
 from holysheep_nb.server.providers import PROVIDERS
 
 __all__ = ["Latency", "ServerConfig"]
@@ -107,6 +108,10 @@ class ServerConfig:
     batches still in progress at once (OpenAI's enqueued-token limit), None for none.
     ``max_in_flight``: requests answered at once; one more is a 429 without headers (a
     provider's concurrency cap), None for none.
+    by default). See ``batches``.
+    ``sim_models``: the simulated models (``models.SimModel``) answered by name; any other
+    model gets the rule-based answers. ``SIM_MODELS`` (``sim-small``, ``sim-large``) by
+    default.
     """
 
     latency: Latency = Latency()
@@ -136,6 +141,7 @@ class ServerConfig:
     batch_max_bytes: int = 200 * 1024 * 1024
     batch_token_limit: int | None = None
     max_in_flight: int | None = None
+    sim_models: tuple[SimModel, ...] = SIM_MODELS
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -175,3 +181,17 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= 1):
                 raise ConfigError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        sims: object = self.sim_models
+        if not isinstance(sims, (tuple, list)) or not all(isinstance(m, SimModel) for m in sims):
+            raise ConfigError(f"sim_models must be SimModel specs, got {sims!r}")
+        names = [m.name for m in sims]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sim_models names must be unique, got {names}")
+        object.__setattr__(self, "sim_models", tuple(sims))
+
+    def sim_model(self, name: str) -> SimModel | None:
+        """The simulated model called ``name``, or None (rule-based answers)."""
+        for model in self.sim_models:
+            if model.name == name:
+                return model
+        return None

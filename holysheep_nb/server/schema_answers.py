@@ -43,11 +43,18 @@ _DECODER = json.JSONDecoder()
 
 
 class _Builder:
-    def __init__(self, root: Mapping[str, Any], text: str, pick: LabelPicker) -> None:
+    def __init__(
+        self,
+        root: Mapping[str, Any],
+        text: str,
+        pick: LabelPicker,
+        known: Mapping[str, Any] | None = None,
+    ) -> None:
         self.root = root
         self.text = text
         self.words = text.split()
         self.pick = pick
+        self.known = known or {}
 
     def number(self, path: str) -> int:
         digest = hashlib.sha256(f"{path}\x00{self.text}".encode()).digest()
@@ -120,11 +127,43 @@ class _Builder:
         if not isinstance(properties, Mapping):
             return {}
         required = set(schema.get("required") or ())
-        return {
-            name: self.value(sub, f"{path}.{name}", depth + 1)
-            for name, sub in properties.items()
-            if depth < _MAX_DEPTH or name in required
-        }
+        out: dict[str, Any] = {}
+        for name, sub in properties.items():
+            if depth >= _MAX_DEPTH and name not in required:
+                continue
+            key = name.lower()
+            if key in self.known and self.fits(self.known[key], sub):
+                out[name] = self.known[key]
+            else:
+                out[name] = self.value(sub, f"{path}.{name}", depth + 1)
+        return out
+
+    def fits(self, value: Any, schema: Any) -> bool:
+        """Whether a known ``value`` (a string, an integer or None) is valid for ``schema``:
+        its enum, or one of its types (directly or in an ``anyOf`` / ``oneOf``)."""
+        if not isinstance(schema, Mapping):
+            return True
+        schema = self.resolve(schema)
+        if "enum" in schema:
+            return value in schema["enum"]
+        options = schema.get("anyOf") or schema.get("oneOf")
+        if isinstance(options, list):
+            return any(self.fits(value, option) for option in options)
+        kind = schema.get("type")
+        kinds = set(kind) if isinstance(kind, list) else {kind}
+        if value is None:
+            return "null" in kinds
+        if isinstance(value, bool):
+            return "boolean" in kinds
+        if isinstance(value, int):
+            low, high = _bounds(schema, 1e9, 1.0)
+            in_range = ("minimum" not in schema and "maximum" not in schema) or low <= value <= high
+            return bool(kinds & {"integer", "number"}) and in_range
+        if isinstance(value, str):
+            high_length = schema.get("maxLength")
+            short = high_length is None or len(value) <= high_length
+            return "string" in kinds and len(value) >= schema.get("minLength", 0) and short
+        return False
 
     def array(self, schema: Mapping[str, Any], path: str, depth: int) -> list[Any]:
         items = schema.get("items")
@@ -234,13 +273,20 @@ class SchemaError(HolySheepError, ValueError):
     or a value that must nest forever."""
 
 
-def value_for(schema: Mapping[str, Any], text: str, pick: LabelPicker) -> Any:
+def value_for(
+    schema: Mapping[str, Any],
+    text: str,
+    pick: LabelPicker,
+    known: Mapping[str, Any] | None = None,
+) -> Any:
     """The answer to ``text`` as a value of ``schema`` (the root, for ``$ref`` lookups).
 
-    Raises ``SchemaError`` for a schema no finite value satisfies or that is malformed.
+    ``known``: values by lower-cased property name (a simulated model's extracted fields),
+    used wherever a property of that name accepts them. Raises ``SchemaError`` for a schema
+    no finite value satisfies or that is malformed.
     """
     try:
-        return _Builder(schema, text, pick).value(schema, "$", 0)
+        return _Builder(schema, text, pick, known).value(schema, "$", 0)
     except (LookupError, TypeError, ValueError, RecursionError) as exc:
         raise SchemaError(f"{type(exc).__name__}: {exc}") from None
 
