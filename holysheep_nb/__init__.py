@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
     from holysheep_nb.report import RunReport
+    from holysheep_nb.review import gold
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,7 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "gold",
 ]
 
 #: Where each lazily loaded public name lives.
@@ -75,6 +77,7 @@ _LAZY = {
     "OutcomeKind": "holysheep_nb.outcome",
     "RowOutcome": "holysheep_nb.outcome",
     "RunStats": "holysheep_nb.outcome",
+    "gold": "holysheep_nb.review",
 }
 
 
