@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -78,6 +79,16 @@ def test_a_later_answer_replaces_the_earlier_one_and_tasks_stay_apart(tmp_path: 
         ["good", "positive", "positive", "sentiment"]
     ]
     assert frame["created"].iloc[0] == pd.Timestamp(300, unit="s", tz="UTC")
+
+
+def test_answers_may_come_from_another_thread(tmp_path: Path) -> None:
+    # ipykernel may run a widget's message handlers on a thread other than the cell's.
+    session = start(_frame(), store=tmp_path / "gold.sqlite")
+    worker = threading.Thread(target=session.press, args=("3",))
+    worker.start()
+    worker.join()
+    assert _stored(tmp_path / "gold.sqlite") == [(task_name(LABELS), "good", "neutral")]
+    session.store.close()
 
 
 def test_a_file_that_is_not_a_gold_store_is_refused(tmp_path: Path) -> None:

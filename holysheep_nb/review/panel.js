@@ -18,12 +18,16 @@ function render({ model, el }) {
   el.appendChild(root);
 
   const send = (key) => model.send({ press: key });
-  root.addEventListener("keydown", (event) => {
+  // Caught on the window, before anything else sees it, while the panel has the focus:
+  // JupyterLab's notebook acts on Enter (edit mode) before a listener on the panel would.
+  const onKey = (event) => {
+    if (!root.contains(document.activeElement)) return;
     if (event.ctrlKey || event.metaKey || event.altKey || !KEYS.has(event.key)) return;
     event.preventDefault();
-    event.stopPropagation();
+    event.stopImmediatePropagation();
     send(event.key);
-  });
+  };
+  window.addEventListener("keydown", onKey, true);
 
   const draw = () => {
     const view = model.get("view");
@@ -56,16 +60,6 @@ function render({ model, el }) {
         buttons.appendChild(button);
       });
       root.appendChild(buttons);
-      const moves = element("div", "holysheep-review-moves");
-      for (const [key, shown] of [["Enter", "accept (Enter)"], ["s", "skip (s)"]]) {
-        const button = element("button", "holysheep-review-move", shown);
-        button.addEventListener("click", () => {
-          send(key);
-          root.focus();
-        });
-        moves.appendChild(button);
-      }
-      root.appendChild(moves);
       if (view.raw) {
         const details = element("details", "holysheep-review-raw");
         details.appendChild(element("summary", null, "raw answer and reasoning"));
@@ -73,18 +67,25 @@ function render({ model, el }) {
         root.appendChild(details);
       }
     }
-    const back = element("button", "holysheep-review-move", "back (Backspace)");
-    back.addEventListener("click", () => {
-      send("Backspace");
-      root.focus();
-    });
-    root.appendChild(back);
+    const moves = element("div", "holysheep-review-moves");
+    const shown = [["Backspace", "back (Backspace)"]];
+    if (!view.finished) shown.push(["Enter", "accept (Enter)"], ["s", "skip (s)"]);
+    for (const [key, text] of shown) {
+      const button = element("button", "holysheep-review-move", text);
+      button.addEventListener("click", () => {
+        send(key);
+        root.focus();
+      });
+      moves.appendChild(button);
+    }
+    root.appendChild(moves);
     root.appendChild(element("div", "holysheep-review-help", view.help));
   };
 
   model.on("change:view", draw);
   draw();
   requestAnimationFrame(() => root.focus({ preventScroll: true }));
+  return () => window.removeEventListener("keydown", onKey, true);
 }
 
 export default { render };

@@ -9,6 +9,7 @@ Python keeps every rule (``session``); the view only draws ``view`` and sends
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class ReviewPanel(anywidget.AnyWidget):
     def __init__(self, session: ReviewSession) -> None:
         super().__init__(labels=list(session.labels), view=describe(session))
         self.session = session
+        # ipykernel may deliver the view's messages on another thread: one at a time.
+        self._lock = threading.Lock()
         self.on_msg(self._received)
 
     @property
@@ -53,11 +56,12 @@ class ReviewPanel(anywidget.AnyWidget):
     def _received(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
-        if isinstance(content.get("press"), str):
-            self.press(content["press"])
-        elif content.get("choose") in self.session.labels and self.session.current():
-            self.session.answer(content["choose"])
-            self.view = describe(self.session)
+        with self._lock:
+            if isinstance(content.get("press"), str):
+                self.press(content["press"])
+            elif content.get("choose") in self.session.labels and self.session.current():
+                self.session.answer(content["choose"])
+                self.view = describe(self.session)
 
     def __repr__(self) -> str:
         session = self.session

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -72,7 +73,12 @@ class GoldStore:
     ) -> None:
         self.path = Path(path) if path is not None else default_gold_path()
         self._wall = wall
-        conn = db.connect(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False, every use under ``_lock``: ipykernel may run a widget's
+        # message handlers on a thread other than the one that opened the panel.
+        conn = sqlite3.connect(
+            self.path, timeout=db.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         try:
             db.enable_wal(conn)
             # FULL: a commit is on disk before put() returns (see the module docstring).
@@ -82,6 +88,7 @@ class GoldStore:
             conn.close()
             raise ConfigError(f"{self.path} is not a holysheep_nb gold store: {exc}") from exc
         self._conn = conn
+        self._lock = threading.Lock()
 
     def put(
         self,
@@ -94,7 +101,7 @@ class GoldStore:
     ) -> None:
         """Keep ``label`` for ``text`` in ``task`` (replacing an earlier one), committed."""
         row: GoldRow = (task, text, label, predicted, json.dumps(list(labels)), self._wall())
-        with db.transaction(self._conn):
+        with self._lock, db.transaction(self._conn):
             self._conn.execute("INSERT OR REPLACE INTO gold VALUES (?, ?, ?, ?, ?, ?)", row)
 
     def labels_of(self, task: str, texts: Iterable[str]) -> dict[str, str]:
@@ -105,25 +112,30 @@ class GoldStore:
             chunk = wanted[start : start + db.MAX_VARIABLES]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT text, label FROM gold WHERE task = ? AND text IN ({marks})"
-            found.update(self._conn.execute(query, [task, *chunk]).fetchall())
+            with self._lock:
+                found.update(self._conn.execute(query, [task, *chunk]).fetchall())
         return found
 
     def rows(self, task: str | None = None) -> list[GoldRow]:
         """Every kept answer (of ``task`` only, when given), oldest first."""
         query = f"SELECT {', '.join(_COLUMNS)} FROM gold"
-        if task is None:
-            return self._conn.execute(f"{query} ORDER BY created, rowid").fetchall()
-        return self._conn.execute(
-            f"{query} WHERE task = ? ORDER BY created, rowid", (task,)
-        ).fetchall()
+        where, arguments = ("", ()) if task is None else (" WHERE task = ?", (task,))
+        with self._lock:
+            rows: list[GoldRow] = self._conn.execute(
+                f"{query}{where} ORDER BY created, rowid", arguments
+            ).fetchall()
+        return rows
 
     def tasks(self) -> list[str]:
         """The tasks with kept answers, sorted."""
-        return [row[0] for row in self._conn.execute("SELECT DISTINCT task FROM gold ORDER BY 1")]
+        with self._lock:
+            found = self._conn.execute("SELECT DISTINCT task FROM gold ORDER BY 1").fetchall()
+        return [row[0] for row in found]
 
     def close(self) -> None:
         """Close the file (every answer is already committed)."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> GoldStore:
         return self
