@@ -253,9 +253,12 @@ def test_without_the_notebook_extra_the_call_names_it(
             raise ModuleNotFoundError("No module named 'anywidget'", name="anywidget")
         return real_import(name, *args, **kwargs)
 
+    frame = pd.DataFrame({"text": ["x"]})
     monkeypatch.delitem(__import__("sys").modules, "holysheep_nb.review.panel")
     monkeypatch.setattr(builtins, "__import__", no_anywidget)
     with pytest.raises(
         ImportError, match=r"anywidget is missing\): pip install 'holysheep_nb\[notebook\]'"
     ):
-        pd.DataFrame({"text": ["x"]}).holysheep.review(labels=["a"], store=tmp_path / "g.sqlite")
+        frame.holysheep.review(labels=["a"], store=tmp_path / "g.sqlite")
+    assert list(frame.columns) == ["text"]  # nothing added
+    assert not (tmp_path / "g.sqlite").exists()  # nothing opened

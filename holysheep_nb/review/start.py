@@ -42,6 +42,13 @@ def review(
     store: str | os.PathLike[str] | None = None,
 ) -> ReviewPanel:
     """Open the review panel on ``frame``; see ``HolySheepFrameAccessor.review``."""
+    try:  # before anything is checked, added or opened
+        from holysheep_nb.review.panel import ReviewPanel
+    except ImportError as exc:
+        raise ImportError(
+            f"review() draws its panel with ipywidgets and anywidget ({exc.name} is missing): "
+            f"{_EXTRA}"
+        ) from exc
     session = start(
         frame,
         text=text,
@@ -54,14 +61,6 @@ def review(
         task=task,
         store=store,
     )
-    try:
-        from holysheep_nb.review.panel import ReviewPanel
-    except ImportError as exc:
-        session.store.close()
-        raise ImportError(
-            f"review() draws its panel with ipywidgets and anywidget ({exc.name} is missing): "
-            f"{_EXTRA}"
-        ) from exc
     return ReviewPanel(session)
 
 
