@@ -57,6 +57,16 @@ def test_least_sure_first_then_disagreements_then_failures(tmp_path: Path) -> No
     assert _keys(without_other) == ["b", "e", "c", "a", "d", "f", "g"]
 
 
+def test_the_other_variant_may_be_a_series_of_another_result(tmp_path: Path) -> None:
+    # compare(): cmp.results["large"]["label"] has the sample's index, in any order.
+    large = _labelled()["other"].rename("large").iloc[::-1]
+    frame = _labelled().drop(columns="other")
+    panel = ReviewPanel(start(frame, against=large, store=tmp_path / "g.sqlite"))
+    assert _keys(panel.session) == ["b", "e", "c", "a", "g", "d", "f"]
+    assert panel.view["other"] == "large: positive"
+    assert "large" not in frame.columns
+
+
 def test_an_order_given_by_index_labels_or_the_frame(tmp_path: Path) -> None:
     frame = _labelled()
     assert _keys(start(frame, order=[16, 10], store=tmp_path / "g.sqlite")) == ["g", "a"]

@@ -50,7 +50,8 @@ class Columns:
     text: Text
     predicted: Hashable | None
     confidence: Hashable | None
-    against: Hashable | None
+    against: Hashable | None  # the other labels' name (a column, or the Series' name)
+    other: pd.Series | None  # the other labels, lined up with the frame's rows
     response: Hashable | None
     reasoning: Hashable | None
     error: Hashable | None
@@ -148,7 +149,7 @@ class ReviewSession:
             ),
             predicted=_text(cell(columns.predicted)),
             confidence=_number(cell(columns.confidence)),
-            other=_text(cell(columns.against)),
+            other=None if columns.other is None else _text(columns.other.iat[position]),
             response=_text(cell(columns.response)),
             reasoning=_text(cell(columns.reasoning)),
             error=_text(cell(columns.error)),
@@ -236,10 +237,10 @@ def default_order(frame: pd.DataFrame, columns: Columns) -> list[int]:
     if columns.predicted is not None:
         failed |= frame[columns.predicted].isna().to_numpy()
     disagrees = np.zeros(count, dtype=bool)
-    if columns.against is not None and columns.predicted is not None:
-        mine = frame[columns.predicted].astype(object)
-        other = frame[columns.against].astype(object)
-        disagrees = (mine.notna() & other.notna() & (mine != other)).to_numpy()
+    if columns.other is not None and columns.predicted is not None:
+        mine = frame[columns.predicted].astype(object).to_numpy()
+        other = columns.other.astype(object).to_numpy()
+        disagrees = pd.notna(mine) & pd.notna(other) & (mine != other)
     has_confidence = ~np.isnan(confidence)
     group = np.select([has_confidence, disagrees, failed], [0, 1, 2], default=3)
     ranks = np.where(has_confidence, confidence, 0.0)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from holysheep_nb.columns import free_name
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.quality.frames import column_of, confidence_column, label_column
+from holysheep_nb.quality.frames import aligned, confidence_column, label_column
 from holysheep_nb.review.reading import Text, text_columns
 from holysheep_nb.review.session import Columns, ReviewSession
 from holysheep_nb.review.store import GoldStore, task_name
@@ -35,7 +35,7 @@ def review(
     labels: Sequence[str] | None = None,
     column: Hashable | None = None,
     confidence: Hashable | bool | None = None,
-    against: Hashable | None = None,
+    against: Hashable | pd.Series | None = None,
     order: str | Sequence[Hashable] | pd.Index | None = None,
     gold: str = "gold",
     task: str | None = None,
@@ -71,7 +71,7 @@ def start(
     labels: Sequence[str] | None = None,
     column: Hashable | None = None,
     confidence: Hashable | bool | None = None,
-    against: Hashable | None = None,
+    against: Hashable | pd.Series | None = None,
     order: str | Sequence[Hashable] | pd.Index | None = None,
     gold: str = "gold",
     task: str | None = None,
@@ -83,8 +83,7 @@ def start(
     text_columns(frame, text)
     predicted = _predicted(frame, column)
     label_set = _labels(frame, labels, predicted)
-    if against is not None:
-        column_of(frame, against, "against")
+    other = None if against is None else aligned(frame, against, "against")
     if not isinstance(gold, str) or not gold:
         raise ConfigError(f"gold= names the gold column to write: a non-empty str, got {gold!r}")
     if task is not None and (not isinstance(task, str) or not task):
@@ -94,7 +93,8 @@ def start(
         text=text,
         predicted=predicted,
         confidence=confidence_column(frame, confidence) if predicted is not None else None,
-        against=against,
+        against=_other_name(against),
+        other=other,
         response=_newest(frame, "response"),
         reasoning=_newest(frame, "reasoning"),
         error=_newest(frame, "error"),
@@ -169,6 +169,12 @@ def _order(
     if unknown:
         raise ConfigError(f"order= names rows not in the frame: {unknown[:5]}")
     return [int(position) for position in positions]
+
+
+def _other_name(against: Hashable | pd.Series | None) -> Hashable | None:
+    if isinstance(against, pd.Series):
+        return against.name if against.name is not None else "other"
+    return against
 
 
 def _newest(frame: pd.DataFrame, name: str) -> Hashable | None:
