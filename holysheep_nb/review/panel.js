@@ -18,16 +18,12 @@ function render({ model, el }) {
   el.appendChild(root);
 
   const send = (key) => model.send({ press: key });
-  // Caught on the window, before anything else sees it, while the panel has the focus:
-  // JupyterLab's notebook acts on Enter (edit mode) before a listener on the panel would.
-  const onKey = (event) => {
-    if (!root.contains(document.activeElement)) return;
+  root.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || !KEYS.has(event.key)) return;
     event.preventDefault();
-    event.stopImmediatePropagation();
+    event.stopPropagation();
     send(event.key);
-  };
-  window.addEventListener("keydown", onKey, true);
+  });
 
   const draw = () => {
     const view = model.get("view");
@@ -85,7 +81,6 @@ function render({ model, el }) {
   model.on("change:view", draw);
   draw();
   requestAnimationFrame(() => root.focus({ preventScroll: true }));
-  return () => window.removeEventListener("keydown", onKey, true);
 }
 
 export default { render };
