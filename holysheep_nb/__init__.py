@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
     from holysheep_nb.report import RunReport
+    from holysheep_nb.review import gold
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "gold",
     "last_result",
 ]
 
@@ -86,6 +88,7 @@ _LAZY = {
     "OutcomeKind": "holysheep_nb.outcome",
     "RowOutcome": "holysheep_nb.outcome",
     "RunStats": "holysheep_nb.outcome",
+    "gold": "holysheep_nb.review",
 }
 
 

@@ -163,6 +163,17 @@ class HolySheepFrameAccessor(_PandasCalls):
 
         return evaluate(self._frame, gold, against=against, **options)
 
+    def review(self, labels: Sequence[str] | None = None, **options: Any) -> Any:
+        """Open a panel to label this frame's rows by hand, least sure first: keys 1-9,
+        Enter accepts the model's label, Backspace goes back, s skips. Each answer goes at
+        once into the ``gold`` column of THIS frame and the gold store (read it back with
+        ``holysheep_nb.gold()``). ``labels``: the label set (default: the label column's).
+        Options (``text``, ``against``, ``order``, ``gold``, ``task``, ``store``, ...):
+        ``holysheep_nb.review.start`` and docs/review.md (the ``notebook`` extra)."""
+        from holysheep_nb.review import review
+
+        return review(self._frame, labels=labels, **options)
+
 
 @pd.api.extensions.register_series_accessor("holysheep")
 class HolySheepSeriesAccessor(_PandasCalls):

@@ -20,6 +20,8 @@ import struct
 from functools import lru_cache
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
+
 __all__ = ["DIMENSIONS", "BadEmbeddingsRequest", "bag_vector", "cosine", "embeddings_body"]
 
 DIMENSIONS = 256
@@ -72,7 +74,7 @@ def _inputs(value: object) -> list[str] | str:
     return texts
 
 
-class BadEmbeddingsRequest(ValueError):
+class BadEmbeddingsRequest(HolySheepError, ValueError):
     """The request is unusable: the message says why, ``param`` names the field (a 400)."""
 
     def __init__(self, message: str, param: str) -> None:
