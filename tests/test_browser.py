@@ -41,6 +41,8 @@ CHROMIUM = next(
 )
 #: Run All of the quickstart takes about 15 s here; this bounds a hung run.
 RUN_ALL_TIMEOUT_MS = 180_000
+#: Seconds JupyterLab may take to start: a hang guard (it takes a few; more when busy).
+STARTUP_GUARD = 180.0
 
 # What JupyterLab draws: ipywidgets 8's progress bar, outputs by MIME type, cell prompts.
 SELECTORS = {
@@ -122,16 +124,17 @@ def _free_port() -> int:
 
 
 def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
+    """Poll until JupyterLab answers; ``STARTUP_GUARD`` only stops a start that hangs."""
+    deadline = time.monotonic() + STARTUP_GUARD
     while time.monotonic() < deadline:
         assert server.poll() is None, f"JupyterLab exited:\n{log.read_text()}"
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=10) as answer:
                 if answer.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"JupyterLab did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.05)
+    pytest.fail(f"JupyterLab did not answer within {STARTUP_GUARD} s:\n{log.read_text()}")
 
 
 def test_quickstart_as_a_person_sees_it(lab: str) -> None:
@@ -145,8 +148,8 @@ def test_quickstart_as_a_person_sees_it(lab: str) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(lab)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_function(_KERNEL_READY, timeout=60_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=RUN_ALL_TIMEOUT_MS)
+            page.wait_for_function(_KERNEL_READY, timeout=RUN_ALL_TIMEOUT_MS)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             page.wait_for_function(_ALL_RAN, timeout=RUN_ALL_TIMEOUT_MS)
