@@ -1,8 +1,10 @@
 """The benchmarks: their arithmetic by hand, and ``benchmarks/run.py --quick`` as a smoke test.
 
-The quick run takes under a minute against the embedded server in a subprocess. It must exit
-0 with every case run and no row lost or mixed up; whether the targets are met is reported in
-its table, not asserted here (timing on a shared CI machine is noise).
+The quick run takes under a minute against the embedded server in a subprocess (a few with
+both cores busy: its timeout is a hang guard). It must exit 0 with every case run and no row
+lost or mixed up; whether the targets are met is reported in its table, not asserted here
+(timing on a shared CI machine is noise), and no case crashes on a timing figure: the checks
+that can crash a case (rows, request counts, a refusal under the cap) hold at any speed.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--json", str(results)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
