@@ -34,6 +34,7 @@ from holysheep_nb.server import (
 )
 from holysheep_nb.server.app import Service
 from holysheep_nb.server.completion import completion_body, plain_body, plan
+from tests.fakes import FakeClock
 
 MakeServer = Callable[..., Awaitable[RunningServer]]
 
@@ -503,7 +504,7 @@ async def test_fault_rates_are_drawn_from_the_seeded_rng(
 
 
 async def test_rpm_limit_allows_the_window_share_then_429s_with_headers(
-    make_server: MakeServer, session: aiohttp.ClientSession
+    make_server: MakeServer, session: aiohttp.ClientSession, limits_clock: FakeClock
 ) -> None:
     server = await make_server(rpm=600, limit_window=1)
     replies = [await post(session, server, f"p{i}") for i in range(11)]
@@ -518,20 +519,23 @@ async def test_rpm_limit_allows_the_window_share_then_429s_with_headers(
 
 
 async def test_rpm_slot_frees_after_retry_after(
-    make_server: MakeServer, session: aiohttp.ClientSession
+    make_server: MakeServer, session: aiohttp.ClientSession, limits_clock: FakeClock
 ) -> None:
     server = await make_server(rpm=1200, limit_window=0.05)
     assert (await post(session, server, "a")).status == 200
+    limits_clock.advance(0.02)
     limited = await post(session, server, "b")
     assert limited.status == 429
     wait = float(limited.headers["retry-after"])
-    assert 0 < wait <= 0.05
-    await asyncio.sleep(wait)
+    assert wait == pytest.approx(0.03)
+    limits_clock.advance(wait - 0.001)
+    assert (await post(session, server, "b")).status == 429  # not yet
+    limits_clock.advance(0.001)
     assert (await post(session, server, "b")).status == 200
 
 
 async def test_tpm_limit_counts_prompt_and_completion_tokens(
-    make_server: MakeServer, session: aiohttp.ClientSession
+    make_server: MakeServer, session: aiohttp.ClientSession, limits_clock: FakeClock
 ) -> None:
     prompt = "x" * 40  # 10 + 4 prompt tokens, "neutral" is 2 completion tokens: 16 a request
     server = await make_server(tpm=60 * 40, limit_window=1)
