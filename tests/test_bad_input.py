@@ -401,5 +401,5 @@ async def test_a_cancelled_bad_run_leaves_nothing_behind(echo: RunningServer) ->
     assert client_tasks(), "the run never started"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await bounded(task, 2.0, "cancelling the run")
+        await bounded(task, DEADLINE, "cancelling the run")  # a hang guard
     assert client_tasks() == []
