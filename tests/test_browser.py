@@ -110,9 +110,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=60)  # JupyterLab shuts its kernels down first: slow when busy
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()  # reaped: no "subprocess is still running" warning at teardown
         log.close()
 
 
