@@ -338,6 +338,7 @@ def test_ctrl_c_stops_the_run_and_keeps_the_answers(tmp_path: Path) -> None:
             _, stderr = process.communicate(timeout=120)
         finally:
             process.kill()
+            process.wait()  # reaped even when the guard fired: no warning in a later test
         assert process.returncode == EXIT_INTERRUPTED, stderr
         assert "run the same command again" in stderr
         assert "Traceback" not in stderr

@@ -46,7 +46,10 @@ from tests.helpers_reliability import bounded
 SOAK_ROWS = int(os.environ.get("HOLYSHEEP_SOAK_ROWS") or 3000)
 SOAK_SEED = 20260408
 MAX_RETRIES = 5  # 6 attempts: a row hit by 6% random faults exhausts them with p ~ 5e-8
-TIMEOUT = 0.5  # per attempt; the server's hangs (2 s) always pass it, its latency never does
+#: Seconds per attempt. The server's hangs (60 s) always pass it; its latency (10 ms at most)
+#: must never, also when a busy machine makes an answer late: at 0.5 s, a loaded run timed
+#: out answers the plan meant to be "badjson".
+TIMEOUT = 5.0
 
 #: Retryable faults and the start of the error a row gets when one of them persists.
 RETRYABLE = {
@@ -143,7 +146,8 @@ async def soak(base_url: str, frame: pd.DataFrame, cache: Path) -> pd.DataFrame:
     job = CompletionJob(
         PromptSource(frame, "text", None), options, jitter=random.Random(SOAK_SEED).random
     )
-    return await bounded(job.run(), 60 + SOAK_ROWS / 200, f"the {SOAK_ROWS}-row soak")
+    # A hang guard: a row that hangs at every attempt takes 6 x TIMEOUT, the rest seconds.
+    return await bounded(job.run(), 600 + SOAK_ROWS / 20, f"the {SOAK_ROWS}-row soak")
 
 
 @pytest.mark.slow
@@ -156,7 +160,7 @@ async def test_soak_with_mixed_faults_loses_and_mixes_nothing(tmp_path: Path) ->
     )  # duplicate labels on purpose: rows are told apart by position, never by label
     config = ServerConfig(
         echo=True, digest=True, faults=Faults(RATES), latency=Latency.uniform(0.0, 0.01),
-        retry_after=0.02, hang_seconds=2.0, seed=SOAK_SEED,
+        retry_after=0.02, hang_seconds=60.0, seed=SOAK_SEED,
     )  # fmt: skip
     cache = tmp_path / "soak.sqlite"
     with ServerProcess(config) as server:
