@@ -322,9 +322,12 @@ def test_ctrl_c_stops_the_run_and_keeps_the_answers(tmp_path: Path) -> None:
         argv = ["label", str(source), "--column", "text", "--labels", LABELS, "--out", str(out),
                 "--base-url", slow.base_url, "--cache", str(cache), "--max-concurrent", "2",
                 "--timeout", "600"]  # fmt: skip
+        # SIGINT as a terminal gives it: a child inherits an ignored SIGINT from this process
+        # once an earlier test (a kernel, a cluster) has set one, and then never stops.
         process = subprocess.Popen(
             [sys.executable, "-m", "holysheep_nb", *argv],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 120  # a hang guard
@@ -338,7 +341,7 @@ def test_ctrl_c_stops_the_run_and_keeps_the_answers(tmp_path: Path) -> None:
             _, stderr = process.communicate(timeout=120)
         finally:
             process.kill()
-            process.wait()  # reaped even when the guard fired: no warning in a later test
+            process.communicate()  # reaped, pipes closed: no warning in a later test
         assert process.returncode == EXIT_INTERRUPTED, stderr
         assert "run the same command again" in stderr
         assert "Traceback" not in stderr
