@@ -251,8 +251,9 @@ class BatchJob:
             ) from None
 
     def _client(self) -> BatchClient:
+        settings = self.options.settings
         return BatchClient(
-            self.options.endpoint, timeout=self.options.settings.timeout, clock=self.clock
+            self.options.endpoint, timeout=settings.timeout, clock=self.clock, retry=settings.retry
         )
 
     def _prepare(self) -> _Plan:
