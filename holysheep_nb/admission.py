@@ -6,7 +6,8 @@ A send passes, in order, the concurrency gate (``adaptive.ConcurrencyGate`` over
 ``NullSharedLimit`` when the run shares nothing). Each part is an ``Admitter``: ``ready``
 takes a turn at once when one is free (the hot path: no coroutine), ``wait`` waits for one,
 ``release`` gives it back when the send is over. ``Admission`` runs a ``Ticket`` through
-the parts and, when a wait is interrupted, releases what was taken. A new limit (a slow
+the parts (``ready`` for those that admit at once, then ``wait``) and, when a wait is
+interrupted, releases what was taken. A new limit (a slow
 start, a dead-server breaker) is one more part in ``Admission.parts``.
 """
 
@@ -174,11 +175,24 @@ class Admission:
     def __init__(self, *parts: Admitter) -> None:
         self.parts = parts
 
-    async def enter(self, ticket: Ticket) -> None:
-        """Pass every part in order; on ``Stopped`` (or a cancel) release what was taken."""
-        taken = 0
+    def ready(self, ticket: Ticket) -> int:
+        """Pass the parts that admit at once, in order; how many passed (all of them: the
+        send may go, no coroutine needed). Otherwise ``wait`` from the one that did not."""
+        passed = 0
+        for part in self.parts:
+            if not part.ready(ticket):
+                break
+            passed += 1
+        return passed
+
+    async def wait(self, ticket: Ticket, passed: int) -> None:
+        """Wait for part ``passed`` (which did not admit at once), then pass the rest; on
+        ``Stopped`` (or a cancel) release what was taken."""
+        taken = passed
         try:
-            for part in self.parts:
+            await self.parts[passed].wait(ticket)
+            taken += 1
+            for part in self.parts[taken:]:
                 if not part.ready(ticket):
                     await part.wait(ticket)
                 taken += 1
@@ -186,6 +200,12 @@ class Admission:
             for part in self.parts[:taken]:
                 part.release(None)
             raise
+
+    async def enter(self, ticket: Ticket) -> None:
+        """Pass every part in order (``ready``, then ``wait`` when one is not)."""
+        passed = self.ready(ticket)
+        if passed < len(self.parts):
+            await self.wait(ticket, passed)
 
     def leave(self, headers: Headers) -> None:
         """The send is over: every part gets its turn back."""

@@ -35,6 +35,7 @@ from holysheep_nb.transport import describe_exception, payload, proxy_for
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
 _CONNECTION = Judgement(Verdict.RETRY, OutcomeKind.CONNECTION)
 _TIMEOUT = Judgement(Verdict.RETRY, OutcomeKind.TIMEOUT)
+_ANSWERED = judge(200, None)  # every 2xx answer (judged once, not per answer)
 #: Finish reasons that explain an answer without content (it is not malformed).
 _EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
 
@@ -182,7 +183,7 @@ class Sender:
         if answer.text is None and not explained:
             detail = f"no message content (finish_reason={answer.finish_reason!r})"
             return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
-        return Attempt(judge(status, None), answer=answer, status=status, headers=headers)
+        return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
 
     def scrub(self, raw: bytes) -> bytes:
         """``raw`` with the API key blanked, before any of it is cut short into an error line."""

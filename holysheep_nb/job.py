@@ -133,13 +133,16 @@ class CompletionJob:
 
     def _request(self, ask: Ask) -> ChatRequest:
         """The request the engine sends for a row."""
-        options = self.options
-        estimate = estimate_tokens(ask.messages, options.max_tokens)
+        estimate = estimate_tokens(ask.messages, self._max_tokens)
         return ChatRequest(ask.messages, self._params, estimate, self.unstructured_system)
 
     @functools.cached_property
     def _params(self) -> EncodedParams:
         return EncodedParams(self.options.params)
+
+    @functools.cached_property
+    def _max_tokens(self) -> int | None:
+        return self.options.max_tokens
 
     def _open_cache(self) -> ResponseCache | None:
         option = self.options.cache
