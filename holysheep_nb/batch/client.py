@@ -212,16 +212,23 @@ class BatchClient:
                 retry = status == 429 or (repeatable and status >= 500)
                 if not retry or last:
                     raise _failure(method, path, status, body, what, key)
-                retry_after = parse_retry_after(answer_headers, self.clock.wall())
-                if retry_after is not None and retry_after > policy.max_retry_after:
-                    raise BatchError(
-                        f"could not {what}: the provider asked to wait {retry_after:,.0f} s "
-                        f"(HTTP {status} with Retry-After); run it again later, or pass "
-                        f"max_retry_after={retry_after:.0f} to wait that long",
-                        status,
-                    )
+                retry_after = self._retry_after(answer_headers, status, what)
             await self.clock.sleep(next_delay(attempt, policy, retry_after, self.jitter()))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retry_after(self, headers: Mapping[str, str], status: int, what: str) -> float | None:
+        """The server's ``Retry-After`` for a call to retry; a ``BatchError`` when it asks
+        for longer than the policy's ``max_retry_after`` (waiting that long in a cell is
+        worse than saying so)."""
+        seconds = parse_retry_after(headers, self.clock.wall())
+        if seconds is not None and seconds > self.retry.max_retry_after:
+            raise BatchError(
+                f"could not {what}: the provider asked to wait {seconds:,.0f} s "
+                f"(HTTP {status} with Retry-After); run it again later, or pass "
+                f"max_retry_after={seconds:.0f} to wait that long",
+                status,
+            )
+        return seconds
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
