@@ -25,7 +25,15 @@ Headers = Mapping[str, str] | None
 
 
 class Stopped(Exception):
-    """Raised inside a run's waits once the run has stopped: the send never goes."""
+    """Raised inside a run's waits once the run has stopped: the send never goes.
+
+    ``reason`` is the stop a part found (every run sharing a limit has stopped), for the run
+    to take on; None when the run itself had stopped.
+    """
+
+    def __init__(self, reason: RunStop | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -125,15 +133,10 @@ class SharedPart:
     paces_itself = False
 
     def __init__(
-        self,
-        shared: SharedLimit,
-        stats: RunStats,
-        sleep: Callable[[float], Awaitable[None]],
-        on_stop: Callable[[RunStop], None],
+        self, shared: SharedLimit, stats: RunStats, sleep: Callable[[float], Awaitable[None]]
     ) -> None:
         self.shared = shared
-        self.sleep = sleep
-        self.on_stop = on_stop
+        self.sleep = sleep  # the run's (``pool.Halt.sleep``): no reference back to the run
         shared.track(stats)
 
     @property
@@ -147,8 +150,7 @@ class SharedPart:
     async def wait(self, ticket: Ticket) -> None:
         turn = await self.shared.admit(ticket.tokens)
         if isinstance(turn, RunStop):
-            self.on_stop(turn)
-            raise Stopped
+            raise Stopped(turn)
         if turn > 0:
             try:
                 await self.sleep(turn)

@@ -135,9 +135,7 @@ class _Run:
         self.window = stats.concurrency = ConcurrencyWindow(settings.max_concurrent)
         shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
         self.shared = (
-            NullSharedLimit()
-            if shared is None
-            else SharedPart(shared, stats, self.halt.sleep, self.stop_run)
+            NullSharedLimit() if shared is None else SharedPart(shared, stats, self.halt.sleep)
         )
         self.admission = Admission(GatePart(self.window), ThrottlePart(self.throttle), self.shared)
         self.holds = BudgetHolds(
@@ -248,7 +246,9 @@ class _Run:
         if passed < len(admission.parts):
             try:
                 await admission.wait(ticket, passed)
-            except Stopped:
+            except Stopped as stopped:
+                if stopped.reason is not None:  # every run sharing the limit has stopped
+                    self.stop_run(stopped.reason)
                 return None
         headers: Mapping[str, str] | None = None
         try:

@@ -7,6 +7,8 @@ ends with the run's stop (or a cancel) gives back what earlier parts had taken.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -20,9 +22,15 @@ from holysheep_nb.admission import (
     ThrottlePart,
     Ticket,
 )
+from holysheep_nb.chat import ChatRequest, build_messages
+from holysheep_nb.endpoint import Endpoint
+from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.errors import HolySheepWarning
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, RunStop
 from holysheep_nb.policies import RateLimits
-from holysheep_nb.ratelimit import Throttle
+from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
 from tests.fakes import FakeClock
+from tests.scripted import BASE_URL
 
 
 class Recording:
@@ -98,3 +106,66 @@ def test_the_null_shared_limit_admits_at_once_and_learns_nothing() -> None:
     null.settle(5, 9)
     null.hold(3.0, "spent")
     null.release({"x-ratelimit-remaining-requests": "0"})
+
+
+class Outcomes:
+    """Outcomes as a run reports them (an object, so a weak reference can watch it)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[RowOutcome] = []
+
+    def keep(self, outcome: RowOutcome) -> None:
+        self.outcomes.append(outcome)
+
+
+class StoppedSharedLimit:
+    """A shared limit whose every run has stopped (another process's 401, say)."""
+
+    in_flight = 0
+
+    def __init__(self) -> None:
+        self.stops: list[RunStop] = []
+
+    def track(self, stats: RunStats) -> None:
+        return None
+
+    async def admit(self, tokens: float) -> float | RunStop:
+        return RunStop("authentication failed (HTTP 401)", "check the API key")
+
+    def release(self, headers: Headers = None) -> None:
+        raise AssertionError("no slot was taken, so none is released")
+
+    def settle(self, estimated: float, actual: float) -> None:
+        return None
+
+    def hold(self, seconds: float, reason: str) -> None:
+        return None
+
+    def stop(self, stop: RunStop) -> None:
+        self.stops.append(stop)
+
+
+async def test_a_stop_from_the_shared_limit_stops_the_run_which_holds_no_cycle(
+    clock: FakeClock,
+) -> None:
+    """The shared part hands its stop to the run by ``Stopped(reason)``, not by holding the
+    run: a finished run (with a shared limit too) is freed without the cycle collector."""
+    shared = StoppedSharedLimit()
+    seen = Outcomes()
+    alive = weakref.ref(seen)
+    token = SHARED_LIMIT.set(shared)
+    gc.disable()
+    try:
+        engine = CompletionEngine(Endpoint(base_url=BASE_URL), clock=clock)
+        rows = [(i, ChatRequest(build_messages(f"row {i}", None))) for i in range(3)]
+        with pytest.warns(HolySheepWarning, match="authentication failed"):
+            stats = await engine.run(iter(rows), seen.keep)
+        assert stats.stop is not None
+        assert stats.stop.cause == "authentication failed (HTTP 401)"
+        assert [o.kind for o in seen.outcomes] == [OutcomeKind.NOT_SENT] * 3
+        assert [s.cause for s in shared.stops] == ["authentication failed (HTTP 401)"]
+        del seen
+        assert alive() is None, "the finished run is held in a reference cycle"
+    finally:
+        gc.enable()
+        SHARED_LIMIT.reset(token)
