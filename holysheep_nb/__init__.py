@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from holysheep_nb._import_hook import when_imported
 from holysheep_nb.errors import (
+    BatchError,
+    BatchUnavailableError,
+    CacheWarning,
     ConfigError,
+    FileFormatError,
     HolySheepError,
     HolySheepWarning,
     LoopError,
@@ -31,19 +35,25 @@ if TYPE_CHECKING:
     from holysheep_nb.cache import CacheInfo, cache_info, clear_cache
     from holysheep_nb.endpoint import Endpoint
     from holysheep_nb.engine import CompletionEngine
+    from holysheep_nb.interrupt import last_result
     from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
     from holysheep_nb.report import RunReport
+    from holysheep_nb.review import gold
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchError",
+    "BatchUnavailableError",
     "CacheInfo",
+    "CacheWarning",
     "CompletionEngine",
     "ConfigError",
     "Endpoint",
     "EngineSettings",
+    "FileFormatError",
     "HolySheepError",
     "HolySheepWarning",
     "LoopError",
@@ -58,6 +68,8 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "gold",
+    "last_result",
 ]
 
 #: Where each lazily loaded public name lives.
@@ -65,6 +77,7 @@ _LAZY = {
     "CacheInfo": "holysheep_nb.cache",
     "cache_info": "holysheep_nb.cache",
     "clear_cache": "holysheep_nb.cache",
+    "last_result": "holysheep_nb.interrupt",
     "CompletionEngine": "holysheep_nb.engine",
     "Endpoint": "holysheep_nb.endpoint",
     "EngineSettings": "holysheep_nb.policies",
@@ -75,6 +88,7 @@ _LAZY = {
     "OutcomeKind": "holysheep_nb.outcome",
     "RowOutcome": "holysheep_nb.outcome",
     "RunStats": "holysheep_nb.outcome",
+    "gold": "holysheep_nb.review",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m holysheep_nb demo | serve | cache | batches | label | complete | extract |
-estimate``."""
+estimate | evaluate``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ commands:
   complete  FILE --column C --out OUT                  free-text answer for every row
   extract   FILE --column C --schema S.json --out OUT  the fields of a JSON Schema from every row
   estimate  FILE --column C [--labels a,b,c]           dry run: rows, tokens, time, cost
+  evaluate  FILE --gold COLUMN                         judge labels against gold, with intervals
 
 Run 'python -m holysheep_nb COMMAND --help' for a command's options."""
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.batch.cli import main as batches
 
         return batches(rest)
+    if command == "evaluate":
+        from holysheep_nb.quality.cli import main as evaluate
+
+        return evaluate(rest)
     if command in FILE_COMMANDS:
         from holysheep_nb.commands import main as file_command
 

@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from holysheep_nb.errors import HolySheepWarning
+
 
 def when_imported(name: str, callback: Callable[[], None]) -> None:
     """Call ``callback()`` now if top-level module ``name`` is imported, else right after it is.
 
-    An exception in ``callback`` becomes a ``RuntimeWarning``: the import it rides on (the
+    An exception in ``callback`` becomes a ``HolySheepWarning``: the import it rides on (the
     user's ``import pandas``) must not fail because of it.
     """
     if name in sys.modules:
@@ -73,6 +75,6 @@ class _Loader(importlib.abc.Loader):
         except Exception as exc:  # reported, never raised into the import
             warnings.warn(
                 f"after importing {module.__name__}: {type(exc).__name__}: {exc}",
-                RuntimeWarning,
+                HolySheepWarning,
                 stacklevel=2,
             )

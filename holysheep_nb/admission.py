@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.clock import Clock
 from holysheep_nb.outcome import RunStats, RunStop
 from holysheep_nb.ratelimit import SharedLimit, Throttle
 
@@ -38,12 +39,15 @@ class Stopped(Exception):
 
 @dataclass(slots=True)
 class Ticket:
-    """One send on its way through admission: its token estimate, and what the gate saw
-    (the requests in flight with it, the window's generation) for its answer to report."""
+    """One send on its way through admission: its token estimate, what the gate saw (the
+    requests in flight with it, the window's generation) for its answer to report, and the
+    seconds it was held for the pace or a spent budget (the throttle and shared parts; not
+    the gate's wait for a slot)."""
 
     tokens: float
     sent_at: int = 0
     generation: int = 0
+    held: float = 0.0
 
 
 class Admitter(Protocol):
@@ -83,14 +87,17 @@ class GatePart:
 class ThrottlePart:
     """The run's token buckets and cool-down; it holds nothing once a send has gone."""
 
-    def __init__(self, throttle: Throttle) -> None:
+    def __init__(self, throttle: Throttle, clock: Clock) -> None:
         self.throttle = throttle
+        self.clock = clock
 
     def ready(self, ticket: Ticket) -> bool:
         return self.throttle.open()
 
     async def wait(self, ticket: Ticket) -> None:
+        waited = self.clock.now()
         await self.throttle.acquire(ticket.tokens)
+        ticket.held += self.clock.now() - waited
 
     def release(self, headers: Headers) -> None:
         return None
@@ -133,10 +140,15 @@ class SharedPart:
     paces_itself = False
 
     def __init__(
-        self, shared: SharedLimit, stats: RunStats, sleep: Callable[[float], Awaitable[None]]
+        self,
+        shared: SharedLimit,
+        stats: RunStats,
+        sleep: Callable[[float], Awaitable[None]],
+        clock: Clock,
     ) -> None:
         self.shared = shared
         self.sleep = sleep  # the run's (``pool.Halt.sleep``): no reference back to the run
+        self.clock = clock
         shared.track(stats)
 
     @property
@@ -148,6 +160,7 @@ class SharedPart:
         return False  # asking the shared limit is always a round trip
 
     async def wait(self, ticket: Ticket) -> None:
+        waited = self.clock.now()
         turn = await self.shared.admit(ticket.tokens)
         if isinstance(turn, RunStop):
             raise Stopped(turn)
@@ -157,6 +170,7 @@ class SharedPart:
             except BaseException:
                 self.shared.release()
                 raise
+        ticket.held += self.clock.now() - waited
 
     def release(self, headers: Headers) -> None:
         self.shared.release(headers)

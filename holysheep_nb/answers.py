@@ -7,6 +7,8 @@ reason, a refusal, tool calls and usage, whichever shape the provider used:
 - server-sent events (``data: {...}`` chunks of ``chat.completion.chunk`` deltas, then
   ``data: [DONE]``), which some servers send even when not asked to stream; the deltas are
   joined into one answer;
+- JSON followed by ``data: [DONE]``, the stream's terminator that some servers append to an
+  answer they did not stream;
 - reasoning as a ``<think>...</think>`` block before the answer (vLLM and Ollama with
   reasoning models; also the form with only the closing tag, when the opening one was part
   of the prompt template), or as a ``reasoning_content`` (DeepSeek) or ``reasoning``
@@ -19,12 +21,15 @@ A body that is none of these raises ``MalformedAnswer``. Error bodies are read i
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.logprobs import TokenLogprobs, parse_logprobs
 from holysheep_nb.outcome import TRUNCATED_HINT, OutcomeKind
 from holysheep_nb.provider_errors import (
+    filtered_categories,
     one_line,
     provider_message,
     summarise_body,
@@ -34,6 +39,8 @@ from holysheep_nb.validation import is_whole
 
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
+_DECODER = json.JSONDecoder()
+_DONE = re.compile(r"data:\s*\[DONE\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,7 @@ class Answer:
     logprobs: TokenLogprobs | None = None
 
 
-class MalformedAnswer(Exception):
+class MalformedAnswer(HolySheepError):
     """A 2xx body that is not a chat completion; the message says what was wrong."""
 
 
@@ -64,7 +71,9 @@ def parse_answer(raw: bytes) -> Answer:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedAnswer(f"not JSON: {summarise_body(raw)}") from None
+        data = _json_then_done(raw)
+        if data is None:
+            raise MalformedAnswer(f"not JSON: {summarise_body(raw)}") from None
     if not isinstance(data, dict):
         raise MalformedAnswer(f"expected a JSON object, got {type(data).__name__}")
     choice = _first_choice(data)
@@ -98,6 +107,18 @@ def parse_answer(raw: bytes) -> Answer:
     )
 
 
+def _json_then_done(raw: bytes) -> object | None:
+    """The JSON object of a body that goes on with the stream terminator ``data: [DONE]``
+    (some servers append it to an answer they did not stream), or None for any other body."""
+    try:
+        text = raw.decode("utf-8")
+        data, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip()))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    rest = [line.strip() for line in text[end:].splitlines() if line.strip()]
+    return data if rest and all(_DONE.fullmatch(line) for line in rest) else None
+
+
 def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -128,7 +149,7 @@ def _parse_events(raw: bytes) -> Answer:
             raise MalformedAnswer(f"bad event in stream: {one_line(payload)}") from None
         if not isinstance(chunk, dict):
             continue
-        if "error" in chunk:
+        if "error" in chunk or chunk.get("object") == "error":  # vLLM's is top-level
             raise MalformedAnswer(f"error in stream: {provider_message(chunk) or 'unknown'}")
         seen = True
         usage = chunk.get("usage") or usage
@@ -206,7 +227,7 @@ def _answer(
         reasoning=valid_unicode(reasoning),
         refusal=valid_unicode(refusal),
         tool_calls=valid_unicode(calls),
-        filter_reason=_filtered_categories(filter_results),
+        filter_reason=filtered_categories(filter_results),
         logprobs=parse_logprobs(logprobs),
     )
 
@@ -227,18 +248,6 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     elif _THINK_OPEN in head:
         return None, text  # a think block in the middle of an answer is the answer's own text
     return head.strip() or None, text[close + len(_THINK_CLOSE) :].strip()
-
-
-def _filtered_categories(results: object) -> str:
-    """Azure's ``content_filter_results``: the categories that were filtered, with severity."""
-    if not isinstance(results, dict):
-        return ""
-    hits = []
-    for category, verdict in results.items():
-        if isinstance(verdict, dict) and verdict.get("filtered"):
-            severity = verdict.get("severity")
-            hits.append(f"{category} ({severity})" if isinstance(severity, str) else category)
-    return ", ".join(hits)
 
 
 def answer_kind(answer: Answer) -> tuple[OutcomeKind, str]:

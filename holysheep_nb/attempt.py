@@ -3,14 +3,15 @@
 ``Sender.send`` turns whatever happens to one POST (but cancellation) into an ``Attempt``:
 an answer, an error body judged by ``retry.judge``, a timeout, or a connection error. It
 keeps the request counters of the run's ``RunStats`` (every request sent, every 429 seen,
-requests in flight) and blanks the API key out of every body before any of it is read.
+requests in flight) and blanks the API key out of every error body before any of it is
+read (``errors.redact``). An answer's text is the user's data and is never rewritten.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from multidict import CIMultiDictProxy
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
 from holysheep_nb.clock import Clock
 from holysheep_nb.endpoint import Endpoint, ssl_option
+from holysheep_nb.errors import is_secret
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.provider_errors import parse_error
-from holysheep_nb.retry import Judgement, Verdict, judge, parse_retry_after
+from holysheep_nb.retry import Judgement, Verdict, judge, retry_hint
 from holysheep_nb.transport import describe_exception, payload, proxy_for
 
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
@@ -106,15 +108,17 @@ class Sender:
         stats: RunStats,
         proxy: str | None,
         key: str | None,
-        headers: dict[str, str],
+        headers: dict[str, str] | Callable[[], dict[str, str]],
         wall: Any,
     ) -> None:
         self.session = session
         self.url = url
         self.stats = stats
         self.proxy = proxy
-        self.key_bytes = key.encode() if key else b""
-        self.headers = headers or None  # None: nothing to merge into the session's defaults
+        self.key_bytes = key.encode() if key and is_secret(key) else b""
+        #: None: nothing to merge into the session's defaults; a function: asked for every
+        #: request (a Microsoft Entra ID token provider hands out tokens that expire).
+        self.headers = headers or None
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
         self.heard_back = False
@@ -129,15 +133,16 @@ class Sender:
         context = SimpleNamespace(reused=False)
         marked = _REQUEST.set(context)
         try:
+            sent_headers = self.headers() if callable(self.headers) else self.headers
             post = self.session.post(
                 self.url,
                 data=payload(body),
-                headers=self.headers,
+                headers=sent_headers,
                 proxy=self.proxy,
                 allow_redirects=False,  # the key must never follow a redirect to another host
             )
             async with post as response:
-                raw = self.scrub(await response.read())
+                raw = await response.read()
                 status = response.status
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError):
@@ -158,14 +163,14 @@ class Sender:
             stats.rate_limited += 1
         if 200 <= status < 300:
             return self._answered(raw, status, headers)
-        error = parse_error(raw)
+        error = parse_error(self.scrub(raw))
         judgement = judge(status, error, structured=structured)
         retry_after = (
-            parse_retry_after(headers, self.wall())
+            retry_hint(headers, error, self.wall())
             if judgement.verdict in (Verdict.RETRY, Verdict.STOP)
             else None
         )
-        flagged = judgement.kind is OutcomeKind.FILTERED and status == 403
+        flagged = judgement.kind is OutcomeKind.FILTERED
         return Attempt(
             judgement,
             status=status,
@@ -177,8 +182,11 @@ class Sender:
     def _answered(self, raw: bytes, status: int, headers: CIMultiDictProxy[str]) -> Attempt:
         try:
             answer = parse_answer(raw)
-        except MalformedAnswer as exc:
-            return Attempt(_MALFORMED, status=status, detail=str(exc), headers=headers)
+        except MalformedAnswer:
+            # Described again from the body with the key blanked: the message quotes the body
+            # cut short, and a cut key would slip past a later redaction.
+            detail = _malformed(self.scrub(raw))
+            return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
         explained = answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
         if answer.text is None and not explained:
             detail = f"no message content (finish_reason={answer.finish_reason!r})"
@@ -186,7 +194,8 @@ class Sender:
         return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
 
     def scrub(self, raw: bytes) -> bytes:
-        """``raw`` with the API key blanked, before any of it is cut short into an error line."""
+        """An error body with the API key blanked, before any of it is cut short into an error
+        line (a placeholder key too short to be a secret is left: see ``errors.redact``)."""
         if self.key_bytes and self.key_bytes in raw:
             return raw.replace(self.key_bytes, b"***")
         return raw
@@ -212,6 +221,17 @@ async def open_sender(
             stats=stats,
             proxy=proxy_for(endpoint.chat_url),
             key=endpoint.api_key,
-            headers=endpoint.request_headers(),
+            headers=endpoint.request_headers
+            if endpoint.fresh_headers
+            else endpoint.request_headers(),
             wall=clock.wall,
         )
+
+
+def _malformed(raw: bytes) -> str:
+    """Why ``raw`` is not a chat completion (``parse_answer``'s message)."""
+    try:
+        parse_answer(raw)
+    except MalformedAnswer as exc:
+        return str(exc)
+    return "the answer could not be read"

@@ -10,26 +10,31 @@ output is written all the same, with their ``error``), 2 for misuse (a bad optio
 unreadable file, a missing key), ``EXIT_INTERRUPTED`` after Ctrl-C (nothing written; the
 answers received so far are in the cache).
 
-Length: one argparse flag per accessor option, each with its help text; the work itself is
-the accessor's, and reading and writing files is ``files``.
+The run options' flags are made from their one declaration (``job_options.OPTION_GROUPS``:
+name, type, default, doc and flag of each); this module adds the flags of the file, the
+prompts and the method's own arguments, which it reads back by the method's parameter
+names. The work itself is the accessor's, and reading and writing files is ``files``.
+
+Length: the file, prompt, label, field and output flags are written out here with their
+help text (what ``--help`` shows a user); everything else is generated or delegated.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
-import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from holysheep_nb.accessor import HolySheepFrameAccessor
 from holysheep_nb.cache import default_cache_path
-from holysheep_nb.errors import HolySheepError, MissingAPIKeyError
+from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
+from holysheep_nb.estimate import DEFAULT_LATENCY
 from holysheep_nb.files import (
     FORMATS,
     Format,
@@ -38,6 +43,9 @@ from holysheep_nb.files import (
     table_format,
     write_table,
 )
+from holysheep_nb.job_options import OPTION_GROUPS, option_names
+from holysheep_nb.namespace import Calls
+from holysheep_nb.option import DOC, FLAGS, PARAM, Flag, default_text, options_of
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -57,33 +65,7 @@ with an error column); 2 misuse (bad option, unreadable file, missing key);
 {EXIT_INTERRUPTED} interrupted (nothing written, answers so far are in the cache)."""
 
 
-#: Accessor options that have a flag of their own, so are not request parameters.
-_OWN_FLAGS = {
-    "model": "--model",
-    "system": "--system",
-    "base_url": "--base-url",
-    "api_key": "--api-key-env",
-    "max_concurrent": "--max-concurrent",
-    "requests_per_minute": "--rpm",
-    "tokens_per_minute": "--tpm",
-    "max_retries": "--max-retries",
-    "timeout": "--timeout",
-    "chunk_size": "--chunk-size",
-    "progress": "--no-progress",
-    "cache": "--cache",
-    "prices": "--prices",
-    "verify": "--no-verify / --ca-bundle",
-    "labels": "--labels",
-    "instructions": "--instructions",
-    "multi": "--multi",
-    "structured": "--no-structured",
-    "template": "--template",
-    "schema": "--schema",
-    "flatten": "--no-flatten",
-}
-
-
-class _Misuse(Exception):
+class _Misuse(ConfigError):
     """A command line that cannot run; the message is printed as ``error: ...``."""
 
 
@@ -150,8 +132,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         _estimate_arguments(parser)
     else:
         _output_arguments(parser, command)
-    _endpoint_arguments(parser)
-    _pace_arguments(parser)
+    _option_arguments(parser)
     return parser
 
 
@@ -193,7 +174,6 @@ def _prompt_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TEXT",
         help="build each prompt from columns instead, e.g. 'Title: {title}\\n\\n{body}'",
     )
-    group.add_argument("--system", metavar="TEXT", help="system message sent before every prompt")
 
 
 def _label_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -206,13 +186,18 @@ def _label_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None
         help="the label set, comma-separated"
         + ("" if required else " (estimate a label() run; without it, a complete() run)"),
     )
-    group.add_argument("--instructions", metavar="TEXT", help="what the labels mean, for the model")
+    _reading_arguments(group, "what the labels mean", "a response_format JSON schema")
     group.add_argument("--multi", action="store_true", help="every label that applies, as a list")
+
+
+def _reading_arguments(group: Any, instructions: str, structured: str) -> None:
+    """``--instructions`` and ``--no-structured``, as label and extract take them."""
+    group.add_argument("--instructions", metavar="TEXT", help=f"{instructions}, for the model")
     group.add_argument(
         "--no-structured",
         dest="structured",
         action="store_false",
-        help="do not send a response_format JSON schema (for servers that reject it)",
+        help=f"do not send {structured} (for servers that reject it)",
     )
 
 
@@ -225,13 +210,7 @@ def _extract_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCHEMA.json",
         help="a JSON Schema file: the object whose fields to extract from every row",
     )
-    group.add_argument("--instructions", metavar="TEXT", help="how to read the rows, for the model")
-    group.add_argument(
-        "--no-structured",
-        dest="structured",
-        action="store_false",
-        help="do not send the schema as a response_format (for servers that reject it)",
-    )
+    _reading_arguments(group, "how to read the rows", "the schema as a response_format")
     group.add_argument(
         "--no-flatten",
         dest="flatten",
@@ -246,8 +225,9 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency",
         type=float,
         metavar="SECONDS",
-        default=1.0,
-        help="seconds a request is assumed to take (default 1.0; time a --head 50 run first)",
+        default=DEFAULT_LATENCY,
+        help=f"seconds a request is assumed to take (default: {DEFAULT_LATENCY}; time a "
+        "--head 50 run first)",
     )
     group.add_argument(
         "--output-tokens", type=int, metavar="N", help="answer tokens per row assumed"
@@ -267,80 +247,64 @@ def _output_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument(
         "--out-format", choices=FORMATS, help="the output's format (default: from --out's name)"
     )
-    group.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
 
 
-def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("endpoint")
-    group.add_argument(
-        "--model", "-m", metavar="NAME", help="model name (default: $HOLYSHEEP_MODEL or gpt-4o)"
-    )
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="any OpenAI-compatible server, e.g. http://localhost:8000/v1 "
-        "(default: $HOLYSHEEP_BASE_URL or https://api.holysheep.ai/v1)",
-    )
-    group.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        help=f"read the API key from environment variable NAME instead of {KEY_VARIABLE}",
-    )
-    verify = group.add_mutually_exclusive_group()
-    verify.add_argument(
-        "--ca-bundle", metavar="PEM", help="trust the CA certificates in this file or folder"
-    )
-    verify.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="do not check the server's TLS certificate (a self-signed test server)",
-    )
+#: Types an option's flag reads its text as, by the first type its annotation names.
+_TEXT_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
 
 
-def _pace_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pace, retries, cache and cost")
-    group.add_argument(
-        "--max-concurrent", type=int, metavar="N", help="requests open at once (default 16)"
-    )
-    group.add_argument(
-        "--rpm", type=float, metavar="N", help="client-side requests per minute (default: no limit)"
-    )
-    group.add_argument(
-        "--tpm", type=float, metavar="N", help="client-side tokens per minute (default: no limit)"
-    )
-    group.add_argument(
-        "--max-retries",
-        type=int,
-        metavar="N",
-        help="retries after the first attempt, for timeouts, 429s and 5xx (default 5)",
-    )
-    group.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="seconds per attempt (default 60)"
-    )
-    group.add_argument(
-        "--chunk-size",
-        type=int,
-        metavar="ROWS",
-        help="rows prepared at a time; memory stays flat (default 1000)",
-    )
-    cache = group.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="FILE", help=f"answer cache (default: {_cache_hint()})")
-    cache.add_argument("--no-cache", action="store_true", help="neither read nor store answers")
-    group.add_argument(
-        "--prices",
-        type=_prices,
-        metavar="IN,OUT",
-        help="USD per 1,000 input and output tokens, to put a cost on the report",
-    )
-    group.add_argument(
+def _option_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag for every declared run option that has one, with its doc and default."""
+    groups: dict[str, Any] = {}
+    for title, declared in OPTION_GROUPS:
+        group = groups.get(title) or parser.add_argument_group(title)
+        groups[title] = group
+        for item in options_of(declared):
+            flags = [flag for flag in item.metadata[FLAGS] if flag is not PARAM]
+            target = group.add_mutually_exclusive_group() if len(flags) > 1 else group
+            for flag in flags:
+                target.add_argument(
+                    *(flag.names or (f"--{item.name.replace('_', '-')}",)),
+                    dest=item.name,
+                    default=argparse.SUPPRESS,
+                    **_flag_arguments(item, flag),
+                )
+    groups["request parameters"].add_argument(
         "--param",
         action="append",
         type=_param,
         default=[],
         metavar="KEY=VALUE",
-        help="a request parameter, repeatable: --param temperature=0 --param max_tokens=50; "
-        'VALUE is read as JSON when it parses (0.2, true, ["\\n"]), else as a string',
+        help="a chat-completions parameter, repeatable: --param temperature=0 --param "
+        'max_tokens=50; VALUE is read as JSON when it parses (0.2, true, ["\\n"]), else as a '
+        "string. A provider's own: --param 'extra_body={\"top_k\": 40}'",
     )
+
+
+def _flag_arguments(item: dataclasses.Field[Any], flag: Flag) -> dict[str, Any]:
+    """``add_argument``'s keywords for one flag of the option ``item``."""
+    if flag.const is not None:
+        return {"action": "store_const", "const": flag.const, "help": flag.help}
+    default = _cache_hint() if item.name == "cache" else default_text(item)
+    text = flag.help or f"{item.metadata[DOC]} (default: {default})".replace("%", "%%")
+    if flag.parse is not None:
+        parse = _flag_text(flag.parse)
+    else:
+        parse = _TEXT_TYPES[str(item.type).split(" | ")[0]]
+    seconds = item.metadata[DOC].startswith("seconds")
+    return {"type": parse, "metavar": flag.metavar or ("SECONDS" if seconds else "N"), "help": text}
+
+
+def _flag_text(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: its ``ValueError`` becomes the flag's error message."""
+
+    def read(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return read
 
 
 def _cache_hint() -> str:
@@ -352,16 +316,6 @@ def _comma_list(text: str) -> list[str]:
     if not all(items):
         raise argparse.ArgumentTypeError(f"an empty label in {text!r}: write them as a,b,c")
     return items
-
-
-def _prices(text: str) -> tuple[float, float]:
-    try:
-        first, second = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give two numbers, input and output USD per 1,000 tokens, e.g. 0.15,0.6"
-        ) from None
-    return first, second
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -385,21 +339,19 @@ def _run(command: str, args: argparse.Namespace) -> int:
         _check_destination(source, out, out_format)
     if args.column is None and args.template is None:
         raise _Misuse("say what to send: --column NAME, or --template '... {column} ...'")
-    options = _options(args)
+    options = _options(command, args)
     frame = read_table(
         source, in_format, encoding=args.encoding, encoding_errors=args.encoding_errors
     )
     if args.head is not None:
         frame = frame.head(args.head)
-    accessor = HolySheepFrameAccessor(frame)
+    call = getattr(HolySheepFrameAccessor(frame), command)
+    result = call(args.column, **_arguments(command, args), **options)
     if command == "estimate":
-        print(_estimate(accessor, args, options))
+        print(result)
         return EXIT_OK
     assert out is not None
     assert out_format is not None
-    result = _method(command, frame, accessor, args)(
-        args.column, template=args.template, progress=not args.no_progress, **options
-    )
     write_table(result, out, out_format)
     report = result.holysheep.report()
     print(report)
@@ -420,72 +372,47 @@ def _check_destination(source: Path, out: Path, out_format: Format) -> None:
         raise _Misuse("--out names the input file: write the result to another file")
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The accessor's keyword options from the flags given (the accessor's defaults else)."""
-    options: dict[str, Any] = {"cache": False if args.no_cache else (args.cache or True)}
-    flags = {
-        "model": args.model,
-        "system": args.system,
-        "base_url": args.base_url,
-        "max_concurrent": args.max_concurrent,
-        "requests_per_minute": args.rpm,
-        "tokens_per_minute": args.tpm,
-        "max_retries": args.max_retries,
-        "timeout": args.timeout,
-        "chunk_size": args.chunk_size,
-        "prices": args.prices,
-    }
-    options.update((name, value) for name, value in flags.items() if value is not None)
-    if args.api_key_env is not None:
-        key = os.environ.get(args.api_key_env)
-        if not key:
-            raise _Misuse(f"--api-key-env {args.api_key_env}: that variable is not set")
-        options["api_key"] = key
-    if args.no_verify:
-        options["verify"] = False
-    elif args.ca_bundle is not None:
-        options["verify"] = args.ca_bundle
+def _options(command: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The accessor's keyword options from the flags given (the declared defaults else)."""
+    given = vars(args)
+    options = {name: given[name] for name in option_names() if name in given}
+    call_arguments = _own_arguments(command)
     for key, value in args.param:
-        if key in _OWN_FLAGS:
-            raise _Misuse(f"--param {key}=...: use the option's own flag, {_OWN_FLAGS[key]}")
+        flagged = _own_flag(key)
+        if flagged is not None:
+            raise _Misuse(f"--param {key}=...: use the option's own flag, {flagged}")
+        if key in call_arguments:
+            raise _Misuse(f"--param {key}=...: {key} is an argument of {command}: see --help")
         options[key] = value
     return options
 
 
-def _method(
-    command: str, frame: pd.DataFrame, accessor: HolySheepFrameAccessor, args: argparse.Namespace
-) -> Callable[..., pd.DataFrame]:
-    """The accessor call for ``command``, its own arguments already bound."""
-    if command == "label":
+def _own_flag(name: str) -> str | None:
+    """The flag of the declared option ``name``, if it has one besides ``--param``."""
+    for _, declared in OPTION_GROUPS:
+        for item in options_of(declared):
+            flags = [flag for flag in item.metadata[FLAGS] if flag is not PARAM]
+            if item.name == name and flags:
+                return " / ".join(
+                    flag.names[0] if flag.names else f"--{name.replace('_', '-')}" for flag in flags
+                )
+    return None
 
-        def label(column: str | None, **options: Any) -> pd.DataFrame:
-            labelled: pd.DataFrame = accessor.label(
-                column,
-                labels=args.labels,
-                instructions=args.instructions,
-                multi=args.multi,
-                structured=args.structured,
-                **options,
-            )
-            return labelled
 
-        return label
+def _own_arguments(command: str) -> set[str]:
+    """The names of the accessor method's own keyword arguments (template, labels ...)."""
+    declared = getattr(Calls, command, None) or getattr(HolySheepFrameAccessor, command)
+    return set(inspect.signature(declared).parameters) - {"self", "column", "options"}
+
+
+def _arguments(command: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The accessor method's own keyword arguments (labels, schema, latency ...), read from
+    the flags of the same name."""
+    own = _own_arguments(command)
+    arguments = {name: getattr(args, name) for name in own if hasattr(args, name)}
     if command == "extract":
-        schema = _schema(args.schema)
-        extract: Callable[..., pd.DataFrame] = frame.holysheep.extract
-
-        def fields(column: str | None, **options: Any) -> pd.DataFrame:
-            return extract(
-                column,
-                schema=schema,
-                instructions=args.instructions,
-                flatten=args.flatten,
-                structured=args.structured,
-                **options,
-            )
-
-        return fields
-    return accessor.complete
+        arguments["schema"] = _schema(args.schema)
+    return arguments
 
 
 def _schema(path: Path) -> dict[str, Any]:
@@ -507,24 +434,3 @@ def _schema(path: Path) -> dict[str, Any]:
             f"{{...}}}}), got an object with keys {', '.join(map(repr, list(schema)[:5]))}"
         )
     return schema
-
-
-def _estimate(
-    accessor: HolySheepFrameAccessor, args: argparse.Namespace, options: dict[str, Any]
-) -> Any:
-    label_options: dict[str, Any] = {}
-    if args.labels is not None:
-        label_options = {
-            "labels": args.labels,
-            "instructions": args.instructions,
-            "multi": args.multi,
-            "structured": args.structured,
-        }
-    return accessor.estimate(
-        args.column,
-        template=args.template,
-        latency=args.latency,
-        output_tokens=args.output_tokens,
-        **label_options,
-        **options,
-    )

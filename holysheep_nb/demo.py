@@ -3,6 +3,9 @@
 With ``HOLYSHEEP_API_KEY`` set it talks to the real provider; otherwise it starts the
 embedded server with realistic latency and a few injected faults, so a fresh machine with
 no key and no internet shows the whole product: progress, retries, report, labelled CSV.
+There the labeller is a simulated model of known quality and price (``sim-small`` unless
+``--model`` says otherwise; ``docs/server.md``), and the demo ends with its accuracy
+against the sample's gold sentiment.
 With ``--batch`` the rows go through the Batch API instead (the embedded server's batch
 finishes after a few polls), at the batch price.
 """
@@ -27,8 +30,10 @@ from holysheep_nb.endpoint import (
     ENV_BASE_URL,
     normalise_base_url,
 )
+from holysheep_nb.prices import Prices
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import Faults, Latency, LocalServer, ServerConfig
+from holysheep_nb.server.models import SIM_MODELS, SimModel
 
 LABELS = ["positive", "negative", "neutral"]
 INSTRUCTIONS = (
@@ -39,6 +44,16 @@ INSTRUCTIONS = (
 DEMO_FAULTS = {"429": 0.01, "500": 0.005, "503": 0.005}
 #: Polls before the embedded server's batch is done, so the demo shows it progressing.
 DEMO_BATCH_POLLS = 2
+#: The model that labels on the embedded server unless --model names another.
+LOCAL_MODEL = "sim-small"
+
+
+def describe(model: SimModel) -> str:
+    """One line naming a simulated model with its configured accuracy, calibration, price."""
+    return (
+        f"{model.name}: accuracy {model.accuracy:.2f}, {model.calibration}, "
+        f"${model.input_per_1k:g} / ${model.output_per_1k:g} per 1K tokens in / out"
+    )
 
 
 @contextlib.contextmanager
@@ -60,6 +75,9 @@ def _target(local: bool, latency: float, batch: bool) -> Iterator[dict[str, str]
     # cache of the run's own (repeated reviews are still served from it), not the user's.
     with LocalServer(config) as server, tempfile.TemporaryDirectory() as folder:
         print(f"embedded OpenAI-compatible server on {server.base_url} (no key needed)")
+        print("simulated models:")
+        for model in SIM_MODELS:
+            print(f"  {describe(model)}")
         yield {"base_url": server.base_url, "cache": str(Path(folder) / "demo.sqlite")}
 
 
@@ -68,7 +86,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m holysheep_nb demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=3000, help="reviews to label (default 3000)")
     parser.add_argument("--out", type=Path, default=Path("labelled_reviews.csv"))
-    parser.add_argument("--model", default=None, help="model (default: $HOLYSHEEP_MODEL or gpt-4o)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"model (default: $HOLYSHEEP_MODEL or gpt-4o; {LOCAL_MODEL} on the embedded server)",
+    )
     parser.add_argument("--max-concurrent", type=int, default=64)
     parser.add_argument(
         "--latency",
@@ -91,15 +113,20 @@ def main(argv: list[str]) -> int:
 
     local = args.local or not os.environ.get(ENV_API_KEY)
     reviews = load_reviews(args.rows)
+    model = args.model or (LOCAL_MODEL if local else None)
+    simulated = next((m for m in SIM_MODELS if m.name == model), None) if local else None
     with _target(local, args.latency, args.batch) as target:
         options: dict[str, Any] = {
             "labels": LABELS,
             "instructions": INSTRUCTIONS,
-            "model": args.model,
+            "model": model,
             "max_concurrent": args.max_concurrent,
             "temperature": 0,
             **target,
         }
+        if simulated is not None:
+            print(f"labelling with {simulated.name} (--model sim-large for the larger one)\n")
+            options["prices"] = Prices(simulated.input_per_1k, simulated.output_per_1k)
         # The assumed latency: the embedded server's median, or a typical provider's second.
         latency = args.latency if local and args.latency > 0 else 1.0
         estimate = reviews.holysheep.estimate("text", latency=latency, batch=args.batch, **options)
@@ -115,6 +142,14 @@ def main(argv: list[str]) -> int:
     with pd.option_context("display.max_colwidth", 60, "display.width", 120):
         print(out[["text", "label", "error", "latency"]].head(8).to_string())
     print(f"\nwrote {len(out):,} labelled rows to {args.out}")
+    labelled = out["label"].notna()
+    if simulated is not None and labelled.any():
+        right = (out.loc[labelled, "label"].astype(str) == out.loc[labelled, "sentiment"]).mean()
+        print(
+            f"accuracy against the sample's gold sentiment: {right:.3f} on {labelled.sum():,} "
+            f"labelled rows ({simulated.name} is configured for {simulated.accuracy:.2f} when "
+            "asked plainly; the instructions define mixed reviews, which helps)"
+        )
     if args.batch and report.failed:
         print(
             "rows that failed in the batch are sent again by the same call: in a new batch "

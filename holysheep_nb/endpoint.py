@@ -7,84 +7,25 @@ retries, rate limits) lives in ``holysheep_nb.policies``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+from holysheep_nb.base_url import CHAT_PATH, base_query, is_azure_host
+from holysheep_nb.base_url import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from holysheep_nb.base_url import is_loopback as is_loopback
+from holysheep_nb.base_url import normalise_base_url as normalise_base_url
 from holysheep_nb.errors import ConfigError, MissingAPIKeyError
+from holysheep_nb.option import ENV, NO_FLAG, Flag, default_of, option, options_of
 
-DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 DEFAULT_MODEL = "gpt-4o"
 PLACEHOLDER_KEY = "YOUR_HOLYSHEEP_API_KEY"
 ENV_API_KEY = "HOLYSHEEP_API_KEY"
 ENV_BASE_URL = "HOLYSHEEP_BASE_URL"
 ENV_MODEL = "HOLYSHEEP_MODEL"
-
-_CHAT_PATH = "/chat/completions"
-_AZURE_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-
-
-def normalise_base_url(base_url: str) -> str:
-    """Return ``base_url`` without a trailing slash or query, with ``/v1`` added when it has
-    no path, and without a pasted ``/chat/completions`` at the end.
-
-    ``http://localhost:8000``, ``http://localhost:8000/v1/`` and
-    ``http://localhost:8000/v1/chat/completions`` all become ``http://localhost:8000/v1``:
-    OpenAI-compatible servers (vLLM, Ollama, HolySheep) serve the API under ``/v1``, and a
-    bare host or the full endpoint URL copied from a provider's page are the commonest slips.
-    The query (Azure's ``api-version``) is read by ``Endpoint``, see ``base_query``.
-    """
-    if not isinstance(base_url, str) or not base_url.strip():
-        raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
-    try:
-        parts = urlsplit(base_url.strip())
-    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
-        raise ConfigError(f"base_url {base_url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {base_url!r}"
-        )
-    if not _valid_host(parts.hostname):
-        raise ConfigError(f"base_url {base_url!r} has an invalid host name {parts.hostname!r}")
-    try:
-        parts.port  # noqa: B018 - reading it validates the port number
-    except ValueError as exc:
-        raise ConfigError(f"base_url {base_url!r} has an invalid port: {exc}") from None
-    path = parts.path.rstrip("/")
-    path = path.removesuffix(_CHAT_PATH) if path.endswith(_CHAT_PATH) else path
-    if not path and not is_azure_host(parts.hostname):
-        path = "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def base_query(base_url: str) -> dict[str, str]:
-    """The query parameters written into ``base_url`` (Azure's ``?api-version=...``)."""
-    return dict(parse_qsl(urlsplit(base_url.strip()).query))
-
-
-def is_azure_host(host: str | None) -> bool:
-    """True for Azure OpenAI resource hosts (``<resource>.openai.azure.com`` and kin)."""
-    return bool(host) and str(host).lower().endswith(_AZURE_SUFFIXES)
-
-
-def _valid_host(host: str) -> bool:
-    """An IP address, or a DNS name of non-empty labels (international names via IDNA)."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:  # an empty or over-long label, a space, ...
-        return False
-    labels = ascii_host.removesuffix(".").split(".")
-    return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _check_verify(verify: object) -> None:
@@ -123,15 +64,13 @@ def _check_key(key: str) -> None:
         )
 
 
-def is_loopback(base_url: str) -> bool:
-    """True when ``base_url`` points at this machine (localhost, 127.x, ::1)."""
-    host = urlsplit(base_url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def key_from_env(name: str) -> str:
+    """The API key held by the environment variable ``name`` (``--api-key-env``); a
+    ``ValueError`` when it is not set."""
+    key = os.environ.get(name)
+    if not key:
+        raise ValueError(f"{name}: that variable is not set")
+    return key
 
 
 @dataclass(frozen=True)
@@ -146,19 +85,83 @@ class Endpoint:
     Azure OpenAI (a ``*.openai.azure.com`` host, or ``api_version`` given): the key goes in
     the ``api-key`` header, every request carries ``?api-version=``, and a bare resource URL
     becomes the deployment URL ``/openai/deployments/<model>`` (the deployment name is what
-    Azure calls the model). Azure's REST reference documents both.
+    Azure calls the model). Azure's REST reference documents both. Microsoft Entra ID
+    sign-in instead of a key: ``azure_ad_token`` (a token) or ``azure_ad_token_provider`` (a
+    callable returning one, called for every request so a long run gets fresh tokens, e.g.
+    ``azure.identity.get_bearer_token_provider``), sent as ``Authorization: Bearer``, as the
+    openai client's ``AzureOpenAI`` takes them; either wins over ``api_key``.
 
     The key and the headers go with each request to the API host only: never as the
     session's defaults (aiohttp copies those into a proxy's CONNECT request) and never to
     another host on a redirect (redirects are not followed).
     """
 
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
-    api_key: str | None = field(default=None, repr=False, compare=False)
-    verify: bool | str = True
-    api_version: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    base_url: str = option(
+        DEFAULT_BASE_URL,
+        "any OpenAI-compatible server (see Endpoints and keys)",
+        env=ENV_BASE_URL,
+        flags=(Flag(metavar="URL"),),
+    )
+    model: str = option(
+        DEFAULT_MODEL,
+        "the model (Azure: the deployment)",
+        env=ENV_MODEL,
+        flags=(Flag(("--model", "-m"), metavar="NAME"),),
+    )
+    api_key: str | None = option(
+        None,
+        "the API key; not needed on a loopback address",
+        env=ENV_API_KEY,
+        flags=(
+            Flag(
+                ("--api-key-env",),
+                parse=key_from_env,
+                metavar="NAME",
+                help=f"read the API key from environment variable NAME instead of {ENV_API_KEY}",
+            ),
+        ),
+        repr=False,
+        compare=False,
+    )
+    verify: bool | str = option(
+        True,
+        "TLS: True, False, or a CA bundle path",
+        flags=(
+            Flag(
+                ("--ca-bundle",),
+                parse=str,
+                metavar="PEM",
+                help="trust the CA certificates in this file or folder",
+            ),
+            Flag(
+                ("--no-verify",),
+                const=False,
+                help="do not check the server's TLS certificate (a self-signed test server)",
+            ),
+        ),
+    )
+    api_version: str | None = option(None, "Azure's api-version", flags=(Flag(metavar="DATE"),))
+    headers: Mapping[str, str] = option(
+        doc="extra headers for every request (extra_headers means the same)",
+        default_factory=dict,
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
+    azure_ad_token: str | None = option(
+        None,
+        "Azure: a Microsoft Entra ID token, sent as Authorization: Bearer",
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
+    azure_ad_token_provider: Callable[[], str] | None = option(
+        None,
+        "Azure: a function returning an Entra ID token, asked for every request",
+        flags=NO_FLAG,
+        repr=False,
+        compare=False,
+    )
     query: Mapping[str, str] = field(default_factory=dict)
     #: False for an endpoint nothing is sent to (the dry-run estimate): no key needed.
     key_required: bool = field(default=True, repr=False, compare=False)
@@ -199,12 +202,37 @@ class Endpoint:
         if key is not None:
             _check_key(key)
         object.__setattr__(self, "api_key", key)
-        if key is None and self.key_required and not is_loopback(self.base_url):
+        entra = self._check_entra()
+        if key is None and not entra and self.key_required and not is_loopback(self.base_url):
             raise MissingAPIKeyError(
                 f"no API key for {self.base_url}: set the {ENV_API_KEY} environment variable "
                 "(or pass api_key=...) to your key"
                 + (f"; {PLACEHOLDER_KEY!r} is only a placeholder" if placeholder else "")
             )
+
+    def _check_entra(self) -> bool:
+        """Check the Microsoft Entra ID options; True when one is given."""
+        token, provider = self.azure_ad_token, self.azure_ad_token_provider
+        if token is None and provider is None:
+            return False
+        if token is not None and provider is not None:
+            raise ConfigError("pass azure_ad_token or azure_ad_token_provider, not both")
+        if provider is not None and not callable(provider):
+            raise ConfigError(
+                "azure_ad_token_provider must be a function returning a token, e.g. "
+                "azure.identity.get_bearer_token_provider(credential, scope)"
+            )
+        if token is not None:
+            if not isinstance(token, str) or not token.strip():
+                raise ConfigError("azure_ad_token must be a non-empty string")
+            _check_key(token.strip())
+            object.__setattr__(self, "azure_ad_token", token.strip())
+        if not self.azure:
+            raise ConfigError(
+                "azure_ad_token and azure_ad_token_provider are for Azure OpenAI: pass the "
+                "resource endpoint as base_url with api_version=... (e.g. '2024-10-21')"
+            )
+        return True
 
     @classmethod
     def resolve(
@@ -213,28 +241,42 @@ class Endpoint:
         base_url: str | None = None,
         model: str | None = None,
         api_key: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | None = None,
         api_version: str | None = None,
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         key_required: bool = True,
+        azure_ad_token: str | None = None,
+        azure_ad_token_provider: Callable[[], str] | None = None,
     ) -> Endpoint:
-        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then defaults.
+        """Build from arguments, then ``HOLYSHEEP_*`` environment variables, then the fields'
+        defaults (None: not given).
 
         Raises ``MissingAPIKeyError`` when no key is found for a host that is not this
         machine, unless ``key_required`` is False (nothing will be sent)."""
         env = os.environ if environ is None else environ
-        return cls(
-            base_url=base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
-            model=model or env.get(ENV_MODEL) or DEFAULT_MODEL,
-            api_key=api_key if api_key is not None else env.get(ENV_API_KEY),
-            verify=verify,
-            api_version=api_version,
-            headers=headers or {},
-            query=query or {},
-            key_required=key_required,
-        )
+        given = {
+            "base_url": base_url,
+            "model": model,
+            "api_key": api_key,
+            "verify": verify,
+            "api_version": api_version,
+            "headers": headers,
+            "azure_ad_token": azure_ad_token,
+            "azure_ad_token_provider": azure_ad_token_provider,
+        }
+        values: dict[str, Any] = {}
+        for item in options_of(cls):
+            value = given.get(item.name)
+            if value is None and item.metadata[ENV] is not None:
+                value = env.get(item.metadata[ENV])
+            # An empty base URL or model in the environment means "not set"; an empty key
+            # is kept, to be refused as no key.
+            if value is None or (value == "" and item.name != "api_key"):
+                value = default_of(item)
+            values[item.name] = value
+        return cls(**values, query=query or {}, key_required=key_required)
 
     @property
     def azure(self) -> bool:
@@ -244,18 +286,32 @@ class Endpoint:
     @property
     def chat_url(self) -> str:
         """The full chat-completions URL, with its query (``api-version``) if any."""
-        url = f"{self.base_url}{_CHAT_PATH}"
+        url = f"{self.base_url}{CHAT_PATH}"
         return f"{url}?{urlencode(self.query)}" if self.query else url
 
     def session_headers(self) -> dict[str, str]:
         """Headers that may be session defaults: nothing secret in them."""
         return {"Content-Type": "application/json", "Accept": "application/json"}
 
+    @property
+    def fresh_headers(self) -> bool:
+        """True when ``request_headers()`` must be asked again for every request (a token
+        provider hands out tokens that expire)."""
+        return self.azure_ad_token_provider is not None
+
     def request_headers(self) -> dict[str, str]:
         """Headers for each request to the API host: the caller's headers, then the key
-        (``Authorization: Bearer``, or ``api-key`` for Azure) when one is set."""
+        (``Authorization: Bearer``, or ``api-key`` for Azure) when one is set; a Microsoft
+        Entra ID token goes as ``Authorization: Bearer`` (the provider is called here)."""
         headers = dict(self.headers)
-        if self.api_key:
+        token = self.azure_ad_token
+        if self.azure_ad_token_provider is not None:
+            token = self.azure_ad_token_provider()
+            if not isinstance(token, str) or not token:
+                raise ConfigError("azure_ad_token_provider returned no token (a non-empty str)")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif self.api_key:
             if self.azure:
                 headers["api-key"] = self.api_key
             else:

@@ -39,6 +39,7 @@ from holysheep_nb.attempt import Attempt, Sender, open_sender
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning, redact
+from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.holds import BudgetHolds
 from holysheep_nb.outcome import (
     AnswerReader,
@@ -135,15 +136,20 @@ class _Run:
         self.window = stats.concurrency = ConcurrencyWindow(settings.max_concurrent)
         shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
         self.shared = (
-            NullSharedLimit() if shared is None else SharedPart(shared, stats, self.halt.sleep)
+            NullSharedLimit()
+            if shared is None
+            else SharedPart(shared, stats, self.halt.sleep, engine.clock)
         )
-        self.admission = Admission(GatePart(self.window), ThrottlePart(self.throttle), self.shared)
+        self.admission = Admission(
+            GatePart(self.window), ThrottlePart(self.throttle, engine.clock), self.shared
+        )
         self.holds = BudgetHolds(
             self.throttle, self.shared, stats, engine.clock, settings.retry.max_retry_after
         )
         self.sender: Sender | None = None
         self.pool = WorkerPool(settings.max_concurrent)
         self.structured = True  # False once the server rejected response_format
+        self.form = FormWatch()  # whether the server heeds response_format (form_watch)
         self.connect_failures = 0
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
@@ -173,10 +179,9 @@ class _Run:
             outcome = self.not_sent(row) if self.halt.reason else await self.complete(row)
             self.record(outcome)
             for follower in item.followers:
-                # Sent once, answered for every row that asked exactly the same.
-                self.record(
-                    replace(outcome, row_id=follower, latency=None, attempts=0, shared=True)
-                )
+                # Sent once, answered for every row that asked exactly the same. It keeps
+                # the attempts of the request that answered it ("after 6 attempts").
+                self.record(replace(outcome, row_id=follower, latency=None, held=0.0, shared=True))
             if pool.surplus:
                 return  # one stood in for this worker while its row waited: retire
 
@@ -203,7 +208,13 @@ class _Run:
         self.on_result(outcome)
 
     async def complete(self, row: RowState) -> RowOutcome:
-        """One row through attempts and waits until it has its final outcome."""
+        """One row through attempts and waits until it has its final outcome, with the part
+        of its latency spent held for the pace or the budget (``RowOutcome.held``)."""
+        outcome = await self.attempts(row)
+        return replace(outcome, held=row.held) if row.held else outcome
+
+    async def attempts(self, row: RowState) -> RowOutcome:
+        """``complete``'s loop: one case per verdict of the row's last attempt."""
         while True:
             attempt = await self.attempt(row)
             if attempt is None:
@@ -211,7 +222,9 @@ class _Run:
             match attempt.verdict:
                 case Verdict.OK:
                     assert attempt.answer is not None
-                    return self.answered(row, attempt.answer)
+                    outcome = self.answered(row, attempt.answer)
+                    if not self.in_words(row, outcome):
+                        return outcome
                 case Verdict.RETRY if attempt.unsent and row.free_resends < FREE_RESENDS:
                     # The server cannot have read it: send it again at no attempt's cost.
                     row.free_resends += 1
@@ -227,9 +240,9 @@ class _Run:
                     self.stop_run(attempt.judgement.stop)
                     return self.failed(row, attempt)
                 case Verdict.RETRY:
-                    outcome = await self.retry(row, attempt)
-                    if outcome is not None:
-                        return outcome
+                    last = await self.retry(row, attempt)
+                    if last is not None:
+                        return last
                 case _:
                     return self.failed(row, attempt)
 
@@ -244,12 +257,15 @@ class _Run:
         admission = self.admission
         passed = admission.ready(ticket)  # the hot path: every part admits at once
         if passed < len(admission.parts):
+            ticket.held = 0.0
             try:
                 await admission.wait(ticket, passed)
             except Stopped as stopped:
                 if stopped.reason is not None:  # every run sharing the limit has stopped
                     self.stop_run(stopped.reason)
                 return None
+            if row.started is not None:  # the first send's wait is before its latency
+                row.held += ticket.held
         headers: Mapping[str, str] | None = None
         try:
             if self.halt.reason is not None:
@@ -257,7 +273,8 @@ class _Run:
             row.attempts += 1
             if row.started is None:
                 row.started = self.engine.clock.now()
-            structured = self.structured and row.request.structured
+            structured = self.structured and row.request.structured and not row.in_words
+            row.structured = structured
             body = row.request.body(self.engine.endpoint.model, structured=structured)
             attempt = await self.sender.send(body, structured=structured)
             headers = attempt.headers
@@ -310,6 +327,38 @@ class _Run:
             f"the server rejected response_format ({attempt.detail}); holysheep_nb asks without "
             "it for the rest of this run and reads the answers all the same. Pass "
             "structured=False to skip the first try.",
+            HolySheepWarning,
+            stacklevel=1,
+        )
+
+    def in_words(self, row: RowState, outcome: RowOutcome) -> bool:
+        """True when the row goes again with the schema in the system message: its answer to
+        ``response_format`` did not fit, and the server may ignore it (``form_watch``)."""
+        resend = (
+            row.structured
+            and row.request.unstructured_system is not None
+            and self.form.resend(outcome.kind)
+        )
+        if not resend:
+            return False
+        self.schema_ignored(outcome)
+        if row.attempts >= self.engine.settings.retry.max_attempts:
+            return False
+        row.in_words = True
+        return True
+
+    def schema_ignored(self, outcome: RowOutcome) -> None:
+        """Switch to the schema in the system message for the rest of the run (once, with a
+        notice) when answers to ``response_format`` keep failing the schema (``form_watch``)."""
+        if not self.form.switch or not self.structured:
+            return
+        self.structured = False
+        warnings.warn(
+            f"{self.form.misses} answers in a row did not fit the schema although the request "
+            f"asked for it in response_format ({outcome.detail}): this server seems to ignore "
+            "response_format. holysheep_nb writes the whole schema into the system message for "
+            "the rest of this run, and sends rows whose answer did not fit again that way while "
+            "they have attempts left. Pass structured=False to skip the first try.",
             HolySheepWarning,
             stacklevel=1,
         )

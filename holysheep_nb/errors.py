@@ -1,11 +1,20 @@
-"""The one exception hierarchy of holysheep_nb.
+"""The one exception hierarchy of holysheep_nb: every error and warning it raises on purpose.
 
     HolySheepError
     ├── ConfigError (also ValueError)      bad option or input, raised before anything is sent
     │   └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
-    └── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
+    ├── FileFormatError                    a table file that cannot be read or written as asked
+    ├── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
+    └── BatchError                         a Batch API files or batches call failed
+        └── BatchUnavailableError          no Batch API at this base URL (nothing charged)
 
     HolySheepWarning (a UserWarning)       told once, while the run goes on or as it stops
+    └── CacheWarning                       the cache file could not be used as is
+
+Signals that never leave the package (a rejected answer, a malformed body, an unusable cache file)
+are HolySheepErrors too, defined where they are raised and caught: ``outcome.AnswerRejected``,
+``answers.MalformedAnswer``, ``cache.db.UnusableCacheError``; and so is the local test
+server's ``server.schema_answers.SchemaError`` (also a ValueError).
 
 A failure of one row is never an exception: it becomes that row's ``error`` text. A failure
 that concerns the whole run (a refused key, no credits, a quota spent, a model that does not
@@ -39,12 +48,49 @@ class MissingAPIKeyError(ConfigError):
     """No API key is set for a base URL that needs one."""
 
 
+class FileFormatError(HolySheepError):
+    """A table file that cannot be read or written as asked; the message says why and how."""
+
+
+class BatchError(HolySheepError):
+    """A files or batches call failed; the message names the call, the status and the
+    provider's message (never the key). ``status`` is the HTTP status, or None when no
+    answer came back."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchUnavailableError(BatchError):
+    """The provider has no Batch API: a 404 on ``/files`` or ``/batches``. Raised before
+    any batch exists, so nothing was charged."""
+
+
+class CacheWarning(HolySheepWarning):
+    """The cache file could not be used as is; the run goes on (filterable category)."""
+
+
+#: Shortest key treated as a secret. Local servers document placeholder keys ("ollama",
+#: "EMPTY", "lm-studio", "sk-no-key-required"); blanking those would garble ordinary words in
+#: error lines. Every hosted provider's keys are longer (OpenAI, Azure, Groq, Mistral: 32+).
+MIN_SECRET_LENGTH = 20
+
+
+def is_secret(key: str | None) -> bool:
+    """True when ``key`` is long enough to be a real secret (see ``MIN_SECRET_LENGTH``)."""
+    return key is not None and len(key) >= MIN_SECRET_LENGTH
+
+
 def redact(text: str, secret: str | None) -> str:
     """Return ``text`` with every occurrence of ``secret`` replaced by ``***``.
 
     Providers sometimes echo the key back ("Incorrect API key provided: sk-..."); every
-    error line passes through here so that it never reaches a cell or a log.
+    line the package itself prints (error cells, warnings, exceptions) passes through here
+    so that a key never reaches a cell or a log. Answers are the user's data and never pass
+    through here. A placeholder key shorter than ``MIN_SECRET_LENGTH`` is left as it is.
     """
-    if not secret:
+    if not is_secret(secret):
         return text
+    assert secret is not None
     return text.replace(secret, "***")

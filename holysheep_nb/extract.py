@@ -79,7 +79,7 @@ class ExtractFormat:
                 "Reply with one JSON object with the fields " + ", ".join(self.schema.fields) + "."
             )
         else:
-            schema = json.dumps(self.schema.json_schema(), ensure_ascii=False)
+            schema = json.dumps(self.schema.written_schema(), ensure_ascii=False)
             parts.append(
                 "Reply with one JSON object that fits this JSON Schema, and nothing else; give "
                 "every field, null where the schema allows it and the text does not say.\n"

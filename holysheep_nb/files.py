@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from holysheep_nb.errors import HolySheepError
+from holysheep_nb.errors import FileFormatError as FileFormatError  # defined in the one tree
 
 Format = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "parquet", "jsonl")
@@ -40,10 +40,6 @@ _SUFFIXES: dict[str, Format] = {
 }
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 PARQUET_HINT = "Parquet files need pyarrow: pip install 'holysheep_nb[parquet]'"
-
-
-class FileFormatError(HolySheepError):
-    """A table file that cannot be read or written as asked; the message says why and how."""
 
 
 def table_format(path: Path, given: str | None = None) -> Format:

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from holysheep_nb import interrupt
 from holysheep_nb.cache import ResponseCache
 from holysheep_nb.chat import ChatRequest, EncodedParams, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
@@ -87,17 +88,26 @@ class CompletionJob:
         return self.sink.columns
 
     async def run(self) -> pd.DataFrame:
-        """Send what is not cached, store answers as they come, and build the new frame."""
+        """Send what is not cached, store answers as they come, and build the new frame.
+
+        Interrupted (cancelled), it keeps the frame of the rows answered so far for
+        ``holysheep_nb.last_result()`` before the interrupt propagates.
+        """
+        interrupt.forget()
         options = self.options
         cache = self.sink.cache = self._open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         sending = _Sending(RowPlanner(self.source, options, cache), self.sink)
         reader = self.answer_format.read if self.answer_format is not None else None
+        interrupted = False
         try:
             await self.engine.run(
                 sending.work(self._request), sending.on_result, stats=self.stats, reader=reader
             )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True
+            raise
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,7 +115,23 @@ class CompletionJob:
             if cache is not None:
                 cache.close()
             progress.close(self.stats)
-        return self.sink.frame(self.options.prices, timeline=self.timeline.per_second())
+            if interrupted:
+                self._keep_interrupted()
+        return self._result()
+
+    def _keep_interrupted(self) -> None:
+        """The frame so far, for ``holysheep_nb.last_result()``: rows without an outcome say
+        so, and the report says the run was interrupted."""
+        answered = self.stats.done
+        self.columns.mark_unanswered(interrupt.NOT_ANSWERED)
+        frame = self._result()
+        report = frame.attrs[REPORT_ATTR]
+        frame.attrs[REPORT_ATTR] = replace(
+            report,
+            stop_cause="interrupted",
+            stop_advice="run the same cell again: only the rows not answered are sent",
+        )
+        interrupt.keep(frame, answered)
 
     def plan(self) -> RunPlan:
         """What ``run()`` would send, sending nothing: rows to send, cache hits, input tokens.
@@ -155,6 +181,9 @@ class CompletionJob:
             self.timeline.sample()
             if cache is not None:
                 cache.maybe_flush()
+
+    def _result(self) -> pd.DataFrame:
+        return self.sink.frame(self.options.prices, timeline=self.timeline.per_second())
 
 
 class _Sending:

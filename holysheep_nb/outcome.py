@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.logprobs import TokenLogprobs
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class RowOutcome:
     tool_calls: str | None = None
     fields: tuple[str, ...] = ()
     logprobs: TokenLogprobs | None = None
+    held: float = 0.0  # seconds of ``latency`` a retry waited for the pace or a spent budget
 
     @property
     def error(self) -> str | None:
@@ -180,7 +182,7 @@ class RunStop:
         return f"{self.cause.rstrip('.')}: {self.advice}"
 
 
-class AnswerRejected(Exception):
+class AnswerRejected(HolySheepError):
     """Raised by an answer reader for an answer that came back but does not fit the ask.
 
     ``fields`` names the schema fields at fault, when the answer is JSON of the wrong shape.

@@ -2,7 +2,8 @@
 
 Every policy is a small frozen dataclass validated on creation, so a bad option fails with a
 message naming the value and the fix before anything is sent. The accessor's keyword options
-map one to one onto these fields.
+are these fields (declared with ``option``: their defaults are written here only), and each
+policy object is itself an option: ``retry=RetryPolicy(...)``, ``limits=RateLimits(...)``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.option import Flag, example, option
 from holysheep_nb.validation import require_positive, require_whole_at_least
 
 #: Seconds of a rate limit's worth added to the default burst (see ``RateLimits``).
@@ -25,16 +27,19 @@ class RetryPolicy:
     up to ``max_retry_after`` seconds.
     """
 
-    max_retries: int = 5
-    initial_wait: float = 0.5
-    max_wait: float = 30.0
-    max_retry_after: float = 120.0
+    max_retries: int = option(5, "retries after the first attempt, for timeouts, 429s and 5xx")
+    initial_wait: float = option(0.5, "seconds: the first retry's longest backoff, doubling")
+    max_wait: float = option(30.0, "seconds: the longest backoff between two attempts")
+    max_retry_after: float = option(
+        120.0, "seconds: the longest Retry-After the run waits; beyond it the run stops"
+    )
 
     def __post_init__(self) -> None:
-        require_whole_at_least("max_retries", self.max_retries, 0, "max_retries=5")
-        require_positive("initial_wait", self.initial_wait, "initial_wait=0.5")
-        require_positive("max_wait", self.max_wait, "max_wait=30")
-        require_positive("max_retry_after", self.max_retry_after, "max_retry_after=120")
+        require_whole_at_least(
+            "max_retries", self.max_retries, 0, example(RetryPolicy, "max_retries")
+        )
+        for name in ("initial_wait", "max_wait", "max_retry_after"):
+            require_positive(name, getattr(self, name), example(RetryPolicy, name))
         if self.max_wait < self.initial_wait:
             raise ConfigError(
                 f"max_wait ({self.max_wait}) must be >= initial_wait ({self.initial_wait})"
@@ -58,10 +63,18 @@ class RateLimits:
     instead of being lost (at 20 requests/s, 1 ms of lateness per send would cost 2%).
     """
 
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    request_burst: float | None = None
-    token_burst: float | None = None
+    requests_per_minute: float | None = option(
+        None, "client-side budget of requests a minute", flags=(Flag(("--rpm",), metavar="N"),)
+    )
+    tokens_per_minute: float | None = option(
+        None, "client-side budget of tokens a minute", flags=(Flag(("--tpm",), metavar="N"),)
+    )
+    request_burst: float | None = option(
+        None, "requests sent at once above the pace (none: one plus 20 ms of the rate)"
+    )
+    token_burst: float | None = option(
+        None, "tokens sent at once above the pace (none: one plus 20 ms of the rate)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute", "request_burst", "token_burst"):
@@ -90,11 +103,24 @@ def _capacity(per_minute: float | None, burst: float | None) -> float | None:
 class EngineSettings:
     """How one run behaves: concurrency bound, per-attempt timeout, retries and rate limits."""
 
-    max_concurrent: int = 16
-    timeout: float = 60.0
+    max_concurrent: int = option(
+        16, "requests in flight at most; the run may use fewer (see Rate limits)"
+    )
+    timeout: float = option(60.0, "seconds per attempt", flags=(Flag(metavar="SECONDS"),))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: RateLimits = field(default_factory=RateLimits)
 
     def __post_init__(self) -> None:
-        require_whole_at_least("max_concurrent", self.max_concurrent, 1, "max_concurrent=16")
-        require_positive("timeout", self.timeout, "timeout=60 (seconds per attempt)")
+        for name, kind in (("retry", RetryPolicy), ("limits", RateLimits)):
+            if not isinstance(getattr(self, name), kind):
+                value = getattr(self, name)
+                raise ConfigError(
+                    f"{name} must be a {kind.__name__}, got {type(value).__name__}: pass e.g. "
+                    f"{name}={kind.__name__}()"
+                )
+        require_whole_at_least(
+            "max_concurrent", self.max_concurrent, 1, example(EngineSettings, "max_concurrent")
+        )
+        require_positive(
+            "timeout", self.timeout, f"{example(EngineSettings, 'timeout')} (seconds per attempt)"
+        )

@@ -38,6 +38,31 @@ class Prices:
                     " pass e.g. Prices(input_per_1k=0.002, output_per_1k=0.008)"
                 )
 
+    @classmethod
+    def of(cls, value: object) -> Prices | None:
+        """The ``prices=`` option as ``Prices``: a ``Prices``, an ``(input, output)`` pair of
+        USD per 1,000 tokens, or None (no cost); a ``ConfigError`` for anything else."""
+        if value is None or isinstance(value, Prices):
+            return value
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return cls(*value)
+        raise ConfigError(
+            f"prices must be Prices(input_per_1k=..., output_per_1k=...) or a pair of USD per "
+            f"1,000 tokens such as (0.15, 0.6), got {value!r}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> Prices:
+        """``--prices IN,OUT``: two numbers, USD per 1,000 input and output tokens; a
+        ``ValueError`` saying how to write them otherwise."""
+        try:
+            first, second = (float(part) for part in text.split(","))
+            return cls(first, second)
+        except (ValueError, ConfigError):
+            raise ValueError(
+                f"{text!r}: give two numbers, input and output USD per 1,000 tokens, e.g. 0.15,0.6"
+            ) from None
+
     def for_batch(self) -> Prices:
         """These prices as the Batch API charges them (times ``batch_discount``)."""
         return replace(

@@ -8,14 +8,18 @@ idle, so that its clock does not look frozen.
 
 In a Jupyter kernel the bar is one output that is updated in place, and its last update is
 the final state, so a saved notebook shows one bar per run with the final counts: with
-ipywidgets (the ``notebook`` extra) the widget's display is re-sent when the run ends
-(otherwise a notebook saved without widget state shows the text it had when first displayed,
-``0/500``); without ipywidgets the text bar is shown the same way rather than streamed to
-stderr, where every redraw would become a line of the saved notebook.
+ipywidgets (the ``notebook`` extra) the widget is live while the run goes, and when it ends
+its output is replaced by the final bar as text and HTML and the widget is closed. A
+finished bar needs no script: ``jupyter nbconvert --to html`` renders a widget output with
+saved widget state as the widget alone (its script comes from the network, so offline it
+is blank), and a notebook saved without widget state showed the text the widget had when
+first displayed (``0/500``). Without ipywidgets the text bar is shown the same way rather
+than streamed to stderr, where every redraw would become a line of the saved notebook.
 """
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -168,7 +172,10 @@ class RunProgress:
             self._draw(stats, extra, final=True)
         self._bar.close()
         if self._handle is not None:
-            self._handle.update(self._bar.container)
+            self._handle.update(
+                final_bundle(str(self._bar), self._bar.n, self._bar.total), raw=True
+            )
+            self._bar.container.close()
 
     def _draw(
         self, stats: RunStats, extra: Mapping[str, object] | None = None, *, final: bool = False
@@ -193,6 +200,26 @@ class RunProgress:
         else:
             bar.refresh()
         self._drawn = _tally(stats, now, extra)
+
+
+def final_bundle(text: str, done: int, total: int | None) -> dict[str, str]:
+    """The finished bar as a display bundle without a widget: its text, and HTML (a meter
+    and the text) that any viewer renders, nbconvert's HTML export offline included."""
+    finished = total is not None and done >= total
+    colour = "#5cb85c" if finished else "#d9534f"  # the widget's "success" / "danger"
+    meter = (
+        f'<progress value="{done}" max="{total}" style="width:12em;accent-color:{colour}">'
+        "</progress> "
+        if total
+        else ""
+    )
+    return {
+        "text/plain": text,
+        "text/html": (
+            '<div class="holysheep-progress" style="font-family:monospace;white-space:pre">'
+            f"{meter}{html.escape(text)}</div>"
+        ),
+    }
 
 
 def set_total(bar: std.tqdm, total: int) -> None:

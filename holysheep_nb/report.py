@@ -5,8 +5,11 @@ by cause, requests, retries, every 429, tokens) and the rows' latencies. The rep
 renders as text in a terminal, as an HTML table in a notebook, as a plain dict for logs,
 and plots a latency histogram with the optional matplotlib extra.
 
-Length: one frozen record with three renderings (text, HTML, dict) and a plot; they share
-the sections built in ``_sections``.
+``RunReport.combine`` adds up the reports of several runs (frames joined by ``pd.concat``).
+The plot lives in ``report_plot`` (matplotlib is imported there only).
+
+Length: one frozen record with three renderings (text, HTML, dict) and its combination
+across runs; the renderings share the sections built in ``_sections``.
 """
 
 from __future__ import annotations
@@ -14,24 +17,28 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.outcome import RunStats
+from holysheep_nb.outcome import RunStats, RunStop
 from holysheep_nb.prices import Prices
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+#: The counts that add up when runs are combined (``RunReport.combine``).
+_SUMS = (
+    "succeeded", "failed", "cached", "not_sent", "deduplicated", "retries", "rate_limited",
+    "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
+)  # fmt: skip
+
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
-
-_PLOT_HINT = "report.plot() needs matplotlib: pip install 'holysheep_nb[plot]'"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +80,16 @@ class RunReport:
     #: The provider batches that answered the run (``batch=True``): no latency is measured,
     #: and the cost is at the batch price.
     batch_ids: tuple[str, ...] = ()
+    #: The same percentiles without the time retries waited for the pace or a spent budget
+    #: (None when no row waited): what the provider took, apart from what the run held.
+    unheld_p50: float | None = None
+    unheld_p95: float | None = None
+    unheld_p99: float | None = None
+    unheld_max: float | None = None
+    #: Rows of the frame the run returned, and of the frame asked for its report when that
+    #: has fewer or more (a filtered frame): the counts stay the whole run's, and say so.
+    frame_rows: int | None = None
+    shown_rows: int | None = None
 
     @classmethod
     def from_run(
@@ -84,16 +101,24 @@ class RunReport:
         prices: Prices | None = None,
         labels: Counter[str] | None = None,
         timeline: Iterable[tuple[float, int, int, int]] = (),
+        held: np.ndarray | None = None,
+        frame_rows: int | None = None,
     ) -> RunReport:
         """Build the report of a run from its tally and the rows' latencies.
 
         ``stats`` is the run's one tally of outcomes and requests; ``latency`` holds each
-        row's latency in seconds (NaN for rows not sent in this run); ``labels`` counts rows
-        per label for a labelling run.
+        row's latency in seconds (NaN for rows not sent in this run); ``held`` the part of
+        each latency spent held for the pace or a spent budget (seconds, 0 for none);
+        ``labels`` counts rows per label for a labelling run; ``frame_rows`` is the length of
+        the frame the run returns.
         """
         if not math.isfinite(elapsed) or elapsed < 0:
             raise ConfigError(f"elapsed must be a number of seconds >= 0, got {elapsed!r}")
-        latencies = np.sort(latency[~np.isnan(latency)])
+        sent = ~np.isnan(latency)
+        latencies = np.sort(latency[sent])
+        unheld: tuple[float | None, ...] = (None,) * 4
+        if held is not None and held[sent].any():
+            unheld = _percentiles(np.sort(latency[sent] - held[sent]))
         cost = None
         if prices is not None:
             cost = (
@@ -101,9 +126,7 @@ class RunReport:
                 + stats.completion_tokens * prices.output_per_1k
             ) / 1000
 
-        def percentile(q: float) -> float | None:
-            return float(np.percentile(latencies, q)) if latencies.size else None
-
+        p50, p95, p99, highest = _percentiles(latencies)
         rows = stats.done
         window = stats.concurrency
         return cls(
@@ -121,10 +144,15 @@ class RunReport:
             truncated=stats.truncated,
             elapsed=float(elapsed),
             throughput=rows / elapsed if elapsed > 0 else 0.0,
-            latency_p50=percentile(50),
-            latency_p95=percentile(95),
-            latency_p99=percentile(99),
-            latency_max=float(latencies[-1]) if latencies.size else None,
+            latency_p50=p50,
+            latency_p95=p95,
+            latency_p99=p99,
+            latency_max=highest,
+            unheld_p50=unheld[0],
+            unheld_p95=unheld[1],
+            unheld_p99=unheld[2],
+            unheld_max=unheld[3],
+            frame_rows=frame_rows,
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
             cost=cost,
@@ -140,6 +168,62 @@ class RunReport:
             stop_cause=stats.stop.cause if stats.stop else None,
             stop_advice=stats.stop.advice if stats.stop else None,
         )
+
+    @classmethod
+    def combine(cls, reports: Iterable[RunReport]) -> RunReport:
+        """One report for several runs, e.g. the frames joined by ``pd.concat``.
+
+        Counts, failures, labels, tokens and cost (when every run had prices) add up;
+        ``elapsed`` is the runs' total time and the timeline runs one after another; latency
+        percentiles are read from the runs' latency samples (exact while no run had more than
+        ``MAX_LATENCY_SAMPLE`` rows sent). A stopped run's cause is kept (the first one).
+        Raises ``ConfigError`` for no report.
+        """
+        parts = list(reports)
+        if not parts:
+            raise ConfigError("RunReport.combine() needs at least one report")
+        stats = RunStats()
+        failures: Counter[str] = Counter()
+        failed_fields: Counter[str] = Counter()
+        labels: Counter[str] = Counter()
+        timeline: list[tuple[float, int, int, int]] = []
+        offset = 0.0
+        for part in parts:
+            for name in _SUMS:
+                setattr(stats, name, getattr(stats, name) + getattr(part, name))
+            stats.paused_seconds += part.paused_seconds
+            failures.update(dict(part.failures))
+            failed_fields.update(dict(part.failed_fields))
+            labels.update(dict(part.labels))
+            timeline.extend((t + offset, n, r, k) for t, n, r, k in part.timeline)
+            offset += max(part.elapsed, float(len(part.timeline)))
+        stats.failures = failures
+        stats.failed_fields = failed_fields
+        stopped = next((part for part in parts if part.stop_cause is not None), None)
+        if stopped is not None:
+            stats.stop = RunStop(stopped.stop_cause or "", stopped.stop_advice or "")
+        costs = [part.cost for part in parts]
+        combined = cls.from_run(
+            stats,
+            latency=np.array([t for part in parts for t in part.latency_sample], float),
+            elapsed=sum(part.elapsed for part in parts),
+            labels=labels,
+            timeline=timeline,
+        )
+        frame_rows = [part.frame_rows for part in parts]
+        return replace(
+            combined,
+            cost=None if None in costs else sum(c for c in costs if c is not None),
+            batch_ids=tuple(i for part in parts for i in part.batch_ids),
+            frame_rows=None if None in frame_rows else sum(r for r in frame_rows if r is not None),
+        )
+
+    def for_frame(self, rows: int) -> RunReport:
+        """This report as asked from a frame of ``rows`` rows: a frame filtered from the run's
+        says it holds only some of the run's rows (the counts stay the run's)."""
+        if self.frame_rows is None or rows == self.frame_rows:
+            return self
+        return replace(self, shown_rows=rows)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RunReport:
         # Immutable all the way down, and pandas deep-copies DataFrame.attrs on most operations:
@@ -165,8 +249,13 @@ class RunReport:
         """The report as a compact HTML table for Jupyter."""
         return render_html(*self._sections(), css_class="holysheep-report")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The report as a plain JSON-able dict (lists and dicts only)."""
+    def to_dict(self, *, latency_sample: bool = False) -> dict[str, Any]:
+        """The report as a plain JSON-able dict (lists and dicts only).
+
+        ``latency_sample=True`` adds the sorted latencies behind the percentiles (up to
+        ``MAX_LATENCY_SAMPLE`` floats): left out by default, to keep a logged dict short.
+        """
+        sample = {"latency_sample": list(self.latency_sample)} if latency_sample else {}
         return {
             "rows": self.rows,
             "succeeded": self.succeeded,
@@ -193,14 +282,20 @@ class RunReport:
             "latency_p95": self.latency_p95,
             "latency_p99": self.latency_p99,
             "latency_max": self.latency_max,
+            "unheld_p50": self.unheld_p50,
+            "unheld_p95": self.unheld_p95,
+            "unheld_p99": self.unheld_p99,
+            "unheld_max": self.unheld_max,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost": self.cost,
-            "latency_sample": list(self.latency_sample),
+            **sample,
             "labels": dict(self.labels),
             "failed_fields": dict(self.failed_fields),
             "timeline": [list(second) for second in self.timeline],
             "batch_ids": list(self.batch_ids),
+            "frame_rows": self.frame_rows,
+            "shown_rows": self.shown_rows,
         }
 
     @overload
@@ -213,50 +308,11 @@ class RunReport:
 
         Without ``ax``, returns a new Figure that Jupyter shows once as a cell's last
         expression (save it anywhere with ``.savefig``). With ``ax``, draws only the histogram
-        there and returns that Axes.
+        there and returns that Axes. Needs the ``[plot]`` extra (matplotlib).
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError(_PLOT_HINT) from exc
-        if ax is not None:
-            self._plot_latency(ax)
-            return ax
-        panels = 2 if self.timeline else 1
-        figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
-        self._plot_latency(axes[0, 0])
-        if self.timeline:
-            self._plot_timeline(axes[0, 1])
-        figure.tight_layout()
-        # pyplot would show the figure again at the end of the cell, after the returned one.
-        plt.close(figure)
-        return figure
+        from holysheep_nb.report_plot import plot
 
-    def _plot_latency(self, ax: Axes) -> None:
-        sent = self.rows - self.cached - self.not_sent
-        title = f"latency of {sent:,} rows sent"
-        if len(self.latency_sample) < sent:
-            title += f" (sample of {len(self.latency_sample):,})"
-        ax.set_title(title)
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("rows")
-        if not self.latency_sample:
-            ax.text(0.5, 0.5, "no request sent", ha="center", va="center", transform=ax.transAxes)
-            return
-        ax.hist(self.latency_sample, bins=50, color="tab:blue", alpha=0.8)
-        for name, value, style in (("p50", self.latency_p50, "--"), ("p95", self.latency_p95, ":")):
-            if value is not None:
-                ax.axvline(value, color="black", linestyle=style, label=f"{name} {value:.3f} s")
-        ax.legend()
-
-    def _plot_timeline(self, ax: Axes) -> None:
-        seconds, requests, retries, limited = zip(*self.timeline, strict=True)
-        ax.plot(seconds, requests, label="requests")
-        ax.plot(seconds, retries, label="retries")
-        ax.plot(seconds, limited, label="429s", color="tab:red")
-        ax.set_title("per second")
-        ax.set_xlabel("seconds since start")
-        ax.legend()
+        return plot(self, ax)
 
     def _sections(self) -> tuple[str, Sections]:
         """The title and (heading, [(label, value, note)]) blocks, for text and HTML alike.
@@ -268,6 +324,11 @@ class RunReport:
             f"holysheep_nb run: {self.rows:,} {noun} in {self.elapsed:,.1f} s "
             f"({self.throughput:,.1f} rows/s)"
         )
+        if self.shown_rows is not None:
+            title += (
+                f"; this frame holds {self.shown_rows:,} of the run's {self.frame_rows:,} rows, "
+                "the counts below are the whole run's"
+            )
         not_sent = f"(not sent: {self.not_sent:,})" if self.not_sent else ""
         resent = f"(resent unread: {self.resent:,})" if self.resent else ""
         summary = [
@@ -298,17 +359,22 @@ class RunReport:
             summary.append(("truncated", f"{self.truncated:,}", "(cut at max_tokens)"))
         adapted = self.concurrency_cap is not None or self.concurrency_lowest != self.concurrency
         if self.concurrency is not None and adapted:
-            learned = f"(lowest {self.concurrency_lowest}"
+            learned = ["at the end of the run"]
+            if self.concurrency_lowest != self.concurrency:
+                learned.append(f"429s took it as low as {self.concurrency_lowest}")
             if self.concurrency_cap is not None:
-                learned += f"; the provider accepts about {self.concurrency_cap} at once"
-            summary.append(("in flight at the end", f"{self.concurrency}", learned + ")"))
+                learned.append(f"the provider accepts about {self.concurrency_cap} at once")
+            summary.append(("requests at once", f"{self.concurrency}", f"({'; '.join(learned)})"))
         if self.paused:
-            summary.append(
-                ("held for the budget", f"{self.paused_seconds:,.1f} s", f"({self.paused:,} times)")
-            )
+            times = f"{self.paused:,} time{'s' if self.paused != 1 else ''}"
+            summary.append(("held for the budget", f"{self.paused_seconds:,.1f} s", f"({times})"))
         for name in ("p50", "p95", "p99", "max"):
             value = getattr(self, f"latency_{name}")
-            summary.append((f"latency {name}", "n/a" if value is None else f"{value:.3f} s", ""))
+            unheld = getattr(self, f"unheld_{name}")
+            note = (
+                "" if unheld is None else f"({unheld:.3f} s without the time held for the budget)"
+            )
+            summary.append((f"latency {name}", "n/a" if value is None else f"{value:.3f} s", note))
         tokens = f"{self.prompt_tokens:,} / {self.completion_tokens:,}"
         summary.append(("tokens in/out", tokens, ""))
         if self.cost is not None:
@@ -330,6 +396,16 @@ class RunReport:
                 shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
                 sections.append((heading, shares))
         return title, sections
+
+
+def _percentiles(
+    ordered: np.ndarray,
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """p50, p95, p99 and the highest of sorted values (all None when there is none)."""
+    if not ordered.size:
+        return None, None, None, None
+    p50, p95, p99 = (float(v) for v in np.percentile(ordered, [50, 95, 99]))
+    return p50, p95, p99, float(ordered[-1])
 
 
 def _share(count: int, total: int) -> str:

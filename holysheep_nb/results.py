@@ -30,6 +30,7 @@ class ResultColumns:
         # Numbers in ``array`` buffers: as compact as numpy's, and a store per row costs a
         # tenth of a numpy item assignment (this is the hot path); numpy views at the end.
         self._latency = array("d", [math.nan]) * rows
+        self._held = array("d", [0.0]) * rows  # seconds of each latency held for the budget
         self._cached = array("b", [0]) * rows
         self._shared = array("b", [0]) * rows
         self._attempts = array("q", [0]) * rows
@@ -40,13 +41,16 @@ class ResultColumns:
         self.tool_calls: list[str | None] = [None] * rows
         #: What the answer reader made of each answer (labels); kept only when there is one.
         self.values: list[Any] | None = [None] * rows if keep_values else None
+        self._recorded = array("b", [0]) * rows  # 1: the row has its outcome
 
     def record(self, position: int, outcome: RowOutcome) -> None:
         """Store a row's final outcome."""
+        self._recorded[position] = 1
         self.response[position] = outcome.response
         self.error[position] = outcome.error
         if outcome.latency is not None:
             self._latency[position] = outcome.latency
+            self._held[position] = outcome.held
         self._cached[position] = outcome.cached
         self._shared[position] = outcome.shared
         self._attempts[position] = outcome.attempts
@@ -65,6 +69,17 @@ class ResultColumns:
         """Seconds per row (NaN: not sent in this run), a view of the column."""
         return np.frombuffer(self._latency, dtype=np.float64)
 
+    @property
+    def held(self) -> np.ndarray:
+        """Seconds of each row's latency its retries were held for the pace or a spent
+        budget (0: none), a view of the column."""
+        return np.frombuffer(self._held, dtype=np.float64)
+
+    def mark_unanswered(self, error: str) -> None:
+        """Give every row without an outcome yet (an interrupted run) ``error``."""
+        for position in np.flatnonzero(np.frombuffer(self._recorded, np.int8) == 0).tolist():
+            self.error[position] = error
+
     def answer_at(self, position: int) -> CachedAnswer:
         """The answer recorded for a row, as the cache would keep it."""
         completion = self._completion_tokens[position]
@@ -82,8 +97,10 @@ class ResultColumns:
         """The outcome of a row asking exactly what the row at ``earlier`` asked, answered
         already in this run: its answer, and what the reader made of it (a label's
         confidence comes from logprobs that are not kept, so it is carried over, not read
-        again)."""
+        again), and the attempts that request took."""
         outcome = known_outcome(position, self.answer_at(earlier), shared=True)
+        # The attempts of the request that answered it, as for a row sharing one in flight.
+        outcome = replace(outcome, attempts=self._attempts[earlier])
         value = self.values[earlier] if self.values is not None else None
         if value is None or outcome.kind is not OutcomeKind.OK:
             return outcome

@@ -106,6 +106,10 @@ def wait_too_long(seconds: float, status: int | None) -> RunStop:
     )
 
 
+#: The 404 message of Azure OpenAI's gateway for a path that is not a deployment's.
+_AZURE_NOT_FOUND = "Resource not found"
+
+
 def _stop_for(status: int, error: ProviderError) -> Judgement:
     if status == 403 and error.input_flagged:
         return Judgement(Verdict.FAIL, OutcomeKind.FILTERED)
@@ -116,7 +120,15 @@ def _stop_for(status: int, error: ProviderError) -> Judgement:
         return Judgement(
             Verdict.STOP, OutcomeKind.HTTP, RunStop("out of credits (HTTP 402)", _CREDIT_ADVICE)
         )
-    if "model" in f"{error.code} {error.message}".lower():
+    if error.message == _AZURE_NOT_FOUND:
+        # Azure's gateway answers any path but a deployment's this way: a /v1 URL there means
+        # the client did not know it was talking to Azure.
+        stop = RunStop(
+            f"not found (HTTP 404): {error.message} (Azure OpenAI's answer)",
+            "api_version= is missing: pass the resource endpoint as base_url, "
+            "api_version='2024-10-21' (or your resource's) and the deployment as model=",
+        )
+    elif "model" in f"{error.code} {error.message}".lower():
         stop = RunStop(
             f"model not found (HTTP 404): {error.message}",
             "check model= (GET <base_url>/models lists the models this server has)",
@@ -154,6 +166,13 @@ def parse_retry_after(headers: Mapping[str, str], now_wall: float) -> float | No
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - now_wall)
+
+
+def retry_hint(headers: Mapping[str, str], error: ProviderError, now_wall: float) -> float | None:
+    """Seconds the provider asks us to wait: its headers (``parse_retry_after``), else the
+    ``RetryInfo`` ``retryDelay`` in the error body (Gemini sends no header), or None."""
+    seconds = parse_retry_after(headers, now_wall)
+    return error.retry_delay if seconds is None else seconds
 
 
 def parse_duration(text: str) -> float | None:

@@ -29,6 +29,9 @@ class RowState:
     attempts: int = 0
     free_resends: int = 0
     budget_spent: bool = False  # the last answer's headers said the budget is spent
+    held: float = 0.0  # seconds its retries waited for the pace or a spent budget
+    structured: bool = False  # the last send carried response_format
+    in_words: bool = False  # sent again with the schema in the system message (form_watch)
 
     def latency(self, now: float) -> float | None:
         """Seconds since the row's first attempt went (None: it never went)."""

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from holysheep_nb import interrupt
 from holysheep_nb.errors import LoopError
 
 T = TypeVar("T")
@@ -22,19 +23,37 @@ def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
     On KeyboardInterrupt the run's task is cancelled and driven to the end of its cleanup
     (requests cancelled, session closed, answers flushed) before the interrupt propagates,
-    so no task is left behind on the kernel's loop.
+    so no task is left behind on the kernel's loop. An interrupted run that kept its answered
+    rows (``interrupt.last_result``) raises a fresh KeyboardInterrupt saying so, which IPython
+    shows as that one line instead of the event loop's frames.
     """
+    interrupt.forget()
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(_boxed(make_coroutine())).value
+        try:
+            return asyncio.run(_boxed(make_coroutine())).value
+        except KeyboardInterrupt:
+            _raise_notice()
+            raise
     ensure_reentrant(loop)
     task = loop.create_task(make_coroutine())
     try:
         return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        _finish_cancelled(loop, task)
+        _raise_notice()
+        raise
     except BaseException:
         _finish_cancelled(loop, task)
         raise
+
+
+def _raise_notice() -> None:
+    """Raise the one-line interrupt notice when the interrupted run kept its answered rows."""
+    line = interrupt.notice()
+    if line is not None:
+        raise interrupt.short(KeyboardInterrupt(line)) from None
 
 
 class _Box(Generic[T]):

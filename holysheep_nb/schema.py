@@ -169,11 +169,25 @@ class Schema:
         """The model's JSON Schema in OpenAI's strict form.
 
         Every object lists all its properties as required and has ``additionalProperties:
-        false``; an Optional field stays a union with null; ``$defs`` are kept.
+        false``; an Optional field stays a union with null; ``$defs`` are kept, and a
+        ``$ref`` never has a keyword beside it (``_strict``).
         """
-        strict = _strict(self.model.model_json_schema())
+        schema = self.model.model_json_schema()
+        strict = _strict(schema, schema)
         assert isinstance(strict, dict)
         return strict
+
+    def written_schema(self) -> dict[str, Any]:
+        """The strict JSON Schema as written into a system message: each ``$ref`` replaced by
+        its definition, so nested objects, their fields' types and allowed values read in
+        place (a recursive model keeps its ``$ref`` and its ``$defs``)."""
+        strict = self.json_schema()
+        written = _inline(strict, strict, ())
+        assert isinstance(written, dict)
+        if "$ref" not in json.dumps(written):
+            written.pop("$defs", None)
+            written.pop("definitions", None)
+        return written
 
     def response_format(self) -> dict[str, Any]:
         """An OpenAI ``response_format`` of type ``json_schema`` with ``strict: true``."""
@@ -519,22 +533,67 @@ def _join(path: str, name: str) -> str:
 # --- strict response_format ------------------------------------------------------------------
 
 
-def _strict(node: object) -> object:
-    """A JSON Schema node in OpenAI's strict form (see ``Schema.json_schema``)."""
+def _strict(node: object, root: Mapping[str, Any]) -> object:
+    """A JSON Schema node in OpenAI's strict form (see ``Schema.json_schema``).
+
+    The rules are strict mode's (OpenAI's Structured Outputs guide, "Supported schemas"),
+    applied as openai-python's ``to_strict_json_schema`` applies them: every object lists all
+    its properties in ``required`` and has ``additionalProperties: false``; a ``$ref`` with
+    keywords beside it (pydantic writes ``{"$ref": ..., "description": ...}`` for a nested
+    model field with a description) is replaced by its definition with those keywords
+    merged in, since strict mode refuses any keyword beside ``$ref``; an ``allOf`` of one
+    schema is that schema.
+    """
     if isinstance(node, list):
-        return [_strict(item) for item in node]
+        return [_strict(item, root) for item in node]
     if not isinstance(node, Mapping):
         return node
+    if "$ref" in node and len(node) > 1:
+        merged = {**_resolve(str(node["$ref"]), root), **node}
+        del merged["$ref"]
+        return _strict(merged, root)
+    all_of = node.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1:
+        rest = {key: value for key, value in node.items() if key != "allOf"}
+        return _strict({**rest, **all_of[0]} if rest else all_of[0], root)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED:
             continue
         if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
-            out[key] = {name: _strict(sub) for name, sub in value.items()}
+            out[key] = {name: _strict(sub, root) for name, sub in value.items()}
         else:
-            out[key] = _strict(value)
+            out[key] = _strict(value, root)
     if isinstance(out.get("properties"), Mapping):
         out["type"] = "object"
         out["required"] = list(out["properties"])
         out["additionalProperties"] = False
     return out
+
+
+def _inline(node: object, root: Mapping[str, Any], resolving: tuple[str, ...]) -> object:
+    """``node`` with every ``$ref`` replaced by its definition, but one that refers back to a
+    definition being inlined (a recursive model), which stays a ``$ref``."""
+    if isinstance(node, list):
+        return [_inline(item, root, resolving) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref not in resolving:
+        merged = {**_resolve(ref, root), **{k: v for k, v in node.items() if k != "$ref"}}
+        return _inline(merged, root, (*resolving, ref))
+    return {
+        key: _inline(value, root, resolving) if key not in ("$defs", "definitions") else value
+        for key, value in node.items()
+    }
+
+
+def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The definition a local ``$ref`` (``#/$defs/Name``) points to."""
+    target: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        target = target.get(part.replace("~1", "/").replace("~0", "~"), {})
+        if not isinstance(target, Mapping):
+            return {}
+    found: Mapping[str, Any] = target
+    return found

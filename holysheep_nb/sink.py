@@ -76,6 +76,8 @@ class ResultSink:
         report = RunReport.from_run(
             stats,
             latency=columns.latency,
+            held=columns.held,
+            frame_rows=len(self.source),
             elapsed=(stats.finished or stats.started) - stats.started,
             prices=prices.for_batch() if prices is not None and batch_ids else prices,
             labels=labels,

@@ -93,10 +93,13 @@ async def test_the_gate_part_tells_the_ticket_its_concurrency_and_generation() -
 
 async def test_the_throttle_part_waits_for_its_bucket(clock: FakeClock) -> None:
     throttle = Throttle(RateLimits(requests_per_minute=60, request_burst=1), clock)
-    admission = Admission(ThrottlePart(throttle))
-    await admission.enter(Ticket(0))
-    await admission.enter(Ticket(0))
+    admission = Admission(ThrottlePart(throttle, clock))
+    first, second = Ticket(0), Ticket(0)
+    await admission.enter(first)
+    await admission.enter(second)
     assert clock.sleeps == [pytest.approx(1.0)]
+    # The wait for the pace is the ticket's time held (a retry's shows in RowOutcome.held).
+    assert (first.held, second.held) == (0.0, pytest.approx(1.0))
 
 
 def test_the_null_shared_limit_admits_at_once_and_learns_nothing() -> None:

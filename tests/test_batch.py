@@ -117,10 +117,9 @@ def test_a_restart_mid_batch_reattaches_without_a_second_upload(
 ) -> None:
     df = frame([f"review {i}: I love it" if i % 2 else f"review {i}: awful" for i in range(60)])
     with LocalServer(ServerConfig(batch_polls=3)) as server:
-        handle = df.holysheep.label(
-            "text", labels=LABELS, base_url=server.base_url, cache=cache, progress=False,
-            batch=True, submit_only=True,
-        )  # fmt: skip
+        handle = df.holysheep.batch.label(
+            "text", labels=LABELS, base_url=server.base_url, cache=cache, progress=False
+        )
         assert isinstance(handle, BatchHandle)
         assert len(handle.batch_ids) == 1
         assert batch_stats(server)["uploads"] == 1
@@ -137,10 +136,10 @@ def test_a_restart_mid_batch_reattaches_without_a_second_upload(
         assert batch_stats(server)["created"] == 1
 
 
-def test_submit_only_then_collect_later(server: LocalServer, cache: str) -> None:
+def test_the_batch_namespace_submits_then_collects_later(server: LocalServer, cache: str) -> None:
     df = frame(["great", "bad", "great"])
-    handle = df.holysheep.complete(
-        "text", base_url=server.base_url, cache=cache, progress=False, submit_only=True
+    handle = df.holysheep.batch.complete(
+        "text", base_url=server.base_url, cache=cache, progress=False
     )
     assert isinstance(handle, BatchHandle)
     assert handle.requests == 2
@@ -335,6 +334,32 @@ def test_a_batch_the_provider_forgot_is_forgotten_and_sent_anew(
     assert batch_stats(server)["created"] == 1
 
 
+def test_submit_only_is_a_deprecated_alias_of_the_batch_namespace(
+    server: LocalServer, cache: str
+) -> None:
+    df = frame(["great", "bad"])
+    options = {"base_url": server.base_url, "cache": cache, "progress": False}
+    with pytest.warns(DeprecationWarning, match=r"df\.holysheep\.batch\.label"):
+        handle = df.holysheep.label("text", labels=LABELS, submit_only=True, **options)
+    assert isinstance(handle, BatchHandle)
+    with pytest.warns(DeprecationWarning, match="submit_only=True is deprecated"):
+        again = asyncio.run(
+            df.holysheep.alabel("text", labels=LABELS, batch=True, submit_only=True, **options)
+        )
+    assert isinstance(again, BatchHandle)
+    assert again.batch_ids == handle.batch_ids  # re-attached: one batch
+    assert handle.collect()["label"].tolist() == ["positive", "negative"]
+
+
+async def test_await_the_batch_namespace(server: LocalServer, cache: str) -> None:
+    df = frame(["great", "bad"])
+    handle = await df.holysheep.batch.alabel(
+        "text", labels=LABELS, base_url=server.base_url, cache=cache, progress=False
+    )
+    out = await handle.acollect()
+    assert out["label"].tolist() == ["positive", "negative"]
+
+
 def test_a_fresh_process_reattaches_to_the_batch_of_an_earlier_one(tmp_path: Path) -> None:
     """Two kernels in turn (two processes), one cache file: one upload, one batch."""
     cell = (
@@ -343,7 +368,7 @@ def test_a_fresh_process_reattaches_to_the_batch_of_an_earlier_one(tmp_path: Pat
         "kw = dict(labels=['positive', 'negative', 'neutral'], base_url=sys.argv[1],\n"
         "          cache=sys.argv[2], batch=True, progress=False)\n"
         "if sys.argv[3] == 'submit':\n"
-        "    print(df.holysheep.label('text', submit_only=True, **kw).batch_ids[0])\n"
+        "    print(df.holysheep.batch.label('text', **kw).batch_ids[0])\n"
         "else:\n"
         "    out = df.holysheep.label('text', **kw)\n"
         "    print(out.holysheep.report().batch_ids[0], ','.join(out['label']))\n"

@@ -15,7 +15,9 @@ from holysheep_nb.report import RunReport
 def _partition(worker: str, rows: int, paused: int, paused_seconds: float) -> dict[str, Any]:
     stats = RunStats(started=0.0, finished=1.0, succeeded=rows, requests_sent=rows)
     stats.paused, stats.paused_seconds = paused, paused_seconds
-    report = RunReport.from_run(stats, latency=np.full(rows, 0.1), elapsed=1.0).to_dict()
+    report = RunReport.from_run(stats, latency=np.full(rows, 0.1), elapsed=1.0).to_dict(
+        latency_sample=True
+    )
     return {"worker": worker, "rows": rows, "tally": [rows, 0, 0, 0], "offset": 0.0,
             "report": report}  # fmt: skip
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from holysheep_nb.demo import LABELS
+from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer, ServerConfig
 
 
@@ -30,6 +31,19 @@ def run_demo(
 def test_demo_labels_the_sample_on_the_embedded_server(tmp_path: Path) -> None:
     done, labelled = run_demo(tmp_path)
     assert "embedded OpenAI-compatible server on http://127.0.0.1:" in done.stdout
+    # It names the simulated models with their configured quality and price, labels with
+    # sim-small, and measures it against the sample's gold sentiment.
+    assert "sim-small: accuracy 0.80, over-confident (+1.5 log-odds), $0.00015" in done.stdout
+    assert "sim-large: accuracy 0.94, well calibrated, $0.0015 / $0.006" in done.stdout
+    assert "labelling with sim-small" in done.stdout
+    measured = re.search(r"accuracy against the sample's gold sentiment: (0\.\d+)", done.stdout)
+    assert measured is not None
+    gold = load_reviews(300)["sentiment"].astype(str)
+    answered = labelled["label"].notna()
+    right = (labelled.loc[answered, "label"] == gold[answered]).mean()
+    assert float(measured[1]) == round(right, 3)
+    assert 0.7 < right < 0.95
+    assert re.search(r"cost +\$0\.00\d+", done.stdout)  # priced at sim-small's price
     # The sample repeats some reviews: each distinct one is asked once.
     assert re.search(r"holysheep_nb estimate \(nothing sent\): 2\d\d of 300 rows", done.stdout)
     assert "holysheep_nb run: 300 rows" in done.stdout

@@ -249,7 +249,10 @@ def test_plot_with_timeline_adds_a_panel() -> None:
     figure = make_report(timeline=[(0, 3, 1, 0), (1, 6, 3, 2)]).plot()
     histogram, timeline = figure.axes
     assert len(histogram.patches) == 50
-    assert [line.get_label() for line in timeline.get_lines()] == ["requests", "retries", "429s"]
+    assert [line.get_label() for line in timeline.get_lines()] == ["requests", "retries"]
+    assert [text.get_text() for text in timeline.get_legend().get_texts()] == [
+        "requests", "retries", "429s",
+    ]  # fmt: skip
 
 
 def test_plot_on_a_given_axes_and_with_nothing_sent() -> None:

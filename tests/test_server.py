@@ -543,6 +543,7 @@ async def test_counters_track_concurrency_and_reset(
         "by_status": {},
         "faults": {},
         "rate_limited": 0,
+        "embeddings": 0,
         "batches": {"uploads": 0, "created": 0, "polls": 0, "cancels": 0, "lines_run": 0},
         "times": [],
     }

@@ -387,9 +387,9 @@ def test_a_model_outside_the_configured_list_is_not_found() -> None:
 
 def test_unknown_routes_and_wrong_methods_answer_json_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.embeddings.create(model=MODEL, input="hello")
+        client.moderations.create(input="hello")
     assert isinstance(caught.value.body, dict)
-    assert caught.value.body["message"] == "Invalid URL (POST /v1/embeddings)"
+    assert caught.value.body["message"] == "Invalid URL (POST /v1/moderations)"
     assert caught.value.request_id is not None
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model=MODEL, prompt="hello")
@@ -672,7 +672,7 @@ async def test_a_bug_in_the_server_is_still_a_json_500(monkeypatch: pytest.Monke
     def broken(*args: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("holysheep_nb.server.app.compose", broken)
+    monkeypatch.setattr("holysheep_nb.server.app.answers_for", broken)
     async with (
         await start_server() as server,
         openai.AsyncOpenAI(

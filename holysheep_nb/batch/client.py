@@ -29,26 +29,13 @@ import aiohttp
 
 from holysheep_nb.clock import Clock
 from holysheep_nb.endpoint import Endpoint, ssl_option
-from holysheep_nb.errors import HolySheepError, redact
+from holysheep_nb.errors import BatchError as BatchError  # defined in the one tree
+from holysheep_nb.errors import BatchUnavailableError as BatchUnavailableError
+from holysheep_nb.errors import redact
 from holysheep_nb.policies import RetryPolicy
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import next_delay, parse_retry_after
 from holysheep_nb.transport import describe_exception, proxy_for
-
-
-class BatchError(HolySheepError):
-    """A files or batches call failed; the message names the call, the status and the
-    provider's message (never the key). ``status`` is the HTTP status, or None when no
-    answer came back."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class BatchUnavailableError(BatchError):
-    """The provider has no Batch API: a 404 on ``/files`` or ``/batches``. Raised before
-    any batch exists, so nothing was charged."""
 
 
 class BatchClient:

@@ -216,7 +216,7 @@ class BatchJob:
                 leader, *followers = positions
                 sink.keep(record(leader, found, ran), request_key)
                 for follower in followers:  # asked once: as the online run marks its repeats
-                    record(follower, replace(found, attempts=0, shared=True), ran=False)
+                    record(follower, replace(found, shared=True), ran=False)
         finally:
             if cache is not None:
                 cache.close()

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from holysheep_nb.errors import HolySheepError
+
 SCHEMA_VERSION = 2
 """Stored in ``PRAGMA user_version``. Version 1 files (no finish reason, reasoning or tool
 calls) are upgraded in place; a file with a newer version is left alone."""
@@ -53,7 +55,7 @@ _CORRUPTION_CODES = frozenset({11, 26})
 _BUSY_CODES = frozenset({5, 6})
 
 
-class UnusableCacheError(Exception):
+class UnusableCacheError(HolySheepError):
     """The file is a healthy SQLite database, but not one this version can use."""
 
 
@@ -69,7 +71,7 @@ def connect(path: Path) -> sqlite3.Connection:
 def prepare(conn: sqlite3.Connection) -> None:
     """Put a fresh connection in WAL mode and check the schema; close it if that fails."""
     try:
-        _enable_wal(conn)
+        enable_wal(conn)
         # Safe with WAL: a power cut may lose the last commits, never corrupt the file.
         conn.execute("PRAGMA synchronous=NORMAL")
         init_schema(conn)
@@ -127,7 +129,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _enable_wal(conn: sqlite3.Connection) -> None:
+def enable_wal(conn: sqlite3.Connection) -> None:
     """Switch the file to WAL mode (persistent: a no-op once any process has done it).
 
     This waits on another process's lock, so it reads the real clock, not an injected one:

@@ -39,6 +39,7 @@ from typing import NamedTuple, TypeVar
 from holysheep_nb.cache import db
 from holysheep_nb.chat import invalid_text
 from holysheep_nb.clock import Clock, SystemClock
+from holysheep_nb.errors import CacheWarning as CacheWarning  # defined in the one tree
 from holysheep_nb.errors import ConfigError
 
 _A = TypeVar("_A")
@@ -48,10 +49,6 @@ _R = TypeVar("_R")
 #: True where the process may be killed mid-run (a Dask worker): every answer is written as
 #: it arrives, so a lost worker's retried partition pays for none it had received.
 WRITE_THROUGH: ContextVar[bool] = ContextVar("holysheep_write_through", default=False)
-
-
-class CacheWarning(UserWarning):
-    """The cache file could not be used as is; the run goes on (filterable category)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ many rows the run has (``run_rows``), for the progress bar's total.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dask.dataframe as dd
@@ -21,7 +20,9 @@ import pandas as pd
 
 from holysheep_nb.dask.limits import LimitConfig
 from holysheep_nb.dask.worker import PartitionCall, run_partition
+from holysheep_nb.errors import ConfigError
 from holysheep_nb.job_options import JobOptions
+from holysheep_nb.namespace import Call, Calls
 
 if TYPE_CHECKING:
     from holysheep_nb.dask.report import ClusterReport
@@ -33,18 +34,18 @@ ROWS_ATTR = "holysheep_dask_rows"
 
 
 def _lazy(
-    collection: dd.DataFrame | dd.Series,
-    method: str,
-    args: tuple[Any, ...],
-    call: dict[str, Any],
-    options: dict[str, Any],
+    collection: dd.DataFrame | dd.Series, call: Call, options: dict[str, Any]
 ) -> dd.DataFrame:
-    """The lazy result of ``<partition>.holysheep.<method>(*args, **call, **options)``.
+    """The lazy result of ``<partition>.holysheep.<call>(**options)``.
 
-    ``call`` are the method's own arguments (labels, schema, template ...); ``options`` the
-    run's (docs/contract.md, "Options"). The progress bar of the pandas path is off on the
-    workers: the client draws one for the whole run (``holysheep_nb.dask.progress``).
+    The progress bar of the pandas path is off on the workers: the client draws one for the
+    whole run (``holysheep_nb.dask.progress``).
     """
+    if options.get("batch"):
+        raise ConfigError(
+            "batch=True is not available on a Dask DataFrame: compute it first "
+            "(ddf.compute().holysheep.label(..., batch=True)), or run without batch"
+        )
     options = {**options, "progress": False}
     settings = JobOptions.from_kwargs(**options).settings
     config = LimitConfig(
@@ -54,11 +55,15 @@ def _lazy(
         timeout=settings.timeout,
     )
     empty = collection._meta
-    no_cache = {**options, "cache": False}
-    meta: pd.DataFrame = getattr(empty.holysheep, method)(*args, **call, **no_cache)
-    run = f"{method}-{uuid.uuid4().hex}"
+    keywords = call.keywords()
+    meta: pd.DataFrame = getattr(empty.holysheep, call.method)(
+        call.column, **keywords, **{**options, "cache": False}
+    )
+    run = f"{call.method}-{uuid.uuid4().hex}"
     meta.attrs = {RUN_ATTR: run, ROWS_ATTR: _known_rows(collection)}
-    work = PartitionCall(method, args, {**call, **options}, run, config.to_dict())
+    work = PartitionCall(
+        call.method, (call.column,), {**keywords, **options}, run, config.to_dict()
+    )
     result: dd.DataFrame = collection.map_partitions(
         run_partition, work, meta=meta, align_dataframes=False
     )
@@ -117,64 +122,21 @@ def run_key(frame: dd.DataFrame) -> str:
 
 
 @dd.extensions.register_dataframe_accessor("holysheep")
-class DaskFrameAccessor:
-    """``ddf.holysheep``: the pandas accessor's calls on every partition, one limit shared."""
+class DaskFrameAccessor(Calls[dd.DataFrame]):
+    """``ddf.holysheep``: the pandas accessor's calls on every partition, lazily, one limit
+    shared by the cluster.
+
+    Each call returns a Dask DataFrame with the pandas result's columns and dtypes; nothing
+    is sent until it is computed. Options as the pandas calls (``batch`` excepted);
+    ``max_concurrent``, ``requests_per_minute`` and ``tokens_per_minute`` hold for the whole
+    cluster.
+    """
 
     def __init__(self, frame: dd.DataFrame) -> None:
         self._frame = frame
 
-    def complete(
-        self, column: Hashable | None = None, *, template: str | None = None, **options: Any
-    ) -> dd.DataFrame:
-        """Lazily answer every row (the pandas ``complete``, partition by partition).
-
-        Returns a Dask DataFrame with the pandas result's columns and dtypes; nothing is sent
-        until it is computed. Options as the pandas call; ``max_concurrent``,
-        ``requests_per_minute`` and ``tokens_per_minute`` hold for the whole cluster.
-        """
-        return _lazy(self._frame, "complete", (column,), {"template": template}, options)
-
-    def label(
-        self,
-        column: Hashable | None = None,
-        *,
-        labels: Sequence[str],
-        instructions: str | None = None,
-        multi: bool = False,
-        structured: bool = True,
-        template: str | None = None,
-        **options: Any,
-    ) -> dd.DataFrame:
-        """Lazily give every row one label of ``labels`` (the pandas ``label``)."""
-        call = {
-            "labels": list(labels),
-            "instructions": instructions,
-            "multi": multi,
-            "structured": structured,
-            "template": template,
-        }
-        return _lazy(self._frame, "label", (column,), call, options)
-
-    def extract(
-        self,
-        column: Hashable | None = None,
-        *,
-        schema: Any,
-        instructions: str | None = None,
-        template: str | None = None,
-        flatten: bool = True,
-        structured: bool = True,
-        **options: Any,
-    ) -> dd.DataFrame:
-        """Lazily read every row into ``schema``'s fields (the pandas ``extract``)."""
-        call = {
-            "schema": schema,
-            "instructions": instructions,
-            "template": template,
-            "flatten": flatten,
-            "structured": structured,
-        }
-        return _lazy(self._frame, "extract", (column,), call, options)
+    def _call(self, call: Call, options: dict[str, Any]) -> dd.DataFrame:
+        return _lazy(self._frame, call, options)
 
     def report(self) -> ClusterReport:
         """The merged report of the run that makes this frame (after it was computed)."""
@@ -184,24 +146,11 @@ class DaskFrameAccessor:
 
 
 @dd.extensions.register_series_accessor("holysheep")
-class DaskSeriesAccessor:
-    """``series.holysheep``: the same for a Dask Series of prompts."""
+class DaskSeriesAccessor(Calls[dd.DataFrame]):
+    """``series.holysheep``: the same for a Dask Series of prompts (no column to name)."""
 
     def __init__(self, series: dd.Series) -> None:
         self._series = series
 
-    def complete(self, *, template: str | None = None, **options: Any) -> dd.DataFrame:
-        """Lazily answer every prompt of the Series (see the DataFrame form)."""
-        return _lazy(self._series, "complete", (), {"template": template}, options)
-
-    def label(
-        self, *, labels: Sequence[str], template: str | None = None, **options: Any
-    ) -> dd.DataFrame:
-        """Lazily label every value of the Series (see the DataFrame form)."""
-        call = {"labels": list(labels), "template": template}
-        return _lazy(self._series, "label", (), call, options)
-
-    def extract(self, *, schema: Any, template: str | None = None, **options: Any) -> dd.DataFrame:
-        """Lazily read every value into ``schema`` (see the DataFrame form)."""
-        call = {"schema": schema, "template": template}
-        return _lazy(self._series, "extract", (), call, options)
+    def _call(self, call: Call, options: dict[str, Any]) -> dd.DataFrame:
+        return _lazy(self._series, call, options)

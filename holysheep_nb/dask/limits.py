@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from holysheep_nb.dask.budget import ProviderBudget
+from holysheep_nb.policies import EngineSettings
 
 #: Seconds past a lease's send time and the attempt timeout after which it lapses anyway.
 LEASE_MARGIN = 10.0
@@ -62,7 +63,7 @@ class LimitConfig:
     max_concurrent: int
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
-    timeout: float = 60.0
+    timeout: float = EngineSettings.timeout
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for the scheduler's messages."""

@@ -103,10 +103,10 @@ class ClusterReport(RunReport):
             workers=_workers(parts),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, latency_sample: bool = False) -> dict[str, Any]:
         """The report as a plain JSON-able dict, with ``partitions`` and ``workers``."""
         return {
-            **super().to_dict(),
+            **super().to_dict(latency_sample=latency_sample),
             "partitions": self.partitions,
             "npartitions": self.npartitions,
             "workers": [vars(share) for share in self.workers],

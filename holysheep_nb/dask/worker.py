@@ -234,7 +234,7 @@ def run_partition(
 
 def _report_dict(out: pd.DataFrame) -> dict[str, Any]:
     """The partition's report as plain values, with its latency sample thinned."""
-    report: dict[str, Any] = out.holysheep.report().to_dict()
+    report: dict[str, Any] = out.holysheep.report().to_dict(latency_sample=True)
     sample = report["latency_sample"]
     if len(sample) > REPORT_SAMPLE:
         step = len(sample) / REPORT_SAMPLE

@@ -18,15 +18,22 @@ from typing import Any
 
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import parse_marker
-from holysheep_nb.server.schema_answers import value_for
+from holysheep_nb.server.schema_answers import prompted_schema, value_for
 
 __all__ = [
+    "LABELS_LINE",
+    "MULTI_ASK",
+    "SENTIMENTS",
+    "choose_labels",
     "compose",
     "estimate_tokens",
+    "label_set",
     "last_user_text",
     "message_text",
+    "off_label",
     "prompt_digest",
     "response_schema",
+    "rule_sentiment",
     "schema_answer",
 ]
 
@@ -42,11 +49,11 @@ def prompt_digest(text: str) -> str:
 
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-_LABELS_LINE = re.compile(
+LABELS_LINE = re.compile(
     r"^[ \t]*(?:allowed[ \t]+)?labels[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE
 )
 _LABEL_SPLIT = re.compile(r",|;|\||\bor\b")
-_MULTI_ASK = re.compile(r"\bthat appl(?:y|ies)\b|\bseveral labels\b", re.IGNORECASE)
+MULTI_ASK = re.compile(r"\bthat appl(?:y|ies)\b|\bseveral labels\b", re.IGNORECASE)
 _POSITIVE = frozenset({
     "excellent", "great", "fantastic", "superb", "amazing", "perfect", "perfectly", "impressive",
     "solid", "reliable", "love", "loved", "lovely", "happy", "recommend", "recommended", "best",
@@ -65,10 +72,11 @@ _NEGATORS = frozenset({
 })  # fmt: skip
 _POSITIVE_CUES = ("ดีมาก", "良い", "最高", "👍", "😍", "❤")
 _NEGATIVE_CUES = ("แย่", "ไม่แนะนำ", "期待外れ", "壊れ", "👎", "😡")
-_SENTIMENTS = ("positive", "negative", "neutral")
+SENTIMENTS = ("positive", "negative", "neutral")
 
 
-def _sentiment(text: str) -> str:
+def rule_sentiment(text: str) -> str:
+    """The rule-based sentiment of ``text``: word lists with negation, and a few cues."""
     words = _WORD.findall(text.lower())
     score = 0
     for i, word in enumerate(words):
@@ -79,7 +87,7 @@ def _sentiment(text: str) -> str:
     if not text.isascii():
         score += sum(cue in text for cue in _POSITIVE_CUES)
         score -= sum(cue in text for cue in _NEGATIVE_CUES)
-    return _SENTIMENTS[0] if score > 0 else _SENTIMENTS[1] if score < 0 else _SENTIMENTS[2]
+    return SENTIMENTS[0] if score > 0 else SENTIMENTS[1] if score < 0 else SENTIMENTS[2]
 
 
 def _stable_index(text: str, size: int, salt: str = "") -> int:
@@ -94,14 +102,14 @@ def _stem(word: str) -> str:
     return word
 
 
-def _choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str]:
+def choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str]:
     """Plausible labels: the sentiment if the set has one, else keyword overlap, else a hash.
 
     One label, or with ``multi`` every label whose words the text mentions (best first).
     """
     by_lower = {label.lower(): label for label in labels}
-    if by_lower.keys() & set(_SENTIMENTS):
-        found = by_lower.get(_sentiment(text))
+    if by_lower.keys() & set(SENTIMENTS):
+        found = by_lower.get(rule_sentiment(text))
         if found is not None:
             return [found]
     stems = {_stem(word) for word in _WORD.findall(text.lower())}
@@ -133,7 +141,7 @@ def last_user_text(messages: list[Mapping[str, Any]]) -> str:
     return message_text(messages[-1])
 
 
-def _label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, list[str]]:
+def label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, list[str]]:
     """(JSON key, or None for a bare answer; allowed labels) that the request asks for."""
     response_format = body.get("response_format")
     key = None
@@ -143,12 +151,12 @@ def _label_set(body: Mapping[str, Any], texts: list[str]) -> tuple[str | None, l
     ):
         key = "label"
     for content in texts:
-        match = _LABELS_LINE.search(content)
+        match = LABELS_LINE.search(content)
         if match:
             labels = [p.strip(" \t.'\"`") for p in _LABEL_SPLIT.split(match.group(1))]
             if any(labels):
                 return key, [label for label in labels if label]
-    return key, list(_SENTIMENTS)
+    return key, list(SENTIMENTS)
 
 
 def response_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -165,19 +173,20 @@ def schema_answer(
     config: ServerConfig, schema: Mapping[str, Any], texts: list[str], raw: str
 ) -> Any:
     """A value of ``schema`` answering the prompt ``raw``: labels for its string enums."""
-    text = _LABELS_LINE.sub("", parse_marker(raw)[0])
-    multi_ask = any(_MULTI_ASK.search(content) for content in texts)
+    text = LABELS_LINE.sub("", parse_marker(raw)[0])
+    multi_ask = any(MULTI_ASK.search(content) for content in texts)
 
     def pick(labels: list[str], multi: bool) -> list[str]:
-        chosen = _choose_labels(text, labels, multi or multi_ask)
-        if _off_label(config, raw):
+        chosen = choose_labels(text, labels, multi or multi_ask)
+        if off_label(config, raw):
             return ["unsure" if "unsure" not in labels else "other"]
         return chosen if multi else chosen[:1]
 
     return value_for(schema, text, pick)
 
 
-def _off_label(config: ServerConfig, raw: str) -> bool:
+def off_label(config: ServerConfig, raw: str) -> bool:
+    """Whether this prompt gets an off-label answer (``off_label_rate``, drawn from ``seed``)."""
     return bool(config.off_label_rate) and _stable_index(raw, 10**6, f"{config.seed}:") < (
         config.off_label_rate * 10**6
     )
@@ -186,21 +195,22 @@ def _off_label(config: ServerConfig, raw: str) -> bool:
 def compose(config: ServerConfig, body: Mapping[str, Any], texts: list[str], raw: str) -> str:
     """The assistant's answer for one request (``raw`` is the last user message as sent).
 
-    Echo mode answers the prompt itself; a ``json_schema`` response format gets JSON that
-    validates against the schema (``schema_answers``); otherwise a label: bare, or as
-    ``{"label": ...}`` for a ``json_object`` format.
+    Echo mode answers the prompt itself; a ``json_schema`` response format, or a schema the
+    messages ask for in words (``schema_answers.prompted_schema``), gets JSON that validates
+    against the schema (``schema_answers``); otherwise a label: bare, or as ``{"label": ...}``
+    for a ``json_object`` format.
     """
     text = parse_marker(raw)[0]
-    schema = None if config.echo else response_schema(body)
+    schema = None if config.echo else response_schema(body) or prompted_schema(texts)
     if config.echo:
         answer = text
     elif schema is not None:
         answer = json.dumps(schema_answer(config, schema, texts, raw), ensure_ascii=False)
     else:
-        key, labels = _label_set(body, texts)
-        multi = key == "labels" or any(_MULTI_ASK.search(content) for content in texts)
-        chosen = _choose_labels(_LABELS_LINE.sub("", text), labels, multi)
-        if _off_label(config, raw):
+        key, labels = label_set(body, texts)
+        multi = key == "labels" or any(MULTI_ASK.search(content) for content in texts)
+        chosen = choose_labels(LABELS_LINE.sub("", text), labels, multi)
+        if off_label(config, raw):
             chosen = ["unsure" if "unsure" not in labels else "other"]
         if key is None:
             answer = ", ".join(chosen)

@@ -17,14 +17,20 @@ import os
 import time
 from dataclasses import replace
 from random import Random
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from aiohttp import web
 
-from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.answers import estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.batches import BatchDesk
+from holysheep_nb.server.calibration import base, is_calibrated
 from holysheep_nb.server.checks import check_request
-from holysheep_nb.server.completion import SHAPING_FIELDS, completion_body, plain_body, plan
+from holysheep_nb.server.completion import (
+    SHAPING_FIELDS,
+    completion_body,
+    plain_body,
+    plan_choices,
+)
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import (
     FAULT_KINDS,
@@ -33,9 +39,11 @@ from holysheep_nb.server.faults import (
     parse_marker,
 )
 from holysheep_nb.server.limits import Limits
-from holysheep_nb.server.providers import route_not_found
+from holysheep_nb.server.logprobs import token_pieces
+from holysheep_nb.server.providers import PERSONALITIES, route_not_found, too_many_in_flight
 from holysheep_nb.server.replies import error_response, json_response
 from holysheep_nb.server.schema_answers import SchemaError
+from holysheep_nb.server.simulate import answers_for
 from holysheep_nb.server.stream import sse_events, write_stream
 
 __all__ = ["Service"]
@@ -71,7 +79,9 @@ class Service:
         self.faults: dict[str, int] = {}
         self.rate_limited = 0
         self.times: list[float] = []
+        self.embeddings = 0
         self.attempts: dict[str, int] = {}
+        self.draws: dict[str, int] = {}
         self._stale: set[asyncio.BaseTransport] = set()
         self.batches.reset()
         self._build_limits()
@@ -90,6 +100,13 @@ class Service:
             self._build_limits()
         return new
 
+    def next_draw(self, prompt_key: str) -> int:
+        """How many requests with this prompt came before, at a temperature above 0: each
+        gets fresh draws of a simulated model (``simulate``)."""
+        count = self.draws.get(prompt_key, 0)
+        self.draws[prompt_key] = count + 1
+        return count
+
     def stats(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the counters."""
         snapshot: dict[str, Any] = {
@@ -99,6 +116,7 @@ class Service:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
+            "embeddings": self.embeddings,
             "batches": self.batches.stats(),
         }
         if self.config.record_times:
@@ -204,6 +222,9 @@ class Service:
         refused = check_request(config, body, request.headers, deployment)
         if refused is not None:
             return refused
+        if config.max_in_flight is not None and self.in_flight > config.max_in_flight:
+            self.rate_limited += 1
+            return too_many_in_flight(provider)
         model = deployment or body["model"]
         messages = body["messages"]
         raw = last_user_text(messages)
@@ -215,17 +236,25 @@ class Service:
                 provider=provider,
             )
         texts = [message_text(m) for m in messages]
-        answer = compose(config, body, texts, raw)
+        simulated = config.sim_model(model)
+        if simulated is not None and not is_calibrated(simulated, config.seed):
+            # Once per process and model: half a second of arithmetic, off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, base, simulated, config.seed)
+        answers = answers_for(
+            config, _as_heeded(body, provider), model, messages, texts, raw, self.next_draw
+        )
         prompt_tokens = sum(estimate_tokens(t) + 4 for t in texts)
-        choices = body.get("n") or 1
         headers = self.limits.admit(
-            prompt_tokens + max(1, estimate_tokens(answer)) * choices, model, provider
+            prompt_tokens + sum(max(1, estimate_tokens(a.content)) for a in answers),
+            model,
+            provider,
         )
         if isinstance(headers, web.Response):
             self.rate_limited += 1
             return headers
         fault = self._marker_fault(raw, marker, times) if marker else config.faults.draw(self.rng)
-        await self._sleep(config.latency.sample(self.rng))
+        factor = simulated.latency_factor if simulated is not None else 1.0
+        await self._sleep(config.latency.sample(self.rng) * factor)
         if fault is not None:
             self.faults[fault] = self.faults.get(fault, 0) + 1
             if fault == "hang":
@@ -249,23 +278,25 @@ class Service:
             and not config.always_stream
             and SHAPING_FIELDS.isdisjoint(body)
         ):
+            answer = answers[0]
             completion = plain_body(
-                answer,
+                answer.content,
                 completion_id=completion_id,
                 created=int(time.time()),
                 model=model,
                 prompt_tokens=prompt_tokens,
+                tokens=max(1, len(token_pieces(answer.content, answer.label))),
             )
             return json_response(200, completion, headers)
-        reply = plan(config, body, answer, fault, texts, raw)
+        replies = plan_choices(config, body, answers, fault, texts, raw)
         top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(
             config,
-            reply,
+            replies,
             completion_id=completion_id,
             created=int(time.time()),
             model=model,
-            choices=choices,
+            choices=len(answers),
             prompt_tokens=prompt_tokens,
             top_logprobs=top,
         )
@@ -274,7 +305,7 @@ class Service:
         if body.get("stream") is True or config.always_stream or fault in _STREAMED:
             options = body.get("stream_options")
             events = sse_events(
-                reply,
+                replies,
                 completion,
                 provider=provider,
                 include_usage=isinstance(options, dict) and options.get("include_usage") is True,
@@ -282,12 +313,24 @@ class Service:
                 broken=fault == "stream-error",
             )
             return await write_stream(request, events, {**headers, "x-request-id": request_id})
-        return json_response(200, completion, headers)
+        response = json_response(200, completion, headers)
+        if fault == "json-done":
+            # The stream's terminator after a whole JSON answer, as some servers send it.
+            response.body = cast(bytes, response.body) + b"\n\ndata: [DONE]\n\n"
+        return response
 
     def _marker_fault(self, raw: str, kind: str, times: int | None) -> str | None:
         attempt = self.attempts.get(raw, 0) + 1
         self.attempts[raw] = attempt
         return kind if times is None or attempt <= times else None
+
+
+def _as_heeded(body: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The request as the personality heeds it: without ``response_format`` where it is
+    accepted and ignored (``providers.Personality.response_format``)."""
+    if "response_format" in body and PERSONALITIES[provider].response_format == "ignored":
+        return {key: value for key, value in body.items() if key != "response_format"}
+    return body
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from holysheep_nb.server.answers import compose, estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.answers import estimate_tokens, last_user_text, message_text
 from holysheep_nb.server.checks import check_request
-from holysheep_nb.server.completion import completion_body, plan
+from holysheep_nb.server.completion import completion_body, plan_choices
 from holysheep_nb.server.faults import FAULT_KINDS, SHAPE_FAULTS, fault_response, parse_marker
 from holysheep_nb.server.files import FileStore
 from holysheep_nb.server.providers import route_not_found, unauthorized
 from holysheep_nb.server.replies import error_body, error_response, json_response
+from holysheep_nb.server.simulate import answers_for
 
 if TYPE_CHECKING:
     from holysheep_nb.server.app import Service
@@ -85,6 +86,8 @@ class _Batch:
     output_file_id: str | None = None
     error_file_id: str | None = None
     problems: list[dict[str, Any]] | None = None
+    model: str = ""
+    tokens: int = 0  # input tokens, counted against ServerConfig.batch_token_limit
 
     def as_json(self) -> dict[str, Any]:
         """The ``batch`` object of OpenAI's Batch API."""
@@ -115,6 +118,18 @@ class _Batch:
             },
             "metadata": self.metadata,
         }
+
+
+def _input_tokens(lines: list[dict[str, Any]]) -> tuple[str, int]:
+    """The model of a batch's requests and their input tokens (the server's rough count)."""
+    model = str(lines[0]["body"].get("model", "")) if lines else ""
+    tokens = sum(
+        estimate_tokens(message_text(message)) + 4
+        for line in lines
+        for message in line["body"].get("messages", ())
+        if isinstance(message, dict)
+    )
+    return model, tokens
 
 
 class BatchDesk:
@@ -224,6 +239,8 @@ class BatchDesk:
             lines=lines,
             headers=dict(request.headers),
         )
+        batch.model, batch.tokens = _input_tokens(lines)
+        problems = problems or self._over_token_limit(batch)
         if problems:
             batch.status, batch.problems, batch.lines = "failed", problems, []
             batch.stamps["failed_at"] = now
@@ -232,6 +249,28 @@ class BatchDesk:
         self.batches[batch.id] = batch
         self.created += 1
         return json_response(200, batch.as_json())
+
+    def _over_token_limit(self, batch: _Batch) -> list[dict[str, Any]]:
+        """OpenAI's enqueued-token limit: the input tokens of one model's batches still in
+        progress count against one limit, and a batch beyond it fails at once with
+        ``token_limit_exceeded`` (the Batch API guide's rate limits; the message as users'
+        reports quote it)."""
+        limit = self.service.config.batch_token_limit
+        if limit is None:
+            return []
+        enqueued = sum(
+            other.tokens
+            for other in self.batches.values()
+            if other.model == batch.model and other.status not in TERMINAL
+        )
+        if enqueued + batch.tokens <= limit:
+            return []
+        message = (
+            f"Enqueued token limit reached for {batch.model} in organization org-local. "
+            f"Limit: {limit:,} enqueued tokens. Please try submitting an equal or smaller batch "
+            "once some in_progress batches have been completed."
+        )
+        return [{"code": "token_limit_exceeded", "message": message, "param": None, "line": None}]
 
     def _read_lines(self, data: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The requests of an input file, and what is wrong with it (OpenAI's line errors)."""
@@ -439,16 +478,16 @@ class BatchDesk:
             )
             return response.status, json.loads(cast(bytes, response.body))
         texts = [message_text(m) for m in messages]
-        answer = compose(config, body, texts, raw)
-        reply = plan(config, body, answer, None if fault == "sse" else fault, texts, raw)
+        answers = answers_for(config, body, model, messages, texts, raw, self.service.next_draw)
+        replies = plan_choices(config, body, answers, None if fault == "sse" else fault, texts, raw)
         top = (body.get("top_logprobs") or 0) if body.get("logprobs") is True else None
         completion = completion_body(
             config,
-            reply,
+            replies,
             completion_id=f"chatcmpl-{self._prefix}{next(self._ids):012x}",
             created=int(time.time()),
             model=model,
-            choices=body.get("n") or 1,
+            choices=len(answers),
             prompt_tokens=sum(estimate_tokens(t) + 4 for t in texts),
             top_logprobs=top,
         )

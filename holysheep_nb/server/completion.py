@@ -17,25 +17,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from holysheep_nb.server.answers import estimate_tokens, schema_answer
 from holysheep_nb.server.config import ServerConfig
-from holysheep_nb.server.logprobs import logprobs, token_pieces
+from holysheep_nb.server.logprobs import label_entries, logprobs, token_pieces
 from holysheep_nb.server.providers import (
     PERSONALITIES,
     azure_choice_filter,
     azure_prompt_filter,
 )
+from holysheep_nb.server.simulate import Answer
 
 __all__ = [
     "SHAPING_FIELDS",
     "Reply",
     "completion_body",
+    "content_logprobs",
     "plain_body",
     "plan",
+    "plan_choices",
 ]
 
 REFUSAL = "I'm sorry, but I can't help with that request."
@@ -54,7 +57,9 @@ _DEFAULT_TOOL: dict[str, Any] = {
 
 @dataclass(slots=True)
 class Reply:
-    """One choice's worth of answer; ``tokens`` is its completion token count."""
+    """One choice's worth of answer; ``tokens`` is its completion token count. ``label``
+    and ``scores``: a simulated label (one token of the content) and the probabilities
+    behind it, for its logprobs (``simulate.Answer``)."""
 
     content: str | None
     finish_reason: str = "stop"
@@ -63,6 +68,24 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     tokens: int = 0
     reasoning_tokens: int = 0
+    label: str | None = None
+    scores: tuple[tuple[str, float], ...] = ()
+
+    def pieces(self) -> list[str]:
+        """The content's tokens (the label whole, when it is still in the content)."""
+        if self.content is None:
+            return []
+        label = self.label if self.label and self.label in self.content else None
+        return token_pieces(self.content, label)
+
+
+def content_logprobs(reply: Reply, top: int) -> list[dict[str, Any]] | None:
+    """``logprobs.content`` of a reply with ``top`` alternatives per token (None: no content)."""
+    if reply.content is None:
+        return None
+    if reply.label and reply.scores and reply.label in reply.content:
+        return label_entries(reply.content, reply.label, reply.scores, top)
+    return logprobs(reply.content, top)
 
 
 def plan(
@@ -72,10 +95,14 @@ def plan(
     fault: str | None,
     texts: list[str],
     raw: str,
+    *,
+    label: str | None = None,
+    scores: tuple[tuple[str, float], ...] = (),
 ) -> Reply:
-    """The answer to send, shaped by the request, the personality and an answer fault."""
+    """The answer to send, shaped by the request, the personality and an answer fault;
+    ``label`` / ``scores``: a simulated label in ``answer`` and its probabilities."""
     personality = PERSONALITIES[config.provider]
-    reply = Reply(answer)
+    reply = Reply(answer, label=label, scores=scores)
     if body.get("tools") or fault == "tools":
         call = _tool_call(config, body, texts, raw, forced=fault == "tools")
         if call is not None:
@@ -101,11 +128,28 @@ def plan(
     return reply
 
 
+def plan_choices(
+    config: ServerConfig,
+    body: Mapping[str, Any],
+    answers: list[Answer],
+    fault: str | None,
+    texts: list[str],
+    raw: str,
+) -> Reply | list[Reply]:
+    """The reply of each choice, or one reply for all when every choice has the same answer."""
+    distinct = answers if len({id(a) for a in answers}) > 1 else answers[:1]
+    replies = [
+        plan(config, body, a.content, fault, texts, raw, label=a.label, scores=a.scores)
+        for a in distinct
+    ]
+    return replies[0] if len(replies) == 1 else replies
+
+
 def _count(reply: Reply) -> int:
     tokens = reply.reasoning_tokens if reply.reasoning is not None else 0
-    for text in (reply.content, reply.refusal):
-        if text is not None:
-            tokens += estimate_tokens(text)
+    tokens += len(reply.pieces())
+    if reply.refusal is not None:
+        tokens += estimate_tokens(reply.refusal)
     for call in reply.tool_calls or ():
         tokens += estimate_tokens(call["function"]["arguments"])
     return max(1, tokens)
@@ -113,6 +157,7 @@ def _count(reply: Reply) -> int:
 
 def _cut_by_fault(reply: Reply, fault: str) -> None:
     reply.finish_reason = "length"
+    reply.label, reply.scores = None, ()
     if fault == "length-null":
         reply.content = None
     elif fault == "length-empty" or reply.content is None:
@@ -126,6 +171,7 @@ def _cut_by_fault(reply: Reply, fault: str) -> None:
 def _truncate(reply: Reply, limit: int, provider: str) -> None:
     """Cut the answer at ``limit`` tokens, reasoning first, as a provider's budget does."""
     budget = limit
+    reply.label, reply.scores = None, ()
     if reply.reasoning is not None:
         spent = min(budget, reply.reasoning_tokens)
         reply.reasoning = reply.reasoning[: spent * 4]
@@ -204,12 +250,19 @@ personality, ``plain_body`` gives the answer."""
 
 
 def plain_body(
-    answer: str, *, completion_id: str, created: int, model: str, prompt_tokens: int
+    answer: str,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    prompt_tokens: int,
+    tokens: int | None = None,
 ) -> dict[str, Any]:
     """The ``chat.completion`` for the common case, built directly because it is the hot path
     of every benchmark and labelling run: the same object ``completion_body`` gives for
-    ``plan``'s reply to a request without ``SHAPING_FIELDS``, no fault, personality ``openai``."""
-    tokens = max(1, estimate_tokens(answer))
+    ``plan``'s reply to a request without ``SHAPING_FIELDS``, no fault, personality ``openai``
+    (``tokens``: the answer's count when it is not the four-character one)."""
+    tokens = max(1, estimate_tokens(answer)) if tokens is None else tokens
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -232,7 +285,7 @@ def plain_body(
 
 def completion_body(
     config: ServerConfig,
-    reply: Reply,
+    reply: Reply | Sequence[Reply],
     *,
     completion_id: str,
     created: int,
@@ -241,11 +294,41 @@ def completion_body(
     prompt_tokens: int,
     top_logprobs: int | None,
 ) -> dict[str, Any]:
-    """The ``chat.completion`` object: ``choices`` copies of ``reply``, usage for all of them.
+    """The ``chat.completion`` object: ``choices`` copies of ``reply`` (or one choice per
+    reply of a sequence), usage for all of them.
 
     ``top_logprobs`` None: no logprobs asked; otherwise each choice carries
     ``logprobs.content`` with that many alternatives per token.
     """
+    replies = [reply] * choices if isinstance(reply, Reply) else list(reply)
+    rendered = [_choice(config, one, top_logprobs) for one in replies]
+    completion_tokens = sum(one.tokens for one in replies)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if replies[0].reasoning is not None:
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": sum(one.reasoning_tokens for one in replies)
+        }
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": i, **choice} for i, choice in enumerate(rendered)],
+        "usage": usage,
+    }
+    personality = PERSONALITIES[config.provider]
+    if personality.name == "azure":
+        body["prompt_filter_results"] = azure_prompt_filter()
+    elif personality.name == "openrouter":
+        body["provider"] = "OpenAI"
+    return body
+
+
+def _choice(config: ServerConfig, reply: Reply, top_logprobs: int | None) -> dict[str, Any]:
     personality = PERSONALITIES[config.provider]
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.refusal is not None:
@@ -256,30 +339,9 @@ def completion_body(
         message[personality.reasoning_field] = reply.reasoning
     choice: dict[str, Any] = {"message": message, "finish_reason": reply.finish_reason}
     if top_logprobs is not None:
-        content = logprobs(reply.content, top_logprobs) if reply.content is not None else None
-        choice["logprobs"] = {"content": content, "refusal": None}
+        choice["logprobs"] = {"content": content_logprobs(reply, top_logprobs), "refusal": None}
     if personality.name == "azure":
         choice["content_filter_results"] = azure_choice_filter(
             reply.finish_reason == "content_filter"
         )
-    completion_tokens = reply.tokens * choices
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-    if reply.reasoning is not None:
-        usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens * choices}
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": i, **choice} for i in range(choices)],
-        "usage": usage,
-    }
-    if personality.name == "azure":
-        body["prompt_filter_results"] = azure_prompt_filter()
-    elif personality.name == "openrouter":
-        body["provider"] = "OpenAI"
-    return body
+    return choice

@@ -14,6 +14,7 @@ from typing import Literal
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.faults import Faults
+from holysheep_nb.server.models import SIM_MODELS, SimModel
 from holysheep_nb.server.providers import PROVIDERS
 
 __all__ = ["Latency", "ServerConfig"]
@@ -103,7 +104,14 @@ class ServerConfig:
     A batch is done once retrieved ``batch_polls`` times and ``batch_seconds`` after its
     creation, and expires unfinished ``batch_expiry`` seconds after it; an input file over
     ``batch_max_requests`` lines or ``batch_max_bytes`` bytes fails the batch (OpenAI's limits
+    by default). See ``batches``. ``batch_token_limit``: the input tokens of one model's
+    batches still in progress at once (OpenAI's enqueued-token limit), None for none.
+    ``max_in_flight``: requests answered at once; one more is a 429 without headers (a
+    provider's concurrency cap), None for none.
     by default). See ``batches``.
+    ``sim_models``: the simulated models (``models.SimModel``) answered by name; any other
+    model gets the rule-based answers. ``SIM_MODELS`` (``sim-small``, ``sim-large``) by
+    default.
     """
 
     latency: Latency = Latency()
@@ -113,6 +121,9 @@ class ServerConfig:
     digest: bool = False
     off_label_rate: float = 0.0
     api_key: str | None = field(default=None, repr=False)
+    #: Azure personality: also accept ``Authorization: Bearer <this>`` (a Microsoft Entra ID
+    #: token, as the openai client sends ``azure_ad_token``); None: only the api-key header.
+    azure_ad_token: str | None = field(default=None, repr=False)
     rpm: float | None = None
     tpm: float | None = None
     limit_window: float = 60.0
@@ -128,6 +139,9 @@ class ServerConfig:
     batch_expiry: float = 24 * 3600.0
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 200 * 1024 * 1024
+    batch_token_limit: int | None = None
+    max_in_flight: int | None = None
+    sim_models: tuple[SimModel, ...] = SIM_MODELS
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -163,3 +177,21 @@ class ServerConfig:
         for name in ("batch_max_requests", "batch_max_bytes"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("batch_token_limit", "max_in_flight"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        sims: object = self.sim_models
+        if not isinstance(sims, (tuple, list)) or not all(isinstance(m, SimModel) for m in sims):
+            raise ConfigError(f"sim_models must be SimModel specs, got {sims!r}")
+        names = [m.name for m in sims]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sim_models names must be unique, got {names}")
+        object.__setattr__(self, "sim_models", tuple(sims))
+
+    def sim_model(self, name: str) -> SimModel | None:
+        """The simulated model called ``name``, or None (rule-based answers)."""
+        for model in self.sim_models:
+            if model.name == name:
+                return model
+        return None

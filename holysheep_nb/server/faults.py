@@ -21,9 +21,11 @@ from aiohttp import web
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.providers import (
+    model_load_failed,
     moderation,
     payment_required,
     quota_exceeded,
+    rate_limited,
     unauthorized,
 )
 from holysheep_nb.server.replies import error_response, json_response
@@ -40,6 +42,7 @@ FAULT_HELP: dict[str, str] = {
     "402": "402 out of credits",
     "moderation": "the input is flagged: 403 with the flagged input (Azure: 400 content_filter)",
     "500": "500 server_error",
+    "500-load": "500 as a local server that cannot load its model says it (Ollama, vLLM)",
     "502": "502 server_error",
     "503": "503 server_error (overloaded)",
     "504": "504 server_error",
@@ -62,6 +65,7 @@ FAULT_HELP: dict[str, str] = {
     "think": "200, <think>reasoning</think> inline before the answer",
     "think-closing": "200, reasoning and only the closing </think> before the answer",
     "sse": "200 as a server-sent event stream although stream was not asked",
+    "json-done": "200 JSON answer followed by the stream terminator data: [DONE]",
     "stream-error": "200 stream (asked or not) that breaks off halfway with an error event",
     "stale": "200, then the next request on that keep-alive connection is dropped unread",
 }
@@ -163,13 +167,11 @@ def fault_response(
         return quota_exceeded(provider)
     if kind.startswith("429"):
         wait = LONG_RETRY_AFTER if kind == "429-long" else retry_after
-        return error_response(
-            429,
+        return rate_limited(
+            provider,
             f"Rate limit reached for {model}. Please try again in {decimal_string(wait)}s.",
-            provider=provider,
-            type_="requests",
-            code="rate_limit_exceeded",
-            headers=_retry_after_headers(kind, wait),
+            wait,
+            _retry_after_headers(kind, wait),
         )
     if kind == "401":
         return unauthorized(provider, authorization)
@@ -177,6 +179,8 @@ def fault_response(
         return payment_required(provider)
     if kind == "moderation":
         return moderation(provider, model, text)
+    if kind == "500-load":
+        return model_load_failed(provider, model)
     if kind == "html":
         return web.Response(status=200, body=_HTML_PAGE, content_type="text/html", charset="utf-8")
     if kind == "badjson":

@@ -15,7 +15,7 @@ from collections import deque
 from aiohttp import web
 
 from holysheep_nb.server.faults import decimal_string
-from holysheep_nb.server.replies import error_response
+from holysheep_nb.server.providers import rate_limited
 
 __all__ = ["Limits", "SlidingWindow", "ceil_ms", "limit_headers", "window_name"]
 
@@ -98,14 +98,7 @@ class Limits:
                     f"{window_name(window.window)}: Limit {window.capacity:g}, Used {used:g}, "
                     f"Requested {units}. Please try again in {headers['retry-after']}s."
                 )
-                return error_response(
-                    429,
-                    message,
-                    provider=provider,
-                    type_=name,
-                    code="rate_limit_exceeded",
-                    headers=headers,
-                )
+                return rate_limited(provider, message, wait, headers, name)
         for window, name, units in checks:
             window.record(now, units)
             headers.update(limit_headers(name, window, now))

@@ -1,9 +1,13 @@
 """Provider personalities: the quirks of real chat-completions providers, one table entry each.
 
-A personality changes what the server says, never what it decides: the same request gets the
-same answer, wrapped the way that provider wraps it. Shapes were rebuilt from each provider's
+A personality changes how the server wraps what it says, and which request options it takes
+(a ``json_schema`` it refuses or ignores): otherwise the same request gets the same answer,
+wrapped the way that provider wraps it. Shapes were rebuilt from each provider's
 public documentation (cited per function) and from public bug reports of their users;
 ``docs/server.md`` describes them for users of the server.
+
+Length: one short function per thing a provider says (a 404, a 401, a 429, a filter, ...),
+each with the source of its wording; split by provider they would repeat the table.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ __all__ = [
     "azure_choice_filter",
     "azure_prompt_filter",
     "missing_model",
+    "model_load_failed",
     "model_not_found",
     "moderation",
     "payment_required",
     "quota_exceeded",
+    "rate_limited",
     "route_not_found",
+    "too_many_in_flight",
     "unauthorized",
 ]
 
@@ -39,23 +46,35 @@ class Personality:
     (``reasoning_content`` on DeepSeek, ``reasoning`` on OpenRouter), or None.
     ``think``: reasoning inline in ``content`` as ``<think>...</think>`` (``paired``) or with
     only the closing tag (``closing``, when the chat template opened it), or None.
-    ``json_schema``: False when the provider refuses a ``json_schema`` response format.
+    ``response_format``: what it does with a ``json_schema`` response format: ``strict``
+    (honours it, and refuses a ``strict: true`` schema that breaks strict mode's rules:
+    ``checks``), ``honoured`` (honours it, no checks), ``refused`` (a 400, DeepSeek),
+    ``ignored`` (accepts it and answers as the messages ask: Anthropic's OpenAI SDK
+    compatibility) or ``response_schema`` (a gateway that translates it into a Gemini-style
+    ``response_schema`` and refuses any ``additionalProperties`` in it).
     """
 
     name: str
     summary: str
     reasoning_field: str | None = None
     think: Literal["paired", "closing"] | None = None
-    json_schema: bool = True
+    response_format: Literal["strict", "honoured", "refused", "ignored", "response_schema"] = (
+        "honoured"
+    )
 
 
 PERSONALITIES: dict[str, Personality] = {
     p.name: p
     for p in (
-        Personality("openai", "OpenAI's API: the default"),
+        Personality(
+            "openai",
+            "OpenAI's API: the default; refuses a strict schema that breaks strict mode's rules",
+            response_format="strict",
+        ),
         Personality(
             "azure",
             "Azure OpenAI: deployment path, ?api-version=, api-key header, Azure errors",
+            response_format="strict",
         ),
         Personality(
             "openrouter",
@@ -66,15 +85,32 @@ PERSONALITIES: dict[str, Personality] = {
             "deepseek",
             "DeepSeek: 'reasoning_content' on messages, 400 for a json_schema response_format",
             reasoning_field="reasoning_content",
-            json_schema=False,
+            response_format="refused",
         ),
         Personality(
             "ollama", "Ollama: <think>...</think> inline before the answer", think="paired"
         ),
         Personality(
             "vllm",
-            "vLLM without a reasoning parser: only the closing </think> inline",
+            "vLLM without a reasoning parser: only the closing </think> inline; top-level "
+            "{object: error, message} errors",
             think="closing",
+        ),
+        Personality(
+            "gemini",
+            "Gemini's OpenAI-compatible endpoint: errors as a JSON list of Google error "
+            "objects; its rate-limit 429 is RESOURCE_EXHAUSTED with a RetryInfo retryDelay",
+        ),
+        Personality(
+            "anthropic",
+            "Claude's OpenAI SDK compatibility: response_format accepted and ignored",
+            response_format="ignored",
+        ),
+        Personality(
+            "gateway",
+            "a gateway before a Gemini-style backend: a json_schema with additionalProperties "
+            "is a 400 about generation_config.response_schema",
+            response_format="response_schema",
         ),
     )
 }
@@ -120,6 +156,20 @@ def model_not_found(provider: str, model: str) -> web.Response:
     return error_response(404, message, provider=provider, code="model_not_found")
 
 
+def model_load_failed(provider: str, model: str) -> web.Response:
+    """500 from a local server that cannot load its model, to every request.
+
+    Ollama (users' reports of a model bigger than the machine): "model requires more system
+    memory ... than is available"; vLLM: its top-level error; others: a server error naming
+    the model.
+    """
+    if provider == "ollama":
+        message = "model requires more system memory (9.2 GiB) than is available (3.8 GiB)"
+        return error_response(500, message, provider=provider, type_="api_error")
+    message = f"The model {model} could not be loaded: CUDA out of memory."
+    return error_response(500, message, provider=provider, type_="InternalServerError")
+
+
 def unauthorized(provider: str, sent: str | None) -> web.Response:
     """401 for a wrong or missing key.
 
@@ -156,6 +206,61 @@ def quota_exceeded(provider: str) -> web.Response:
     )
 
 
+def rate_limited(
+    provider: str, message: str, wait: float, headers: dict[str, str], kind: str = "requests"
+) -> web.Response:
+    """A rate-limit 429: ``rate_limit_exceeded`` of type ``kind`` (``requests`` or ``tokens``)
+    with ``headers`` (Retry-After, the ``x-ratelimit-*`` budget) in OpenAI's shape.
+
+    Gemini (its OpenAI-compatible endpoint, as users' bug reports show it) sends no header:
+    a list-shaped ``RESOURCE_EXHAUSTED`` error worded as a spent quota ("You exceeded your
+    current quota, please check your plan and billing details"), whose ``details`` name the
+    per-minute quota (``QuotaFailure``) and the wait (``RetryInfo`` ``retryDelay``, a
+    protobuf duration such as ``"7s"``). A minute's wait clears it.
+    """
+    if provider == "gemini":
+        delay = f"{max(0.001, wait):.3f}".rstrip("0").rstrip(".") + "s"
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/"
+                        "generate_content_free_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    }
+                ],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+        ]
+        gemini = (
+            "You exceeded your current quota, please check your plan and billing details. "
+            "For more information on this error, head to: https://ai.google.dev/gemini-api/"
+            "docs/rate-limits."
+        )
+        return error_response(429, gemini, provider=provider, extra={"details": details})
+    return error_response(
+        429,
+        message,
+        provider=provider,
+        type_=kind,
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+def too_many_in_flight(provider: str) -> web.Response:
+    """429 from a provider that caps the requests it answers at once, with no header to say
+    how many or for how long (``ServerConfig.max_in_flight``)."""
+    return error_response(
+        429,
+        "Too many concurrent requests for this model. Please retry after a short wait.",
+        provider=provider,
+        type_="requests",
+        code="rate_limit_exceeded",
+    )
+
+
 def payment_required(provider: str) -> web.Response:
     """402 out of credits (OpenRouter's wording, from its error docs)."""
     message = (
@@ -174,11 +279,17 @@ def moderation(provider: str, model: str, text: str) -> web.Response:
     OpenRouter (error docs, "Moderation Errors"): 403 with ``metadata`` ``reasons``,
     ``flagged_input`` (the flagged text, cut to 100 characters), ``provider_name`` and
     ``model_slug``. Azure: 400 ``content_filter`` with an ``innererror`` naming the
-    ``ResponsibleAIPolicyViolation`` and its ``content_filter_result``. Others: 403 in
+    ``ResponsibleAIPolicyViolation`` and its ``content_filter_result``: every category with
+    ``filtered`` and ``severity``, the one the prompt names (else ``violence``) filtered at
+    ``medium``. Others: 403 in
     OpenAI's shape with code ``content_policy_violation``.
     """
     reasons = ["harassment"]
     if provider == "azure":
+        # The category the prompt names ("hate", "self_harm", ...), else violence, at medium
+        # severity, as in the Azure content filtering reference.
+        words = text.lower().replace("-", "_").split()
+        category = next((name for name in _CATEGORIES if name in words), "violence")
         message = (
             "The response was filtered due to the prompt triggering Azure OpenAI's content "
             "management policy. Please modify your prompt and retry."
@@ -189,7 +300,7 @@ def moderation(provider: str, model: str, text: str) -> web.Response:
             "status": 400,
             "innererror": {
                 "code": "ResponsibleAIPolicyViolation",
-                "content_filter_result": _filter_results("violence"),
+                "content_filter_result": _filter_results(category, "medium"),
             },
         }
         return error_response(400, message, provider=provider, code="content_filter", extra=extra)
@@ -214,9 +325,9 @@ def moderation(provider: str, model: str, text: str) -> web.Response:
 _CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 
 
-def _filter_results(flagged: str | None) -> dict[str, Any]:
+def _filter_results(flagged: str | None, severity: str = "high") -> dict[str, Any]:
     return {
-        name: {"filtered": name == flagged, "severity": "high" if name == flagged else "safe"}
+        name: {"filtered": name == flagged, "severity": severity if name == flagged else "safe"}
         for name in _CATEGORIES
     }
 

@@ -9,6 +9,10 @@ schemas pydantic and the openai client emit (``to_strict_json_schema``): objects
 ``oneOf`` (Optional is ``anyOf`` with null), ``allOf`` and ``$ref`` into ``$defs`` /
 ``definitions``, recursive models included.
 
+A request may also ask for JSON in words (``prompted_schema``): a JSON Schema written into a
+message after ``JSON Schema:``, or only the names of the fields ("one JSON object with the
+fields a, b, c"), which a model can only guess the shape of: strings.
+
 Enums of strings are label sets: ``pick_labels`` (the rule-based labeller in ``answers``)
 chooses from them, one label for a string, several for an array of them. Every other value
 is a stable hash of the prompt and the value's path, so the same request gets the same JSON.
@@ -17,11 +21,15 @@ is a stable hash of the prompt and the value's path, so the same request gets th
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["LabelPicker", "SchemaError", "value_for"]
+from holysheep_nb.errors import HolySheepError
+
+__all__ = ["LabelPicker", "SchemaError", "prompted_schema", "value_for"]
 
 LabelPicker = Callable[[list[str], bool], list[str]]
 """``pick(labels, multi)``: the labels (one, or several when ``multi``) that suit the prompt."""
@@ -29,14 +37,24 @@ LabelPicker = Callable[[list[str], bool], list[str]]
 _MAX_DEPTH = 6  # beyond this a recursive schema takes its smallest value (no items, null)
 _MAX_NESTING = 40  # a schema that still nests here has no finite value
 _WORDS = 8
+_SCHEMA_MARK = "JSON Schema:"
+_FIELDS_ASKED = re.compile(r"JSON object with the fields ([^\n]+?)\.?$", re.MULTILINE)
+_DECODER = json.JSONDecoder()
 
 
 class _Builder:
-    def __init__(self, root: Mapping[str, Any], text: str, pick: LabelPicker) -> None:
+    def __init__(
+        self,
+        root: Mapping[str, Any],
+        text: str,
+        pick: LabelPicker,
+        known: Mapping[str, Any] | None = None,
+    ) -> None:
         self.root = root
         self.text = text
         self.words = text.split()
         self.pick = pick
+        self.known = known or {}
 
     def number(self, path: str) -> int:
         digest = hashlib.sha256(f"{path}\x00{self.text}".encode()).digest()
@@ -109,11 +127,43 @@ class _Builder:
         if not isinstance(properties, Mapping):
             return {}
         required = set(schema.get("required") or ())
-        return {
-            name: self.value(sub, f"{path}.{name}", depth + 1)
-            for name, sub in properties.items()
-            if depth < _MAX_DEPTH or name in required
-        }
+        out: dict[str, Any] = {}
+        for name, sub in properties.items():
+            if depth >= _MAX_DEPTH and name not in required:
+                continue
+            key = name.lower()
+            if key in self.known and self.fits(self.known[key], sub):
+                out[name] = self.known[key]
+            else:
+                out[name] = self.value(sub, f"{path}.{name}", depth + 1)
+        return out
+
+    def fits(self, value: Any, schema: Any) -> bool:
+        """Whether a known ``value`` (a string, an integer or None) is valid for ``schema``:
+        its enum, or one of its types (directly or in an ``anyOf`` / ``oneOf``)."""
+        if not isinstance(schema, Mapping):
+            return True
+        schema = self.resolve(schema)
+        if "enum" in schema:
+            return value in schema["enum"]
+        options = schema.get("anyOf") or schema.get("oneOf")
+        if isinstance(options, list):
+            return any(self.fits(value, option) for option in options)
+        kind = schema.get("type")
+        kinds = set(kind) if isinstance(kind, list) else {kind}
+        if value is None:
+            return "null" in kinds
+        if isinstance(value, bool):
+            return "boolean" in kinds
+        if isinstance(value, int):
+            low, high = _bounds(schema, 1e9, 1.0)
+            in_range = ("minimum" not in schema and "maximum" not in schema) or low <= value <= high
+            return bool(kinds & {"integer", "number"}) and in_range
+        if isinstance(value, str):
+            high_length = schema.get("maxLength")
+            short = high_length is None or len(value) <= high_length
+            return "string" in kinds and len(value) >= schema.get("minLength", 0) and short
+        return False
 
     def array(self, schema: Mapping[str, Any], path: str, depth: int) -> list[Any]:
         items = schema.get("items")
@@ -218,17 +268,52 @@ def _bounds(schema: Mapping[str, Any], span: float, nudge: float) -> tuple[float
     return float(low), float(max(low, high))
 
 
-class SchemaError(ValueError):
+class SchemaError(HolySheepError, ValueError):
     """The schema cannot be answered: a ``$ref`` to nowhere, a bound that is not a number,
     or a value that must nest forever."""
 
 
-def value_for(schema: Mapping[str, Any], text: str, pick: LabelPicker) -> Any:
+def value_for(
+    schema: Mapping[str, Any],
+    text: str,
+    pick: LabelPicker,
+    known: Mapping[str, Any] | None = None,
+) -> Any:
     """The answer to ``text`` as a value of ``schema`` (the root, for ``$ref`` lookups).
 
-    Raises ``SchemaError`` for a schema no finite value satisfies or that is malformed.
+    ``known``: values by lower-cased property name (a simulated model's extracted fields),
+    used wherever a property of that name accepts them. Raises ``SchemaError`` for a schema
+    no finite value satisfies or that is malformed.
     """
     try:
-        return _Builder(schema, text, pick).value(schema, "$", 0)
+        return _Builder(schema, text, pick, known).value(schema, "$", 0)
     except (LookupError, TypeError, ValueError, RecursionError) as exc:
         raise SchemaError(f"{type(exc).__name__}: {exc}") from None
+
+
+def prompted_schema(texts: list[str]) -> dict[str, Any] | None:
+    """The schema the messages ask for in words, as a model would read it, or None.
+
+    A JSON Schema after ``JSON Schema:`` is taken whole; "one JSON object with the fields
+    a, b, c" gives an object of those fields as strings (the names say nothing of types or
+    nesting, so that is a model's best guess).
+    """
+    for text in texts:
+        start = text.find(_SCHEMA_MARK)
+        if start >= 0:
+            try:
+                schema, _ = _DECODER.raw_decode(text[start + len(_SCHEMA_MARK) :].lstrip())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(schema, dict):
+                return schema
+    for text in texts:
+        asked = _FIELDS_ASKED.search(text)
+        if asked:
+            names = [name.strip() for name in asked.group(1).split(",") if name.strip()]
+            return {
+                "type": "object",
+                "properties": {name: {"type": "string"} for name in names},
+                "required": names,
+            }
+    return None

@@ -12,13 +12,13 @@ with no choices carries the usage.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from holysheep_nb.server.completion import Reply
-from holysheep_nb.server.logprobs import logprobs, token_pieces
+from holysheep_nb.server.completion import Reply, content_logprobs
+from holysheep_nb.server.logprobs import token_pieces
 from holysheep_nb.server.providers import PERSONALITIES
 from holysheep_nb.server.replies import error_body
 
@@ -26,7 +26,7 @@ __all__ = ["sse_events", "write_stream"]
 
 
 def sse_events(
-    reply: Reply,
+    reply: Reply | Sequence[Reply],
     body: Mapping[str, Any],
     *,
     provider: str,
@@ -35,7 +35,8 @@ def sse_events(
     broken: bool = False,
 ) -> Iterator[bytes]:
     """Every event of the stream, ``[DONE]`` included; ``body`` is the completion object that
-    a non-streamed answer would have been (its id, model, choices and usage are reused).
+    a non-streamed answer would have been (its id, model, choices and usage are reused);
+    ``reply`` is every choice's (a sequence) or all choices' (one ``Reply``).
 
     OpenRouter opens with a ``: OPENROUTER PROCESSING`` comment (its streaming docs: comments
     keep the connection alive); Azure with a chunk that has no choices, only the
@@ -44,6 +45,8 @@ def sse_events(
     no ``[DONE]``, as OpenRouter's streaming docs describe an error during generation.
     """
     reasoning_field = PERSONALITIES[provider].reasoning_field
+    count = len(body["choices"])
+    replies = [reply] * count if isinstance(reply, Reply) else list(reply)
     if provider == "openrouter":
         yield b": OPENROUTER PROCESSING\n\n"
     elif provider == "azure":
@@ -59,18 +62,18 @@ def sse_events(
     if include_usage:
         head["usage"] = None
     if broken:
-        deltas = list(_deltas(reply, reasoning_field, top_logprobs))
+        deltas = list(_deltas(replies[0], reasoning_field, top_logprobs))
         for delta, extra in deltas[: 1 + len(deltas) // 2]:  # the role and half the rest
             yield _event({**head, "choices": [{"index": 0, "delta": delta, **extra}]})
         failure = error_body(502, "Provider disconnected unexpectedly", provider=provider)
         stop = {"index": 0, "delta": {"content": ""}, "finish_reason": "error"}
         yield _event({**head, **failure, "choices": [stop]})
         return
-    for index in range(len(body["choices"])):
-        for delta, extra in _deltas(reply, reasoning_field, top_logprobs):
+    for index, one in enumerate(replies):
+        for delta, extra in _deltas(one, reasoning_field, top_logprobs):
             choice = {"index": index, "delta": delta, "finish_reason": None, **extra}
             yield _event({**head, "choices": [choice]})
-        last = {"index": index, "delta": {}, "finish_reason": reply.finish_reason}
+        last = {"index": index, "delta": {}, "finish_reason": one.finish_reason}
         yield _event({**head, "choices": [last]})
     if include_usage:
         yield _event({**head, "choices": [], "usage": body["usage"]})
@@ -89,8 +92,8 @@ def _deltas(
         for piece in token_pieces(reply.reasoning):
             yield {reasoning_field: piece}, {}
     if reply.content:
-        entries = logprobs(reply.content, top_logprobs) if top_logprobs is not None else None
-        for position, piece in enumerate(token_pieces(reply.content)):
+        entries = content_logprobs(reply, top_logprobs) if top_logprobs is not None else None
+        for position, piece in enumerate(reply.pieces()):
             extra = {}
             if entries is not None:
                 extra["logprobs"] = {"content": [entries[position]], "refusal": None}

@@ -1,0 +1,224 @@
+"""The calls every ``holysheep`` namespace has, typed once: ``complete``, ``label``, ``extract``.
+
+``Calls[Out]`` holds their signatures and docs; a namespace says only how it runs one
+``Call`` and what it returns: the pandas accessors a DataFrame (``accessor``), their
+``batch`` namespace a ``BatchHandle``, the Dask accessors a lazy Dask DataFrame
+(``dask.accessor``). ``AsyncCalls[Out]`` adds the ``await``-able twins. The run options are
+``**options: Unpack[RunOptions]`` (declared in ``job_options``), so an IDE completes them and
+a type checker knows each one's type. Nothing here imports pandas.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from holysheep_nb.run_options import RunOptions
+
+Out = TypeVar("Out")
+Method = Literal["complete", "label", "extract"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call: its method, the prompt column (or a template) and the method's own
+    arguments (``labels``, ``instructions``, ``multi``, ``schema`` ...), options apart."""
+
+    method: Method
+    column: Hashable | None = None
+    template: str | None = None
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def keywords(self) -> dict[str, Any]:
+        """The method's keyword arguments as the public call takes them."""
+        return {"template": self.template, **self.arguments}
+
+
+def label_call(
+    column: Hashable | None,
+    labels: Sequence[str],
+    instructions: str | None,
+    multi: bool,
+    structured: bool,
+    template: str | None,
+) -> Call:
+    arguments = {
+        "labels": list(labels),
+        "instructions": instructions,
+        "multi": multi,
+        "structured": structured,
+    }
+    return Call("label", column, template, arguments)
+
+
+def extract_call(
+    column: Hashable | None,
+    schema: object,
+    instructions: str | None,
+    flatten: bool,
+    structured: bool,
+    template: str | None,
+) -> Call:
+    arguments = {
+        "schema": schema,
+        "instructions": instructions,
+        "flatten": flatten,
+        "structured": structured,
+    }
+    return Call("extract", column, template, arguments)
+
+
+class Calls(ABC, Generic[Out]):
+    """``complete``, ``label`` and ``extract``, each returning ``Out``."""
+
+    @abstractmethod
+    def _call(self, call: Call, options: dict[str, Any]) -> Out:
+        """Run ``call`` with the run ``options`` (not yet checked)."""
+
+    def complete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """Answer every row; the result has ``response``, ``error``, ``latency`` ...
+
+        ``column`` holds the prompts, or ``template="... {col} ..."`` builds them from
+        columns (a Series: its values are the prompts, no column). Options: every keyword of
+        ``RunOptions`` (``docs/contract.md``, "Options"): the endpoint (model, base_url,
+        api_key ...), limits, retries, cache, progress, prices, and the chat-completions
+        parameters by name (temperature, max_tokens, ...); a provider's own in
+        ``extra_body={...}``. An unknown name raises ``ConfigError`` naming the closest
+        option, before anything is sent. Result columns and failure kinds:
+        ``docs/contract.md``.
+
+        ``batch=True`` sends the rows through the provider's Batch API instead (about half
+        the price, answers within 24 hours; ``BatchLimits(...)`` for a provider with smaller
+        per-batch limits) and waits for it; ``df.holysheep.batch.complete(...)`` submits and
+        returns a ``BatchHandle`` at once. Raises ``BatchUnavailableError`` when the provider
+        has no Batch API (nothing charged). See ``docs/contract.md``, "Batch".
+        """
+        return self._call(Call("complete", column, template), dict(options))
+
+    def label(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """Give every row one label of ``labels`` (several with ``multi=True``).
+
+        Returns ``complete()``'s result plus a ``label`` column (a Categorical over
+        ``labels``; lists with ``multi=True``) before ``response``, the raw answer. An answer
+        outside the set leaves the label missing and says ``not in label set: '...'`` in
+        ``error``. ``instructions`` say what the labels mean; ``structured=False`` drops the
+        JSON-schema ``response_format`` for servers that reject it. Options as ``complete``.
+
+        With ``logprobs=True`` (a chat-completions parameter) a ``confidence`` column (float,
+        0..1) follows the label: the probability the model gave its label, the product of
+        ``exp(logprob)`` over the tokens that spell it (OpenAI's cookbook "Using logprobs").
+        It is the model's own probability, not a calibrated accuracy, and NaN when the server
+        sends no logprobs, for rows answered from the cache, and when the answer does not
+        spell the label out (see ``ConfidentLabels``).
+        """
+        call = label_call(column, labels, instructions, multi, structured, template)
+        return self._call(call, dict(options))
+
+    def extract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """Pull the fields of ``schema`` out of every row, into typed columns.
+
+        ``schema`` is a pydantic model class, a dict of field name to type (``{"product":
+        str, "stars": int | None, "tone": Literal["warm", "cold"]}``) or a JSON Schema with
+        an object at the top. Returns ``complete()``'s result with one column per top-level
+        field before ``response`` (the raw answer): ``string``, ``Int64``, ``Float64``,
+        ``boolean``, ``category`` for a Literal or Enum, ``object`` for lists and nested
+        objects (as dicts). A field named like a column of the frame goes to ``<field>_2``
+        (``_3``, ...), never over it. ``flatten=False`` gives one ``extracted`` column of
+        dicts instead.
+
+        Requests carry a strict ``json_schema`` ``response_format``; once a server rejects
+        it, the rest of the run describes the schema in the system message instead (with a
+        notice), and ``structured=False`` does so from the start. The JSON object is read
+        from the answer as plain JSON, a fenced block or after prose, past any
+        ``<think>...</think>``, and validated in pydantic's strict mode: nothing is coerced.
+        A row whose answer does not fit has every field missing and ``error`` names each
+        field and why (``answer does not fit the schema: stars: not an integer ('five')``);
+        the report counts failures per field. A key the schema does not name is refused for
+        a dict of types, follows ``additionalProperties`` for a JSON Schema and the model's
+        own ``extra`` setting for a pydantic model (pydantic's default drops it); an
+        optional field may be null or left out (strict mode has no optional properties,
+        so the request asks for it as nullable). Raises ``ConfigError`` for a schema it cannot
+        use. Options as ``complete``.
+        """
+        call = extract_call(column, schema, instructions, flatten, structured, template)
+        return self._call(call, dict(options))
+
+
+class AsyncCalls(ABC, Generic[Out]):
+    """``acomplete``, ``alabel`` and ``aextract``: the calls for ``await`` in a notebook cell
+    or async code, in the caller's event loop, without patching it."""
+
+    @abstractmethod
+    async def _acall(self, call: Call, options: dict[str, Any]) -> Out:
+        """Run ``call`` with the run ``options`` in the running loop."""
+
+    async def acomplete(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """``complete`` for ``await``."""
+        return await self._acall(Call("complete", column, template), dict(options))
+
+    async def alabel(
+        self,
+        column: Hashable | None = None,
+        *,
+        labels: Sequence[str],
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        template: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """``label`` for ``await``."""
+        call = label_call(column, labels, instructions, multi, structured, template)
+        return await self._acall(call, dict(options))
+
+    async def aextract(
+        self,
+        column: Hashable | None = None,
+        *,
+        schema: object,
+        instructions: str | None = None,
+        template: str | None = None,
+        flatten: bool = True,
+        structured: bool = True,
+        **options: Unpack[RunOptions],
+    ) -> Out:
+        """``extract`` for ``await``."""
+        call = extract_call(column, schema, instructions, flatten, structured, template)
+        return await self._acall(call, dict(options))

@@ -1,0 +1,76 @@
+"""How evaluation results read: figures with their intervals, as text and as HTML.
+
+A result shows a summary (``_render``'s key/value table: the same look as the run report)
+and its tables (pandas' own text and HTML). The confusion matrix is an HTML heat map: each
+cell shaded by its share of the gold row, so recall reads along the diagonal.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+from holysheep_nb._render import Sections, render_html, render_text
+from holysheep_nb.quality.intervals import Interval
+
+
+def figure(value: float, interval: Interval, percent: bool = True) -> tuple[str, str]:
+    """``(value, "(low to high)")`` as shown in a summary row."""
+    if math.isnan(value):
+        return "n/a", ""
+    low, high = interval
+
+    def shown(x: float) -> str:
+        return f"{x:.1%}" if percent else f"{x:.3f}"
+
+    note = "" if math.isnan(low) else f"({shown(low)} to {shown(high)})"
+    return shown(value), note
+
+
+def text(title: str, sections: Sections, tables: list[tuple[str, pd.DataFrame]]) -> str:
+    """The summary, then each titled table, as plain text for a terminal."""
+    parts = [render_text(title, sections)]
+    parts.extend(f"\n{name}\n{table.to_string(float_format=_float)}" for name, table in tables)
+    return "\n".join(parts)
+
+
+def page(
+    title: str, sections: Sections, tables: list[tuple[str, pd.DataFrame]], css_class: str
+) -> str:
+    """The summary, then each titled table, as HTML for Jupyter (confusion as a heat map)."""
+    parts = [render_html(title, sections, css_class)]
+    for name, table in tables:
+        parts.append(f"<p><b>{html.escape(name)}</b></p>")
+        parts.append(
+            heat_map(table) if name.startswith("confusion") else table.to_html(float_format=_float)
+        )
+    return "\n".join(parts)
+
+
+def heat_map(confusion: pd.DataFrame) -> str:
+    """The confusion matrix as an HTML table, each cell shaded by its share of its row."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in confusion.columns)
+    lines = [
+        '<table class="holysheep-confusion">',
+        f"<tr><th>{esc(str(confusion.index.name))} \\ {esc(str(confusion.columns.name))}</th>"
+        f"{head}</tr>",
+    ]
+    for gold, row in confusion.iterrows():
+        total = row.sum()
+        cells = []
+        for count in row:
+            alpha = count / total if total else 0.0
+            cells.append(
+                f'<td style="text-align:right;background:rgba(31,119,180,{alpha:.2f})">'
+                f"{int(count):,}</td>"
+            )
+        lines.append(f"<tr><th>{esc(str(gold))}</th>{''.join(cells)}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _float(value: float) -> str:
+    return f"{value:.3f}"

@@ -1,0 +1,104 @@
+"""``python -m holysheep_nb evaluate FILE --gold COLUMN``, the light import and the hint
+given without the ``eval`` extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import holysheep_nb
+from holysheep_nb.__main__ import main
+from holysheep_nb.files import write_table
+from holysheep_nb.quality._deps import load
+
+REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def result_file(tmp_path: Path) -> Path:
+    frame = pd.DataFrame(
+        {
+            "text": list("abcde"),
+            "sentiment": ["positive", "negative", "neutral", "positive", None],
+            "label": ["positive", "negative", "positive", None, "neutral"],
+            "confidence": [0.9, 0.8, 0.6, None, 0.7],
+            "error": [None, None, None, "not in label set: 'meh'", None],
+        }
+    )
+    path = tmp_path / "labelled.csv"
+    write_table(frame, path, "csv")
+    return path
+
+
+def test_evaluate_a_csv_result(result_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["evaluate", str(result_file), "--gold", "sentiment", "--threshold-for", "0.2"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "4 rows with gold" in out
+    assert "accuracy       50.0%" in out
+    assert "(counted wrong; not in label set: 1)" in out
+    assert "ECE" in out  # the confidence column was read back as numbers
+    assert "for accuracy 20.0%" in out
+
+
+def test_agreement_from_the_command_line(
+    result_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(result_file), "--against", "sentiment"]) == 0
+    assert "Cohen's kappa" in capsys.readouterr().out
+
+
+def test_fields_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fields.jsonl"
+    rows = [{"stars": 4, "gold": "4"}, {"stars": 2, "gold": "3"}]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert main(["evaluate", str(path), "--gold", "stars=gold", "--tolerance", "1"]) == 0
+    assert "stars              100.0%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--gold", "nope"], "gold 'nope' is not a column"),
+        ([], "not neither"),
+        (["--gold", "a=b", "--gold", "c"], "FIELD=COLUMN pairs"),
+        (["--gold", "sentiment", "--threshold-for", "0.9", "--confidence", "text"], "numbers"),
+    ],
+)
+def test_misuse_exits_2(
+    result_file: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(result_file), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "krippendorff", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'holysheep_nb\[eval\]'"):
+        load("krippendorff")
+
+
+def test_importing_the_package_loads_no_statistics_library() -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    code = (
+        "import sys, pandas as pd, holysheep_nb\n"
+        "pd.DataFrame({'text': ['a']}).holysheep\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'krippendorff', 'holysheep_nb.quality')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=env,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
