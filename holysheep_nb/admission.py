@@ -19,14 +19,17 @@ from typing import Protocol
 
 from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.clock import Clock
+from holysheep_nb.errors import HolySheepError
 from holysheep_nb.outcome import RunStats, RunStop
 from holysheep_nb.ratelimit import SharedLimit, Throttle
 
 Headers = Mapping[str, str] | None
 
 
-class Stopped(Exception):
-    """Raised inside a run's waits once the run has stopped: the send never goes.
+class Stopped(HolySheepError):
+    """Raised inside a run's waits once the run has stopped: the send never goes. The
+    engine catches it (a row not sent); it never reaches the caller, and sits in the one
+    error tree only because it crosses modules (admission, pool, engine).
 
     ``reason`` is the stop a part found (every run sharing a limit has stopped), for the run
     to take on; None when the run itself had stopped.
