@@ -48,6 +48,7 @@ from holysheep_nb.outcome import (
     RunStop,
     read_answer,
 )
+from holysheep_nb.patience import Patience
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.pool import Halt, RowWork, WorkerPool
 from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
@@ -151,6 +152,7 @@ class _Run:
         self.structured = True  # False once the server rejected response_format
         self.form = FormWatch()  # whether the server heeds response_format (form_watch)
         self.connect_failures = 0
+        self.patience = Patience(settings.retry.max_retry_after)
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         engine = self.engine
@@ -239,6 +241,11 @@ class _Run:
                     assert attempt.judgement.stop is not None
                     self.stop_run(attempt.judgement.stop)
                     return self.failed(row, attempt)
+                case Verdict.RETRY if attempt.status == 429:
+                    # A rate limit: the provider takes the row later, at no attempt's cost.
+                    last = await self.later(row, attempt)
+                    if last is not None:
+                        return last
                 case Verdict.RETRY:
                     last = await self.retry(row, attempt)
                     if last is not None:
@@ -281,6 +288,7 @@ class _Run:
         finally:
             self.admission.leave(headers)
         budget_spent = self.holds.observe(headers)
+        self.patience.heard(attempt.status, self.engine.clock.now())
         if attempt.status == 429:
             if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
                 self.window.rate_limited(
@@ -304,7 +312,32 @@ class _Run:
             return self.failed(row, attempt)
         delay = next_delay(row.attempts, policy, wait, self.engine.jitter())
         self.stats.retries += 1
-        if attempt.status == 429 and (row.budget_spent or self.window.cluster):
+        try:
+            await self.rest(delay)
+        except Stopped:
+            return self.not_sent(row)
+        return None
+
+    async def later(self, row: RowState, attempt: Attempt) -> RowOutcome | None:
+        """Wait out a rate-limit 429 without spending an attempt, within the run's and the
+        row's bounds (``patience``); the row's final outcome when it goes no further."""
+        policy = self.engine.settings.retry
+        stop = self.patience.stop(self.engine.clock.now(), attempt.detail)
+        if stop is not None:
+            self.stop_run(stop)
+            return self.not_sent(row)
+        wait = attempt.retry_after
+        if wait is not None and wait > policy.max_retry_after:
+            self.stop_run(wait_too_long(wait, attempt.status))
+            return self.failed(row, attempt)
+        row.rate_limited += 1
+        delay = next_delay(row.rate_limited, policy, wait, self.engine.jitter())
+        if row.limited_for + delay > policy.max_retry_after:
+            return self.refused(row, attempt)  # only this row is refused, for that long
+        row.limited_for += delay
+        row.attempts -= 1
+        self.stats.retries += 1
+        if row.budget_spent or self.window.cluster:
             # The account's budget is spent: hold every new send, not just this row.
             self.holds.pause(self.engine.clock.now() + delay, "429s back to back")
             return None
@@ -387,6 +420,12 @@ class _Run:
 
     def failed(self, row: RowState, attempt: Attempt) -> RowOutcome:
         return failed(row, attempt, self.engine.endpoint.api_key, self.engine.clock.now())
+
+    def refused(self, row: RowState, attempt: Attempt) -> RowOutcome:
+        """A row the provider refused with 429s for ``max_retry_after`` in all."""
+        outcome = self.failed(row, attempt)
+        times = f"{row.rate_limited + 1} times over {row.limited_for:,.0f} s"
+        return replace(outcome, detail=f"{outcome.detail} (refused {times})")
 
     def not_sent(self, row: RowState) -> RowOutcome:
         return not_sent(row, self.halt.reason, self.engine.clock.now())

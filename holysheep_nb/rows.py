@@ -30,6 +30,8 @@ class RowState:
     free_resends: int = 0
     budget_spent: bool = False  # the last answer's headers said the budget is spent
     held: float = 0.0  # seconds its retries waited for the pace or a spent budget
+    rate_limited: int = 0  # rate-limit 429s it got, which spent no attempt (patience)
+    limited_for: float = 0.0  # seconds it was told to wait by those 429s
     structured: bool = False  # the last send carried response_format
     in_words: bool = False  # sent again with the schema in the system message (form_watch)
 
