@@ -48,7 +48,7 @@ from holysheep_nb.outcome import (
     RunStop,
     read_answer,
 )
-from holysheep_nb.patience import Patience
+from holysheep_nb.patience import DeadServer, Patience
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.pool import Halt, RowWork, WorkerPool
 from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
@@ -153,6 +153,7 @@ class _Run:
         self.form = FormWatch()  # whether the server heeds response_format (form_watch)
         self.connect_failures = 0
         self.patience = Patience(settings.retry.max_retry_after)
+        self.dead = DeadServer()
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         engine = self.engine
@@ -289,6 +290,9 @@ class _Run:
             self.admission.leave(headers)
         budget_spent = self.holds.observe(headers)
         self.patience.heard(attempt.status, self.engine.clock.now())
+        dead = self.dead.heard(row.row_id, attempt.status, attempt.detail)
+        if dead is not None:
+            self.stop_run(dead)
         if attempt.status == 429:
             if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
                 self.window.rate_limited(

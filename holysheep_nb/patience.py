@@ -15,13 +15,22 @@ The waiting is bounded by the run's own ``max_retry_after``, twice:
 - a row (``RowState.limited_for``): a row refused for that long in all while other rows are
   answered (a request the provider never takes, such as one larger than a tokens-per-minute
   limit) fails with its 429.
+
+A 500 that every request gets (a local server that cannot load its model) is a server
+that is down, not busy: ``DeadServer`` stops the run when nothing has succeeded and the
+answers so far are the same server error, as a ``base_url`` nobody answers on does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from holysheep_nb.outcome import RunStop
+
+#: Answers, all the same HTTP 500 with nothing succeeded before them, that stop the run.
+DEAD_ANSWERS = 4
+#: ... coming from at least this many rows (one row's own 500s are that row's problem).
+DEAD_ROWS = 2
 
 
 @dataclass(slots=True)
@@ -49,4 +58,33 @@ class Patience:
             "pass requests_per_minute= at your plan's limit so the run paces itself, or "
             f"max_retry_after= above {self.limit:.0f} to wait longer; run the cell again: "
             "only the rows not answered are sent",
+        )
+
+
+@dataclass(slots=True)
+class DeadServer:
+    """Whether every answer so far is the same HTTP 500, with nothing succeeded yet."""
+
+    answers: int = 0
+    #: The rows those answers were for; None once watching ended (something else came back).
+    rows: set[object] | None = field(default_factory=set)
+    detail: str | None = None
+
+    def heard(self, row_id: object, status: int | None, detail: str) -> RunStop | None:
+        """An answer for ``row_id``; the run's stop when the server seems down, else None."""
+        if self.rows is None or status is None:
+            return None
+        if status != 500 or (self.detail is not None and detail != self.detail):
+            self.rows = None  # a success, or another answer: this server is not simply down
+            return None
+        self.detail = detail
+        self.answers += 1
+        self.rows.add(row_id)
+        if self.answers < DEAD_ANSWERS or len(self.rows) < DEAD_ROWS:
+            return None
+        self.rows = None
+        return RunStop(
+            f"the server answered HTTP 500 to every request: {detail}",
+            "the server is up but failing (a local server that cannot load its model says "
+            "so): check its log, fix it, and run the cell again",
         )

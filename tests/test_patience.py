@@ -85,6 +85,34 @@ async def test_a_spent_quota_still_stops_the_run_at_once(clock: FakeClock) -> No
     assert clock.sleeps == []
 
 
+async def test_a_server_failing_every_request_stops_within_its_first_answers(
+    clock: FakeClock,
+) -> None:
+    """Ollama that cannot load its model answers 500 to everything: the run stops at the
+    fourth such answer with the server's message (it used to retry every row 6 times)."""
+    config = ServerConfig(provider="ollama", faults=Faults({"500-load": 1.0}))
+    async with await start_server(config) as server:
+        with pytest.warns(HolySheepWarning, match="HTTP 500 to every request"):
+            outcomes, stats = await run(server, clock, [f"row {i}" for i in range(100)])
+        sent = server.stats()["requests"]
+    assert stats.stop is not None
+    assert "model" in stats.stop.cause  # Ollama's own words about the model it cannot load
+    assert "{" not in stats.stop.cause  # its message, not raw JSON
+    assert sent <= 8  # the first answers of 4 in flight, and their retries, at most
+    assert stats.succeeded == 0
+    assert len(outcomes) == 100
+
+
+async def test_one_row_failing_with_500s_does_not_stop_a_working_run(clock: FakeClock) -> None:
+    prompts = ["broken {{fault:500*99}}", *[f"row {i}" for i in range(11)]]
+    async with await start_server(ServerConfig()) as server:
+        outcomes, stats = await run(server, clock, prompts)
+    assert stats.stop is None
+    assert outcomes[0].error is not None
+    assert outcomes[0].error.startswith("HTTP 500 after 6")
+    assert all(o.error is None for o in outcomes[1:])
+
+
 def paced_report(requests: int, limited: int, held: float) -> RunReport:
     stats = RunStats(requests_sent=requests, rate_limited=limited, paused_seconds=held)
     for i in range(100):
