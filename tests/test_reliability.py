@@ -51,10 +51,11 @@ MAX_RETRIES = 5  # 6 attempts: a row hit by 6% random faults exhausts them with 
 #: out answers the plan meant to be "badjson".
 TIMEOUT = 5.0
 
+#: Rate-limit 429s: they spend no attempt, so a row they meet MAX_RETRIES + 1 times (or any
+#: number of times within the run's max_retry_after) is answered all the same.
+RATE_LIMITS = ("429", "429-ms", "429-date")
 #: Retryable faults and the start of the error a row gets when one of them persists.
 RETRYABLE = {
-    "429": "HTTP 429 after 6 attempts: ",
-    "429-ms": "HTTP 429 after 6 attempts: ",
     "500": "HTTP 500 after 6 attempts: ",
     "502": "HTTP 502 after 6 attempts: ",
     "503": "HTTP 503 after 6 attempts: ",
@@ -86,6 +87,7 @@ class Plan:
     #: A dropped connection that had come from the pool may be resent without spending an
     #: attempt (the server may never have read it), up to FREE_RESENDS times per row.
     slack: int = 0
+    free: int = 0  # rate-limit 429s the row meets, which spend no attempt
 
 
 def soak_rows(rows: int, seed: int) -> tuple[list[str], dict[int, Plan]]:
@@ -101,9 +103,11 @@ def soak_rows(rows: int, seed: int) -> tuple[list[str], dict[int, Plan]]:
     words = ["great kettle", "awful lamp", "ok chair", "ดีมาก", "😍 love it", "壊れた"]
     texts = [f"row {i}: {rng.choice(words)} #{rng.randrange(10**9)}" for i in range(rows)]
     plans: dict[int, Plan] = {}
-    persistent = [*RETRYABLE] * max(1, rows // 2000) + [*PERMANENT] * max(1, rows // 3000)
+    persistent = [*RETRYABLE, "429", "429-ms"] * max(1, rows // 2000) + [*PERMANENT] * max(
+        1, rows // 3000
+    )
     transient = ["429-date", "429-date"] + [
-        rng.choice(list(RETRYABLE)) for _ in range(max(10, rows * 15 // 1000) - 2)
+        rng.choice([*RETRYABLE, "429", "429-ms"]) for _ in range(max(10, rows * 15 // 1000) - 2)
     ]
     positions = rng.sample(range(rows), k=len(persistent) + len(transient))
     for kind in persistent:
@@ -111,6 +115,9 @@ def soak_rows(rows: int, seed: int) -> tuple[list[str], dict[int, Plan]]:
         if kind in PERMANENT:
             texts[position] += f" {{{{fault:{kind}}}}}"
             plans[position] = Plan(kind, 1, fails=True)
+        elif kind in RATE_LIMITS:
+            texts[position] += f" {{{{fault:{kind}*{MAX_RETRIES + 1}}}}}"
+            plans[position] = Plan(kind, 1, fails=False, free=MAX_RETRIES + 1)
         else:
             # Enough drops to outlast the free resends too: the row fails all the same.
             times = MAX_RETRIES + 1 + (FREE_RESENDS if kind == "drop" else 0)
@@ -121,7 +128,10 @@ def soak_rows(rows: int, seed: int) -> tuple[list[str], dict[int, Plan]]:
         times = 1 if kind == "429-date" else rng.randint(1, MAX_RETRIES)
         texts[position] += f" {{{{fault:{kind}*{times}}}}}"
         slack = min(times, FREE_RESENDS) if kind == "drop" else 0
-        plans[position] = Plan(kind, times + 1, fails=False, slack=slack)
+        if kind in RATE_LIMITS:
+            plans[position] = Plan(kind, 1, fails=False, free=times)
+        else:
+            plans[position] = Plan(kind, times + 1, fails=False, slack=slack)
     return texts, plans
 
 
@@ -203,21 +213,24 @@ async def test_soak_with_mixed_faults_loses_and_mixes_nothing(tmp_path: Path) ->
     ]
     assert wrong == [], f"rows that took an unexpected number of attempts: {wrong[:5]}"
 
-    # The server saw exactly the attempts the rows account for, and each failed attempt was
-    # one injected fault (no spurious timeout, no request lost on the way).
+    # The server saw exactly the attempts the rows account for, plus the 429s (which spend
+    # none), and each failed attempt was one injected fault (no spurious timeout, no request
+    # lost on the way).
     report = out.holysheep.report()
     total_attempts = int(attempts.sum())
-    assert stats["requests"] == total_attempts + report.resent == report.requests_sent
+    free = report.rate_limited
+    assert stats["requests"] == total_attempts + report.resent + free == report.requests_sent
     assert report.resent <= stats["faults"].get("drop", 0)  # only a dropped request is resent
-    assert report.retries == total_attempts - SOAK_ROWS
+    assert report.retries == total_attempts - SOAK_ROWS + free
     faults = Counter(stats["faults"])
-    assert sum(faults.values()) == total_attempts + report.resent - int(answered.sum())
+    assert free == sum(faults[kind] for kind in RATE_LIMITS)
+    assert sum(faults.values()) == total_attempts + report.resent + free - int(answered.sum())
     marked: Counter[str] = Counter()
     for plan in plans.values():
-        marked[plan.kind] += plan.attempts - (0 if plan.fails else 1)
+        marked[plan.kind] += plan.attempts - (0 if plan.fails else 1) + plan.free
     for kind, count in marked.items():
         assert faults[kind] >= count, (kind, faults[kind], count)
-    assert set(faults) == set(RETRYABLE) | set(PERMANENT) | {"429-date"}
+    assert set(faults) == set(RETRYABLE) | set(PERMANENT) | set(RATE_LIMITS)
     share = sum(faults.values()) / stats["requests"]
     assert 0.07 <= share <= 0.14, f"faults were {share:.1%} of requests, meant ~10%"
     print(
