@@ -23,7 +23,7 @@ from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
-from holysheep_nb.progress import RunProgress
+from holysheep_nb.progress import Progress, RunProgress
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.report import RunReport
 from holysheep_nb.results import ResultColumns
@@ -55,6 +55,10 @@ class CompletionJob:
     (an answer that does not fit is that row's failure from the moment it is recorded) and
     the format's columns are added to the frame.
     """
+
+    #: A bar shared with other runs, handed in before ``run()`` (``compare()``'s variants
+    #: share one: ``progress.SharedProgress``); None: the run draws its own.
+    progress: Progress | None = None
 
     def __init__(
         self,
@@ -88,7 +92,9 @@ class CompletionJob:
         interrupt.forget()
         options = self.options
         cache = self._open_cache()
-        progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
+        progress = self.progress or RunProgress(
+            len(self.source), enabled=options.progress, now=self.clock.now
+        )
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, tuple[str, str | None]] = {}
         columns = self.columns
@@ -241,7 +247,7 @@ class CompletionJob:
         """The prompt of one row, built again (to confirm a match found by its hash)."""
         return next(self.source.chunk(position, position + 1)).text
 
-    async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
+    async def _tick(self, progress: Progress, cache: ResponseCache | None) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             progress.refresh(self.stats)
