@@ -39,6 +39,11 @@ class LoopError(HolySheepError, RuntimeError):
     re-entrant (uvloop); the message says to ``await`` the async form instead."""
 
 
+class RunStoppedError(HolySheepError):
+    """A run stopped as a whole (a refused key, an unknown model) where going on would
+    mislead: ``compare()`` raises it rather than count a stopped variant's rows as wrong."""
+
+
 class HolySheepWarning(UserWarning):
     """Something the user should know about a run that still returned its frame: the run
     stopped early, or fell back to asking without structured output."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.errors import ConfigError, RunStoppedError
 from holysheep_nb.job_options import check_names
 from holysheep_nb.namespace import Call, Calls
 from holysheep_nb.progress import SharedProgress
@@ -111,9 +111,10 @@ class VariantRuns:
     async def run(self) -> Comparison:
         """Run every variant in turn on one bar, then compare the result frames.
 
-        A run that fails as a whole (a refused key, an unknown model) stops the comparison
-        at once, with the variant's name in the error; answers already received stay in the
-        cache, so the same call again sends only what is missing.
+        A variant whose run stopped as a whole (a refused key, an unknown model) stops the
+        comparison at once with a ``RunStoppedError`` naming it: its rows would all count as
+        wrong. Answers already received stay in the cache, so the same call again sends only
+        what is missing.
         """
         total = len(self.frame) * len(self.jobs)
         bar = SharedProgress(total, enabled=self.progress)
@@ -121,13 +122,8 @@ class VariantRuns:
         try:
             for variant, job in self._built():
                 job.progress = bar.part(variant.name)
-                try:
-                    results[variant.name] = await job.run()
-                except HolySheepError as exc:
-                    add_note = getattr(exc, "add_note", None)  # Python 3.11+
-                    if add_note is not None:
-                        add_note(f"while running the compare() variant {variant.name!r}")
-                    raise
+                out = results[variant.name] = await job.run()
+                _check_finished(variant.name, out)
         finally:
             bar.close()
         return Comparison.of(
@@ -153,6 +149,16 @@ class VariantRuns:
             v.name: self.make_job(target, v.call, dict(v.options), False).plan().to_send
             for v in self.variants
         }
+
+
+def _check_finished(name: str, out: pd.DataFrame) -> None:
+    """Raise ``RunStoppedError`` when the variant's run stopped before its end."""
+    report = out.holysheep.report()
+    if report.stop_cause is not None:
+        advice = f": {report.stop_advice}" if report.stop_advice else ""
+        raise RunStoppedError(
+            f"compare() stopped at variant {name!r}, whose run stopped: {report.stop_cause}{advice}"
+        )
 
 
 def _check_project_to(project_to: object) -> None:
