@@ -219,7 +219,8 @@ class SharedProgress:
     ``part(name)`` is handed to the next run as its bar: the run's tally is drawn on top of
     the finished runs' (rows done, ok, failed, retried, cached), with ``variant=<name>`` in
     the postfix; the part's ``close`` adds the run to the finished ones and leaves the bar
-    open. ``close()`` closes the bar itself. ``total``: the rows of every run together.
+    open. ``close()`` closes the bar itself. ``total``: the rows of every run together;
+    ``file`` and ``now`` as ``RunProgress``'s.
     """
 
     def __init__(
@@ -229,8 +230,9 @@ class SharedProgress:
         enabled: bool = True,
         description: str = "holysheep compare",
         file: IO[str] | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._bar = RunProgress(total, enabled=enabled, description=description, file=file)
+        self._bar = RunProgress(total, enabled=enabled, description=description, file=file, now=now)
         self._finished = RunStats()
 
     def part(self, name: str) -> Progress:
