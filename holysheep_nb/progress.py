@@ -163,6 +163,12 @@ class RunProgress:
         self._draw(stats, extra)
         self._drawn_at = now
 
+    def draw(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        """Redraw now, whatever the pace (a shared bar as one of its runs ends)."""
+        if not self._bar.disable:
+            self._draw(stats, extra)
+            self._drawn_at = self._now()
+
     def set_total(self, total: int) -> None:
         """Set the rows to expect when they were not known at the start (a Dask run's)."""
         set_total(self._bar, total)
@@ -218,9 +224,10 @@ class SharedProgress:
 
     ``part(name)`` is handed to the next run as its bar: the run's tally is drawn on top of
     the finished runs' (rows done, ok, failed, retried, cached), with ``variant=<name>`` in
-    the postfix; the part's ``close`` adds the run to the finished ones and leaves the bar
-    open. ``close()`` closes the bar itself. ``total``: the rows of every run together;
-    ``file`` and ``now`` as ``RunProgress``'s.
+    the postfix; the part's ``close`` adds the run to the finished ones, draws them at once
+    (a quick run is seen even between two paced redraws) and leaves the bar open.
+    ``close()`` closes the bar itself. ``total``: the rows of every run together; ``file``
+    and ``now`` as ``RunProgress``'s.
     """
 
     def __init__(
@@ -268,7 +275,7 @@ class _Part:
     def close(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
         shared = self._shared
         shared._finished = shared._with_finished(stats)
-        shared._bar.refresh(shared._finished, {"variant": self._name, **(extra or {})})
+        shared._bar.draw(shared._finished, {"variant": self._name, **(extra or {})})
 
 
 def final_bundle(text: str, done: int, total: int | None) -> dict[str, str]:

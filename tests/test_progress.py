@@ -118,7 +118,9 @@ def test_a_shared_bar_adds_each_run_to_the_finished_ones(clock: FakeClock) -> No
     last = log.getvalue().rsplit("\r", 1)[-1]
     assert "4/6" in last
     assert "ok=3, failed=1, retried=4, cached=1, variant=b" in last
-    second.close(RunStats(succeeded=3, cached=2))
+    second.close(RunStats(succeeded=3, cached=2))  # no time passed: drawn all the same
+    assert "6/6" in log.getvalue().rsplit("\r", 1)[-1]
+    assert "variant=b" in log.getvalue().rsplit("\r", 1)[-1]
     bar.close()
     last = log.getvalue().strip().rsplit("\r", 1)[-1]
     assert "6/6" in last
