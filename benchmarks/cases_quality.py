@@ -146,7 +146,7 @@ def _one_seed(seed: int, tally: Tally) -> None:
 
 def coverage(ctx: Context) -> list[Figure]:
     """Case: the accuracy interval's coverage of the whole sample's accuracy."""
-    tally = _pass(ctx.pick(1000, 20))
+    tally = _pass(ctx.pick(1000, 10))
     ctx.details["coverage"] = {
         name: {"covered": tally.covered[name], "mean_width": float(np.mean(tally.widths[name]))}
         for name in MODELS
@@ -165,7 +165,7 @@ def coverage(ctx: Context) -> list[Figure]:
 
 def power(ctx: Context) -> list[Figure]:
     """Case: how often compare's statistics tell sim-large from sim-small on a sample."""
-    tally = _pass(ctx.pick(1000, 20))
+    tally = _pass(ctx.pick(1000, 10))
     ctx.details["power"] = {"median_p": float(np.median(tally.p_values))}
     return [
         Figure(
@@ -183,7 +183,7 @@ def power(ctx: Context) -> list[Figure]:
 
 def threshold(ctx: Context) -> list[Figure]:
     """Case: does the threshold chosen on gold rows of sim-large hold on the others?"""
-    tally = _pass(ctx.pick(1000, 20))
+    tally = _pass(ctx.pick(1000, 10))
     returned = tally.returned
     kept = float(np.mean(tally.kept)) if tally.kept else float("nan")
     ctx.details["threshold"] = {
