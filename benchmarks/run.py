@@ -35,6 +35,7 @@ import cases_latency
 import cases_limits
 import cases_memory
 import cases_quality
+import cases_sample
 import cases_throughput
 from harness import Context, Figure, cpu_count
 
@@ -55,6 +56,7 @@ CASES: dict[str, Case] = {
     "dask": cases_dask.dask_path,
     "stray429": cases_adaptive.stray_429,
     "cap": cases_adaptive.concurrency_cap,
+    "sample": cases_sample.sample_reviews,
     "coverage": cases_quality.coverage,
     "power": cases_quality.power,
     "threshold": cases_quality.threshold,
