@@ -34,6 +34,7 @@ import cases_import
 import cases_latency
 import cases_limits
 import cases_memory
+import cases_quality
 import cases_sample
 import cases_throughput
 from harness import Context, Figure, cpu_count
@@ -56,6 +57,9 @@ CASES: dict[str, Case] = {
     "stray429": cases_adaptive.stray_429,
     "cap": cases_adaptive.concurrency_cap,
     "sample": cases_sample.sample_reviews,
+    "coverage": cases_quality.coverage,
+    "power": cases_quality.power,
+    "threshold": cases_quality.threshold,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -29,6 +29,7 @@ from holysheep_nb.errors import (
     HolySheepWarning,
     LoopError,
     MissingAPIKeyError,
+    RunStoppedError,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ __all__ = [
     "RowOutcome",
     "RunReport",
     "RunStats",
+    "RunStoppedError",
     "__version__",
     "cache_info",
     "clear_cache",

@@ -16,7 +16,7 @@ are loaded on first use.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
     from holysheep_nb.labels import ConfidentLabels, LabelSet
+    from holysheep_nb.quality.compare import VariantRuns
+    from holysheep_nb.quality.comparison import Comparison
     from holysheep_nb.report import RunReport
     from holysheep_nb.run_options import RunOptions
 
@@ -163,6 +165,28 @@ class HolySheepFrameAccessor(_PandasCalls):
 
         return evaluate(self._frame, gold, against=against, **options)
 
+    def compare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``label()`` this frame once per variant (``variants``: name -> the label()
+        arguments and run options it changes), on one bar, and compare the results against
+        ``gold=``, projecting the cost to ``project_to=``: holysheep_nb.quality.compare and
+        docs/evaluate.md (the ``eval`` extra)."""
+        return run_sync(self._variant_runs(column, variants, options).run)
+
+    async def acompare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``compare`` for ``await``."""
+        return await self._variant_runs(column, variants, options).run()
+
+    def _variant_runs(
+        self, column: Hashable | None, variants: Mapping[str, Any], options: dict[str, Any]
+    ) -> VariantRuns:
+        from holysheep_nb.quality.compare import VariantRuns
+
+        return VariantRuns.plan(self._frame, column, variants, options, make_job=_frame_job)
+
     def review(self, labels: Sequence[str] | None = None, **options: Any) -> Any:
         """Open a panel to label this frame's rows by hand, least sure first: keys 1-9,
         Enter accepts the model's label, Backspace goes back, s skips. Each answer goes at
@@ -213,6 +237,13 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
     def _submission(self, call: Call, options: dict[str, Any]) -> BatchJob:
         batch = options.pop("batch", True)
         return _batch_job(self._calls._job(call, options), batch or True)
+
+
+def _frame_job(
+    frame: pd.DataFrame, call: Call, options: dict[str, Any], sending: bool
+) -> CompletionJob:
+    """The job of ``call`` on ``frame`` (``compare()`` builds its variants' jobs with it)."""
+    return HolySheepFrameAccessor(frame)._job(call, options, sending=sending)
 
 
 def _submit_only(options: dict[str, Any]) -> bool:

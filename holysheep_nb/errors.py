@@ -5,6 +5,7 @@
     │   └── MissingAPIKeyError             no key (or the placeholder) for a remote base URL
     ├── FileFormatError                    a table file that cannot be read or written as asked
     ├── LoopError (also RuntimeError)      a sync call inside a running loop it cannot re-enter
+    ├── RunStoppedError                    compare(): a variant's run stopped as a whole
     └── BatchError                         a Batch API files or batches call failed
         └── BatchUnavailableError          no Batch API at this base URL (nothing charged)
 
@@ -19,7 +20,8 @@ server's ``server.schema_answers.SchemaError`` (also a ValueError).
 A failure of one row is never an exception: it becomes that row's ``error`` text. A failure
 that concerns the whole run (a refused key, no credits, a quota spent, a model that does not
 exist, a server that cannot be reached) stops it: answered rows keep their answers, the rest
-say ``not sent: <cause>``, and a ``HolySheepWarning`` says what happened and what to do.
+say ``not sent: <cause>``, and a ``HolySheepWarning`` says what happened and what to do
+(``compare()`` then raises ``RunStoppedError`` instead of going on to the next variant).
 ``asyncio.CancelledError`` and ``KeyboardInterrupt`` are never caught and always propagate.
 """
 
@@ -37,6 +39,11 @@ class ConfigError(HolySheepError, ValueError):
 class LoopError(HolySheepError, RuntimeError):
     """A synchronous call (``complete()``) inside a running event loop that cannot be made
     re-entrant (uvloop); the message says to ``await`` the async form instead."""
+
+
+class RunStoppedError(HolySheepError):
+    """A run stopped as a whole (a refused key, an unknown model) where going on would
+    mislead: ``compare()`` raises it rather than count a stopped variant's rows as wrong."""
 
 
 class HolySheepWarning(UserWarning):

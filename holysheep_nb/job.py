@@ -26,7 +26,7 @@ from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import RowOutcome, RunStats
 from holysheep_nb.planning import Ask, Known, RowPlanner
 from holysheep_nb.pool import RowWork
-from holysheep_nb.progress import RunProgress
+from holysheep_nb.progress import Progress, RunProgress
 from holysheep_nb.prompts import PromptSource
 from holysheep_nb.results import ResultColumns
 from holysheep_nb.sink import REPORT_ATTR, ResultSink
@@ -58,6 +58,10 @@ class CompletionJob:
     (an answer that does not fit is that row's failure from the moment it is recorded) and
     the format's columns are added to the frame.
     """
+
+    #: A bar shared with other runs, handed in before ``run()`` (``compare()``'s variants
+    #: share one: ``progress.SharedProgress``); None: the run draws its own.
+    progress: Progress | None = None
 
     def __init__(
         self,
@@ -96,7 +100,9 @@ class CompletionJob:
         interrupt.forget()
         options = self.options
         cache = self.sink.cache = self._open_cache()
-        progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
+        progress = self.progress or RunProgress(
+            len(self.source), enabled=options.progress, now=self.clock.now
+        )
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         sending = _Sending(RowPlanner(self.source, options, cache), self.sink)
         reader = self.answer_format.read if self.answer_format is not None else None
@@ -174,7 +180,7 @@ class CompletionJob:
         option = self.options.cache
         return None if option is False else ResponseCache.open(option, clock=self.clock)
 
-    async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
+    async def _tick(self, progress: Progress, cache: ResponseCache | None) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             progress.refresh(self.stats)

@@ -19,11 +19,12 @@ than streamed to stderr, where every redraw would become a line of the saved not
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from tqdm import std
 
@@ -162,6 +163,12 @@ class RunProgress:
         self._draw(stats, extra)
         self._drawn_at = now
 
+    def draw(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        """Redraw now, whatever the pace (a shared bar as one of its runs ends)."""
+        if not self._bar.disable:
+            self._draw(stats, extra)
+            self._drawn_at = self._now()
+
     def set_total(self, total: int) -> None:
         """Set the rows to expect when they were not known at the start (a Dask run's)."""
         set_total(self._bar, total)
@@ -200,6 +207,75 @@ class RunProgress:
         else:
             bar.refresh()
         self._drawn = _tally(stats, now, extra)
+
+
+class Progress(Protocol):
+    """What a run tells its bar: ``RunProgress``, or its part of a ``SharedProgress``."""
+
+    def refresh(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        """Redraw when the tally changed; from the run's tick."""
+
+    def close(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        """The run is over: draw its final state."""
+
+
+class SharedProgress:
+    """One bar over several runs made one after another (``compare()``'s variants).
+
+    ``part(name)`` is handed to the next run as its bar: the run's tally is drawn on top of
+    the finished runs' (rows done, ok, failed, retried, cached), with ``variant=<name>`` in
+    the postfix; the part's ``close`` adds the run to the finished ones, draws them at once
+    (a quick run is seen even between two paced redraws) and leaves the bar open.
+    ``close()`` closes the bar itself. ``total``: the rows of every run together; ``file``
+    and ``now`` as ``RunProgress``'s.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        description: str = "holysheep compare",
+        file: IO[str] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bar = RunProgress(total, enabled=enabled, description=description, file=file, now=now)
+        self._finished = RunStats()
+
+    def part(self, name: str) -> Progress:
+        """The bar of the next run, called ``name`` on the bar."""
+        return _Part(self, name)
+
+    def close(self) -> None:
+        """Draw the final state of every run together and close the bar."""
+        self._bar.close(self._finished)
+
+    def _with_finished(self, stats: RunStats) -> RunStats:
+        finished = self._finished
+        return dataclasses.replace(
+            stats,
+            succeeded=finished.succeeded + stats.succeeded,
+            failed=finished.failed + stats.failed,
+            retries=finished.retries + stats.retries,
+            cached=finished.cached + stats.cached,
+        )
+
+
+class _Part:
+    """One run's view of a ``SharedProgress``."""
+
+    def __init__(self, shared: SharedProgress, name: str) -> None:
+        self._shared = shared
+        self._name = name
+
+    def refresh(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        shared = self._shared
+        shared._bar.refresh(shared._with_finished(stats), {"variant": self._name, **(extra or {})})
+
+    def close(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
+        shared = self._shared
+        shared._finished = shared._with_finished(stats)
+        shared._bar.draw(shared._finished, {"variant": self._name, **(extra or {})})
 
 
 def final_bundle(text: str, done: int, total: int | None) -> dict[str, str]:

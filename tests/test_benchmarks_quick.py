@@ -100,6 +100,7 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
     names = {case["case"] for case in document["cases"]}
     assert names == {
         "throughput", "openai", "cache", "latency", "tail", "ratelimit", "memory", "import",
-        "provider", "extract", "dask", "stray429", "cap", "sample",
+        "provider", "extract", "dask", "stray429", "cap", "sample", "coverage", "power",
+        "threshold",
     }  # fmt: skip
     assert "met" in done.stdout.splitlines()[0]

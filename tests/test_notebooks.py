@@ -98,9 +98,27 @@ def _check_batch(nb: Any, text: str) -> None:
     assert 0 < int(resent.group(1)) <= 10
 
 
+def _check_evaluate_and_compare(nb: Any, text: str) -> None:
+    assert "holysheep_nb comparison of 4 variants" in text
+    for name in ("small", "small+defined", "large", "large+defined"):
+        assert re.search(rf"{re.escape(name)}\s+300\s+300\s+0\.\d+", text), name
+    assert "exact McNemar against the most accurate" in text
+    assert re.search(r"\bbest\s+\S+\s+the (most accurate|cheapest)", text)
+    assert "holysheep_nb evaluation: 300 rows with gold" in text
+    assert "whole frame (gold rows taken as a random sample)" in text
+    images = [output for output in _outputs(nb) if "image/png" in output.get("data", {})]
+    assert len(images) == 1, "the comparison plot"
+    assert re.search(r"threshold: 0\.\d+", text), "threshold_for returned None"
+    # The simulation knows the truth: the threshold chosen on 300 gold rows holds elsewhere.
+    held = re.search(r"accuracy of the kept rows outside the sample: ([\d.]+)", text)
+    assert held, "the threshold cell printed nothing"
+    assert float(held[1]) >= 0.95
+
+
 CHECKS: dict[str, Callable[[Any, str], None]] = {
     "quickstart.ipynb": _check_quickstart,
     "batch.ipynb": _check_batch,
+    "evaluate_and_compare.ipynb": _check_evaluate_and_compare,
     "limits_and_faults.ipynb": _check_limits_and_faults,
     "scale_out_with_dask.ipynb": _check_scale_out_with_dask,
 }

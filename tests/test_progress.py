@@ -13,7 +13,13 @@ import re
 import pytest
 
 from holysheep_nb.outcome import RunStats
-from holysheep_nb.progress import IDLE_INTERVAL, MIN_INTERVAL, RunProgress, set_total
+from holysheep_nb.progress import (
+    IDLE_INTERVAL,
+    MIN_INTERVAL,
+    RunProgress,
+    SharedProgress,
+    set_total,
+)
 from tests.fakes import FakeClock
 
 TICK = 0.1
@@ -94,6 +100,32 @@ def test_close_draws_the_final_state(clock: FakeClock) -> None:
     last = log.getvalue().strip().rsplit("\r", 1)[-1]
     assert "5/5" in last
     assert "ok=4, failed=1, retried=0, cached=2" in last
+
+
+def test_a_shared_bar_adds_each_run_to_the_finished_ones(clock: FakeClock) -> None:
+    log = io.StringIO()
+    bar = SharedProgress(6, file=log, now=clock.now)
+    first = bar.part("a")
+    done = RunStats(succeeded=2, failed=1, retries=4)
+    clock.advance(TICK)
+    first.refresh(done)
+    assert "3/6" in log.getvalue().rsplit("\r", 1)[-1]
+    assert "variant=a" in log.getvalue().rsplit("\r", 1)[-1]
+    first.close(done)
+    second = bar.part("b")
+    clock.advance(TICK)
+    second.refresh(RunStats(succeeded=1, cached=1))  # a new run counts from 0 again
+    last = log.getvalue().rsplit("\r", 1)[-1]
+    assert "4/6" in last
+    assert "ok=3, failed=1, retried=4, cached=1, variant=b" in last
+    second.close(RunStats(succeeded=3, cached=2))  # no time passed: drawn all the same
+    assert "6/6" in log.getvalue().rsplit("\r", 1)[-1]
+    assert "variant=b" in log.getvalue().rsplit("\r", 1)[-1]
+    bar.close()
+    last = log.getvalue().strip().rsplit("\r", 1)[-1]
+    assert "6/6" in last
+    assert "ok=5, failed=1, retried=4, cached=2" in last
+    assert "holysheep compare" in last
 
 
 def test_disabled_draws_nothing(clock: FakeClock) -> None:
