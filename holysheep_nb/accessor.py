@@ -15,6 +15,7 @@ are loaded on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -58,25 +59,63 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         raise NotImplementedError
 
     def _job(self, call: Call, options: dict[str, Any], *, sending: bool = True) -> CompletionJob:
+        """The job, with few-shot examples chosen locally (nothing sent: ``similar`` by the
+        TF-IDF); ``_ajob`` asks the provider's embeddings when the call names a model."""
+        from holysheep_nb.fewshot.build import local_turns
+        from holysheep_nb.fewshot.options import Shots
+
+        shots = Shots.take(options)
+        job = self._bare_job(call, options, sending=sending)
+        if shots.wanted:
+            turns = local_turns(shots, job.answer_format, job.source)
+            job.options = dataclasses.replace(job.options, turns=turns)
+        return job
+
+    async def _ajob(self, call: Call, options: dict[str, Any]) -> CompletionJob:
+        from holysheep_nb.fewshot.build import turns_for
+        from holysheep_nb.fewshot.options import Shots
+
+        shots = Shots.take(options)
+        job = self._bare_job(call, options)
+        if shots.wanted:
+            cache = job.open_cache()
+            try:
+                options_ = job.options
+                turns = await turns_for(
+                    shots,
+                    job.answer_format,
+                    job.source,
+                    options_.endpoint,
+                    cache,
+                    timeout=options_.settings.timeout,
+                )
+            finally:
+                if cache is not None:
+                    cache.close()
+            job.options = dataclasses.replace(job.options, turns=turns)
+        return job
+
+    def _bare_job(
+        self, call: Call, options: dict[str, Any], *, sending: bool = True
+    ) -> CompletionJob:
         frame, column = self._source(call.column, call.template)
         return _job(
             frame, column, call.template, options, _answer_format(call, options), sending=sending
         )
 
     def _call(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
-        batch = options.pop("batch", False)
         if _submit_only(options):
             # The deprecated form keeps its old result; typed code calls ``.batch``.
+            batch = options.pop("batch", False)
             return cast(pd.DataFrame, self.batch._call(call, {**options, "batch": batch or True}))
-        job = self._job(call, options)
-        return run_sync(_batch_job(job, batch).run if batch else job.run)
+        return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
         batch = options.pop("batch", False)
         if _submit_only(options):
             handle = await self.batch._acall(call, {**options, "batch": batch or True})
             return cast(pd.DataFrame, handle)
-        job = self._job(call, options)
+        job = await self._ajob(call, options)
         return await (_batch_job(job, batch).run() if batch else job.run())
 
     def estimate(
@@ -205,14 +244,12 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
         self._calls = calls
 
     def _call(self, call: Call, options: dict[str, Any]) -> BatchHandle:
-        return run_sync(self._submission(call, options).submit)
+        return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> BatchHandle:
-        return await self._submission(call, options).submit()
-
-    def _submission(self, call: Call, options: dict[str, Any]) -> BatchJob:
         batch = options.pop("batch", True)
-        return _batch_job(self._calls._job(call, options), batch or True)
+        job = await self._calls._ajob(call, options)
+        return await _batch_job(job, batch or True).submit()
 
 
 def _submit_only(options: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from holysheep_nb import interrupt
 from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
-from holysheep_nb.chat import ChatRequest, EncodedParams, build_messages, estimate_tokens
+from holysheep_nb.chat import ChatRequest, EncodedParams, Messages, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine, RowWork
 from holysheep_nb.formats import AnswerFormat
@@ -87,7 +87,7 @@ class CompletionJob:
         """
         interrupt.forget()
         options = self.options
-        cache = self._open_cache()
+        cache = self.open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         waiting_for_answer: dict[int, tuple[str, str | None]] = {}
@@ -152,7 +152,7 @@ class CompletionJob:
         dry run cannot drift from the real one.
         """
         options = self.options
-        cache = self._open_cache()
+        cache = self.open_cache()
         to_send = cached = input_tokens = 0
         sharing = _Sharing()
         try:
@@ -170,7 +170,7 @@ class CompletionJob:
         missing = rows - to_send - cached - shared
         return RunPlan(rows, to_send, cached, missing, input_tokens, shared)
 
-    def _open_cache(self) -> ResponseCache | None:
+    def open_cache(self) -> ResponseCache | None:
         option = self.options.cache
         return None if option is False else ResponseCache.open(option, clock=self.clock)
 
@@ -201,13 +201,13 @@ class CompletionJob:
         params = EncodedParams(options.params)
         for start in range(0, rows, options.chunk_size):
             stop = min(rows, start + options.chunk_size)
-            batch: list[tuple[int, str, tuple[dict[str, str], ...]]] = []
+            batch: list[tuple[int, str, Messages]] = []
             missing: dict[int, str] = {}
             for position, prompt in enumerate(self.source.chunk(start, stop), start):
                 if prompt.text is None:
                     missing[position] = prompt.error or MISSING_PROMPT
                 else:
-                    messages = build_messages(prompt.text, options.system)
+                    messages = options.messages(prompt.text)
                     batch.append((position, prompt.text, messages))
             keys: Sequence[str | None] = [None] * len(batch)
             hits: dict[str, CachedAnswer] = {}

@@ -31,7 +31,7 @@ from holysheep_nb.batch.lines import BatchLimits, request_line, request_set, spl
 from holysheep_nb.batch.records import BatchRecord, BatchRecords, records_path
 from holysheep_nb.batch.results import read_lines
 from holysheep_nb.cache import Fingerprinter, ResponseCache
-from holysheep_nb.chat import build_messages
+from holysheep_nb.chat import Messages
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.formats import AnswerFormat
@@ -271,7 +271,7 @@ class BatchJob:
             rows = len(self.source)
             for start in range(0, rows, options.chunk_size):
                 stop = min(rows, start + options.chunk_size)
-                asks: list[tuple[int, tuple[dict[str, str], ...], str]] = []
+                asks: list[tuple[int, Messages, str]] = []
                 for position, prompt in enumerate(self.source.chunk(start, stop), start):
                     if prompt.text is None:
                         reason = prompt.error or MISSING_PROMPT
@@ -279,7 +279,7 @@ class BatchJob:
                             position, OutcomeKind.MISSING_PROMPT, detail=reason
                         )
                         continue
-                    messages = build_messages(prompt.text, options.system)
+                    messages = options.messages(prompt.text)
                     asks.append((position, messages, key_of(messages)))
                 hits = cache.get_many([k for _, _, k in asks]) if cache is not None else {}
                 for position, messages, request_key in asks:
