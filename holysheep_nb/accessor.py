@@ -111,12 +111,14 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+        given = dict(options)
         batch = options.pop("batch", False)
         if _submit_only(options):
             handle = await self.batch._acall(call, {**options, "batch": batch or True})
             return cast(pd.DataFrame, handle)
         job = await self._ajob(call, options)
-        return await (_batch_job(job, batch).run() if batch else job.run())
+        out = await (_batch_job(job, batch).run() if batch else job.run())
+        return _recorded(out, call, given, job)
 
     def estimate(
         self,
@@ -193,6 +195,32 @@ class HolySheepFrameAccessor(_PandasCalls):
             )
         return report.for_frame(len(self._frame))
 
+    def escalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pd.DataFrame:
+        """Ask the doubtful rows of this result again with ``model=...``, keep the rest.
+
+        Doubtful: failed, votes disagreeing (``votes`` below 1), or ``confidence`` below
+        ``below`` (a share in [0, 1], e.g. ``evaluate(...).threshold_for(accuracy=0.95)``).
+        The rows go through the call that made this frame, with ``options`` over its own
+        (pass ``api_key`` again if it was given); the same engine, cache, limits, and
+        ``batch=True``. Returns a new frame with a ``model`` column (which model answered
+        each row) and a report of both runs: rows escalated, tokens and cost per model.
+        Raises ``HolySheepError`` for a frame no call made, ``ConfigError`` for a ``below``
+        without a confidence column. See ``docs/examples.md``, "Escalation".
+        """
+        from holysheep_nb.escalate import escalate_frame
+
+        return run_sync(lambda: escalate_frame(self._frame, below, dict(options)))
+
+    async def aescalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pd.DataFrame:
+        """``escalate`` for ``await``."""
+        from holysheep_nb.escalate import escalate_frame
+
+        return await escalate_frame(self._frame, below, dict(options))
+
     def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
         """Judge this result frame against ``gold`` (a column, a Series aligned by index, or
         for ``extract()`` a dict of field to gold column), or its labels' agreement with the
@@ -250,6 +278,22 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
         batch = options.pop("batch", True)
         job = await self._calls._ajob(call, options)
         return await _batch_job(job, batch or True).submit()
+
+
+def _recorded(
+    out: pd.DataFrame, call: Call, options: dict[str, Any], job: CompletionJob
+) -> pd.DataFrame:
+    """``out`` with the call that made it (for ``escalate``) and its report's tokens and
+    cost per model."""
+    from holysheep_nb.escalate import CALL_ATTR, record, with_usage
+    from holysheep_nb.job import REPORT_ATTR
+
+    model = job.options.endpoint.model
+    column = job.source.column
+    made = Call(call.method, column, call.template, call.arguments)
+    out.attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
+    out.attrs[REPORT_ATTR] = with_usage(out.attrs[REPORT_ATTR], model)
+    return out
 
 
 def _submit_only(options: dict[str, Any]) -> bool:
