@@ -98,10 +98,20 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
     def _bare_job(
         self, call: Call, options: dict[str, Any], *, sending: bool = True
     ) -> CompletionJob:
+        from holysheep_nb.sampling import Votes
+
         frame, column = self._source(call.column, call.template)
-        return _job(
-            frame, column, call.template, options, _answer_format(call, options), sending=sending
+        votes = Votes.take(options)
+        answer_format = _answer_format(call, options)
+        if votes is None:
+            return _job(frame, column, call.template, options, answer_format, sending=sending)
+        from holysheep_nb.votes import voted
+
+        job = _job(
+            frame, column, call.template, options, voted(answer_format, votes), sending=sending
         )
+        job.options = dataclasses.replace(job.options, params={**job.options.params, "n": votes})
+        return job
 
     def _call(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
         if _submit_only(options):
@@ -292,7 +302,11 @@ def _recorded(
     column = job.source.column
     made = Call(call.method, column, call.template, call.arguments)
     out.attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
-    out.attrs[REPORT_ATTR] = with_usage(out.attrs[REPORT_ATTR], model)
+    report = with_usage(out.attrs[REPORT_ATTR], model)
+    samples = getattr(job.answer_format, "samples", None)
+    if isinstance(samples, int):  # votes: the samples read
+        report = dataclasses.replace(report, samples=samples)
+    out.attrs[REPORT_ATTR] = report
     return out
 
 

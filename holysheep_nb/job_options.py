@@ -42,6 +42,7 @@ from holysheep_nb.option import (
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.prices import Prices
 from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams
+from holysheep_nb.sampling import Votes
 from holysheep_nb.validation import is_whole, require_whole_at_least
 
 if TYPE_CHECKING:
@@ -168,10 +169,11 @@ OPTION_GROUPS: tuple[tuple[str, type], ...] = (
     ("run, cache and cost", JobOptions),
     ("sending", Sending),
     ("few-shot examples", Shots),
+    ("votes", Votes),
     ("request parameters", RequestParams),
 )
 #: Options of the call itself, not of the request body: taken by the accessor.
-_SENDING = frozenset(item.name for group in (Sending, Shots) for item in options_of(group))
+_SENDING = frozenset(item.name for group in (Sending, Shots, Votes) for item in options_of(group))
 #: The policy objects that stand for a whole group when given as an option.
 GROUP_OBJECTS: tuple[tuple[str, type], ...] = (
     ("endpoint", Endpoint),

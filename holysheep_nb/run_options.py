@@ -61,6 +61,8 @@ class RunOptions(TypedDict, total=False):
     select: Select
     example_columns: tuple[str, str]
     embedding_model: str | None
+    # Votes
+    votes: int | None
     # RequestParams
     temperature: float | None
     top_p: float | None
