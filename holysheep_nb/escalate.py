@@ -5,8 +5,8 @@ settings), and keep everything else.
 
 - whose confidence is below ``below`` (``confidence`` from ``logprobs=True``, or the vote
   share when there are no logprobs; ``below`` can be what
-  ``evaluate(...).threshold_for(accuracy=...)`` chose on gold rows);
-- whose votes disagree (a ``votes`` share below 1);
+  ``evaluate(...).threshold_for(accuracy=...)`` or ``cascade_threshold`` chose on gold rows);
+- without ``below``, whose votes disagree (a ``votes`` share below 1);
 - that failed.
 
 The rows go through the very call that made ``out`` (kept in ``out.attrs`` by the accessor:
@@ -84,17 +84,18 @@ def with_usage(report: RunReport, model: str) -> RunReport:
 
 
 def doubtful(frame: pd.DataFrame, below: float | None, inputs: Sequence[Hashable]) -> np.ndarray:
-    """Which rows to ask again (a boolean array): failed, votes disagreeing, or a
-    confidence below ``below``. Raises ``ConfigError`` for a ``below`` without a
+    """Which rows to ask again (a boolean array): failed, and without ``below`` votes
+    disagreeing (a share below 1), with it a confidence below ``below`` (the vote share is
+    the confidence when there are no logprobs). Raises ``ConfigError`` for a ``below`` without a
     confidence column to compare it with."""
     mask = np.zeros(len(frame), bool)
     if "error" in frame.columns:
         mask |= frame["error"].notna().to_numpy()
     results = [name for name in frame.columns if name not in inputs]
-    votes = _result_column(results, "votes")
-    if votes is not None:
-        mask |= frame[votes].to_numpy(dtype=float, na_value=np.nan) < 1.0
-    if below is None:
+    if below is None:  # no threshold: any disagreement among the votes is doubtful
+        votes = _result_column(results, "votes")
+        if votes is not None:
+            mask |= frame[votes].to_numpy(dtype=float, na_value=np.nan) < 1.0
         return mask
     if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1:
         raise ConfigError(
@@ -122,8 +123,13 @@ def merge(
     frame: pd.DataFrame, asked: pd.DataFrame, positions: np.ndarray, inputs: Sequence[Hashable]
 ) -> pd.DataFrame:
     """``frame`` with the result columns of ``asked`` (the rows at ``positions``) written in;
-    a result column only ``asked`` has is added (missing elsewhere)."""
+    a result column only ``asked`` has is added (missing elsewhere), and one only ``frame``
+    has (``votes`` of a first step that voted) is made missing on those rows."""
     out = frame.copy()
+    for column in out.columns:
+        if column not in inputs and column not in asked.columns:
+            at = out.columns.get_loc(column)
+            out.iloc[positions, at] = pd.NA if out[column].dtype == object else np.nan
     for column in asked.columns:
         if column in inputs:
             continue
@@ -228,3 +234,37 @@ def _model_column(frame: pd.DataFrame, inputs: Sequence[Hashable]) -> Hashable:
     from holysheep_nb.columns import free_name
 
     return MODEL_COLUMN if MODEL_COLUMN not in inputs else free_name(MODEL_COLUMN, inputs)
+
+
+def cascade_threshold(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    gold: Hashable,
+    *,
+    accuracy: float | None = None,
+    label: Hashable = "label",
+    confidence: Hashable = "confidence",
+) -> float:
+    """The ``below`` that escalates the fewest gold rows while the cascade's accuracy on
+    them reaches ``accuracy`` (default: ``second``'s own accuracy there).
+
+    ``first`` and ``second`` are the two models' results on the same gold rows (same
+    index), ``gold`` the column of ``first`` holding the truth. The cascade keeps
+    ``first``'s label where its confidence is at least the threshold and ``second``'s
+    elsewhere. A point estimate on the gold rows (no interval: for a guaranteed accuracy
+    of the kept rows alone, use ``evaluate(...).threshold_for``); with every row escalated
+    the cascade is ``second``, so a threshold always exists (``inf``: escalate all).
+    Raises ``ConfigError`` for frames that do not match.
+    """
+    if not first.index.equals(second.index):
+        raise ConfigError("cascade_threshold needs both models' results on the same gold rows")
+    truth = first[gold].astype(str).to_numpy()
+    first_right = first[label].astype(str).to_numpy() == truth
+    second_right = second[label].astype(str).to_numpy() == truth
+    sure = first[confidence].to_numpy(dtype=float, na_value=np.nan)
+    target = float(second_right.mean()) if accuracy is None else accuracy
+    for threshold in np.unique(sure[~np.isnan(sure)]):  # lowest first: fewest escalated
+        kept = sure >= threshold
+        if np.where(kept, first_right, second_right).mean() >= target:
+            return float(threshold)
+    return float("inf")

@@ -153,3 +153,34 @@ def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(
     assert [usage.model for usage in report.models] == ["sim-small", "sim-large", "gpt-4o"]
     assert report.escalated == below + int((last["model"] == "gpt-4o").sum())
     assert report.batch_ids
+
+
+def test_cascade_threshold_escalates_the_fewest_gold_rows_that_reach_the_accuracy() -> None:
+    from holysheep_nb.escalate import cascade_threshold
+
+    truth = ["a", "a", "b", "b", "a"]
+    first = pd.DataFrame(
+        {"gold": truth, "label": ["a", "b", "b", "a", "a"], "confidence": [0.9, 0.6, 0.8, 0.7, 0.5]}
+    )
+    second = pd.DataFrame({"label": ["a", "a", "b", "b", "b"]})
+    # second is right on 4 of 5 (0.8). Keeping first at >= 0.5: 3/5; >= 0.6: rows 0,1,2,3
+    # kept (0,2 right) + row 4 from second (wrong): 2/5; >= 0.7: 0,2,3 kept (0,2 right) +
+    # 1,4 from second (1 right): 3/5; >= 0.8: 0,2 kept + 1,3,4 (1,3 right): 4/5 -> 0.8.
+    assert cascade_threshold(first, second, "gold") == 0.8
+    assert cascade_threshold(first, second, "gold", accuracy=0.6) == 0.5
+    assert cascade_threshold(first, second, "gold", accuracy=0.9) == float("inf")
+    with pytest.raises(ConfigError, match="same gold rows"):
+        cascade_threshold(first, second.iloc[:3], "gold")
+
+
+def test_with_below_the_vote_share_is_the_confidence_compared() -> None:
+    frame = pd.DataFrame({"text": ["a", "b", "c"]})
+    with scripted() as server:
+        for text in "abc":
+            server.script(text, Reply(body=ok_body("neutral")))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
+        first["votes"] = [1.0, 0.8, 0.4]
+        first["confidence"] = first["votes"]
+        out = first.holysheep.escalate(model="large", below=0.6)
+    assert [b["messages"][-1]["content"] for b in server.bodies[3:]] == ["c"]
+    assert out["votes"].isna().tolist() == [False, False, True]  # the large model did not vote
