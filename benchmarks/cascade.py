@@ -4,11 +4,13 @@
     python benchmarks/cascade.py --seeds 1       # quicker
 
 - **Cascade.** ``load_reviews(5300, seed)``: 300 gold rows and 5,000 rows. ``sim-small``
-  labels all (``logprobs=True``, temperature 0); ``sim-large`` labels the 300 gold rows, and
-  its accuracy there is the target; ``threshold_for(accuracy=target)`` on the gold rows of
-  ``sim-small`` gives ``below``; ``escalate(model="sim-large", below=...)`` on the 5,000
-  rows. Against ``sim-large`` on all 5,000 rows: accuracy difference (points) and cost
-  ratio, both from the same seed (cost from the reports, at the simulated prices).
+  labels all with ``votes=5`` at temperature 1 (the vote share is the confidence; the
+  ``cascade_logprobs`` case uses one answer's logprobs confidence at temperature 0
+  instead); ``sim-large`` labels the 300 gold rows; ``cascade_threshold`` on them (within
+  1 point of ``sim-large`` at 90% one-sided) gives ``below``; ``escalate(model="sim-large",
+  below=...)`` on the 5,000 rows. Against ``sim-large`` on all 5,000 rows: accuracy
+  difference (points) and cost ratio, from the same seed (cost from the reports, at the
+  simulated prices). Both models answer plain labels (``structured=False``).
 - **Votes.** ``votes=5`` on ``sim-small`` at temperature 1 on 2,000 distinct texts, and one
   sample on the same rows: accuracy of each; the accuracy independent errors predict from
   the one-sample accuracy p and the observed split of wrong answers between the two other

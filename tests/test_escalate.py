@@ -155,7 +155,7 @@ def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(
     assert report.batch_ids
 
 
-def test_cascade_threshold_escalates_the_fewest_gold_rows_that_reach_the_accuracy() -> None:
+def test_cascade_threshold_escalates_the_fewest_gold_rows_within_the_tolerance() -> None:
     from holysheep_nb.escalate import cascade_threshold
 
     truth = ["a", "a", "b", "b", "a"]
@@ -163,12 +163,15 @@ def test_cascade_threshold_escalates_the_fewest_gold_rows_that_reach_the_accurac
         {"gold": truth, "label": ["a", "b", "b", "a", "a"], "confidence": [0.9, 0.6, 0.8, 0.7, 0.5]}
     )
     second = pd.DataFrame({"label": ["a", "a", "b", "b", "b"]})
-    # second is right on 4 of 5 (0.8). Keeping first at >= 0.5: 3/5; >= 0.6: rows 0,1,2,3
-    # kept (0,2 right) + row 4 from second (wrong): 2/5; >= 0.7: 0,2,3 kept (0,2 right) +
-    # 1,4 from second (1 right): 3/5; >= 0.8: 0,2 kept + 1,3,4 (1,3 right): 4/5 -> 0.8.
-    assert cascade_threshold(first, second, "gold") == 0.8
-    assert cascade_threshold(first, second, "gold", accuracy=0.6) == 0.5
-    assert cascade_threshold(first, second, "gold", accuracy=0.9) == float("inf")
+    # Per row, second right minus cascade right, by threshold (first kept at >= t):
+    # 0.5: [0, 1, 0, 1, -1] mean 0.2; 0.6: [0, 1, 0, 1, 0] 0.4; 0.7: [0, 0, 0, 1, 0] 0.2;
+    # 0.8: all 0 -> upper bound 0, the first accepted at tolerance 0.
+    assert cascade_threshold(first, second, "gold", tolerance=0.0) == 0.8
+    # 0.5 with tolerance: mean 0.2, sd sqrt(0.7)=0.837, upper at 90% = 0.2 + 1.2816 * 0.374
+    assert cascade_threshold(first, second, "gold", tolerance=0.68) == 0.5
+    assert cascade_threshold(first, second, "gold", tolerance=0.67) == 0.7  # 0.2 + 1.28*0.2
+    second_wrong = pd.DataFrame({"label": ["b", "b", "a", "a", "b"]})
+    assert cascade_threshold(first, second_wrong, "gold", tolerance=-0.5) == float("inf")
     with pytest.raises(ConfigError, match="same gold rows"):
         cascade_threshold(first, second.iloc[:3], "gold")
 
