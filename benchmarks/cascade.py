@@ -15,7 +15,10 @@
   sample on the same rows: accuracy of each; the accuracy independent errors predict from
   the one-sample accuracy p and the observed split of wrong answers between the two other
   labels (every sequence of 5 samples enumerated, the first sampled winning a tie); and the
-  prompt tokens of the votes run over the one-sample run's.
+  prompt tokens of the votes run over the one-sample run's. Two predictions: errors
+  independent across rows and samples (one p for every row), and independent samples
+  given the row (each row's own chance, ``Draw.chance`` of the simulation): the simulated
+  rows differ in difficulty, so the second is the fair one.
 - **Examples.** 1,000 rows, a pool of 300 gold rows overlapping 100 of them: for
   ``similar`` (the provider's embeddings), every row's examples are checked to be the k
   nearest by the same embedding and never the row; for ``balanced`` every label present.
@@ -41,9 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import holysheep_nb
 from holysheep_nb.escalate import cascade_threshold
+from holysheep_nb.labels import LabelSet
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer
 from holysheep_nb.server.embeddings import bag_vector
+from holysheep_nb.server.models import SIM_MODELS
+from holysheep_nb.server.simulate import simulate_label
 
 LABELS = ["positive", "negative", "neutral"]
 SMALL = (0.00015, 0.0006)
@@ -92,18 +98,19 @@ def cascade(server: LocalServer, seed: int, first_votes: int | None = 5) -> dict
     }
 
 
-def predicted_votes(p: float, split: float, k: int = 5) -> float:
-    """P(the plurality of k independent samples is right): right with p, else the first
-    other label with ``split`` and the second with 1 - split; a tie goes to the label sampled
-    first among the tied."""
-    chance = {0: p, 1: (1 - p) * split, 2: (1 - p) * (1 - split)}
-    total = 0.0
+def predicted_votes(p: Any, split: float, k: int = 5) -> Any:
+    """P(the plurality of k independent samples is right), for each chance in ``p``: right
+    with p, else the first other label with ``split`` and the second with 1 - split; a tie
+    goes to the label sampled first among the tied (as ``votes=`` keeps it)."""
+    p = np.asarray(p, dtype=float)
+    total = np.zeros_like(p)
     for sequence in itertools.product(range(3), repeat=k):
-        weight = float(np.prod([chance[s] for s in sequence]))
         counts = np.bincount(sequence, minlength=3)
         top = counts.max()
-        winner = next(s for s in sequence if counts[s] == top)
-        total += weight * (winner == 0)
+        if next(s for s in sequence if counts[s] == top) != 0:
+            continue
+        wrong = (1 - p) ** (counts[1] + counts[2])
+        total += p ** counts[0] * wrong * split ** counts[1] * (1 - split) ** counts[2]
     return total
 
 
@@ -123,11 +130,17 @@ def votes(server: LocalServer, seed: int) -> dict[str, Any]:
         others = [label for label in LABELS if label != gold]
         splits.append(((part["label"].astype(str) == others[0]).mean(), len(part)))
     split = sum(s * n for s, n in splits) / max(1, sum(n for _, n in splits))
+    # Each row's own chance of a right sample (the simulation's ``Draw.chance`` for the very
+    # prompt label() sends): independent samples given the row.
+    small = next(model for model in SIM_MODELS if model.name == "sim-small")
+    system = LabelSet(LABELS).system_prompt()
+    chances = [simulate_label(small, text, system=system).chance for text in reviews["text"]]
     return {
         "seed": seed,
         "one": p,
         "five": accuracy(five),
-        "predicted": predicted_votes(p, split),
+        "predicted_iid": float(predicted_votes(p, split)),
+        "predicted_per_row": float(np.mean(predicted_votes(chances, split))),
         "prompt_ratio": five.holysheep.report().prompt_tokens
         / max(1, one.holysheep.report().prompt_tokens),
         "samples": five.holysheep.report().samples,
