@@ -124,7 +124,10 @@ def heavy_tail(ctx: Context) -> list[Figure]:
         draws_max_s=max(draws),
         client_minus_draw_median_ms=round(offset * 1e3, 2),
     )
-    if served != rows or not 0 <= offset < 0.05:
+    # A replay that does not match the server's draws shows as a count that differs or as
+    # client latencies shorter than the draws; a large positive offset is the client's own
+    # overhead (a busy machine), shown in the note, not a wrong ideal.
+    if served != rows or offset < 0:
         raise AssertionError(
             f"the replayed latencies do not match the server's ({served} requests for {rows} "
             f"rows, client latency - draw = {offset * 1e3:.1f} ms): the ideal would be wrong"
@@ -134,7 +137,8 @@ def heavy_tail(ctx: Context) -> list[Figure]:
             "heavy tail: wall / greedy schedule",
             sample.wall / ideal,
             at_most(1.05),
-            note=f"ideal {ideal:.2f} s, wall {sample.wall:.2f} s",
+            note=f"ideal {ideal:.2f} s, wall {sample.wall:.2f} s, "
+            f"client latency - draw {offset * 1e3:.1f} ms",
         )
     ]
 

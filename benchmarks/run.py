@@ -34,6 +34,7 @@ import cases_import
 import cases_latency
 import cases_limits
 import cases_memory
+import cases_sample
 import cases_throughput
 from harness import Context, Figure, cpu_count
 
@@ -54,6 +55,7 @@ CASES: dict[str, Case] = {
     "dask": cases_dask.dask_path,
     "stray429": cases_adaptive.stray_429,
     "cap": cases_adaptive.concurrency_cap,
+    "sample": cases_sample.sample_reviews,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 

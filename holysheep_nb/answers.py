@@ -293,4 +293,6 @@ def _text(value: object) -> str | None:
 
 
 def _int_or_none(value: object) -> int | None:
+    if value.__class__ is int:  # the usual token count: one check per answer field
+        return value
     return value if is_whole(value) else None

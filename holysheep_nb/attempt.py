@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -24,15 +25,19 @@ from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
+from holysheep_nb.clock import Clock
+from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import is_secret
 from holysheep_nb.outcome import OutcomeKind, RunStats
+from holysheep_nb.policies import EngineSettings
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import Judgement, Verdict, judge, retry_hint
-from holysheep_nb.transport import describe_exception, payload
+from holysheep_nb.transport import describe_exception, payload, proxy_for
 
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
 _CONNECTION = Judgement(Verdict.RETRY, OutcomeKind.CONNECTION)
 _TIMEOUT = Judgement(Verdict.RETRY, OutcomeKind.TIMEOUT)
+_ANSWERED = judge(200, None)  # every 2xx answer (judged once, not per answer)
 #: Finish reasons that explain an answer without content (it is not malformed).
 _EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
 
@@ -186,7 +191,7 @@ class Sender:
         if answer.text is None and not explained:
             detail = f"no message content (finish_reason={answer.finish_reason!r})"
             return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
-        return Attempt(judge(status, None), answer=answer, status=status, headers=headers)
+        return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
 
     def scrub(self, raw: bytes) -> bytes:
         """An error body with the API key blanked, before any of it is cut short into an error
@@ -194,6 +199,33 @@ class Sender:
         if self.key_bytes and self.key_bytes in raw:
             return raw.replace(self.key_bytes, b"***")
         return raw
+
+
+@asynccontextmanager
+async def open_sender(
+    endpoint: Endpoint, settings: EngineSettings, stats: RunStats, clock: Clock
+) -> AsyncIterator[Sender]:
+    """A run's ``Sender``: one session, its pool as wide as ``max_concurrent``, each
+    attempt bounded by ``timeout``; closed when the run ends."""
+    connector = ReuseTrackingConnector(
+        limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
+    )
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=settings.timeout),
+        headers=endpoint.session_headers(),
+    ) as session:
+        yield Sender(
+            session,
+            endpoint.chat_url,
+            stats=stats,
+            proxy=proxy_for(endpoint.chat_url),
+            key=endpoint.api_key,
+            headers=endpoint.request_headers
+            if endpoint.fresh_headers
+            else endpoint.request_headers(),
+            wall=clock.wall,
+        )
 
 
 def _malformed(raw: bytes) -> str:

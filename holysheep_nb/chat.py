@@ -92,8 +92,12 @@ class ChatRequest:
         return b"%b%b]%b}" % (head, _dumps(messages[-1]), fragment)
 
 
+#: One encoder for every body: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def invalid_text(text: str) -> str | None:

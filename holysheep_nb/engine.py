@@ -10,6 +10,10 @@ missing prompt) as ``(row_id, RowOutcome)``: they pass through the same reader, 
 callback, so every row is counted in one place. A request's ``followers`` (rows asking
 exactly the same) are sent nothing: they get its outcome, marked ``shared``, when it comes
 back. Knows nothing of pandas, tqdm or the cache.
+
+Length: the run's row loop reads as one match on each answer's verdict, and the handling of
+every verdict (resend, fallback, stop, retry, connection failures) stays beside it; the
+parts it uses are modules of their own (``admission``, ``holds``, ``pool``, ``rows``).
 """
 
 from __future__ import annotations
@@ -17,37 +21,41 @@ from __future__ import annotations
 import asyncio
 import random
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
 
-import aiohttp
-
-from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow, StatedLimit
-from holysheep_nb.answers import Answer, answer_kind
-from holysheep_nb.attempt import Attempt, ReuseTrackingConnector, Sender
-from holysheep_nb.chat import ChatRequest
+from holysheep_nb.adaptive import ConcurrencyWindow
+from holysheep_nb.admission import (
+    Admission,
+    GatePart,
+    NullSharedLimit,
+    SharedPart,
+    Stopped,
+    ThrottlePart,
+    Ticket,
+)
+from holysheep_nb.answers import Answer
+from holysheep_nb.attempt import Attempt, Sender, open_sender
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.endpoint import Endpoint, ssl_option
+from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning, redact
 from holysheep_nb.form_watch import FormWatch
+from holysheep_nb.holds import BudgetHolds
 from holysheep_nb.outcome import (
     AnswerReader,
-    OutcomeKind,
     RowOutcome,
     RunStats,
     RunStop,
     read_answer,
-    read_text,
 )
+from holysheep_nb.patience import DeadServer, Patience
 from holysheep_nb.policies import EngineSettings
+from holysheep_nb.pool import Halt, RowWork, WorkerPool
 from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
-from holysheep_nb.retry import Verdict, budget_hold, next_delay, wait_too_long
-from holysheep_nb.transport import proxy_for
+from holysheep_nb.retry import Verdict, next_delay, wait_too_long
+from holysheep_nb.rows import RowState, answered, failed, not_sent
 
 ResultCallback = Callable[[RowOutcome], None]
-#: What a run's iterable yields: a request to send, or a row whose outcome is already known.
-RowWork = tuple[Hashable, ChatRequest | RowOutcome]
 
 
 class CompletionEngine:
@@ -106,33 +114,8 @@ CONNECT_FAILURES_TO_STOP = 3
 FREE_RESENDS = 2
 
 
-class _Stopped(Exception):
-    """Raised inside a run's sleeps once the run has stopped."""
-
-
-class _RunSleep:
-    """Sleeps on the run's clock, waking at once (with ``_Stopped``) if the run stops."""
-
-    def __init__(self, clock: Clock, stopped: asyncio.Event) -> None:
-        self.clock = clock
-        self.stopped = stopped
-
-    async def sleep(self, delay: float) -> None:
-        if self.stopped.is_set():
-            raise _Stopped
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        stopped = asyncio.ensure_future(self.stopped.wait())
-        try:
-            await asyncio.wait((sleeper, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopped.cancel()
-        if self.stopped.is_set():
-            raise _Stopped
-
-
 class _Run:
-    """The state of one run: session, throttle, counters, the stop and the fallback."""
+    """One run: the session's sender, admission, holds, the stop, the workers, the tally."""
 
     def __init__(
         self,
@@ -143,103 +126,66 @@ class _Run:
     ):
         self.engine = engine
         self.reader = reader
-        self.clock = engine.clock
-        self.policy = engine.settings.retry
-        self.model = engine.endpoint.model
         self.on_result = on_result
         self.stats = stats
-        self.stop: RunStop | None = None
-        self.stopped = asyncio.Event()
+        settings = engine.settings
+        #: A separate object, so that the throttle holding its sleep does not tie the run
+        #: into a reference cycle (a finished run's results would then stay alive until the
+        #: next full collection).
+        self.halt = Halt(engine.clock)
+        self.throttle = Throttle(settings.limits, engine.clock, sleep=self.halt.sleep)
+        self.window = stats.concurrency = ConcurrencyWindow(settings.max_concurrent)
+        shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
+        self.shared = (
+            NullSharedLimit()
+            if shared is None
+            else SharedPart(shared, stats, self.halt.sleep, engine.clock)
+        )
+        self.admission = Admission(
+            GatePart(self.window), ThrottlePart(self.throttle, engine.clock), self.shared
+        )
+        self.holds = BudgetHolds(
+            self.throttle, self.shared, stats, engine.clock, settings.retry.max_retry_after
+        )
+        self.sender: Sender | None = None
+        self.pool = WorkerPool(settings.max_concurrent)
         self.structured = True  # False once the server rejected response_format
         self.form = FormWatch()  # whether the server heeds response_format (form_watch)
         self.connect_failures = 0
-        #: The run's sleep; a separate object, so that the throttle holding it does not tie
-        #: the run into a reference cycle (a finished run's results would then stay alive
-        #: until the next full collection).
-        self.sleep = _RunSleep(self.clock, self.stopped).sleep
-        self.throttle = Throttle(engine.settings.limits, self.clock, sleep=self.sleep)
-        self.window = ConcurrencyWindow(engine.settings.max_concurrent)
-        self.gate = ConcurrencyGate(self.window)
-        self.stated = StatedLimit()
-        stats.concurrency = self.window
-        self.sender: Sender | None = None
-        #: A limit shared with runs in other processes (a Dask cluster's), if any.
-        self.shared = SHARED_LIMIT.get()
-        if self.shared is not None:
-            self.shared.track(stats)
-        self.rows: Iterator[RowWork] = iter(())
-        self.workers: set[asyncio.Future[None]] = set()
-        self.resting = 0  # workers whose row is waiting out a backoff
-        self.idle = asyncio.Event()  # set when the last worker ends, or one crashed
-        self.crash: BaseException | None = None
+        self.patience = Patience(settings.retry.max_retry_after)
+        self.dead = DeadServer()
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
-        settings = self.engine.settings
-        endpoint = self.engine.endpoint
-        connector = ReuseTrackingConnector(
-            limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
-        )
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=settings.timeout),
-            headers=endpoint.session_headers(),
-        ) as session:
-            self.sender = Sender(
-                session,
-                endpoint.chat_url,
-                stats=self.stats,
-                proxy=proxy_for(endpoint.chat_url),
-                key=endpoint.api_key,
-                headers=endpoint.request_headers
-                if endpoint.fresh_headers
-                else endpoint.request_headers(),
-                wall=self.clock.wall,
-            )
-            self.rows = rows
-            for _ in range(settings.max_concurrent):
+        engine = self.engine
+        async with open_sender(
+            engine.endpoint, engine.settings, self.stats, engine.clock
+        ) as sender:
+            self.sender = sender
+            self.pool.rows = rows
+            for _ in range(engine.settings.max_concurrent):
                 self.spawn()
-            try:
-                await self.idle.wait()
-                if self.crash is not None:
-                    raise self.crash
-            finally:
-                workers = list(self.workers)
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+            await self.pool.finish()
 
     def spawn(self) -> None:
         """Start one more worker on the shared rows."""
-        worker = asyncio.ensure_future(self.work(self.rows))
-        self.workers.add(worker)
-        worker.add_done_callback(self.retire)
-
-    def retire(self, worker: asyncio.Future[None]) -> None:
-        """Forget a finished worker; the run is over when the last one ends or one crashes."""
-        self.workers.discard(worker)
-        if not worker.cancelled() and worker.exception() is not None and self.crash is None:
-            self.crash = worker.exception()
-            self.idle.set()
-        if not self.workers:
-            self.idle.set()
+        worker = asyncio.ensure_future(self.work(self.pool.rows))
+        self.pool.workers.add(worker)
+        worker.add_done_callback(self.pool.retire)
 
     async def work(self, rows: Iterator[RowWork]) -> None:
-        max_concurrent = self.engine.settings.max_concurrent
+        pool = self.pool
         for row_id, item in rows:
             if isinstance(item, RowOutcome):
-                self.report(item)
+                self.record(read_answer(item, self.reader))  # known before: the cache
                 continue
-            if self.stop is not None:
-                outcome = self.not_sent(row_id, None)
-            else:
-                outcome = await self.complete(row_id, item)  # read as it was built
+            row = RowState(row_id, item, Ticket(item.estimated_tokens))
+            outcome = self.not_sent(row) if self.halt.reason else await self.complete(row)
             self.record(outcome)
             for follower in item.followers:
-                # Sent once, answered for every row that asked exactly the same.
-                # It keeps the attempts of the request that answered it ("after 6 attempts").
-                shared = replace(outcome, row_id=follower, latency=None, held=0.0, shared=True)
-                self.record(shared)
-            if len(self.workers) - self.resting > max_concurrent:
+                # Sent once, answered for every row that asked exactly the same. It keeps
+                # the attempts of the request that answered it ("after 6 attempts").
+                self.record(replace(outcome, row_id=follower, latency=None, held=0.0, shared=True))
+            if pool.surplus:
                 return  # one stood in for this worker while its row waited: retire
 
     async def rest(self, delay: float) -> None:
@@ -250,215 +196,160 @@ class _Run:
         more than ``max_concurrent`` are awake retires. Requests in flight stay bounded by
         the gate; workers (and rows held) by twice ``max_concurrent``.
         """
-        max_concurrent = self.engine.settings.max_concurrent
-        self.resting += 1
+        pool = self.pool
+        pool.resting += 1
         try:
-            awake = len(self.workers) - self.resting
-            if awake < max_concurrent and len(self.workers) < 2 * max_concurrent:
+            if pool.short:
                 self.spawn()
-            await self.sleep(delay)
+            await self.halt.sleep(delay)
         finally:
-            self.resting -= 1
-
-    def report(self, outcome: RowOutcome) -> None:
-        """Read the answer of an outcome known before (the cache), then record it."""
-        self.record(read_answer(outcome, self.reader))
+            pool.resting -= 1
 
     def record(self, outcome: RowOutcome) -> None:
         """Count the row once and hand it to the caller."""
         self.stats.record(outcome)
         self.on_result(outcome)
 
-    async def complete(self, row_id: Hashable, request: ChatRequest) -> RowOutcome:
+    async def complete(self, row: RowState) -> RowOutcome:
         """One row through attempts and waits until it has its final outcome, with the part
-        of its latency spent held for the budget (``RowOutcome.held``)."""
-        held = [0.0]
-        outcome = await self.attempts(row_id, request, held)
-        return replace(outcome, held=held[0]) if held[0] else outcome
+        of its latency spent held for the pace or the budget (``RowOutcome.held``)."""
+        outcome = await self.attempts(row)
+        return replace(outcome, held=row.held) if row.held else outcome
 
-    async def attempts(
-        self, row_id: Hashable, request: ChatRequest, held: list[float]
-    ) -> RowOutcome:
-        """``complete``'s loop; adds to ``held[0]`` the seconds a retry of the row waited
-        for the pace or a spent budget (the first send's wait is before its latency)."""
-        assert self.sender is not None
-        clock = self.clock
-        estimate = request.estimated_tokens
-        started: float | None = None
-        attempts = free_resends = 0
-        in_words = False  # sent again with the schema in the system message (form_watch)
+    async def attempts(self, row: RowState) -> RowOutcome:
+        """``complete``'s loop: one case per verdict of the row's last attempt."""
         while True:
-            sent_at = self.gate.try_acquire() or await self.gate.acquire()
-            generation = self.window.generation
-            admitted = False
-            answer_headers: Mapping[str, str] | None = None
-            try:
-                try:
-                    waited = clock.now()
-                    if not self.throttle.open():
-                        await self.throttle.acquire(estimate)
-                    if self.shared is not None:
-                        admitted = await self.admit(estimate)
-                    if started is not None:
-                        held[0] += clock.now() - waited
-                except _Stopped:
-                    return self.not_sent(row_id, started, attempts)
-                if self.stop is not None:
-                    return self.not_sent(row_id, started, attempts)
-                attempts += 1
-                if started is None:
-                    started = clock.now()
-                structured = self.structured and request.structured and not in_words
-                body = request.body(self.model, structured=structured)
-                attempt = await self.sender.send(body, structured=structured)
-                answer_headers = attempt.headers
-            finally:
-                self.gate.release()
-                if admitted:
-                    assert self.shared is not None
-                    self.shared.release(answer_headers)
-            budget_spent = self.hold_for_budget(attempt)
-            verdict = attempt.verdict
-            if attempt.status == 429:
-                if verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
-                    self.window.rate_limited(sent_at, generation, budget_spent=budget_spent)
-            elif attempt.status is not None:
-                self.window.success(sent_at)
-            if verdict is Verdict.OK:
-                assert attempt.answer is not None
-                outcome = self.answered(row_id, attempt.answer, attempts, started, estimate)
-                resend = (
-                    structured
-                    and request.unstructured_system is not None
-                    and self.form.resend(outcome.kind)
-                )
-                if resend:
-                    self.schema_ignored(outcome)
-                    if attempts < self.policy.max_attempts:
-                        in_words = True
-                        continue
-                return outcome
-            if attempt.unsent and free_resends < FREE_RESENDS:
-                free_resends += 1
-                attempts -= 1
-                self.stats.resent += 1
-                continue
-            if verdict is Verdict.FALLBACK:
-                # Only a request that carried response_format is refused this way: the
-                # server refused the form of the request, not the row.
-                self.fall_back(attempt)
-                attempts -= 1
-                continue
-            if verdict is Verdict.STOP:
-                assert attempt.judgement.stop is not None
-                self.stop_run(attempt.judgement.stop)
-                return self.failed(row_id, attempt, attempts, started)
-            if attempt.connect_failed:
-                self.count_connect_failure(attempt)
-            if verdict is not Verdict.RETRY or attempts >= self.policy.max_attempts:
-                return self.failed(row_id, attempt, attempts, started)
-            wait = attempt.retry_after
-            if wait is not None and wait > self.policy.max_retry_after:
-                self.stop_run(wait_too_long(wait, attempt.status))
-                return self.failed(row_id, attempt, attempts, started)
-            delay = next_delay(attempts, self.policy, attempt.retry_after, self.engine.jitter())
-            self.stats.retries += 1
-            if attempt.status == 429 and (budget_spent or self.window.cluster):
-                # The account's budget is spent: hold every new send, not just this row.
-                self.pause(clock.now() + delay, "429s back to back")
-                continue
-            try:
-                await self.rest(delay)
-            except _Stopped:
-                return self.not_sent(row_id, started, attempts)
+            attempt = await self.attempt(row)
+            if attempt is None:
+                return self.not_sent(row)
+            match attempt.verdict:
+                case Verdict.OK:
+                    assert attempt.answer is not None
+                    outcome = self.answered(row, attempt.answer)
+                    if not self.in_words(row, outcome):
+                        return outcome
+                case Verdict.RETRY if attempt.unsent and row.free_resends < FREE_RESENDS:
+                    # The server cannot have read it: send it again at no attempt's cost.
+                    row.free_resends += 1
+                    row.attempts -= 1
+                    self.stats.resent += 1
+                case Verdict.FALLBACK:
+                    # Only a request that carried response_format is refused this way: the
+                    # server refused the form of the request, not the row.
+                    self.fall_back(attempt)
+                    row.attempts -= 1
+                case Verdict.STOP:
+                    assert attempt.judgement.stop is not None
+                    self.stop_run(attempt.judgement.stop)
+                    return self.failed(row, attempt)
+                case Verdict.RETRY if attempt.status == 429:
+                    # A rate limit: the provider takes the row later, at no attempt's cost.
+                    last = await self.later(row, attempt)
+                    if last is not None:
+                        return last
+                case Verdict.RETRY:
+                    last = await self.retry(row, attempt)
+                    if last is not None:
+                        return last
+                case _:
+                    return self.failed(row, attempt)
 
-    async def admit(self, tokens: float) -> bool:
-        """Wait for the shared limit's turn (the run has one); True once it gave a slot."""
-        assert self.shared is not None
-        turn = await self.shared.admit(tokens)
-        if isinstance(turn, RunStop):
-            self.stop_run(turn)
-            raise _Stopped
-        if turn > 0:
-            try:
-                await self.sleep(turn)
-            except BaseException:
-                self.shared.release()
-                raise
-        return True
+    async def attempt(self, row: RowState) -> Attempt | None:
+        """Admit and send the row once; None when the run stopped before it could go.
 
-    def answered(
-        self, row_id: Hashable, answer: Answer, attempts: int, started: float, estimate: int
-    ) -> RowOutcome:
-        """The outcome of a row whose answer came back: an answer, or why it is unusable."""
-        used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-        if used:
-            self.throttle.settle_tokens(estimate, used)
-            if self.shared is not None:
-                self.shared.settle(estimate, used)
-        kind, detail = answer_kind(answer)
-        value: Any = None
-        fields: tuple[str, ...] = ()
-        if kind is OutcomeKind.OK and self.reader is not None and answer.text is not None:
-            kind, detail, value, fields = read_text(
-                self.reader, answer.text, answer.finish_reason, answer.logprobs
-            )
-        return RowOutcome(
-            row_id,
-            kind,
-            response=answer.text,
-            value=value,
-            fields=fields,
-            detail=detail,
-            latency=self.clock.now() - started,
-            attempts=attempts,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-            finish_reason=answer.finish_reason,
-            reasoning=answer.reasoning,
-            tool_calls=answer.tool_calls,
-            logprobs=answer.logprobs,
-        )
-
-    def hold_for_budget(self, attempt: Attempt) -> bool:
-        """Hold new sends while the provider's budget headers say it is spent; True if so."""
-        if attempt.headers is None:
-            return False
-        in_flight = self.stats.in_flight
-        if self.shared is not None:  # the provider's budget is spent by every sharing run
-            in_flight = max(in_flight, self.shared.in_flight)
-        hold = budget_hold(attempt.headers, in_flight)
-        self.stated.observe(attempt.headers)
-        if hold:
-            rate = self.stated.per_minute(attempt.headers)
-            if rate is not None and self.shared is None:
-                # A run sharing its limit (Dask) leaves pacing to the shared limit, which reads
-                # every process's answers: each pacing at the whole stated rate would send a
-                # multiple of it.
-                self.throttle.lower_request_rate(rate)
-            wait = min(hold, self.policy.max_retry_after)
-            self.pause(self.clock.now() + wait, "the provider's budget is spent")
-        return bool(hold)
-
-    def pause(self, until: float, reason: str) -> None:
-        """Hold every new send until ``until``, and count the hold for the report and bar.
-
-        A hold that ends before the requests pace would let the next send go anyway holds
-        nothing and is not counted: told the rate, a run keeps the provider's window nearly
-        full, and its headers say "spent" until the oldest send drops out of it.
+        What the answer says of the provider's concurrency and budget is learned here, for
+        every answer, before its verdict is read.
         """
-        if until <= self.throttle.next_send_at():
-            return
-        added = self.throttle.pause_until(until)
-        if self.shared is not None:
-            self.shared.hold(until - self.clock.now(), reason)
-        if added > 0:
-            stats = self.stats
-            if stats.held_until is None or stats.held_until < self.clock.now():
-                stats.paused += 1
-            stats.paused_seconds += added
-            stats.held_until = until
-            stats.hold_reason = reason
+        assert self.sender is not None
+        ticket = row.ticket
+        admission = self.admission
+        passed = admission.ready(ticket)  # the hot path: every part admits at once
+        if passed < len(admission.parts):
+            ticket.held = 0.0
+            try:
+                await admission.wait(ticket, passed)
+            except Stopped as stopped:
+                if stopped.reason is not None:  # every run sharing the limit has stopped
+                    self.stop_run(stopped.reason)
+                return None
+            if row.started is not None:  # the first send's wait is before its latency
+                row.held += ticket.held
+        headers: Mapping[str, str] | None = None
+        try:
+            if self.halt.reason is not None:
+                return None
+            row.attempts += 1
+            if row.started is None:
+                row.started = self.engine.clock.now()
+            structured = self.structured and row.request.structured and not row.in_words
+            row.structured = structured
+            body = row.request.body(self.engine.endpoint.model, structured=structured)
+            attempt = await self.sender.send(body, structured=structured)
+            headers = attempt.headers
+        finally:
+            self.admission.leave(headers)
+        budget_spent = self.holds.observe(headers)
+        self.patience.heard(attempt.status, self.engine.clock.now())
+        dead = self.dead.heard(row.row_id, attempt.status, attempt.detail)
+        if dead is not None:
+            self.stop_run(dead)
+        if attempt.status == 429:
+            if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
+                self.window.rate_limited(
+                    ticket.sent_at, ticket.generation, budget_spent=budget_spent
+                )
+        elif attempt.status is not None:
+            self.window.success(ticket.sent_at)
+        row.budget_spent = budget_spent
+        return attempt
+
+    async def retry(self, row: RowState, attempt: Attempt) -> RowOutcome | None:
+        """Wait before the row's next attempt; its final outcome instead when there is none."""
+        if attempt.connect_failed:
+            self.count_connect_failure(attempt)
+        policy = self.engine.settings.retry
+        if row.attempts >= policy.max_attempts:
+            return self.failed(row, attempt)
+        wait = attempt.retry_after
+        if wait is not None and wait > policy.max_retry_after:
+            self.stop_run(wait_too_long(wait, attempt.status))
+            return self.failed(row, attempt)
+        delay = next_delay(row.attempts, policy, wait, self.engine.jitter())
+        self.stats.retries += 1
+        try:
+            await self.rest(delay)
+        except Stopped:
+            return self.not_sent(row)
+        return None
+
+    async def later(self, row: RowState, attempt: Attempt) -> RowOutcome | None:
+        """Wait out a rate-limit 429 without spending an attempt, within the run's and the
+        row's bounds (``patience``); the row's final outcome when it goes no further."""
+        policy = self.engine.settings.retry
+        stop = self.patience.stop(self.engine.clock.now(), attempt.detail)
+        if stop is not None:
+            self.stop_run(stop)
+            return self.not_sent(row)
+        wait = attempt.retry_after
+        if wait is not None and wait > policy.max_retry_after:
+            self.stop_run(wait_too_long(wait, attempt.status))
+            return self.failed(row, attempt)
+        row.rate_limited += 1
+        delay = next_delay(row.rate_limited, policy, wait, self.engine.jitter())
+        if row.limited_for + delay > policy.max_retry_after:
+            return self.refused(row, attempt)  # only this row is refused, for that long
+        row.limited_for += delay
+        row.attempts -= 1
+        self.stats.retries += 1
+        if row.budget_spent or self.window.cluster:
+            # The account's budget is spent: hold every new send, not just this row.
+            self.holds.pause(self.engine.clock.now() + delay, "429s back to back")
+            return None
+        try:
+            await self.rest(delay)
+        except Stopped:
+            return self.not_sent(row)
+        return None
 
     def fall_back(self, attempt: Attempt) -> None:
         """Stop asking for ``response_format`` for the rest of the run (once, with a notice).
@@ -476,6 +367,22 @@ class _Run:
             HolySheepWarning,
             stacklevel=1,
         )
+
+    def in_words(self, row: RowState, outcome: RowOutcome) -> bool:
+        """True when the row goes again with the schema in the system message: its answer to
+        ``response_format`` did not fit, and the server may ignore it (``form_watch``)."""
+        resend = (
+            row.structured
+            and row.request.unstructured_system is not None
+            and self.form.resend(outcome.kind)
+        )
+        if not resend:
+            return False
+        self.schema_ignored(outcome)
+        if row.attempts >= self.engine.settings.retry.max_attempts:
+            return False
+        row.in_words = True
+        return True
 
     def schema_ignored(self, outcome: RowOutcome) -> None:
         """Switch to the schema in the system message for the rest of the run (once, with a
@@ -507,35 +414,32 @@ class _Run:
                 )
             )
 
-    def failed(
-        self, row_id: Hashable, attempt: Attempt, attempts: int, started: float
-    ) -> RowOutcome:
-        return RowOutcome(
-            row_id,
-            attempt.judgement.kind,
-            status=attempt.status,
-            detail=redact(attempt.detail, self.engine.endpoint.api_key),
-            latency=self.clock.now() - started,
-            attempts=attempts,
-        )
+    def answered(self, row: RowState, answer: Answer) -> RowOutcome:
+        """The row's answer came back: settle its token estimate, then read it."""
+        used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+        if used:
+            self.throttle.settle_tokens(row.ticket.tokens, used)
+            self.shared.settle(row.ticket.tokens, used)
+        return answered(row, answer, self.reader, self.engine.clock.now())
 
-    def not_sent(self, row_id: Hashable, started: float | None, attempts: int = 0) -> RowOutcome:
-        latency = None if started is None else self.clock.now() - started
-        return RowOutcome(
-            row_id,
-            OutcomeKind.NOT_SENT,
-            detail=self.stop.cause if self.stop is not None else "",
-            latency=latency,
-            attempts=attempts,
-        )
+    def failed(self, row: RowState, attempt: Attempt) -> RowOutcome:
+        return failed(row, attempt, self.engine.endpoint.api_key, self.engine.clock.now())
+
+    def refused(self, row: RowState, attempt: Attempt) -> RowOutcome:
+        """A row the provider refused with 429s for ``max_retry_after`` in all."""
+        outcome = self.failed(row, attempt)
+        times = f"{row.rate_limited + 1} times over {row.limited_for:,.0f} s"
+        return replace(outcome, detail=f"{outcome.detail} (refused {times})")
+
+    def not_sent(self, row: RowState) -> RowOutcome:
+        return not_sent(row, self.halt.reason, self.engine.clock.now())
 
     def stop_run(self, stop: RunStop) -> None:
         """Stop the run (the first reason wins): nothing more is sent, waiters wake up."""
-        if self.stop is not None:
+        if self.halt.reason is not None:
             return
         stop = RunStop(redact(stop.cause, self.engine.endpoint.api_key), stop.advice)
-        self.stop = self.stats.stop = stop
-        self.stopped.set()
-        if self.shared is not None:
-            self.shared.stop(stop)
+        self.halt.reason = self.stats.stop = stop
+        self.halt.event.set()
+        self.shared.stop(stop)
         warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)

@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from holysheep_nb import interrupt
-from holysheep_nb.cache import CachedAnswer, Fingerprinter, ResponseCache
-from holysheep_nb.chat import ChatRequest, EncodedParams, Messages, estimate_tokens
+from holysheep_nb.cache import ResponseCache
+from holysheep_nb.chat import ChatRequest, EncodedParams, estimate_tokens
 from holysheep_nb.clock import Clock, SystemClock
-from holysheep_nb.engine import CompletionEngine, RowWork
+from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job_options import JobOptions
-from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
+from holysheep_nb.outcome import RowOutcome, RunStats
+from holysheep_nb.planning import Ask, Known, RowPlanner
+from holysheep_nb.pool import RowWork
 from holysheep_nb.progress import RunProgress
-from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
-from holysheep_nb.report import RunReport
+from holysheep_nb.prompts import PromptSource
 from holysheep_nb.results import ResultColumns
-from holysheep_nb.stored import known_outcome, to_cached, worth_keeping
+from holysheep_nb.sink import REPORT_ATTR, ResultSink
 from holysheep_nb.timeline import Timeline
 
-REPORT_ATTR = "holysheep_report"
+__all__ = ["REPORT_ATTR", "CompletionJob", "RunPlan"]
+
 #: How often the progress bar is redrawn and pending answers are flushed to the cache. It
 #: also keeps the kernel's loop awake so that an interrupt is delivered promptly.
 TICK_SECONDS = 0.1
@@ -76,8 +79,13 @@ class CompletionJob:
             options.endpoint, options.settings, clock=self.clock, jitter=jitter
         )
         self.stats = RunStats()
-        self.columns = ResultColumns(len(source), keep_values=answer_format is not None)
+        self.sink = ResultSink(source, answer_format, self.stats)
         self.timeline = Timeline(self.stats, self.clock.now)
+
+    @property
+    def columns(self) -> ResultColumns:
+        """The result columns, filled as outcomes arrive."""
+        return self.sink.columns
 
     async def run(self) -> pd.DataFrame:
         """Send what is not cached, store answers as they come, and build the new frame.
@@ -87,35 +95,15 @@ class CompletionJob:
         """
         interrupt.forget()
         options = self.options
-        cache = self.open_cache()
+        cache = self.sink.cache = self.open_cache()
         progress = RunProgress(len(self.source), enabled=options.progress, now=self.clock.now)
         ticker = asyncio.ensure_future(self._tick(progress, cache))
-        waiting_for_answer: dict[int, tuple[str, str | None]] = {}
-        columns = self.columns
-        sharing = _Sharing()
-
-        def on_result(outcome: RowOutcome) -> None:
-            position: int = outcome.row_id  # type: ignore[assignment]
-            columns.record(position, outcome)
-            waiting = waiting_for_answer.pop(position, None)
-            if waiting is None:
-                return
-            prompt, key = waiting
-            sharing.in_flight.pop(prompt, None)
-            if worth_keeping(outcome):
-                # Paid for, so kept: also an answer the reader rejected (off the label set).
-                sharing.answered[hash(prompt)] = position
-                if cache is not None and key is not None:
-                    cache.put(key, to_cached(outcome))
-
+        sending = _Sending(RowPlanner(self.source, options, cache), self.sink)
         reader = self.answer_format.read if self.answer_format is not None else None
         interrupted = False
         try:
             await self.engine.run(
-                self._work(cache, waiting_for_answer, sharing),
-                on_result,
-                stats=self.stats,
-                reader=reader,
+                sending.work(self._request), sending.on_result, stats=self.stats, reader=reader
             )
         except (asyncio.CancelledError, KeyboardInterrupt):
             interrupted = True
@@ -148,98 +136,43 @@ class CompletionJob:
     def plan(self) -> RunPlan:
         """What ``run()`` would send, sending nothing: rows to send, cache hits, input tokens.
 
-        It walks the very path ``run()`` takes (prompts, fingerprints, cache lookups), so the
-        dry run cannot drift from the real one.
+        It walks the very planner ``run()`` walks (prompts, fingerprints, cache lookups,
+        repeats), so the dry run cannot drift from the real one.
         """
-        options = self.options
         cache = self.open_cache()
-        to_send = cached = input_tokens = 0
-        sharing = _Sharing()
+        to_send = cached = missing = shared = input_tokens = 0
         try:
-            for _, item in self._work(cache, {}, sharing):
-                if isinstance(item, RowOutcome):
-                    cached += item.cached
-                    continue
-                to_send += 1
-                input_tokens += item.estimated_tokens - (options.max_tokens or 0)
+            for item in RowPlanner(self.source, self.options, cache).walk():
+                if isinstance(item, Known):
+                    cached += item.outcome.cached
+                    missing += not item.outcome.cached
+                elif item.leader is not None:
+                    shared += 1
+                else:
+                    to_send += 1
+                    input_tokens += self._request(item).estimated_tokens
         finally:
             if cache is not None:
                 cache.close()
-        rows = len(self.source)
-        shared = sum(len(request.followers) for request in sharing.in_flight.values())
-        missing = rows - to_send - cached - shared
-        return RunPlan(rows, to_send, cached, missing, input_tokens, shared)
+        input_tokens -= to_send * (self.options.max_tokens or 0)
+        return RunPlan(len(self.source), to_send, cached, missing, input_tokens, shared)
+
+    def _request(self, ask: Ask) -> ChatRequest:
+        """The request the engine sends for a row."""
+        estimate = estimate_tokens(ask.messages, self._max_tokens)
+        return ChatRequest(ask.messages, self._params, estimate, self.unstructured_system)
+
+    @functools.cached_property
+    def _params(self) -> EncodedParams:
+        return EncodedParams(self.options.params)
+
+    @functools.cached_property
+    def _max_tokens(self) -> int | None:
+        return self.options.max_tokens
 
     def open_cache(self) -> ResponseCache | None:
         option = self.options.cache
         return None if option is False else ResponseCache.open(option, clock=self.clock)
-
-    def _work(
-        self,
-        cache: ResponseCache | None,
-        waiting: dict[int, tuple[str, str | None]],
-        sharing: _Sharing,
-    ) -> Iterator[RowWork]:
-        """Every row in order, one chunk prepared at a time: a request to send, or the row's
-        outcome when it is already known (answered from the cache or by an identical request
-        earlier in the run, or no prompt to send). A row asking exactly what a request in
-        flight asks becomes one of its followers and is not sent.
-
-        Within a run only the prompt differs between requests (model, system and parameters
-        are the run's), so the prompt tells identical requests apart; the cache, shared
-        between runs, needs the whole fingerprint, computed only when there is a cache.
-        """
-        options = self.options
-        endpoint = options.endpoint
-        key_of = (
-            Fingerprinter(base_url=endpoint.base_url, model=endpoint.model, params=options.params)
-            if cache is not None
-            else None
-        )
-        rows = len(self.source)
-        max_tokens = options.max_tokens
-        params = EncodedParams(options.params)
-        for start in range(0, rows, options.chunk_size):
-            stop = min(rows, start + options.chunk_size)
-            batch: list[tuple[int, str, Messages]] = []
-            missing: dict[int, str] = {}
-            for position, prompt in enumerate(self.source.chunk(start, stop), start):
-                if prompt.text is None:
-                    missing[position] = prompt.error or MISSING_PROMPT
-                else:
-                    messages = options.messages(prompt.text)
-                    batch.append((position, prompt.text, messages))
-            keys: Sequence[str | None] = [None] * len(batch)
-            hits: dict[str, CachedAnswer] = {}
-            if key_of is not None and cache is not None and batch:
-                fingerprints = [key_of(messages) for _, _, messages in batch]
-                hits = cache.get_many(fingerprints)
-                keys = fingerprints
-            for position, reason in missing.items():
-                yield position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
-            for key, (position, text, messages) in zip(keys, batch, strict=True):
-                # A repeat of this run first (shared), then an answer of an earlier run (cached).
-                leader = sharing.in_flight.get(text)
-                if leader is not None:
-                    leader.followers.append(position)
-                    continue
-                earlier = sharing.answered.get(hash(text))
-                if earlier is not None and self._prompt_at(earlier) == text:
-                    yield position, self.columns.repeat_of(earlier, position)
-                    continue
-                hit = hits.get(key) if key is not None else None
-                if hit is not None:
-                    yield position, known_outcome(position, hit, cached=True)
-                    continue
-                estimate = estimate_tokens(messages, max_tokens)
-                request = ChatRequest(messages, params, estimate, self.unstructured_system)
-                sharing.in_flight[text] = request
-                waiting[position] = (text, key)
-                yield position, request
-
-    def _prompt_at(self, position: int) -> str | None:
-        """The prompt of one row, built again (to confirm a match found by its hash)."""
-        return next(self.source.chunk(position, position + 1)).text
 
     async def _tick(self, progress: RunProgress, cache: ResponseCache | None) -> None:
         while True:
@@ -250,32 +183,37 @@ class CompletionJob:
                 cache.maybe_flush()
 
     def _result(self) -> pd.DataFrame:
-        out, response = self.columns.to_frame(self.source.frame)
-        label_counts = None
-        if self.answer_format is not None:
-            assert self.columns.values is not None
-            out = self.answer_format.add_columns(out, self.columns.values, before=response)
-            label_counts = self.answer_format.counts(self.columns.values)
-        stats = self.stats
-        elapsed = (stats.finished or stats.started) - stats.started
-        out.attrs[REPORT_ATTR] = RunReport.from_run(
-            stats,
-            latency=self.columns.latency,
-            held=self.columns.held,
-            frame_rows=len(self.source),
-            elapsed=elapsed,
-            prices=self.options.prices,
-            labels=label_counts,
-            timeline=self.timeline.per_second(),
-        )
-        return out
+        return self.sink.frame(self.options.prices, timeline=self.timeline.per_second())
 
 
-class _Sharing:
-    """Identical requests of one run, sent once: those in flight (by prompt), and the rows
-    already answered (by the prompt's hash, each match confirmed against the earlier row's
-    prompt: about 70 bytes a distinct answered row)."""
+class _Sending:
+    """The online run's sending over the planner's rows: a leader's request goes to the
+    engine; a repeat joins its leader's request while that is in flight, or takes its kept
+    answer. A leader whose answer was not worth keeping is forgotten by the planner, so the
+    next row asking the same is sent (as the new leader)."""
 
-    def __init__(self) -> None:
-        self.in_flight: dict[str, ChatRequest] = {}
-        self.answered: dict[int, int] = {}
+    def __init__(self, planner: RowPlanner, sink: ResultSink) -> None:
+        self.planner = planner
+        self.sink = sink
+        self.in_flight: dict[int, tuple[ChatRequest, Ask]] = {}  # by the leader's position
+
+    def work(self, request_for: Callable[[Ask], ChatRequest]) -> Iterator[RowWork]:
+        """What the engine runs: a request to send, or a row's known outcome."""
+        for item in self.planner.walk():
+            if isinstance(item, Known):
+                yield item.position, item.outcome
+            elif item.leader is None:
+                request = request_for(item)
+                self.in_flight[item.position] = (request, item)
+                yield item.position, request
+            elif (flying := self.in_flight.get(item.leader)) is not None:
+                flying[0].followers.append(item.position)
+            else:
+                yield item.position, self.sink.columns.repeat_of(item.leader, item.position)
+
+    def on_result(self, outcome: RowOutcome) -> None:
+        position: int = outcome.row_id  # type: ignore[assignment]
+        self.sink.record(position, outcome)
+        flying = self.in_flight.pop(position, None)
+        if flying is not None and not self.sink.keep(outcome, flying[1].key):
+            self.planner.forget(flying[1])

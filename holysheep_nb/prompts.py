@@ -28,6 +28,8 @@ class Prompt:
 
 
 def _is_missing(value: object) -> bool:
+    if value.__class__ is str:  # the common prompt: no pandas call per row
+        return False
     if value is None:
         return True
     try:

@@ -38,6 +38,10 @@ _SUMS = (
     "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
 )  # fmt: skip
 
+#: 429s cost a run time worth a "to do" line when they were this share of its requests, or
+#: held every send for this many seconds in all.
+PACE_SHARE = 0.02
+PACE_HOLD = 1.0
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
 
@@ -326,6 +330,24 @@ class RunReport:
 
         return plot(self, ax)
 
+    @property
+    def pace_advice(self) -> str | None:
+        """What to do when 429s cost the run time (``PACE_SHARE``, ``PACE_HOLD``): pass a
+        ``requests_per_minute`` the provider takes, so the run paces itself instead of being
+        refused and held; None when they did not, or when the run stopped (its stop says)."""
+        if self.stop_cause is not None or not self.rate_limited or self.elapsed <= 0:
+            return None
+        share = self.rate_limited / max(self.requests_sent, 1)
+        if share < PACE_SHARE and self.paused_seconds < PACE_HOLD:
+            return None
+        accepted = (self.requests_sent - self.rate_limited) / self.elapsed * 60
+        accepted = max(1, math.floor(accepted + 1e-9))
+        return (
+            f"429s cost this run time ({share:.0%} of requests, {self.paused_seconds:,.1f} s "
+            f"held): pass requests_per_minute={accepted} (what the provider took) or your "
+            "plan's limit, and the run paces itself instead"
+        )
+
     def _sections(self) -> tuple[str, Sections]:
         """The title and (heading, [(label, value, note)]) blocks, for text and HTML alike.
 
@@ -420,6 +442,8 @@ class RunReport:
                 for usage in self.models
             ]
             sections.append(("by model: tokens in/out", lines))
+        if self.pace_advice is not None:
+            sections.append(("429s cost time", [("to do", "", self.pace_advice)]))
         return title, sections
 
 

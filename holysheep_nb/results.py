@@ -4,6 +4,8 @@ the result frame at the end (names by ``columns.free_name``: no input column rep
 
 from __future__ import annotations
 
+import math
+from array import array
 from dataclasses import replace
 from typing import Any
 
@@ -25,50 +27,63 @@ class ResultColumns:
     def __init__(self, rows: int, *, keep_values: bool = False) -> None:
         self.response: list[str | None] = [None] * rows
         self.error: list[str | None] = [None] * rows
-        self.latency = np.full(rows, np.nan)
-        self.held = np.zeros(rows)  # seconds of each latency held for the budget
-        self.cached = np.zeros(rows, dtype=bool)
-        self.shared = np.zeros(rows, dtype=bool)
-        self.attempts = np.zeros(rows, dtype=np.int64)
-        self.prompt_tokens = np.full(rows, -1, dtype=np.int64)
-        self.completion_tokens = np.full(rows, -1, dtype=np.int64)
+        # Numbers in ``array`` buffers: as compact as numpy's, and a store per row costs a
+        # tenth of a numpy item assignment (this is the hot path); numpy views at the end.
+        self._latency = array("d", [math.nan]) * rows
+        self._held = array("d", [0.0]) * rows  # seconds of each latency held for the budget
+        self._cached = array("b", [0]) * rows
+        self._shared = array("b", [0]) * rows
+        self._attempts = array("q", [0]) * rows
+        self._prompt_tokens = array("q", [-1]) * rows
+        self._completion_tokens = array("q", [-1]) * rows
         self.finish_reason: list[str | None] = [None] * rows
         self.reasoning: list[str | None] = [None] * rows
         self.tool_calls: list[str | None] = [None] * rows
         #: What the answer reader made of each answer (labels); kept only when there is one.
         self.values: list[Any] | None = [None] * rows if keep_values else None
-        self.recorded = np.zeros(rows, dtype=bool)
+        self._recorded = array("b", [0]) * rows  # 1: the row has its outcome
 
     def record(self, position: int, outcome: RowOutcome) -> None:
         """Store a row's final outcome."""
-        self.recorded[position] = True
+        self._recorded[position] = 1
         self.response[position] = outcome.response
         self.error[position] = outcome.error
         if outcome.latency is not None:
-            self.latency[position] = outcome.latency
-            self.held[position] = outcome.held
-        self.cached[position] = outcome.cached
-        self.shared[position] = outcome.shared
-        self.attempts[position] = outcome.attempts
+            self._latency[position] = outcome.latency
+            self._held[position] = outcome.held
+        self._cached[position] = outcome.cached
+        self._shared[position] = outcome.shared
+        self._attempts[position] = outcome.attempts
         if outcome.prompt_tokens is not None:
-            self.prompt_tokens[position] = outcome.prompt_tokens
+            self._prompt_tokens[position] = outcome.prompt_tokens
         if outcome.completion_tokens is not None:
-            self.completion_tokens[position] = outcome.completion_tokens
+            self._completion_tokens[position] = outcome.completion_tokens
         self.finish_reason[position] = outcome.finish_reason
         self.reasoning[position] = outcome.reasoning
         self.tool_calls[position] = outcome.tool_calls
         if self.values is not None:
             self.values[position] = outcome.value
 
+    @property
+    def latency(self) -> np.ndarray:
+        """Seconds per row (NaN: not sent in this run), a view of the column."""
+        return np.frombuffer(self._latency, dtype=np.float64)
+
+    @property
+    def held(self) -> np.ndarray:
+        """Seconds of each row's latency its retries were held for the pace or a spent
+        budget (0: none), a view of the column."""
+        return np.frombuffer(self._held, dtype=np.float64)
+
     def mark_unanswered(self, error: str) -> None:
         """Give every row without an outcome yet (an interrupted run) ``error``."""
-        for position in np.flatnonzero(~self.recorded).tolist():
+        for position in np.flatnonzero(np.frombuffer(self._recorded, np.int8) == 0).tolist():
             self.error[position] = error
 
     def answer_at(self, position: int) -> CachedAnswer:
         """The answer recorded for a row, as the cache would keep it."""
-        completion = int(self.completion_tokens[position])
-        prompt = int(self.prompt_tokens[position])
+        completion = self._completion_tokens[position]
+        prompt = self._prompt_tokens[position]
         return CachedAnswer(
             self.response[position] or "",
             prompt if prompt >= 0 else None,
@@ -85,7 +100,7 @@ class ResultColumns:
         again), and the attempts that request took."""
         outcome = known_outcome(position, self.answer_at(earlier), shared=True)
         # The attempts of the request that answered it, as for a row sharing one in flight.
-        outcome = replace(outcome, attempts=int(self.attempts[earlier]))
+        outcome = replace(outcome, attempts=self._attempts[earlier])
         value = self.values[earlier] if self.values is not None else None
         if value is None or outcome.kind is not OutcomeKind.OK:
             return outcome
@@ -98,12 +113,12 @@ class ResultColumns:
         results: dict[str, Any] = {
             "response": pd.array(self.response, dtype=_STR_DTYPE),
             "error": pd.array(self.error, dtype=_STR_DTYPE),
-            "latency": self.latency,
-            "cached": self.cached,
-            "shared": self.shared,
-            "attempts": self.attempts,
-            "prompt_tokens": _nullable(self.prompt_tokens),
-            "completion_tokens": _nullable(self.completion_tokens),
+            "latency": self.latency.copy(),
+            "cached": np.frombuffer(self._cached, dtype=np.int8).astype(bool),
+            "shared": np.frombuffer(self._shared, dtype=np.int8).astype(bool),
+            "attempts": np.frombuffer(self._attempts, dtype=np.int64).copy(),
+            "prompt_tokens": _nullable(self._prompt_tokens),
+            "completion_tokens": _nullable(self._completion_tokens),
             "finish_reason": pd.array(self.finish_reason, dtype=_STR_DTYPE),
             "reasoning": pd.array(self.reasoning, dtype=_STR_DTYPE),
             "tool_calls": pd.array(self.tool_calls, dtype=_STR_DTYPE),
@@ -115,5 +130,6 @@ class ResultColumns:
         return out, response
 
 
-def _nullable(values: np.ndarray) -> pd.arrays.IntegerArray:
+def _nullable(buffer: array[int]) -> pd.arrays.IntegerArray:
+    values = np.frombuffer(buffer, dtype=np.int64).copy()
     return pd.arrays.IntegerArray(values, values < 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Any
 
 import aioresponses.core
@@ -35,6 +36,19 @@ if _needs_stream_writer_shim():
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def limits_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The embedded server's rpm / tpm windows (``holysheep_nb.server.limits``) read this
+    fake clock: a window neither slides nor frees unless the test advances it, so what is
+    admitted does not depend on how fast the requests went (a server in this process or in
+    one of its threads; not one in another process)."""
+    import holysheep_nb.server.limits as limits
+
+    fake = FakeClock()
+    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=fake.now))
+    return fake
 
 
 @pytest.fixture(autouse=True)

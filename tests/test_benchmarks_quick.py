@@ -1,8 +1,10 @@
 """The benchmarks: their arithmetic by hand, and ``benchmarks/run.py --quick`` as a smoke test.
 
-The quick run takes under a minute against the embedded server in a subprocess. It must exit
-0 with every case run and no row lost or mixed up; whether the targets are met is reported in
-its table, not asserted here (timing on a shared CI machine is noise).
+The quick run takes under a minute against the embedded server in a subprocess (a few with
+both cores busy: its timeout is a hang guard). It must exit 0 with every case run and no row
+lost or mixed up; whether the targets are met is reported in its table, not asserted here
+(timing on a shared CI machine is noise), and no case crashes on a timing figure: the checks
+that can crash a case (rows, request counts, a refusal under the cap) hold at any speed.
 """
 
 from __future__ import annotations
@@ -81,11 +83,13 @@ def test_steady_rate_skips_the_burst() -> None:
 @pytest.mark.slow
 def test_quick_run_completes_every_case(tmp_path: Path) -> None:
     results = tmp_path / "quick.json"
+    # The timeout is a hang guard: the quick run takes 3-6 min on this shared machine, 5 with
+    # both cores busy, and more than 20 with three test suites running at once.
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--json", str(results)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=3600,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -96,6 +100,6 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
     names = {case["case"] for case in document["cases"]}
     assert names == {
         "throughput", "openai", "cache", "latency", "tail", "ratelimit", "memory", "import",
-        "provider", "extract", "dask", "stray429", "cap",
+        "provider", "extract", "dask", "stray429", "cap", "sample",
     }  # fmt: skip
     assert "met" in done.stdout.splitlines()[0]

@@ -449,20 +449,26 @@ def test_two_processes_share_one_file_without_losing_answers(cache_path: Path) -
 
 
 KILLED = """
-import sys, time
+import sys
 from holysheep_nb.cache import CachedAnswer, ResponseCache
-cache = ResponseCache(sys.argv[1], flush_interval=0.05)
+
+class Clock:  # moved by hand: the flush interval passes when this script says so
+    t = 0.0
+    def now(self): return self.t
+    def wall(self): return 1_700_000_000.0 + self.t
+    async def sleep(self, seconds): self.t += seconds
+
+clock = Clock()
+cache = ResponseCache(sys.argv[1], flush_interval=0.05, clock=clock)
 for i in range(300):
     cache.put(f"k{i}", CachedAnswer(f"answer {i}"))
-last_put = time.monotonic()
+cache.maybe_flush()  # the caller's periodic tick, within the interval: nothing is written
 print("put", flush=True)
-announced = False
-while True:  # the caller's periodic tick; only SIGKILL ends it
-    cache.maybe_flush()
-    if not announced and time.monotonic() - last_put > 0.15:
-        print("interval passed", flush=True)
-        announced = True
-    time.sleep(0.005)
+sys.stdin.readline()  # the parent has looked at the file
+clock.t += 0.05
+cache.maybe_flush()  # the tick after the interval
+print("interval passed", flush=True)
+sys.stdin.readline()  # the parent never writes: only SIGKILL ends this
 """
 
 
@@ -484,10 +490,15 @@ def test_answers_older_than_the_flush_interval_survive_sigkill(cache_path: Path)
     with _python(KILLED, str(cache_path)) as child:
         try:
             lines = _lines(child)
-            assert lines.get(timeout=30) == "put"
-            assert lines.get(timeout=5) == "interval passed"
+            # Timeouts are hang guards: the child's clock is its own, moved by the script.
+            assert lines.get(timeout=60) == "put"
+            assert stored(cache_path) == {}  # buffered: within the interval, nothing written
+            assert child.stdin is not None
+            child.stdin.write("looked\n")
+            child.stdin.flush()
+            assert lines.get(timeout=60) == "interval passed"
             os.kill(child.pid, signal.SIGKILL)  # no finally, no close, no atexit
-            assert child.wait(timeout=5) == -signal.SIGKILL
+            assert child.wait(timeout=60) == -signal.SIGKILL
         finally:
             child.kill()
 

@@ -1,7 +1,9 @@
 """The shared limit's bookkeeping (``holysheep_nb.dask.limits.RunLimits``) on a fake clock.
 
 No cluster here: these are the decisions the scheduler plugin makes for every worker's ask
-(docs/contract.md, "Rate limits and 429s": the same bound as one run's own throttle).
+(docs/contract.md, "Rate limits and 429s": the same bound as one run's own throttle). The
+clock is a ``SteppedClock``: an ask waiting for a slot gives up (``ASK_POLL``) only when the
+test moves the clock on, never because the machine was slow.
 """
 
 from __future__ import annotations
@@ -10,30 +12,49 @@ import asyncio
 
 import pytest
 
-from holysheep_nb.dask.limits import JITTER_MARGIN, LEASE_MARGIN, TALLY, LimitConfig, RunLimits
+from holysheep_nb.dask.limits import (
+    ASK_POLL,
+    JITTER_MARGIN,
+    LEASE_MARGIN,
+    TALLY,
+    LimitConfig,
+    RunLimits,
+)
 from holysheep_nb.dask.plugin import KEPT_RUNS, LimitsPlugin
 from holysheep_nb.policies import RateLimits
-from tests.fakes import FakeClock
+from tests.fakes import SteppedClock
 
 
-def _limits(clock: FakeClock, **config: float) -> RunLimits:
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+async def _settle() -> None:
+    """Let every ready task run until it waits (no time passes on any clock)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def _limits(clock: SteppedClock, **config: float) -> RunLimits:
     values = {"max_concurrent": 4, **config}
-    return RunLimits(LimitConfig(**values), clock.now)  # type: ignore[arg-type]
+    return RunLimits(LimitConfig(**values), clock)
 
 
 async def _send_times(
-    limits: RunLimits, clock: FakeClock, count: int, tokens: float = 0
+    limits: RunLimits, clock: SteppedClock, count: int, tokens: float = 0
 ) -> list[float]:
     """Ask ``count`` times, releasing each slot at once; the clock time each send goes."""
     times = []
     for index in range(count):
         reply = await limits.admit(f"lease-{index}", "w1", tokens)
-        times.append(clock.now() + reply["wait"])
+        assert reply["at"] == clock.now() + reply["wait"]
+        times.append(reply["at"])
         limits.release(f"lease-{index}")
     return times
 
 
-async def test_requests_are_paced_within_rate_times_t_plus_burst(clock: FakeClock) -> None:
+async def test_requests_are_paced_within_rate_times_t_plus_burst(clock: SteppedClock) -> None:
     limits = _limits(clock, requests_per_minute=1200)
     times = await _send_times(limits, clock, 200)
     burst = RateLimits(requests_per_minute=1200).request_capacity
@@ -46,7 +67,7 @@ async def test_requests_are_paced_within_rate_times_t_plus_burst(clock: FakeCloc
     assert times[-1] - times[0] == pytest.approx(199 / (rate * (1 - JITTER_MARGIN)))
 
 
-async def test_tokens_budget_paces_by_estimate_and_corrections(clock: FakeClock) -> None:
+async def test_tokens_budget_paces_by_estimate_and_corrections(clock: SteppedClock) -> None:
     limits = _limits(clock, tokens_per_minute=6000)  # 100 tokens a second
     times = await _send_times(limits, clock, 3, tokens=100)
     assert times[2] - times[0] == pytest.approx(2.0, rel=0.05)
@@ -65,7 +86,7 @@ def _budget(left: int, reset: str, limit: int = 5) -> dict[str, str]:
 
 
 async def test_the_scheduler_counts_its_sends_against_the_providers_budget(
-    clock: FakeClock,
+    clock: SteppedClock,
 ) -> None:
     """Not told a limit: a reading of the budget, less the sends given a turn since, says
     when it is spent, however late the answer arrives; then every send waits for the reset
@@ -81,7 +102,7 @@ async def test_the_scheduler_counts_its_sends_against_the_providers_budget(
     assert limits.status()["hold_reason"] == "the provider's budget is spent"
 
 
-async def test_told_and_paced_a_full_window_is_no_hold(clock: FakeClock) -> None:
+async def test_told_and_paced_a_full_window_is_no_hold(clock: SteppedClock) -> None:
     """Told the rate and paced at 99% of it, the provider's sliding window is nearly full at
     every send: its headers say nothing is left until the oldest send leaves the window, a
     few milliseconds on. The count (and a worker judging the same headers) then says
@@ -112,7 +133,7 @@ async def test_told_and_paced_a_full_window_is_no_hold(clock: FakeClock) -> None
     assert limits.status()["paused_seconds"] == pytest.approx(1.0)
 
 
-async def test_a_stale_reading_never_lets_more_through(clock: FakeClock) -> None:
+async def test_a_stale_reading_never_lets_more_through(clock: SteppedClock) -> None:
     limits = _limits(clock, max_concurrent=8)
     for lease in ("a", "b", "c"):
         await limits.admit(lease, "w1", 0)
@@ -127,7 +148,7 @@ async def test_a_stale_reading_never_lets_more_through(clock: FakeClock) -> None
     assert limits.budget.spent_until(clock.now()) is None
 
 
-async def test_a_hold_a_worker_judged_sends_what_it_held_back_paced(clock: FakeClock) -> None:
+async def test_a_hold_a_worker_judged_sends_what_it_held_back_paced(clock: SteppedClock) -> None:
     """A worker may judge the budget spent before the count does (it holds when no more is
     left than in flight): the sends held back then go paced, not in one burst at the reset
     that the provider's window would make the next ones pay for."""
@@ -140,16 +161,20 @@ async def test_a_hold_a_worker_judged_sends_what_it_held_back_paced(clock: FakeC
     assert turns == pytest.approx([1.0, 1.0 + step, 1.0 + 2 * step])
 
 
-async def test_a_stated_rate_only_ever_slows_the_clusters_pace(clock: FakeClock) -> None:
+async def test_a_stated_rate_only_ever_slows_the_clusters_pace(clock: SteppedClock) -> None:
     limits = _limits(clock)
     assert await _send_times(limits, clock, 3) == [clock.now()] * 3  # not told: no pace
+    assert limits.pace is None
     assert limits.lower_request_rate(1200)  # 20 a second
     assert not limits.lower_request_rate(2400)  # a faster reading changes nothing
     assert not limits.lower_request_rate(float("inf"))
+    assert limits.pace == pytest.approx(1200)
     told = _limits(clock, requests_per_minute=600)  # 10 a second
     assert not told.lower_request_rate(1200)  # never above what the user set
+    assert told.pace == pytest.approx(600)
     first = await _send_times(told, clock, 2)
     assert told.lower_request_rate(300)  # 5 a second from the next send on
+    assert told.pace == pytest.approx(300)
     later = await _send_times(told, clock, 2)
     tenth, fifth = 1 / (10 * (1 - JITTER_MARGIN)), 1 / (5 * (1 - JITTER_MARGIN))
     start = first[0]
@@ -158,13 +183,13 @@ async def test_a_stated_rate_only_ever_slows_the_clusters_pace(clock: FakeClock)
     )
 
 
-async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: FakeClock) -> None:
+async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: SteppedClock) -> None:
     limits = _limits(clock, max_concurrent=2)
     for lease in ("a", "b"):
         assert (await limits.admit(lease, "w1", 0))["wait"] == 0.0
     third = asyncio.ensure_future(limits.admit("c", "w2", 0))
     fourth = asyncio.ensure_future(limits.admit("d", "w2", 0))
-    await asyncio.sleep(0.01)
+    await _settle()
     assert not third.done()
     limits.release("a")
     assert (await third)["wait"] == 0.0
@@ -174,12 +199,33 @@ async def test_slots_in_flight_are_shared_and_handed_on_in_order(clock: FakeCloc
     assert len(limits.leases) == 2
 
 
-async def test_a_lost_worker_frees_its_slots_and_leases_lapse(clock: FakeClock) -> None:
+async def test_an_ask_no_slot_frees_for_is_told_to_ask_again_after_the_poll(
+    clock: SteppedClock,
+) -> None:
+    """A worker that went away mid-ask costs its slot for ``ASK_POLL`` seconds of the
+    scheduler's clock at most; the next ask in the queue keeps its place."""
+    limits = _limits(clock, max_concurrent=1)
+    await limits.admit("a", "w1", 0)
+    first = asyncio.ensure_future(limits.admit("b", "w2", 0))
+    await _settle()
+    clock.advance(ASK_POLL / 2)
+    second = asyncio.ensure_future(limits.admit("c", "w2", 0))
+    await _settle()
+    assert not first.done()
+    clock.advance(ASK_POLL / 2)
+    assert (await first) == {"again": True}
+    assert not second.done()
+    limits.release("a")
+    assert (await second)["wait"] == 0.0
+    assert set(limits.leases) == {"c"}
+
+
+async def test_a_lost_worker_frees_its_slots_and_leases_lapse(clock: SteppedClock) -> None:
     limits = _limits(clock, max_concurrent=2, timeout=5.0)
     await limits.admit("a", "lost", 0)
     await limits.admit("b", "alive", 0)
     waiting = asyncio.ensure_future(limits.admit("c", "alive", 0))
-    await asyncio.sleep(0.01)
+    await _settle()
     limits.worker_lost("lost")
     assert (await waiting)["wait"] == 0.0
     clock.advance(5.0 + LEASE_MARGIN)
@@ -187,19 +233,19 @@ async def test_a_lost_worker_frees_its_slots_and_leases_lapse(clock: FakeClock) 
     assert set(limits.leases) == {"d"}  # b and c lapsed: no send lasts past its timeout
 
 
-async def test_an_ask_abandoned_before_its_grant_takes_no_slot(clock: FakeClock) -> None:
+async def test_an_ask_abandoned_before_its_grant_takes_no_slot(clock: SteppedClock) -> None:
     limits = _limits(clock, max_concurrent=1)
     limits.release("gone")  # the asker gave up before the scheduler saw its ask
     assert (await limits.admit("gone", "w1", 0)) == {"again": True}
     assert limits.leases == {}
 
 
-async def test_hold_delays_every_send_and_stop_refuses_every_ask(clock: FakeClock) -> None:
+async def test_hold_delays_every_send_and_stop_refuses_every_ask(clock: SteppedClock) -> None:
     limits = _limits(clock, max_concurrent=1)
     limits.hold(3.0, "429s back to back")
-    assert (await limits.admit("a", "w1", 0)) == {"wait": 3.0, "in_flight": 1}
+    assert (await limits.admit("a", "w1", 0)) == {"wait": 3.0, "at": 1003.0, "in_flight": 1}
     waiting = asyncio.ensure_future(limits.admit("b", "w2", 0))
-    await asyncio.sleep(0.01)
+    await _settle()
     limits.stop_run("authentication failed (HTTP 401)", "check the key")
     stop = ["authentication failed (HTTP 401)", "check the key"]
     assert (await waiting) == {"stop": stop}
@@ -208,7 +254,7 @@ async def test_hold_delays_every_send_and_stop_refuses_every_ask(clock: FakeCloc
 
 
 async def test_progress_never_goes_back_and_a_retry_restarts_the_partition(
-    clock: FakeClock,
+    clock: SteppedClock,
 ) -> None:
     limits = _limits(clock)
     limits.begin(0, "w1", rows=10)

@@ -88,15 +88,28 @@ async def test_gemini_per_minute_429_is_a_rate_limit_read_from_its_list_body(
     assert retry.judge(429, error).verdict is retry.Verdict.RETRY
 
     frame = reviews(12)
-    frame.loc[0, "text"] += " {{fault:429}}"  # always 429: this row runs out of retries
+    frame.loc[0, "text"] += " {{fault:429*3}}"  # three rate-limit 429s: no attempt spent
     out = await bounded(
         frame.holysheep.acomplete("text", **options(server, max_retries=1, max_concurrent=4)),
         DEADLINE,
         "the Gemini run",
     )
     assert out.holysheep.report().stop_cause is None
-    assert out["error"].iat[0].startswith("HTTP 429 after 2 attempts: You exceeded your current")
-    assert out["error"].iloc[1:].isna().all(), out["error"].dropna().tolist()
+    assert out["error"].isna().all(), out["error"].dropna().tolist()
+    assert server.stats()["by_status"]["429"] == 4  # the one above, and this row's three
+
+    # Always 429: the row waits up to max_retry_after, and what it ends with quotes Gemini's
+    # message (read from the list body), never "quota exhausted".
+    always = reviews(1, "{{fault:429}}")
+    out = await bounded(
+        always.holysheep.acomplete("text", **options(server, max_retry_after=1.0)),
+        DEADLINE,
+        "the always-429 Gemini run",
+    )
+    error = out["error"].iat[0]
+    assert "You exceeded your current quota" in error, error
+    assert "quota exhausted" not in error
+    assert "[{" not in error
 
 
 async def test_gemini_per_minute_limit_holds_the_run_until_every_row_is_answered(

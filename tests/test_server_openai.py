@@ -30,6 +30,7 @@ from holysheep_nb.server import (
     start_server,
 )
 from holysheep_nb.server.providers import PROVIDERS
+from tests.fakes import FakeClock
 
 MODEL = "gpt-4o"
 REVIEW = "The battery is excellent and the screen is lovely. I love it."
@@ -413,7 +414,7 @@ def test_every_answer_carries_a_request_id(client: openai.OpenAI) -> None:
     assert (caught.value.request_id or "").startswith("req_")
 
 
-def test_rate_limit_headers_describe_the_window_really_enforced() -> None:
+def test_rate_limit_headers_describe_the_window_really_enforced(limits_clock: FakeClock) -> None:
     # 30 rpm over a 10 s window holds 5 requests: the headers must say 5, not 30.
     with (
         LocalServer(ServerConfig(rpm=30, limit_window=10)) as server,
@@ -429,7 +430,7 @@ def test_rate_limit_headers_describe_the_window_really_enforced() -> None:
     assert seen == [("5", str(left)) for left in (4, 3, 2, 1, 0)]
     headers = caught.value.response.headers
     assert headers["x-ratelimit-limit-requests"] == "5"
-    assert 0 < float(headers["retry-after"]) <= 10
+    assert float(headers["retry-after"]) == 10  # nothing leaves the window: its clock stood still
 
 
 # --- faults through the client ------------------------------------------------------------

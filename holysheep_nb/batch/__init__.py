@@ -13,7 +13,8 @@ The contract is in ``docs/contract.md`` ("Batch").
 """
 
 from holysheep_nb.batch.client import BatchError, BatchUnavailableError
-from holysheep_nb.batch.job import BatchHandle, BatchJob
+from holysheep_nb.batch.handle import BatchHandle
+from holysheep_nb.batch.job import BatchJob
 from holysheep_nb.batch.lines import BatchLimits
 
 __all__ = ["BatchError", "BatchHandle", "BatchJob", "BatchLimits", "BatchUnavailableError"]

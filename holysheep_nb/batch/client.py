@@ -6,9 +6,12 @@ Requests follow OpenAI's Files and Batch API references: ``POST /files`` (multip
 under the run's ``base_url``. The key goes with each request to the API host only, as on
 the online path, and is blanked out of every error message.
 
-Calls that are safe to repeat are retried on a 429, a 5xx or a dropped connection, a few
-times with a growing wait on the run's clock. Creating a batch is retried on a 429 only: a
-5xx may hide a batch that was created, and a second one would be paid twice.
+Calls that are safe to repeat are retried on a 429, a 5xx or a dropped connection by the
+run's ``RetryPolicy``, as the online engine retries a row: up to ``max_retries`` retries,
+full-jitter backoff, a ``Retry-After`` obeyed up to ``max_retry_after`` (a longer one is
+the call's error at once), all on the run's clock (``retry.next_delay``). Creating a batch
+is retried on a 429 only: a 5xx may hide a batch that was created, and a second one would be
+paid twice.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -28,25 +32,34 @@ from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import BatchError as BatchError  # defined in the one tree
 from holysheep_nb.errors import BatchUnavailableError as BatchUnavailableError
 from holysheep_nb.errors import redact
+from holysheep_nb.policies import RetryPolicy
 from holysheep_nb.provider_errors import parse_error
+from holysheep_nb.retry import next_delay, parse_retry_after
 from holysheep_nb.transport import describe_exception, proxy_for
-
-#: Attempts of a call that is safe to repeat, and the first wait between them (doubling).
-ATTEMPTS = 5
-FIRST_WAIT = 1.0
 
 
 class BatchClient:
     """One session to the provider's files and batches endpoints; ``async with`` it.
 
     ``timeout`` is seconds to connect and between two reads (an upload of 200 MB may take
-    longer in all, so there is no total limit); ``clock`` paces the retries.
+    longer in all, so there is no total limit); ``clock`` paces the retries, which follow
+    ``retry`` (the run's policy) with ``jitter`` (a uniform draw in [0, 1)) as the engine's.
     """
 
-    def __init__(self, endpoint: Endpoint, *, timeout: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float,
+        clock: Clock,
+        retry: RetryPolicy | None = None,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.clock = clock
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.jitter = jitter or random.random
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> BatchClient:
@@ -158,8 +171,10 @@ class BatchClient:
         url = self.url(path, params)
         headers = self.endpoint.request_headers()
         key = self.endpoint.api_key
-        wait = FIRST_WAIT
-        for attempt in range(1, ATTEMPTS + 1):
+        policy = self.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            last = attempt == policy.max_attempts
+            retry_after: float | None = None
             try:
                 async with self._session.request(
                     method,
@@ -172,8 +187,9 @@ class BatchClient:
                 ) as response:
                     status = response.status
                     body = await response.read()
+                    answer_headers = response.headers
             except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-                if not repeatable or attempt == ATTEMPTS:
+                if not repeatable or last:
                     raise BatchError(
                         f"could not {what}: {redact(describe_exception(exc), key)}"
                     ) from None
@@ -181,11 +197,25 @@ class BatchClient:
                 if 200 <= status < 300:
                     return body
                 retry = status == 429 or (repeatable and status >= 500)
-                if not retry or attempt == ATTEMPTS:
+                if not retry or last:
                     raise _failure(method, path, status, body, what, key)
-            await self.clock.sleep(wait)
-            wait *= 2
+                retry_after = self._retry_after(answer_headers, status, what)
+            await self.clock.sleep(next_delay(attempt, policy, retry_after, self.jitter()))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retry_after(self, headers: Mapping[str, str], status: int, what: str) -> float | None:
+        """The server's ``Retry-After`` for a call to retry; a ``BatchError`` when it asks
+        for longer than the policy's ``max_retry_after`` (waiting that long in a cell is
+        worse than saying so)."""
+        seconds = parse_retry_after(headers, self.clock.wall())
+        if seconds is not None and seconds > self.retry.max_retry_after:
+            raise BatchError(
+                f"could not {what}: the provider asked to wait {seconds:,.0f} s "
+                f"(HTTP {status} with Retry-After); run it again later, or pass "
+                f"max_retry_after={seconds:.0f} to wait that long",
+                status,
+            )
+        return seconds
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:

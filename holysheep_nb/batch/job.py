@@ -1,18 +1,20 @@
 """One ``batch=True`` call: rows -> distinct requests -> provider batches -> the result frame.
 
-The rows are walked as the online run walks them (prompt, fingerprint, cache lookup): rows
-answered from the cache or without a prompt are settled at once; every other distinct
-request becomes one JSONL line whose ``custom_id`` is its fingerprint. The lines are split
-by the provider's limits, uploaded and batched (``client``), or, when the same set of
-requests was submitted before and not yet collected (a kernel restart), the stored batches
-are found (``records``) and nothing is uploaded. Waiting polls the batches with a progress
-bar of the provider's completed / failed counts; collecting downloads the output and error
-files, reads each line as the online path reads an answer (``results``), writes answers to
-the cache under the same keys, and builds the same frame, with a ``batch`` line in the
-report and the cost at the batch price. Interrupting stops the waiting, never the batch.
+The rows are walked by the online run's planner (``planning``: prompt, fingerprint, cache
+lookup, repeats): rows answered from the cache or without a prompt are settled at once;
+every other distinct request becomes one JSONL line whose ``custom_id`` is its fingerprint.
+The lines are split by the provider's limits, uploaded and batched (``client``), or, when
+the same set of requests was submitted before and not yet collected (a kernel restart), the
+stored batches are found (``records``) and nothing is uploaded. Waiting polls the batches
+with a progress bar of the provider's completed / failed counts; collecting downloads the
+output and error files, reads each line as the online path reads an answer (``results``),
+writes answers to the cache under the same keys, and builds the same frame through the
+online run's sink (``sink``), with a ``batch`` line in the report and the cost at the batch
+price. Interrupting stops the waiting, never the batch.
 
 Length: submit, re-attach, wait and collect are one life cycle over the same plan; the
-provider calls are in ``client``, the lines in ``lines``, reading them in ``results``.
+provider calls are in ``client``, the lines in ``lines``, reading them in ``results``, the
+handle on submitted batches in ``handle``.
 """
 
 from __future__ import annotations
@@ -20,33 +22,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from holysheep_nb.batch.client import BatchClient, BatchError, BatchUnavailableError
+from holysheep_nb.batch.handle import TERMINAL, BatchHandle, BatchProgress
 from holysheep_nb.batch.lines import BatchLimits, request_line, request_set, split
 from holysheep_nb.batch.records import BatchRecord, BatchRecords, records_path
 from holysheep_nb.batch.results import read_lines
-from holysheep_nb.cache import Fingerprinter, ResponseCache
-from holysheep_nb.chat import Messages
+from holysheep_nb.cache import ResponseCache
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.errors import ConfigError, HolySheepWarning
 from holysheep_nb.formats import AnswerFormat
-from holysheep_nb.job import REPORT_ATTR
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, read_answer
-from holysheep_nb.progress import RunProgress
-from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
-from holysheep_nb.report import RunReport
-from holysheep_nb.results import ResultColumns
-from holysheep_nb.runner import run_sync
-from holysheep_nb.stored import known_outcome, to_cached, worth_keeping
+from holysheep_nb.planning import Known, RowPlanner
+from holysheep_nb.prompts import PromptSource
+from holysheep_nb.sink import ResultSink
 
-#: A batch in one of these states will not change any more.
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 #: Seconds between polls: the first, and the most (the wait doubles up to it).
 FIRST_POLL = 1.0
 MAX_POLL = 60.0
@@ -56,7 +51,7 @@ MAX_WAIT = 25 * 3600.0
 
 
 @dataclass
-class _Plan:
+class BatchPlan:
     """The rows of a call: outcomes already known, and the distinct requests to batch."""
 
     known: dict[int, RowOutcome] = field(default_factory=dict)
@@ -91,7 +86,7 @@ class BatchJob:
         self.answer_format = answer_format
         self.limits = limits or BatchLimits()
         self.clock = clock or SystemClock()
-        self._plan: _Plan | None = None
+        self._plan: BatchPlan | None = None
 
     # -- the three steps -----------------------------------------------------------------
 
@@ -153,7 +148,7 @@ class BatchJob:
         task) stops the waiting with a warning that says how to collect or cancel; the
         batches go on at the provider.
         """
-        progress = _BatchProgress(total, enabled=self.options.progress, now=self.clock.now)
+        progress = BatchProgress(total, enabled=self.options.progress, now=self.clock.now)
         started = self.clock.now()
         delay = FIRST_POLL
         try:
@@ -184,7 +179,7 @@ class BatchJob:
             progress.close()
 
     async def collect(
-        self, plan: _Plan, batches: list[dict[str, Any]], started: float
+        self, plan: BatchPlan, batches: list[dict[str, Any]], started: float
     ) -> pd.DataFrame:
         """Download the results of ended batches and build the frame (answers cached)."""
         results: dict[str, RowOutcome] = {}
@@ -199,8 +194,8 @@ class BatchJob:
         why_missing = _why_missing(batches)
         reader = self.answer_format.read if self.answer_format is not None else None
         stats = RunStats(started=started, requests_sent=len(plan.lines))
-        columns = ResultColumns(len(self.source), keep_values=self.answer_format is not None)
         cache = ResponseCache.open(self.options.cache, clock=self.clock)
+        sink = ResultSink(self.source, self.answer_format, stats, cache)
         try:
 
             def record(position: int, outcome: RowOutcome, ran: bool) -> RowOutcome:
@@ -208,7 +203,7 @@ class BatchJob:
                 # The tally counts a row the batch ran as sent (it has a latency); the
                 # provider does not say how long it took, so the column stays NaN.
                 stats.record(replace(outcome, latency=0.0) if ran else outcome)
-                columns.record(position, outcome)
+                sink.record(position, outcome)
                 return outcome
 
             for position, outcome in plan.known.items():
@@ -219,9 +214,7 @@ class BatchJob:
                     found = RowOutcome(request_key, OutcomeKind.NOT_SENT, detail=why_missing)
                 ran = found.kind is not OutcomeKind.NOT_SENT
                 leader, *followers = positions
-                outcome = record(leader, found, ran)
-                if cache is not None and worth_keeping(outcome):
-                    cache.put(request_key, to_cached(outcome))
+                sink.keep(record(leader, found, ran), request_key)
                 for follower in followers:  # asked once: as the online run marks its repeats
                     record(follower, replace(found, shared=True), ran=False)
         finally:
@@ -232,7 +225,7 @@ class BatchJob:
             with BatchRecords(records_path(self.options.cache)) as records:
                 records.collected(ids, self.clock.wall())
         stats.finished = self.clock.now()
-        return self._frame(columns, stats, tuple(ids))
+        return sink.frame(self.options.prices, batch_ids=tuple(ids))
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -251,72 +244,35 @@ class BatchJob:
             ) from None
 
     def _client(self) -> BatchClient:
+        settings = self.options.settings
         return BatchClient(
-            self.options.endpoint, timeout=self.options.settings.timeout, clock=self.clock
+            self.options.endpoint, timeout=settings.timeout, clock=self.clock, retry=settings.retry
         )
 
-    def _prepare(self) -> _Plan:
-        """Walk the rows once (as the online run does): settle what is known, and make one
-        line per distinct request still to answer."""
+    def _prepare(self) -> BatchPlan:
+        """Walk the rows once with the online run's planner: settle what is known, and make
+        one line per distinct request still to answer (its repeats share it)."""
         if self._plan is not None:
             return self._plan
         options = self.options
-        endpoint = options.endpoint
-        key_of = Fingerprinter(
-            base_url=endpoint.base_url, model=endpoint.model, params=options.params
-        )
-        plan = _Plan()
+        model = options.endpoint.model
+        plan = BatchPlan()
         cache = ResponseCache.open(options.cache, clock=self.clock)
         try:
-            rows = len(self.source)
-            for start in range(0, rows, options.chunk_size):
-                stop = min(rows, start + options.chunk_size)
-                asks: list[tuple[int, Messages, str]] = []
-                for position, prompt in enumerate(self.source.chunk(start, stop), start):
-                    if prompt.text is None:
-                        reason = prompt.error or MISSING_PROMPT
-                        plan.known[position] = RowOutcome(
-                            position, OutcomeKind.MISSING_PROMPT, detail=reason
-                        )
-                        continue
-                    messages = options.messages(prompt.text)
-                    asks.append((position, messages, key_of(messages)))
-                hits = cache.get_many([k for _, _, k in asks]) if cache is not None else {}
-                for position, messages, request_key in asks:
-                    hit = hits.get(request_key)
-                    if hit is not None:
-                        plan.known[position] = known_outcome(position, hit, cached=True)
-                        continue
-                    if request_key not in plan.lines:
-                        plan.lines[request_key] = request_line(
-                            request_key, endpoint.model, messages, options.params
-                        )
-                    plan.positions.setdefault(request_key, []).append(position)
+            for item in RowPlanner(self.source, options, cache, fingerprint=True).walk():
+                if isinstance(item, Known):
+                    plan.known[item.position] = item.outcome
+                    continue
+                key = item.key
+                assert key is not None  # the planner fingerprints every row asked
+                if item.leader is None:
+                    plan.lines[key] = request_line(key, model, item.messages, options.params)
+                plan.positions.setdefault(key, []).append(item.position)
         finally:
             if cache is not None:
                 cache.close()
         self._plan = plan
         return plan
-
-    def _frame(
-        self, columns: ResultColumns, stats: RunStats, batch_ids: tuple[str, ...]
-    ) -> pd.DataFrame:
-        out, response = columns.to_frame(self.source.frame)
-        labels = None
-        if self.answer_format is not None:
-            assert columns.values is not None
-            out = self.answer_format.add_columns(out, columns.values, before=response)
-            labels = self.answer_format.counts(columns.values)
-        prices = self.options.prices
-        report = RunReport.from_run(
-            stats,
-            latency=columns.latency,
-            elapsed=(stats.finished or stats.started) - stats.started,
-            prices=prices.for_batch() if prices is not None and batch_ids else prices,
-            labels=labels,
-        )
-        out.attrs[REPORT_ATTR] = replace(report, batch_ids=batch_ids)
-        return out
 
 
 def _why_missing(batches: list[dict[str, Any]]) -> str:
@@ -330,91 +286,3 @@ def _why_missing(batches: list[dict[str, Any]]) -> str:
         if status in ("expired", "cancelled"):
             return f"batch {batch.get('id')} {status} before running this request"
     return "the batch results have no line for this request"
-
-
-class BatchHandle:
-    """Batches submitted for one call, to collect later: ``handle.collect()`` (or ``await
-    handle.acollect()``) waits for them and returns the result frame; ``cancel()`` cancels
-    them at the provider. After a kernel restart, run the same cell again instead: it finds
-    these batches in the cache file and uploads nothing.
-    """
-
-    def __init__(
-        self, job: BatchJob, plan: _Plan, batch_ids: tuple[str, ...], *, reattached: bool = False
-    ) -> None:
-        self._job = job
-        self._plan = plan
-        #: The provider's batch ids, in the order of the parts of the input.
-        self.batch_ids = batch_ids
-        #: True when an earlier run had submitted these batches (nothing was uploaded now).
-        self.reattached = reattached
-        self._started = job.clock.now()
-
-    @property
-    def requests(self) -> int:
-        """Distinct requests in the batches (rows sharing a request share its answer)."""
-        return len(self._plan.lines)
-
-    async def acollect(self) -> pd.DataFrame:
-        """Wait for the batches to end, then return the result frame (answers cached)."""
-        job = self._job
-        batches = await job.wait(self.batch_ids, self.requests) if self.batch_ids else []
-        return await job.collect(self._plan, batches, self._started)
-
-    def collect(self) -> pd.DataFrame:
-        """``acollect`` from synchronous code (a script or a notebook cell)."""
-        return run_sync(self.acollect)
-
-    async def astatus(self) -> dict[str, str]:
-        """Each batch's status now (``in_progress``, ``completed``, ...), by id."""
-        async with self._job._client() as client:
-            return {i: str((await client.retrieve(i)).get("status")) for i in self.batch_ids}
-
-    def status(self) -> dict[str, str]:
-        """``astatus`` from synchronous code."""
-        return run_sync(self.astatus)
-
-    async def acancel(self) -> None:
-        """Ask the provider to cancel every batch that has not ended (requests already run
-        are still charged and collected)."""
-        async with self._job._client() as client:
-            for batch_id in self.batch_ids:
-                if (await client.retrieve(batch_id)).get("status") not in TERMINAL:
-                    await client.cancel(batch_id)
-
-    def cancel(self) -> None:
-        """``acancel`` from synchronous code."""
-        run_sync(self.acancel)
-
-    def __repr__(self) -> str:
-        how = "re-attached" if self.reattached else "submitted"
-        ids = ", ".join(self.batch_ids) or "none: every row is answered"
-        return (
-            f"BatchHandle({self.requests:,} requests {how}: {ids}; "
-            "out = handle.collect() when done)"
-        )
-
-
-class _BatchProgress:
-    """The run's bar (``RunProgress``) over the batch's requests, fed the provider's
-    ``request_counts``: ok is its completed count, failed its failed count."""
-
-    def __init__(self, total: int, *, enabled: bool, now: Callable[[], float]) -> None:
-        self._bar = RunProgress(
-            total, enabled=enabled, description="holysheep batch requests", now=now
-        )
-        self._stats = RunStats()
-
-    def show(self, batches: list[dict[str, Any]]) -> None:
-        """Show the counts of the latest poll of every batch."""
-        completed = failed = 0
-        for batch in batches:
-            counts = batch.get("request_counts") or {}
-            completed += int(counts.get("completed") or 0)
-            failed += int(counts.get("failed") or 0)
-        self._stats.succeeded, self._stats.failed = completed, failed
-        self._bar.refresh(self._stats)
-
-    def close(self) -> None:
-        """Draw the last counts and close the bar."""
-        self._bar.close(self._stats)

@@ -1,8 +1,10 @@
 """The provider limit of one Dask run, kept in one place: the scheduler's event loop.
 
-``RunLimits`` is pure bookkeeping on an injected clock (no Dask in here, so it is tested on
-a fake clock). The scheduler plugin (``holysheep_nb.dask.plugin``) holds one per run and
-every worker asks it, one round trip per send, for:
+``RunLimits`` is pure bookkeeping on an injected clock (``holysheep_nb.clock.Clock``: its
+``now`` for send times, leases and holds, its ``sleep`` for how long an ask waits for a slot;
+no Dask in here, so it is tested on a fake clock). The scheduler plugin
+(``holysheep_nb.dask.plugin``) holds one per run and every worker asks it, one round trip
+per send, for:
 
 - a slot in flight: at most ``max_concurrent`` sends across the cluster. A slot is a lease
   named by the worker, freed when the send is over, when its worker leaves the cluster
@@ -37,10 +39,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from holysheep_nb.clock import Clock
 from holysheep_nb.dask.budget import ProviderBudget
 from holysheep_nb.policies import EngineSettings
 
@@ -138,7 +141,7 @@ class RunLimits:
     """The shared limit and progress of one run (see the module docstring)."""
 
     config: LimitConfig
-    clock: Callable[[], float]
+    clock: Clock
     leases: dict[str, _Lease] = field(default_factory=dict)
     hold_until: float = -math.inf
     hold_reason: str = ""
@@ -160,9 +163,14 @@ class RunLimits:
         self._tokens = _Schedule(config.tokens_per_minute) if config.tokens_per_minute else None
 
     async def admit(self, lease: str, worker: str, tokens: float) -> dict[str, Any]:
-        """One send's turn: ``{"wait": seconds, "in_flight": sends in flight now}`` with
-        lease ``lease`` taken, ``{"stop":
-        [cause, advice]}``, or ``{"again": True}`` when no slot freed within ``ASK_POLL``."""
+        """One send's turn: ``{"wait": seconds, "at": send time, "in_flight": sends in
+        flight now}`` with lease ``lease`` taken, ``{"stop": [cause, advice]}``, or
+        ``{"again": True}`` when no slot freed within ``ASK_POLL`` seconds of the clock.
+
+        ``at`` is the send time on this scheduler's clock (``now + wait``): the budgets are
+        kept on these times, so counting them over any window of the clock checks the limit
+        whatever the delays between the scheduler, the workers and the provider.
+        """
         refusal = self._refusal()
         if refusal is not None:
             return refusal
@@ -179,7 +187,7 @@ class RunLimits:
             self._revoked.discard(lease)
             self._wake()
             return {"again": True}
-        now = self.clock()
+        now = self.clock.now()
         spent_until = self.budget.spent_until(now)
         if spent_until is not None:
             self.hold(spent_until - now, "the provider's budget is spent")
@@ -201,7 +209,7 @@ class RunLimits:
             self._tokens.charge(at, tokens)
         expires = at + self.config.timeout + LEASE_MARGIN
         self.leases[lease] = _Lease(worker, expires, self.budget.count_send())
-        return {"wait": at - now, "in_flight": len(self.leases)}
+        return {"wait": at - now, "at": at, "in_flight": len(self.leases)}
 
     def release(
         self, lease: str, tokens: float = 0.0, headers: Mapping[str, str] | None = None
@@ -215,7 +223,7 @@ class RunLimits:
         if held is None and lease:
             self._revoked.add(lease)
         if held is not None and headers:
-            self.budget.read(held.send, headers, self.clock())
+            self.budget.read(held.send, headers, self.clock.now())
         self._wake()
 
     def lower_request_rate(self, per_minute: float) -> bool:
@@ -237,6 +245,14 @@ class RunLimits:
         self._requests = schedule
         return True
 
+    @property
+    def pace(self) -> float | None:
+        """The requests per minute the cluster's sends are paced at now (the rate told, or
+        the provider's stated rate once lower), or None when they are not paced."""
+        if self._requests is None:
+            return None
+        return self._requests.rate * 60.0 / (1.0 - JITTER_MARGIN)
+
     def hold(self, seconds: float, reason: str) -> None:
         """Hold every new send of the run for ``seconds`` from now (extends, never shortens).
 
@@ -247,7 +263,7 @@ class RunLimits:
         holds were the bar's ``held=0s, the provider's budget is spent`` in runs without a
         429; a hold past the pace still holds, and is shown.
         """
-        now = self.clock()
+        now = self.clock.now()
         until = now + seconds
         if self._requests is not None and until <= self._requests.theoretical:
             return  # the pace's next turn only moves later: it covers this hold
@@ -274,7 +290,7 @@ class RunLimits:
 
     def begin(self, partition: int, worker: str, rows: int) -> None:
         """A partition starts (again, on another worker, after a loss: its count restarts)."""
-        now = self.clock()
+        now = self.clock.now()
         if self.started is None:
             self.started = now
         state = self.partitions.setdefault(partition, PartitionState())
@@ -294,7 +310,7 @@ class RunLimits:
         succeeded, failed, retries, cached = (int(report[name]) for name in TALLY)
         state.tally = (succeeded, failed, retries, cached)
         state.report = report
-        self.finished = self.clock()
+        self.finished = self.clock.now()
 
     @property
     def idle(self) -> bool:
@@ -304,7 +320,7 @@ class RunLimits:
 
     def status(self) -> dict[str, Any]:
         """Everything the client reads: partitions, rows done, hold, stop, reports."""
-        now = self.clock()
+        now = self.clock.now()
         return {
             "partitions": {
                 number: {
@@ -329,25 +345,22 @@ class RunLimits:
         return {"stop": list(self.stop)} if self.stop is not None else None
 
     async def _wait_for_slot(self) -> bool:
-        """Queue for a slot, first come first served; False after ``ASK_POLL`` seconds.
+        """Queue for a slot, first come first served; False after ``ASK_POLL`` seconds of
+        the clock (its ``sleep``).
 
         A woken ask checks again (a later release may have woken it too early) and keeps its
         place at the head of the queue.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + ASK_POLL
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
+        poll = asyncio.ensure_future(self.clock.sleep(ASK_POLL))
         granted = False
         try:
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
-                try:
-                    await asyncio.wait_for(asyncio.shield(waiter), remaining)
-                except asyncio.TimeoutError:
-                    return False
+                await asyncio.wait((waiter, poll), return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done():
+                    return False  # the poll ran out first
                 if self.stop is not None or len(self.leases) < self.config.max_concurrent:
                     granted = True
                     return True
@@ -355,13 +368,14 @@ class RunLimits:
                 waiter = loop.create_future()
                 self._waiters.appendleft(waiter)
         finally:
+            poll.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
             if not granted:
                 self._wake()  # a slot this ask was woken for goes to the next one
 
     def _expire(self) -> None:
-        now = self.clock()
+        now = self.clock.now()
         for lease in [name for name, held in self.leases.items() if held.expires <= now]:
             del self.leases[lease]
 

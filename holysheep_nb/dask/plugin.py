@@ -11,11 +11,11 @@ workers).
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.dask.limits import LimitConfig, RunLimits
 
 if TYPE_CHECKING:
@@ -27,12 +27,17 @@ KEPT_RUNS = 64
 
 
 class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
-    """Holds the shared limit, progress and reports of every holysheep_nb run."""
+    """Holds the shared limit, progress and reports of every holysheep_nb run.
+
+    ``clock`` is the time every run's limit is kept on (the system clock unless a test
+    injects one; it is pickled with the plugin, as the scheduler receives it).
+    """
 
     idempotent = True
     name = PLUGIN_NAME
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = SystemClock() if clock is None else clock
         self.runs: dict[str, RunLimits] = {}
 
     async def start(self, scheduler: Scheduler) -> None:
@@ -63,7 +68,7 @@ class LimitsPlugin(SchedulerPlugin):  # type: ignore[misc]
             if config is None:
                 raise KeyError(f"holysheep_nb run {run!r} has not started on this scheduler")
             self._forget_old_runs()
-            limits = self.runs[run] = RunLimits(LimitConfig.from_dict(config), time.monotonic)
+            limits = self.runs[run] = RunLimits(LimitConfig.from_dict(config), self.clock)
         return limits
 
     def _forget_old_runs(self) -> None:

@@ -28,6 +28,7 @@ import pandas as pd
 from distributed import get_worker
 
 from holysheep_nb.cache.store import WRITE_THROUGH
+from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.dask.budget import BUDGET_HEADERS
 from holysheep_nb.dask.plugin import PLUGIN_NAME, LimitsPlugin
 from holysheep_nb.errors import ConfigError
@@ -52,9 +53,13 @@ class ClusterLimit:
 
     Every ``admit`` is one round trip to the scheduler; ``release`` (with the answer's budget
     headers), ``hold``, ``stop`` and token corrections are sent without waiting for an answer.
+    ``clock`` paces the progress messages (``PROGRESS_INTERVAL``); the send times are the
+    scheduler's, and ``FLUSH_TIMEOUT`` bounds a wait on another thread, so on the real clock.
     """
 
-    def __init__(self, worker: Worker, run: str, partition: int) -> None:
+    def __init__(
+        self, worker: Worker, run: str, partition: int, clock: Clock | None = None
+    ) -> None:
         self._scheduler = worker.scheduler
         self._loop: asyncio.AbstractEventLoop = worker.loop.asyncio_loop
         self._address: str = worker.address
@@ -66,6 +71,7 @@ class ClusterLimit:
         self._stats: RunStats | None = None
         self._publisher: concurrent.futures.Future[None] | None = None
         self._in_flight = 0
+        self._clock: Clock = SystemClock() if clock is None else clock
 
     # -- SharedLimit ---------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class ClusterLimit:
     async def _publish(self) -> None:
         last: list[int] = []
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL)
+            await self._clock.sleep(PROGRESS_INTERVAL)
             stats = self._stats
             if stats is None:
                 continue

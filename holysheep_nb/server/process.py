@@ -45,8 +45,12 @@ class ServerProcess:
         # Control requests go straight to the local server, whatever the proxy variables say.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
-        """Spawn the process and wait for its ``serving on URL`` line; returns self."""
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        """Spawn the process and wait for its ``serving on URL`` line; returns self.
+
+        ``timeout`` only guards against a process that never starts: a fresh interpreter
+        importing the server takes about a second, but took over 20 s on a busy machine.
+        """
         if self._proc is not None:
             raise RuntimeError("ServerProcess already started")
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
