@@ -122,6 +122,9 @@ def test_a_row_is_never_its_own_example(select: str) -> None:
         examples = [m["content"] for m in messages[1:-1:2]]
         assert len(examples) == 5
         assert text not in examples
+        if select == "balanced":
+            answers = {json.loads(m["content"])["label"] for m in messages[2:-1:2]}
+            assert answers == set(LABELS)
 
 
 def test_balanced_holds_every_label_and_fixed_the_first_k() -> None:
@@ -237,3 +240,27 @@ def test_extract_takes_json_examples() -> None:
     assert json.loads(body["messages"][2]["content"]) == {"product": "lamp"}
     assert body["messages"][2]["role"] == "assistant"
     assert out["product"].tolist() == ["kettle"]
+
+
+def test_a_left_out_example_is_replaced_by_one_with_the_same_answer_in_balanced() -> None:
+    pool = [("p1", "positive"), ("n1", "negative"), ("u1", "neutral"), ("p2", "positive"),
+            ("n2", "negative"), ("u2", "neutral")]  # fmt: skip
+    frame = pd.DataFrame({"text": ["u1", "other"]})
+    own, other = _messages(frame, examples=pool, select="balanced")
+    assert [m["content"] for m in own[1:-1:2]] == ["p1", "n1", "u2"]
+    assert [m["content"] for m in other[1:-1:2]] == ["p1", "n1", "u1"]
+
+
+def test_a_template_row_contains_its_own_example_a_column_row_only_equals_it() -> None:
+    pool = [("It broke.", "negative"), ("Loved it.", "positive")]
+    frame = pd.DataFrame({"text": ["It broke. Then it caught fire."]})
+    (column,) = _messages(frame, examples=pool)
+    assert [m["content"] for m in column[1:-1:2]] == ["It broke.", "Loved it."]
+    job = frame.holysheep._job(
+        holysheep_nb.namespace.label_call(None, LABELS, None, False, True, "Review: {text}"),
+        {**QUIET, "api_key": "sk-test", "examples": [("It broke. Then it caught fire.", "negative"),
+                                                      ("Loved it.", "positive")]},
+        sending=False,
+    )  # fmt: skip
+    templated = job.options.messages("Review: It broke. Then it caught fire.")
+    assert [m["content"] for m in templated[1:-1:2]] == ["Loved it."]

@@ -55,9 +55,12 @@ def local_turns(
     if shots.select == "similar":
         prompts = distinct_prompts(source)
         pool_vectors, row_vectors = vectors.tfidf_vectors([e.text for e in pool], prompts)
-        return _similar(pool, answers, k, prompts, pool_vectors, row_vectors)
-    order = balanced_order(pool) if shots.select == "balanced" else None
-    return ExampleTurns(pool, answers, k, order=order)
+        return _similar(pool, answers, k, prompts, pool_vectors, row_vectors, source)
+    within = source.template is not None
+    if shots.select == "balanced":
+        order = balanced_order(pool)
+        return ExampleTurns(pool, answers, k, order=order, balanced=True, within=within)
+    return ExampleTurns(pool, answers, k, within=within)
 
 
 async def turns_for(
@@ -86,7 +89,7 @@ async def turns_for(
         vectors.fallback_warning(str(exc))
         return local_turns(shots, answer_format, source)
     k = _k(shots, pool)
-    return _similar(pool, answers, k, prompts, matrix[: len(pool)], matrix[len(pool) :])
+    return _similar(pool, answers, k, prompts, matrix[: len(pool)], matrix[len(pool) :], source)
 
 
 def _similar(
@@ -96,10 +99,12 @@ def _similar(
     prompts: list[str],
     pool_vectors: object,
     row_vectors: object,
+    source: PromptSource,
 ) -> ExampleTurns:
     width = min(len(pool), k + SPARE)
     nearest: dict[str, Sequence[int]] = {}
     if prompts:
         orders = nearest_orders(pool_vectors, row_vectors, width)
         nearest = {prompt: order.tolist() for prompt, order in zip(prompts, orders, strict=True)}
-    return ExampleTurns(pool, answers, k, nearest=nearest)
+    within = source.template is not None
+    return ExampleTurns(pool, answers, k, nearest=nearest, within=within)

@@ -5,15 +5,18 @@ form the call asks for: ``{"label": "..."}`` with structured output, the bare la
 the fields as JSON for ``extract()``), between the system message and the row: the usual
 few-shot form for chat models (OpenAI's prompt-engineering guide, "few-shot learning").
 
-A row is never its own example: an example whose text is the row's prompt, or appears
-within it (a template around the same text), is left out and the next one taken. The
+A row is never its own example: an example whose text is the row's prompt (or, when the
+prompts come from a template, appears within it: the template around the same text) is
+left out and the next one taken (for ``balanced``, the next with the same answer). The
 examples a row gets depend only on its prompt, so two rows with the same prompt still ask
 exactly the same (one request, one cache key; the key covers the examples).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,9 +31,10 @@ Messages = tuple[dict[str, str], ...]
 SCORE_CHUNK = 1024
 
 
-def leaks(example: Example, prompt: str) -> bool:
-    """True when ``example`` is the row itself (its text is, or is within, the prompt)."""
-    return example.text in prompt
+def leaks(example: Example, prompt: str, *, within: bool = False) -> bool:
+    """True when ``example`` is the row itself: its text is the prompt (``within``: is
+    within the prompt, for prompts made from a template)."""
+    return example.text in prompt if within else example.text == prompt.strip()
 
 
 class ExampleTurns:
@@ -48,12 +52,18 @@ class ExampleTurns:
         *,
         order: Sequence[int] | None = None,
         nearest: dict[str, Sequence[int]] | None = None,
+        balanced: bool = False,
+        within: bool = False,
     ) -> None:
         self.pool = tuple(pool)
         self.answers = tuple(answers)
         self.k = k
         self.order = tuple(order) if order is not None else tuple(range(len(pool)))
         self.nearest = nearest
+        self.within = within
+        #: ``balanced``: the answer each of the k places holds, so a left-out example is
+        #: replaced by the next one with the same answer.
+        self.places = [self.pool[i].key for i in self.order[:k]] if balanced else None
 
     def chosen(self, prompt: str) -> list[int]:
         """The pool positions of the row's examples in the order they are sent: the pool's
@@ -62,13 +72,26 @@ class ExampleTurns:
         order: Iterable[int] = self.order
         if self.nearest is not None:
             order = self.nearest.get(prompt, ())
-        picked: list[int] = []
-        for index in order:
-            if not leaks(self.pool[index], prompt):
-                picked.append(index)
-                if len(picked) == self.k:
-                    break
-        return picked[::-1] if self.nearest is not None else picked
+        allowed = (i for i in order if not leaks(self.pool[i], prompt, within=self.within))
+        if self.places is None:
+            picked = list(itertools.islice(allowed, self.k))
+            return picked[::-1] if self.nearest is not None else picked
+        # balanced: fill each place with the first allowed example of its answer (or, when
+        # that answer has none left, any), reading the order only as far as needed.
+        wanted = Counter(self.places)
+        chosen: list[int] = []
+        spare: list[int] = []
+        for index in allowed:
+            key = self.pool[index].key
+            if wanted[key] > 0:
+                wanted[key] -= 1
+                chosen.append(index)
+            else:
+                spare.append(index)
+            if len(chosen) == len(self.places):
+                break
+        missing = len(self.places) - len(chosen)
+        return chosen + spare[:missing]
 
     def messages(self, prompt: str, system: str | None) -> Messages:
         """The row's messages: system, the examples' turns, then the row."""
