@@ -128,7 +128,34 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
             return cast(pd.DataFrame, handle)
         job = await self._ajob(call, options)
         out = await (_batch_job(job, batch).run() if batch else job.run())
+        if getattr(job.answer_format, "ignored_n", False):
+            out = await self._votes_apart(call, given, job, out)
         return _recorded(out, call, given, job)
+
+    async def _votes_apart(
+        self, call: Call, given: dict[str, Any], job: CompletionJob, first: pd.DataFrame
+    ) -> pd.DataFrame:
+        """votes= where the provider ignored ``n``: k - 1 more runs, one ``seed`` each, and
+        the majority of each row's k answers (``votes.combine_runs``)."""
+        from holysheep_nb.job import REPORT_ATTR
+        from holysheep_nb.report import RunReport
+        from holysheep_nb.votes import VotedFormat, combine_runs
+
+        answer_format = cast(VotedFormat, job.answer_format)
+        seed = given.get("seed") or 0
+        frames = [first]
+        for number in range(1, answer_format.votes):
+            options = {**given, "seed": seed + number}
+            batch = options.pop("batch", False)
+            more = await self._ajob(call, options)
+            frames.append(await (_batch_job(more, batch).run() if batch else more.run()))
+        out = combine_runs(frames, answer_format, list(job.source.frame.columns))
+        report = RunReport.combine(frame.attrs[REPORT_ATTR] for frame in frames)
+        failed = int(out["error"].notna().sum())
+        out.attrs[REPORT_ATTR] = dataclasses.replace(
+            report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
+        )
+        return out
 
     def estimate(
         self,

@@ -2,7 +2,10 @@
 
 The k samples come from one request with ``n=k`` (OpenAI's chat-completions parameter: the
 prompt is paid once, each choice's completion tokens are paid), read back from every
-choice (``answers.samples_answer``). Self-consistency (Wang et al., 2023, "Self-Consistency
+choice (``answers.samples_answer``). A provider that ignores ``n`` answers one choice to
+every row: the call then sends k - 1 more requests a row, each run with its own ``seed``
+(the given one plus 1, 2, ...; also a distinct cache key), and ``combine_runs`` votes over
+the k answers (the prompt paid k times). Self-consistency (Wang et al., 2023, "Self-Consistency
 Improves Chain of Thought Reasoning in Language Models") takes the most frequent answer.
 
 Columns: the label set's (the majority label), ``votes`` (the share of the samples that
@@ -53,6 +56,12 @@ class VotedFormat:
     inner: Any  # LabelSet or ConfidentLabels
     votes: int
     samples: int = field(default=0, init=False)  # samples read, for the report
+    most: int = field(default=0, init=False)  # most samples a row had
+
+    @property
+    def ignored_n(self) -> bool:
+        """True when the provider answered one choice to every row (it ignores ``n``)."""
+        return self.most == 1
 
     @property
     def scored(self) -> bool:
@@ -96,6 +105,7 @@ class VotedFormat:
         """The inner columns of the majority labels, then ``votes`` and ``tie``; with no
         logprobs, ``confidence`` is the vote share."""
         self.samples = sum(value.samples for value in values if value is not None)
+        self.most = max((value.samples for value in values if value is not None), default=0)
         firsts = [None if value is None else _with_label(value) for value in values]
         result = self.inner.add_columns(out, firsts, before=before)
         shares = np.array([math.nan if v is None else v.share for v in values])
@@ -148,3 +158,33 @@ def voted(answer_format: AnswerFormat | None, votes: int) -> VotedFormat:
             "votes= keeps the majority label: it goes with label(), not complete() or extract()"
         )
     return VotedFormat(answer_format, votes)
+
+
+def combine_runs(
+    frames: list[pd.DataFrame], answer_format: VotedFormat, inputs: list[Any]
+) -> pd.DataFrame:
+    """One frame from ``k`` runs of one sample each (a provider that ignores ``n``): each
+    row's samples are its ``response`` in every run, read by majority as one answer of
+    ``k`` choices; the first run's other columns are kept, its error cleared where the vote
+    found a label."""
+    first = frames[0]
+    before = "response"
+    stop = list(first.columns).index(before)
+    voted_columns = [c for c in list(first.columns)[:stop] if c not in inputs]
+    values: list[Any] = []
+    responses = [frame[before].tolist() for frame in frames]
+    for samples in zip(*responses, strict=True):
+        texts = [s if isinstance(s, str) else None for s in samples]
+        if not any(texts):
+            values.append(None)
+            continue
+        try:
+            values.append(answer_format.read(json.dumps({SAMPLES_KEY: texts})))
+        except AnswerRejected:
+            values.append(None)
+    base = first.drop(columns=voted_columns)
+    out = answer_format.add_columns(base, values, before=before)
+    if "error" in out.columns:
+        found = np.array([value is not None for value in values])
+        out.loc[found, "error"] = None
+    return out

@@ -97,3 +97,22 @@ def test_votes_on_sim_small_beat_one_sample(tmp_path: Any) -> None:
     assert right(five) > right(one) + 0.05
     assert five.holysheep.report().prompt_tokens == one.holysheep.report().prompt_tokens
     assert ((five["votes"] > 0) & (five["votes"] <= 1)).all()
+
+
+def test_a_provider_that_ignores_n_gets_k_requests_each_with_its_own_seed() -> None:
+    frame = pd.DataFrame({"text": ["a", "b"]})
+    with scripted() as server:
+        server.script(
+            "a", *(Reply(body=choices_body(x)) for x in ("negative", "positive", "positive"))
+        )
+        server.script("b", *(Reply(body=choices_body(x)) for x in ("neutral", "neutral", "bogus")))
+        out = frame.holysheep.label("text", labels=LABELS, votes=3, seed=7, **QUIET)
+    assert sorted((b["messages"][-1]["content"], b.get("seed")) for b in server.bodies) == [
+        ("a", 7), ("a", 8), ("a", 9), ("b", 7), ("b", 8), ("b", 9)
+    ]  # fmt: skip
+    assert out["label"].astype(str).tolist() == ["positive", "neutral"]
+    assert out["votes"].tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert out["error"].isna().all()
+    report = out.holysheep.report()
+    assert (report.rows, report.samples, report.requests_sent) == (2, 6, 6)
+    assert report.prompt_tokens == 6 * 30  # the prompt paid k times
