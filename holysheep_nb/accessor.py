@@ -11,11 +11,14 @@ Importing this module registers the accessors, and may happen in the middle of a
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
 modules that never import pandas themselves; the job, labels, prompts and report modules
 are loaded on first use.
+
+Length: the two accessors, the batch namespace and ``estimate``/``escalate`` share one way
+of building and running a call; the steps around a job for few-shot examples, votes and
+escalation live in ``call_steps``, so only their calls are here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -61,39 +64,18 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
     def _job(self, call: Call, options: dict[str, Any], *, sending: bool = True) -> CompletionJob:
         """The job, with few-shot examples chosen locally (nothing sent: ``similar`` by the
         TF-IDF); ``_ajob`` asks the provider's embeddings when the call names a model."""
-        from holysheep_nb.fewshot.build import local_turns
+        from holysheep_nb.call_steps import local_examples
         from holysheep_nb.fewshot.options import Shots
 
         shots = Shots.take(options)
-        job = self._bare_job(call, options, sending=sending)
-        if shots.wanted:
-            turns = local_turns(shots, job.answer_format, job.source)
-            job.options = dataclasses.replace(job.options, turns=turns)
-        return job
+        return local_examples(self._bare_job(call, options, sending=sending), shots)
 
     async def _ajob(self, call: Call, options: dict[str, Any]) -> CompletionJob:
-        from holysheep_nb.fewshot.build import turns_for
+        from holysheep_nb.call_steps import examples
         from holysheep_nb.fewshot.options import Shots
 
         shots = Shots.take(options)
-        job = self._bare_job(call, options)
-        if shots.wanted:
-            cache = job.open_cache()
-            try:
-                options_ = job.options
-                turns = await turns_for(
-                    shots,
-                    job.answer_format,
-                    job.source,
-                    options_.endpoint,
-                    cache,
-                    timeout=options_.settings.timeout,
-                )
-            finally:
-                if cache is not None:
-                    cache.close()
-            job.options = dataclasses.replace(job.options, turns=turns)
-        return job
+        return await examples(self._bare_job(call, options), shots)
 
     def _bare_job(
         self, call: Call, options: dict[str, Any], *, sending: bool = True
@@ -105,13 +87,13 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         answer_format = _answer_format(call, options)
         if votes is None:
             return _job(frame, column, call.template, options, answer_format, sending=sending)
+        from holysheep_nb.call_steps import with_n
         from holysheep_nb.votes import voted
 
-        job = _job(
-            frame, column, call.template, options, voted(answer_format, votes), sending=sending
+        answer_format = voted(answer_format, votes)
+        return with_n(
+            _job(frame, column, call.template, options, answer_format, sending=sending), votes
         )
-        job.options = dataclasses.replace(job.options, params={**job.options.params, "n": votes})
-        return job
 
     def _call(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
         if _submit_only(options):
@@ -121,6 +103,8 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+        from holysheep_nb import call_steps
+
         given = dict(options)
         batch = options.pop("batch", False)
         if _submit_only(options):
@@ -129,33 +113,14 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         job = await self._ajob(call, options)
         out = await (_batch_job(job, batch).run() if batch else job.run())
         if getattr(job.answer_format, "ignored_n", False):
-            out = await self._votes_apart(call, given, job, out)
-        return _recorded(out, call, given, job)
+            out = await call_steps.votes_apart(job, out, given, lambda more: self._run(call, more))
+        return call_steps.recorded(out, call, given, job)
 
-    async def _votes_apart(
-        self, call: Call, given: dict[str, Any], job: CompletionJob, first: pd.DataFrame
-    ) -> pd.DataFrame:
-        """votes= where the provider ignored ``n``: k - 1 more runs, one ``seed`` each, and
-        the majority of each row's k answers (``votes.combine_runs``)."""
-        from holysheep_nb.job import REPORT_ATTR
-        from holysheep_nb.report import RunReport
-        from holysheep_nb.votes import VotedFormat, combine_runs
-
-        answer_format = cast(VotedFormat, job.answer_format)
-        seed = given.get("seed") or 0
-        frames = [first]
-        for number in range(1, answer_format.votes):
-            options = {**given, "seed": seed + number}
-            batch = options.pop("batch", False)
-            more = await self._ajob(call, options)
-            frames.append(await (_batch_job(more, batch).run() if batch else more.run()))
-        out = combine_runs(frames, answer_format, list(job.source.frame.columns))
-        report = RunReport.combine(frame.attrs[REPORT_ATTR] for frame in frames)
-        failed = int(out["error"].notna().sum())
-        out.attrs[REPORT_ATTR] = dataclasses.replace(
-            report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
-        )
-        return out
+    async def _run(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+        """One more run of ``call`` (the votes fallback), without the steps around it."""
+        batch = options.pop("batch", False)
+        job = await self._ajob(call, options)
+        return await (_batch_job(job, batch).run() if batch else job.run())
 
     def estimate(
         self,
@@ -315,26 +280,6 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
         batch = options.pop("batch", True)
         job = await self._calls._ajob(call, options)
         return await _batch_job(job, batch or True).submit()
-
-
-def _recorded(
-    out: pd.DataFrame, call: Call, options: dict[str, Any], job: CompletionJob
-) -> pd.DataFrame:
-    """``out`` with the call that made it (for ``escalate``) and its report's tokens and
-    cost per model."""
-    from holysheep_nb.escalate import CALL_ATTR, record, with_usage
-    from holysheep_nb.job import REPORT_ATTR
-
-    model = job.options.endpoint.model
-    column = job.source.column
-    made = Call(call.method, column, call.template, call.arguments)
-    out.attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
-    report = with_usage(out.attrs[REPORT_ATTR], model)
-    samples = getattr(job.answer_format, "samples", None)
-    if isinstance(samples, int):  # votes: the samples read
-        report = dataclasses.replace(report, samples=samples)
-    out.attrs[REPORT_ATTR] = report
-    return out
 
 
 def _submit_only(options: dict[str, Any]) -> bool:
