@@ -34,4 +34,9 @@ class Votes:
                 f"votes={votes} samples the model, and temperature={temperature} gives the same "
                 "answer every time: leave temperature out (1 by default) or set it above 0"
             )
+        if options.get("stream"):
+            raise ConfigError(
+                f"votes={votes} reads every choice of a whole answer: leave stream out (a "
+                "streamed answer is read as one choice)"
+            )
         return votes

@@ -62,6 +62,8 @@ def test_votes_check_their_temperature_and_call_before_anything_is_sent() -> Non
     with scripted() as server:
         with pytest.raises(ConfigError, match="temperature=0"):
             frame.holysheep.label("text", labels=LABELS, votes=5, temperature=0, **QUIET)
+        with pytest.raises(ConfigError, match="stream"):
+            frame.holysheep.label("text", labels=LABELS, votes=3, stream=True, **QUIET)
         with pytest.raises(ConfigError, match="at least 2"):
             frame.holysheep.label("text", labels=LABELS, votes=1, **QUIET)
         with pytest.raises(ConfigError, match="label"):
