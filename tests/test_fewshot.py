@@ -264,3 +264,21 @@ def test_a_template_row_contains_its_own_example_a_column_row_only_equals_it() -
     )  # fmt: skip
     templated = job.options.messages("Review: It broke. Then it caught fire.")
     assert [m["content"] for m in templated[1:-1:2]] == ["Loved it."]
+
+
+def test_batch_sends_the_same_turns_as_online() -> None:
+    reviews = load_reviews(60, seed=2)
+    pool = reviews.iloc[:20].rename(columns={"sentiment": "label"})[["text", "label"]]
+    rows = reviews.iloc[20:]
+    with LocalServer() as server:
+        options: dict[str, Any] = dict(
+            labels=LABELS, model="sim-small", temperature=0, base_url=server.base_url,
+            progress=False, cache=False, examples=pool, k=3, select="similar",
+        )  # fmt: skip
+        online = rows.holysheep.label("text", **options)
+        batched = rows.holysheep.label("text", batch=True, **options)
+        plain = rows.holysheep.label("text", **{**options, "examples": None, "k": None,
+                                                "select": "fixed"})  # fmt: skip
+    assert batched.holysheep.report().batch_ids
+    assert batched["label"].tolist() == online["label"].tolist()
+    assert online.holysheep.report().prompt_tokens > 2 * plain.holysheep.report().prompt_tokens
