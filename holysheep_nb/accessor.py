@@ -11,6 +11,10 @@ Importing this module registers the accessors, and may happen in the middle of a
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
 modules that never import pandas themselves; the job, labels, prompts and report modules
 are loaded on first use.
+
+Length: the two accessors, the batch namespace and ``estimate``/``escalate`` share one way
+of building and running a call; the steps around a job for few-shot examples, votes and
+escalation live in ``call_steps``, so only their calls are here.
 """
 
 from __future__ import annotations
@@ -60,25 +64,64 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         raise NotImplementedError
 
     def _job(self, call: Call, options: dict[str, Any], *, sending: bool = True) -> CompletionJob:
+        """The job, with few-shot examples chosen locally (nothing sent: ``similar`` by the
+        TF-IDF); ``_ajob`` asks the provider's embeddings when the call names a model."""
+        from holysheep_nb.call_steps import local_examples
+        from holysheep_nb.fewshot.options import Shots
+
+        shots = Shots.take(options)
+        return local_examples(self._bare_job(call, options, sending=sending), shots)
+
+    async def _ajob(self, call: Call, options: dict[str, Any]) -> CompletionJob:
+        from holysheep_nb.call_steps import examples
+        from holysheep_nb.fewshot.options import Shots
+
+        shots = Shots.take(options)
+        return await examples(self._bare_job(call, options), shots)
+
+    def _bare_job(
+        self, call: Call, options: dict[str, Any], *, sending: bool = True
+    ) -> CompletionJob:
+        from holysheep_nb.sampling import Votes
+
         frame, column = self._source(call.column, call.template)
-        return _job(
-            frame, column, call.template, options, _answer_format(call, options), sending=sending
+        votes = Votes.take(options)
+        answer_format = _answer_format(call, options)
+        if votes is None:
+            return _job(frame, column, call.template, options, answer_format, sending=sending)
+        from holysheep_nb.call_steps import with_n
+        from holysheep_nb.votes import voted
+
+        answer_format = voted(answer_format, votes)
+        return with_n(
+            _job(frame, column, call.template, options, answer_format, sending=sending), votes
         )
 
     def _call(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
-        batch = options.pop("batch", False)
         if _submit_only(options):
             # The deprecated form keeps its old result; typed code calls ``.batch``.
+            batch = options.pop("batch", False)
             return cast(pd.DataFrame, self.batch._call(call, {**options, "batch": batch or True}))
-        job = self._job(call, options)
-        return run_sync(_batch_job(job, batch).run if batch else job.run)
+        return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+        from holysheep_nb import call_steps
+
+        given = dict(options)
         batch = options.pop("batch", False)
         if _submit_only(options):
             handle = await self.batch._acall(call, {**options, "batch": batch or True})
             return cast(pd.DataFrame, handle)
-        job = self._job(call, options)
+        job = await self._ajob(call, options)
+        out = await (_batch_job(job, batch).run() if batch else job.run())
+        if getattr(job.answer_format, "ignored_n", False):
+            out = await call_steps.votes_apart(job, out, given, lambda more: self._run(call, more))
+        return call_steps.recorded(out, call, given, job)
+
+    async def _run(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+        """One more run of ``call`` (the votes fallback), without the steps around it."""
+        batch = options.pop("batch", False)
+        job = await self._ajob(call, options)
         return await (_batch_job(job, batch).run() if batch else job.run())
 
     def estimate(
@@ -156,6 +199,32 @@ class HolySheepFrameAccessor(_PandasCalls):
             )
         return report.for_frame(len(self._frame))
 
+    def escalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pd.DataFrame:
+        """Ask the doubtful rows of this result again with ``model=...``, keep the rest.
+
+        Doubtful: failed, votes disagreeing (``votes`` below 1), or ``confidence`` below
+        ``below`` (a share in [0, 1], e.g. ``evaluate(...).threshold_for(accuracy=0.95)``).
+        The rows go through the call that made this frame, with ``options`` over its own
+        (pass ``api_key`` again if it was given); the same engine, cache, limits, and
+        ``batch=True``. Returns a new frame with a ``model`` column (which model answered
+        each row) and a report of both runs: rows escalated, tokens and cost per model.
+        Raises ``HolySheepError`` for a frame no call made, ``ConfigError`` for a ``below``
+        without a confidence column. See ``docs/examples.md``, "Escalation".
+        """
+        from holysheep_nb.escalate import escalate_frame
+
+        return run_sync(lambda: escalate_frame(self._frame, below, dict(options)))
+
+    async def aescalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pd.DataFrame:
+        """``escalate`` for ``await``."""
+        from holysheep_nb.escalate import escalate_frame
+
+        return await escalate_frame(self._frame, below, dict(options))
+
     def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
         """Judge this result frame against ``gold`` (a column, a Series aligned by index, or
         for ``extract()`` a dict of field to gold column), or its labels' agreement with the
@@ -229,14 +298,12 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
         self._calls = calls
 
     def _call(self, call: Call, options: dict[str, Any]) -> BatchHandle:
-        return run_sync(self._submission(call, options).submit)
+        return run_sync(lambda: self._acall(call, options))
 
     async def _acall(self, call: Call, options: dict[str, Any]) -> BatchHandle:
-        return await self._submission(call, options).submit()
-
-    def _submission(self, call: Call, options: dict[str, Any]) -> BatchJob:
         batch = options.pop("batch", True)
-        return _batch_job(self._calls._job(call, options), batch or True)
+        job = await self._calls._ajob(call, options)
+        return await _batch_job(job, batch or True).submit()
 
 
 def _frame_job(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from holysheep_nb.errors import HolySheepError
@@ -77,6 +77,12 @@ def parse_answer(raw: bytes) -> Answer:
     if not isinstance(data, dict):
         raise MalformedAnswer(f"expected a JSON object, got {type(data).__name__}")
     choice = _first_choice(data)
+    if len(data["choices"]) > 1:
+        return samples_answer(_answer_of(data, choice), data["choices"])
+    return _answer_of(data, choice)
+
+
+def _answer_of(data: dict[str, Any], choice: dict[str, Any]) -> Answer:
     message = choice.get("message")
     message = message if isinstance(message, dict) else {}
     content = message.get("content")
@@ -105,6 +111,24 @@ def parse_answer(raw: bytes) -> Answer:
         filter_results=choice.get("content_filter_results"),
         logprobs=choice.get("logprobs"),
     )
+
+
+#: The key of the text that holds every choice of an ``n`` > 1 answer (votes).
+SAMPLES_KEY = "holysheep_samples"
+
+
+def samples_answer(first: Answer, choices: list[Any]) -> Answer:
+    """The answer to a request for ``n`` choices (votes): its text is
+    ``{"holysheep_samples": [text, ...]}``, one text per choice (None for a choice without
+    one), so the row's response, the cache and the batch keep every sample; the rest
+    (finish reason, logprobs) is the first choice's, the usage the whole request's."""
+    texts: list[str | None] = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        texts.append(split_reasoning(content)[1] if isinstance(content, str) else None)
+    text = json.dumps({SAMPLES_KEY: texts}, ensure_ascii=False)
+    return replace(first, text=text)
 
 
 def _json_then_done(raw: bytes) -> object | None:

@@ -80,7 +80,7 @@ class ChatRequest:
         structured = structured or not self.structured
         messages = self.messages
         if not structured and self.unstructured_system is not None:
-            messages = build_messages(messages[-1]["content"], self.unstructured_system)
+            messages = with_system(messages, self.unstructured_system)
         params = self.params
         if not isinstance(params, EncodedParams):
             params = EncodedParams(params)
@@ -113,6 +113,15 @@ def invalid_text(text: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start}"
     return None
+
+
+Messages = tuple[Mapping[str, str], ...]
+
+
+def with_system(messages: Sequence[Mapping[str, str]], system: str) -> Messages:
+    """``messages`` with ``system`` as their system message (the few-shot turns kept)."""
+    rest = messages[1:] if messages and messages[0].get("role") == "system" else messages
+    return ({"role": "system", "content": system}, *rest)
 
 
 def build_messages(prompt: str, system: str | None) -> tuple[dict[str, str], ...]:

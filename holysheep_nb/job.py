@@ -99,7 +99,7 @@ class CompletionJob:
         """
         interrupt.forget()
         options = self.options
-        cache = self.sink.cache = self._open_cache()
+        cache = self.sink.cache = self.open_cache()
         progress = self.progress or RunProgress(
             len(self.source), enabled=options.progress, now=self.clock.now
         )
@@ -145,7 +145,7 @@ class CompletionJob:
         It walks the very planner ``run()`` walks (prompts, fingerprints, cache lookups,
         repeats), so the dry run cannot drift from the real one.
         """
-        cache = self._open_cache()
+        cache = self.open_cache()
         to_send = cached = missing = shared = input_tokens = 0
         try:
             for item in RowPlanner(self.source, self.options, cache).walk():
@@ -176,7 +176,7 @@ class CompletionJob:
     def _max_tokens(self) -> int | None:
         return self.options.max_tokens
 
-    def _open_cache(self) -> ResponseCache | None:
+    def open_cache(self) -> ResponseCache | None:
         option = self.options.cache
         return None if option is False else ResponseCache.open(option, clock=self.clock)
 

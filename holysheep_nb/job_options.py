@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from holysheep_nb.chat import RESERVED_PARAMS, invalid_text
+from holysheep_nb.chat import RESERVED_PARAMS, Messages, build_messages, invalid_text
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.fewshot.options import Shots
 from holysheep_nb.option import (
     DOC,
     FLAGS,
@@ -41,10 +42,12 @@ from holysheep_nb.option import (
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.prices import Prices
 from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams
+from holysheep_nb.sampling import Votes
 from holysheep_nb.validation import is_whole, require_whole_at_least
 
 if TYPE_CHECKING:
     from holysheep_nb.batch import BatchLimits
+    from holysheep_nb.fewshot.turns import ExampleTurns
 
 CacheOption = bool | str | os.PathLike[str]
 
@@ -82,6 +85,8 @@ class JobOptions:
         "USD per 1,000 input and output tokens: Prices(...) or a pair, for the cost",
         flags=(Flag(parse=Prices.parse, metavar="IN,OUT"),),
     )
+    #: The call's few-shot examples as turns (set by the accessor from ``Shots``), or None.
+    turns: ExampleTurns | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         system = self.system
@@ -97,6 +102,13 @@ class JobOptions:
                 f"cache must be True, False or a file path, got {type(self.cache).__name__}"
             )
         object.__setattr__(self, "prices", Prices.of(self.prices))
+
+    def messages(self, prompt: str) -> Messages:
+        """One row's messages: the system message, the few-shot turns chosen for this
+        prompt (``turns``, see ``holysheep_nb.fewshot``), then the prompt."""
+        if self.turns is None:
+            return build_messages(prompt, self.system)
+        return self.turns.messages(prompt, self.system)
 
     @classmethod
     def from_kwargs(cls, *, key_required: bool = True, **options: Any) -> JobOptions:
@@ -156,9 +168,12 @@ OPTION_GROUPS: tuple[tuple[str, type], ...] = (
     ("retries", RetryPolicy),
     ("run, cache and cost", JobOptions),
     ("sending", Sending),
+    ("few-shot examples", Shots),
+    ("votes", Votes),
     ("request parameters", RequestParams),
 )
-_SENDING = frozenset(item.name for item in options_of(Sending))
+#: Options of the call itself, not of the request body: taken by the accessor.
+_SENDING = frozenset(item.name for group in (Sending, Shots, Votes) for item in options_of(group))
 #: The policy objects that stand for a whole group when given as an option.
 GROUP_OBJECTS: tuple[tuple[str, type], ...] = (
     ("endpoint", Endpoint),

@@ -19,17 +19,15 @@ own: the online run shares the leader's outcome or sends it again, a batch asks 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from holysheep_nb.cache import Fingerprinter, ResponseCache
-from holysheep_nb.chat import build_messages
+from holysheep_nb.chat import Messages as Messages
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome
 from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
 from holysheep_nb.stored import known_outcome
-
-Messages = tuple[Mapping[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +91,6 @@ class RowPlanner:
             del self.leaders[hash(ask.text)]
 
     def _chunk(self, start: int, stop: int) -> Iterator[Known | Ask]:
-        system = self.options.system
         asks: list[Ask] = []
         texts: dict[int, str] = {}  # this chunk's prompts, to confirm a match at no cost
         for position, prompt in enumerate(self.source.chunk(start, stop), start):
@@ -104,7 +101,7 @@ class RowPlanner:
                 )
                 continue
             texts[position] = prompt.text
-            asks.append(Ask(position, prompt.text, build_messages(prompt.text, system), None))
+            asks.append(Ask(position, prompt.text, self.options.messages(prompt.text), None))
         hits = {}
         if self.key_of is not None:
             for ask in asks:

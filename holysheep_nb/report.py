@@ -26,6 +26,7 @@ from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import RunStats, RunStop
 from holysheep_nb.prices import Prices
+from holysheep_nb.usage import ModelUsage, add_up, cost_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,6 +95,11 @@ class RunReport:
     #: has fewer or more (a filtered frame): the counts stay the whole run's, and say so.
     frame_rows: int | None = None
     shown_rows: int | None = None
+    #: Tokens and cost per model (``usage.ModelUsage``), set by the accessor for every call.
+    models: tuple[ModelUsage, ...] = ()
+    #: Rows asked again of another model (``escalate``), and the samples asked (``votes``).
+    escalated: int = 0
+    samples: int = 0
 
     @classmethod
     def from_run(
@@ -220,6 +226,9 @@ class RunReport:
             cost=None if None in costs else sum(c for c in costs if c is not None),
             batch_ids=tuple(i for part in parts for i in part.batch_ids),
             frame_rows=None if None in frame_rows else sum(r for r in frame_rows if r is not None),
+            models=add_up(usage for part in parts for usage in part.models),
+            escalated=sum(part.escalated for part in parts),
+            samples=sum(part.samples for part in parts),
         )
 
     def for_frame(self, rows: int) -> RunReport:
@@ -300,6 +309,9 @@ class RunReport:
             "batch_ids": list(self.batch_ids),
             "frame_rows": self.frame_rows,
             "shown_rows": self.shown_rows,
+            "models": [usage._asdict() for usage in self.models],
+            "escalated": self.escalated,
+            "samples": self.samples,
         }
 
     @overload
@@ -400,8 +412,11 @@ class RunReport:
         tokens = f"{self.prompt_tokens:,} / {self.completion_tokens:,}"
         summary.append(("tokens in/out", tokens, ""))
         if self.cost is not None:
-            cost = f"${self.cost:,.2f}" if self.cost >= 1 else f"${self.cost:.4f}"
-            summary.append(("cost", cost, ""))
+            summary.append(("cost", cost_text(self.cost), ""))
+        if self.samples:
+            summary.append(("samples", f"{self.samples:,}", "(votes: answers asked for)"))
+        if self.escalated:
+            summary.append(("escalated", f"{self.escalated:,}", "(rows asked again)"))
         sections: Sections = []
         if self.stop_cause is not None:
             # The cause leads: it explains every "not sent" row below.
@@ -417,6 +432,16 @@ class RunReport:
             if counts:
                 shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
                 sections.append((heading, shares))
+        if self.models:
+            lines = [
+                (
+                    usage.model,
+                    f"{usage.prompt_tokens:,} / {usage.completion_tokens:,}",
+                    f"({usage.rows:,} rows asked; cost {cost_text(usage.cost)})",
+                )
+                for usage in self.models
+            ]
+            sections.append(("by model: tokens in/out", lines))
         if self.pace_advice is not None:
             sections.append(("429s cost time", [("to do", "", self.pace_advice)]))
         return title, sections

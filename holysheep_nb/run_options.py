@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 if TYPE_CHECKING:
     from holysheep_nb.batch import BatchLimits
     from holysheep_nb.endpoint import Endpoint
+    from holysheep_nb.fewshot.options import Select
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
 
@@ -54,6 +55,14 @@ class RunOptions(TypedDict, total=False):
     max_retry_after: float
     # Sending
     batch: bool | BatchLimits
+    # Shots
+    examples: Any
+    k: int | None
+    select: Select
+    example_columns: tuple[str, str]
+    embedding_model: str | None
+    # Votes
+    votes: int | None
     # RequestParams
     temperature: float | None
     top_p: float | None

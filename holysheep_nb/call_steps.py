@@ -1,0 +1,107 @@
+"""The steps of a pandas call around its job, for issue 30's options: the few-shot turns
+(``examples=``), the ``n`` of ``votes=`` and its fallback, and what a result frame keeps
+for ``escalate`` (the call, tokens and cost per model). The accessor calls these; the job
+itself only sees ``JobOptions.turns`` and ``params["n"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import pandas as pd
+
+from holysheep_nb.fewshot.options import Shots
+from holysheep_nb.namespace import Call
+
+if TYPE_CHECKING:
+    from holysheep_nb.job import CompletionJob
+
+
+def local_examples(job: CompletionJob, shots: Shots) -> CompletionJob:
+    """``job`` with its few-shot turns chosen without sending anything (``similar`` by the
+    TF-IDF): the dry-run estimate counts their tokens."""
+    from holysheep_nb.fewshot.build import local_turns
+
+    if shots.wanted:
+        turns = local_turns(shots, job.answer_format, job.source)
+        job.options = dataclasses.replace(job.options, turns=turns)
+    return job
+
+
+async def examples(job: CompletionJob, shots: Shots) -> CompletionJob:
+    """``job`` with its few-shot turns, ``similar`` by the provider's embeddings when
+    ``embedding_model`` is given (cached in the call's cache)."""
+    from holysheep_nb.fewshot.build import turns_for
+
+    if not shots.wanted:
+        return job
+    cache = job.open_cache()
+    try:
+        options = job.options
+        turns = await turns_for(
+            shots,
+            job.answer_format,
+            job.source,
+            options.endpoint,
+            cache,
+            timeout=options.settings.timeout,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    job.options = dataclasses.replace(job.options, turns=turns)
+    return job
+
+
+def with_n(job: CompletionJob, votes: int) -> CompletionJob:
+    """``job`` asking ``n=votes`` choices a request."""
+    job.options = dataclasses.replace(job.options, params={**job.options.params, "n": votes})
+    return job
+
+
+async def votes_apart(
+    job: CompletionJob,
+    first: pd.DataFrame,
+    given: dict[str, Any],
+    run: Callable[[dict[str, Any]], Awaitable[pd.DataFrame]],
+) -> pd.DataFrame:
+    """``votes=`` where the provider ignored ``n``: ``run`` the call k - 1 more times, one
+    ``seed`` each (the given one, or 0, plus 1, 2, ...), and keep the majority of each
+    row's k answers (``votes.combine_runs``); the report adds up the k runs."""
+    from holysheep_nb.job import REPORT_ATTR
+    from holysheep_nb.report import RunReport
+    from holysheep_nb.votes import VotedFormat, combine_runs
+
+    answer_format = cast(VotedFormat, job.answer_format)
+    seed = given.get("seed") or 0
+    frames = [first]
+    for number in range(1, answer_format.votes):
+        frames.append(await run({**given, "seed": seed + number}))
+    out = combine_runs(frames, answer_format, list(job.source.frame.columns))
+    report = RunReport.combine(frame.attrs[REPORT_ATTR] for frame in frames)
+    failed = int(out["error"].notna().sum())
+    out.attrs[REPORT_ATTR] = dataclasses.replace(
+        report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
+    )
+    return out
+
+
+def recorded(
+    out: pd.DataFrame, call: Call, options: dict[str, Any], job: CompletionJob
+) -> pd.DataFrame:
+    """``out`` with the call that made it (for ``escalate``), its report's tokens and cost
+    per model, and the samples read (``votes``)."""
+    from holysheep_nb.escalate import CALL_ATTR, record, with_usage
+    from holysheep_nb.job import REPORT_ATTR
+
+    model = job.options.endpoint.model
+    made = Call(call.method, job.source.column, call.template, call.arguments)
+    out.attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
+    report = with_usage(out.attrs[REPORT_ATTR], model)
+    samples = getattr(job.answer_format, "samples", None)
+    if isinstance(samples, int):
+        report = dataclasses.replace(report, samples=samples)
+    out.attrs[REPORT_ATTR] = report
+    return out

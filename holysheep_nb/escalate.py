@@ -1,0 +1,277 @@
+"""Escalation: ask only the doubtful rows of a result again, with another model (or other
+settings), and keep everything else.
+
+``out.holysheep.escalate(model="sim-large", below=0.8)`` re-asks the rows of ``out``:
+
+- whose confidence is below ``below`` (``confidence`` from ``logprobs=True``, or the vote
+  share when there are no logprobs; ``below`` can be what
+  ``evaluate(...).threshold_for(accuracy=...)`` or ``cascade_threshold`` chose on gold rows);
+- without ``below``, whose votes disagree (a ``votes`` share below 1);
+- that failed.
+
+The rows go through the very call that made ``out`` (kept in ``out.attrs`` by the accessor:
+method, prompt column or template, labels or schema, options; never the key or headers,
+which are given again when needed), so the same engine, cache, limits and ``batch=True``
+apply. The answers replace the rows' result columns; a ``model`` column says which model
+answered each row, and the report adds up both runs: rows escalated, tokens and cost per
+model and in total. A chain of more models is one call per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.namespace import Call
+from holysheep_nb.usage import ModelUsage
+
+if TYPE_CHECKING:
+    from holysheep_nb.report import RunReport
+
+#: The frame attribute holding the call that made a result frame.
+CALL_ATTR = "holysheep_call"
+#: The column naming the model that answered each row.
+MODEL_COLUMN = "model"
+#: Options never kept with a result: secrets, and objects that may hold them.
+SECRET_OPTIONS = frozenset(
+    {"api_key", "azure_ad_token", "azure_ad_token_provider", "headers", "extra_headers"}
+)
+
+
+@dataclass(frozen=True, eq=False)
+class CallRecord:
+    """The call that made a result frame: enough to ask some of its rows again.
+
+    ``eq=False``: pandas compares ``attrs`` when it joins frames; a record is equal only to
+    itself (its options may hold a frame of examples).
+    """
+
+    call: Call
+    options: Mapping[str, Any]  # without SECRET_OPTIONS
+    input_columns: tuple[Hashable, ...]
+    model: str
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CallRecord:
+        return self  # immutable; pandas deep-copies attrs on most operations
+
+    def __repr__(self) -> str:
+        return f"CallRecord({self.call.method}, model={self.model!r})"
+
+
+def record(
+    call: Call, options: Mapping[str, Any], columns: Sequence[Hashable], model: str
+) -> CallRecord:
+    """The record of a call, its secrets left out (an ``endpoint=`` object becomes its
+    ``base_url``)."""
+    kept = {name: value for name, value in options.items() if name not in SECRET_OPTIONS}
+    endpoint = kept.pop("endpoint", None)
+    if endpoint is not None and "base_url" not in kept:
+        kept["base_url"] = endpoint.base_url
+    return CallRecord(call, kept, tuple(columns), model)
+
+
+def with_usage(report: RunReport, model: str) -> RunReport:
+    """``report`` with its one line of tokens and cost per model."""
+    usage = ModelUsage(
+        model, report.rows, report.prompt_tokens, report.completion_tokens, report.cost
+    )
+    return replace(report, models=(usage,))
+
+
+def doubtful(frame: pd.DataFrame, below: float | None, inputs: Sequence[Hashable]) -> np.ndarray:
+    """Which rows to ask again (a boolean array): failed, and without ``below`` votes
+    disagreeing (a share below 1), with it a confidence below ``below`` (the vote share is
+    the confidence when there are no logprobs). Raises ``ConfigError`` for a ``below`` without a
+    confidence column to compare it with."""
+    mask = np.zeros(len(frame), bool)
+    if "error" in frame.columns:
+        mask |= frame["error"].notna().to_numpy()
+    results = [name for name in frame.columns if name not in inputs]
+    if below is None:  # no threshold: any disagreement among the votes is doubtful
+        votes = _result_column(results, "votes")
+        if votes is not None:
+            mask |= frame[votes].to_numpy(dtype=float, na_value=np.nan) < 1.0
+        return mask
+    if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1:
+        raise ConfigError(
+            f"below must be a confidence between 0 and 1 (e.g. what "
+            f"evaluate(...).threshold_for(accuracy=0.95) chose), got {below!r}"
+        )
+    confidence = _result_column(results, "confidence")
+    if confidence is None:
+        raise ConfigError(
+            "below= compares each row's confidence, and this result has none: label with "
+            "logprobs=True or votes=k"
+        )
+    mask |= frame[confidence].to_numpy(dtype=float, na_value=np.nan) < below
+    return mask
+
+
+def _result_column(results: Sequence[Hashable], name: str) -> Hashable | None:
+    for column in results:
+        if column == name or (isinstance(column, str) and column.startswith(f"{name}_")):
+            return column
+    return None
+
+
+def merge(
+    frame: pd.DataFrame, asked: pd.DataFrame, positions: np.ndarray, inputs: Sequence[Hashable]
+) -> pd.DataFrame:
+    """``frame`` with the result columns of ``asked`` (the rows at ``positions``) written in;
+    a result column only ``asked`` has is added (missing elsewhere), and one only ``frame``
+    has (``votes`` of a first step that voted) is made missing on those rows."""
+    out = frame.copy()
+    for column in out.columns:
+        if column not in inputs and column not in asked.columns:
+            at = out.columns.get_loc(column)
+            out.iloc[positions, at] = pd.NA if out[column].dtype == object else np.nan
+    for column in asked.columns:
+        if column in inputs:
+            continue
+        values = asked[column]
+        if column not in out.columns:
+            out[column] = pd.Series(pd.NA if values.dtype == object else np.nan, index=out.index)
+            out[column] = out[column].astype(values.dtype if values.dtype.kind == "f" else object)
+        target = out[column]
+        if isinstance(target.dtype, pd.CategoricalDtype):
+            categories = target.cat.categories.union(
+                pd.Index(values.dropna().astype(str).unique()), sort=False
+            )
+            target = target.cat.set_categories(categories)
+            out[column] = target
+        column_at = out.columns.get_loc(column)
+        out.iloc[positions, column_at] = (
+            values.to_numpy(dtype=object) if target.dtype == object else values.to_numpy()
+        )
+    return cast(pd.DataFrame, out)
+
+
+def check_model(model: object) -> str:
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(
+            f"escalate needs the model to ask the doubtful rows, e.g. model='sim-large', got "
+            f"{model!r}"
+        )
+    return model
+
+
+def call_of(frame: pd.DataFrame) -> CallRecord:
+    """The call that made ``frame``, or a ``HolySheepError`` saying how to get one."""
+    found = frame.attrs.get(CALL_ATTR)
+    if not isinstance(found, CallRecord):
+        raise HolySheepError(
+            "escalate() asks rows again through the call that made this frame, and this frame "
+            "has none: call it on the frame label(), extract() or complete() returned (or "
+            "escalate() itself), not on a frame joined from several results"
+        )
+    return found
+
+
+async def escalate_frame(
+    frame: pd.DataFrame, below: float | None, options: dict[str, Any]
+) -> pd.DataFrame:
+    """``frame`` with its doubtful rows asked of ``options["model"]`` (see the module
+    docstring)."""
+    from holysheep_nb.job import REPORT_ATTR
+    from holysheep_nb.report import RunReport
+
+    model = check_model(options.get("model"))
+    made = call_of(frame)
+    inputs = made.input_columns
+    positions = np.flatnonzero(doubtful(frame, below, inputs))
+    before = frame.attrs.get(REPORT_ATTR)
+    reports = [before] if before is not None else []
+    answered_by = _answered_by(frame, made)
+    out = frame.copy()
+    if positions.size:
+        rows = frame.iloc[positions][list(inputs)]
+        asked = await rows.holysheep._acall(made.call, {**made.options, **options})
+        out = merge(frame, asked, positions, inputs)
+        reports.append(asked.attrs[REPORT_ATTR])
+        answered_by[positions] = model
+    column = _model_column(frame, inputs)
+    out[column] = pd.Categorical(answered_by)
+    report = RunReport.combine(reports) if reports else None
+    if report is not None:
+        failed = int(out["error"].notna().sum()) if "error" in out.columns else report.failed
+        out.attrs[REPORT_ATTR] = replace(
+            report,
+            rows=len(out),
+            succeeded=len(out) - failed,
+            failed=failed,
+            frame_rows=len(out),
+            labels=_label_counts(out, inputs) or report.labels,
+            escalated=(before.escalated if before is not None else 0) + int(positions.size),
+        )
+    out.attrs[CALL_ATTR] = made
+    return cast(pd.DataFrame, out)
+
+
+def _label_counts(out: pd.DataFrame, inputs: Sequence[Hashable]) -> tuple[tuple[str, int], ...]:
+    """Rows per label of the merged frame (one label a row), most frequent first; empty
+    when there is no such column."""
+    for name in ("label", "predicted_label"):
+        if name in out.columns and name not in inputs:
+            counts = out[name].dropna().astype(str).value_counts()
+            return tuple((str(label), int(n)) for label, n in counts.items() if n)
+    return ()
+
+
+def _answered_by(frame: pd.DataFrame, made: CallRecord) -> np.ndarray:
+    """Each row's model so far: the model column of an earlier step, else the call's."""
+    column = _model_column(frame, made.input_columns)
+    if column in frame.columns:
+        return cast(np.ndarray, frame[column].astype(object).to_numpy().copy())
+    return np.full(len(frame), made.model, dtype=object)
+
+
+def _model_column(frame: pd.DataFrame, inputs: Sequence[Hashable]) -> Hashable:
+    from holysheep_nb.columns import free_name
+
+    return MODEL_COLUMN if MODEL_COLUMN not in inputs else free_name(MODEL_COLUMN, inputs)
+
+
+def cascade_threshold(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    gold: Hashable,
+    *,
+    tolerance: float = 0.01,
+    level: float = 0.9,
+    label: Hashable = "label",
+    confidence: Hashable = "confidence",
+) -> float:
+    """The ``below`` that escalates the fewest gold rows while the cascade stays within
+    ``tolerance`` of ``second``'s accuracy, with one-sided confidence ``level``.
+
+    ``first`` and ``second`` are the two models' results on the same gold rows (same
+    index), ``gold`` the column of ``first`` holding the truth. The cascade keeps
+    ``first``'s label where its confidence is at least the threshold and ``second``'s
+    elsewhere, so on each gold row it loses (1), gains (-1) or ties (0) against ``second``.
+    A threshold is accepted when the upper ``level`` bound of the mean of these (normal
+    approximation of a paired difference) is at most ``tolerance``: the point estimate
+    alone picks too few escalations on 300 rows about a third of the time
+    (``benchmarks/cascade.py``). With every row escalated the cascade is ``second``, so a
+    threshold always exists (``inf``: escalate all). Raises ``ConfigError`` for frames
+    that do not match.
+    """
+    if not first.index.equals(second.index):
+        raise ConfigError("cascade_threshold needs both models' results on the same gold rows")
+    truth = first[gold].astype(str).to_numpy()
+    first_right = first[label].astype(str).to_numpy() == truth
+    second_right = second[label].astype(str).to_numpy() == truth
+    sure = first[confidence].to_numpy(dtype=float, na_value=np.nan)
+    z = NormalDist().inv_cdf(level)
+    for threshold in np.unique(sure[~np.isnan(sure)]):  # lowest first: fewest escalated
+        kept = sure >= threshold
+        loss = second_right.astype(float) - np.where(kept, first_right, second_right)
+        upper = loss.mean() + z * loss.std(ddof=1) / np.sqrt(loss.size) if loss.size > 1 else 1
+        if upper <= tolerance:
+            return float(threshold)
+    return float("inf")

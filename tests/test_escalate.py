@@ -1,0 +1,189 @@
+"""Escalation (issue 30, point 3) and tokens and cost per model in every report (point 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import holysheep_nb  # noqa: F401 - registers df.holysheep
+from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.sample import load_reviews
+from holysheep_nb.server import LocalServer
+from tests.scripted import BASE_URL, Reply, ok_body, scripted
+
+LABELS = ["positive", "negative", "neutral"]
+QUIET: dict[str, Any] = {"base_url": BASE_URL, "cache": False, "progress": False}
+SMALL = (0.00015, 0.0006)
+LARGE = (0.0015, 0.006)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as running:
+        yield running
+
+
+def test_only_the_doubtful_rows_are_asked_again_and_the_rest_is_kept() -> None:
+    texts = ["t0", "t1", "t2", "t3", "t4"]
+    frame = pd.DataFrame({"text": texts, "id": range(5)})
+    with scripted() as server:
+        for text in texts:
+            answer = "nonsense" if text == "t3" else "positive"
+            server.script(text, Reply(body=ok_body(answer, 10, 2)))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", prices=SMALL, **QUIET)
+        assert first["error"].notna().tolist() == [False, False, False, True, False]
+        first["confidence"] = [0.95, 0.5, 0.99, np.nan, 0.7]
+        for text in ("t1", "t3", "t4"):
+            server.script(text, Reply(body=ok_body("negative", 20, 2)))
+        out = first.holysheep.escalate(model="large", below=0.8, prices=LARGE)
+    again = server.bodies[5:]
+    assert sorted(b["messages"][-1]["content"] for b in again) == ["t1", "t3", "t4"]
+    assert {b["model"] for b in again} == {"large"}
+    assert out["label"].astype(str).tolist() == [
+        "positive", "negative", "positive", "negative", "negative"
+    ]  # fmt: skip
+    assert out["error"].isna().all()
+    assert out["model"].astype(str).tolist() == ["small", "large", "small", "large", "large"]
+    assert out["id"].tolist() == [0, 1, 2, 3, 4]
+    assert first["label"].astype(str).tolist()[1] == "positive"  # the input is not changed
+    report = out.holysheep.report()
+    assert (report.rows, report.succeeded, report.failed, report.escalated) == (5, 5, 0, 3)
+    small, large = report.models
+    assert small == ("small", 5, 50, 10, pytest.approx((50 * SMALL[0] + 10 * SMALL[1]) / 1000))
+    assert large == ("large", 3, 60, 6, pytest.approx((60 * LARGE[0] + 6 * LARGE[1]) / 1000))
+    assert report.cost == pytest.approx(small.cost + large.cost)
+    assert report.prompt_tokens == 110
+    assert dict(report.labels) == {"negative": 3, "positive": 2}
+    text = str(report)
+    assert "escalated" in text
+    assert "by model" in text
+    assert "large" in text
+
+
+def test_votes_that_disagree_are_doubtful_and_without_below_only_they_and_failures() -> None:
+    frame = pd.DataFrame({"text": ["a", "b", "c"]})
+    with scripted() as server:
+        for text in "abc":
+            server.script(text, Reply(body=ok_body("neutral")))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
+        first["votes"] = [1.0, 0.6, 1.0]
+        out = first.holysheep.escalate(model="large")
+    assert [b["messages"][-1]["content"] for b in server.bodies[3:]] == ["b"]
+    assert out["model"].astype(str).tolist() == ["small", "large", "small"]
+
+
+def test_misuse_is_a_clear_error_before_anything_is_sent() -> None:
+    frame = pd.DataFrame({"text": ["a"]})
+    with scripted() as server:
+        server.script("a", Reply(body=ok_body("neutral")))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
+        with pytest.raises(ConfigError, match="logprobs=True or votes"):
+            first.holysheep.escalate(model="large", below=0.8)
+        with pytest.raises(ConfigError, match="model="):
+            first.holysheep.escalate(below=None)
+        first["confidence"] = [0.5]
+        with pytest.raises(ConfigError, match="below must be"):
+            first.holysheep.escalate(model="large", below=80)
+        with pytest.raises(HolySheepError, match="has none"):
+            pd.DataFrame({"text": ["a"], "confidence": [0.5]}).holysheep.escalate(model="large")
+        with pytest.raises(ConfigError, match="did you mean"):
+            first.holysheep.escalate(model="large", below=0.9, temprature=0)
+    assert len(server.bodies) == 1
+
+
+def test_the_key_is_never_kept_with_the_result() -> None:
+    frame = pd.DataFrame({"text": ["a"]})
+    with scripted() as server:
+        server.script("a", Reply(body=ok_body("neutral")))
+        out = frame.holysheep.label(
+            "text", labels=LABELS, model="small", api_key="sk-secret-123", **QUIET
+        )
+    assert "sk-secret-123" not in repr(out.attrs)
+    assert "api_key" not in out.attrs["holysheep_call"].options
+
+
+def test_every_report_has_tokens_and_cost_per_model(server: LocalServer) -> None:
+    frame = load_reviews(50)
+    out = frame.holysheep.label(
+        "text", labels=LABELS, model="sim-small", base_url=server.base_url, cache=False,
+        progress=False, prices=SMALL,
+    )  # fmt: skip
+    report = out.holysheep.report()
+    (line,) = report.models
+    assert line == ("sim-small", 50, report.prompt_tokens, report.completion_tokens, report.cost)
+    assert report.to_dict()["models"][0]["model"] == "sim-small"
+
+
+def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(
+    server: LocalServer, tmp_path: Any
+) -> None:
+    reviews = load_reviews(600)
+    cache = str(tmp_path / "answers.sqlite")
+    options: dict[str, Any] = dict(
+        base_url=server.base_url, progress=False, temperature=0, logprobs=True, cache=cache
+    )
+    small = reviews.holysheep.label("text", labels=LABELS, model="sim-small", **options)
+    gold = small.head(300)
+    threshold = gold.holysheep.evaluate("sentiment").threshold_for(accuracy=0.85)
+    assert threshold is not None
+    below = int((small["confidence"] < threshold).sum() + small["error"].notna().sum())
+    requests = server.stats()["requests"]
+    step = small.holysheep.escalate(model="sim-large", below=threshold)
+    assert step.holysheep.report().escalated == below
+    assert server.stats()["requests"] - requests <= below  # repeats asked once
+    right = (step["label"].astype(str) == step["sentiment"].astype(str)).mean()
+    assert right > (small["label"].astype(str) == small["sentiment"].astype(str)).mean()
+    # The same step again is answered from the cache.
+    requests = server.stats()["requests"]
+    again = small.holysheep.escalate(model="sim-large", below=threshold)
+    assert server.stats()["requests"] == requests
+    # (The cache keeps no logprobs, so a cached answer has no confidence: compare the rest.)
+    kept = ["label", "error", "model"]
+    pd.testing.assert_frame_equal(again[kept], step[kept])
+    # One more step of the chain is one more call; batch=True goes through the Batch API.
+    last = step.holysheep.escalate(model="gpt-4o", below=0.99, batch=True, cache=False)
+    models = set(last["model"].astype(str))
+    assert models <= {"sim-small", "sim-large", "gpt-4o"}
+    assert "gpt-4o" in models
+    report = last.holysheep.report()
+    assert [usage.model for usage in report.models] == ["sim-small", "sim-large", "gpt-4o"]
+    assert report.escalated == below + int((last["model"] == "gpt-4o").sum())
+    assert report.batch_ids
+
+
+def test_cascade_threshold_escalates_the_fewest_gold_rows_within_the_tolerance() -> None:
+    from holysheep_nb.escalate import cascade_threshold
+
+    truth = ["a", "a", "b", "b", "a"]
+    first = pd.DataFrame(
+        {"gold": truth, "label": ["a", "b", "b", "a", "a"], "confidence": [0.9, 0.6, 0.8, 0.7, 0.5]}
+    )
+    second = pd.DataFrame({"label": ["a", "a", "b", "b", "b"]})
+    # Per row, second right minus cascade right, by threshold (first kept at >= t):
+    # 0.5: [0, 1, 0, 1, -1] mean 0.2; 0.6: [0, 1, 0, 1, 0] 0.4; 0.7: [0, 0, 0, 1, 0] 0.2;
+    # 0.8: all 0 -> upper bound 0, the first accepted at tolerance 0.
+    assert cascade_threshold(first, second, "gold", tolerance=0.0) == 0.8
+    # 0.5 with tolerance: mean 0.2, sd sqrt(0.7)=0.837, upper at 90% = 0.2 + 1.2816 * 0.374
+    assert cascade_threshold(first, second, "gold", tolerance=0.68) == 0.5
+    assert cascade_threshold(first, second, "gold", tolerance=0.67) == 0.7  # 0.2 + 1.28*0.2
+    second_wrong = pd.DataFrame({"label": ["b", "b", "a", "a", "b"]})
+    assert cascade_threshold(first, second_wrong, "gold", tolerance=-0.5) == float("inf")
+    with pytest.raises(ConfigError, match="same gold rows"):
+        cascade_threshold(first, second.iloc[:3], "gold")
+
+
+def test_with_below_the_vote_share_is_the_confidence_compared() -> None:
+    frame = pd.DataFrame({"text": ["a", "b", "c"]})
+    with scripted() as server:
+        for text in "abc":
+            server.script(text, Reply(body=ok_body("neutral")))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
+        first["votes"] = [1.0, 0.8, 0.4]
+        first["confidence"] = first["votes"]
+        out = first.holysheep.escalate(model="large", below=0.6)
+    assert [b["messages"][-1]["content"] for b in server.bodies[3:]] == ["c"]
+    assert out["votes"].isna().tolist() == [False, False, True]  # the large model did not vote
