@@ -164,7 +164,7 @@ class RunReport:
             labels=_most_frequent(labels or Counter()),
             failed_fields=_most_frequent(stats.failed_fields),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
-            concurrency=window.limit if window else None,
+            concurrency=window.settled if window else None,
             concurrency_lowest=window.lowest if window else None,
             concurrency_cap=window.cap if window else None,
             paused=stats.paused,

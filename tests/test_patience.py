@@ -16,7 +16,7 @@ from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.policies import EngineSettings, RetryPolicy
 from holysheep_nb.report import RunReport
-from holysheep_nb.server import Faults, ServerConfig, start_server
+from holysheep_nb.server import Faults, Latency, ServerConfig, start_server
 from holysheep_nb.server.local import RunningServer
 from tests.fakes import FakeClock, ScriptedJitter
 
@@ -141,3 +141,29 @@ def test_the_report_says_to_pace_the_run_when_429s_cost_it_time(
         assert advice in report.pace_advice
         todo = str(report).split("\n429s cost time\n")[1]
         assert todo.split() == ["to", "do", *report.pace_advice.split()]
+
+
+async def test_the_first_burst_meets_a_cap_of_eight_with_few_requests_over_it(
+    clock: FakeClock,
+) -> None:
+    """A provider answering 8 requests at once and 429 with no headers beyond: the run
+    slow-starts at 4 and grows, so only the requests over the cap while the window grew
+    are refused (sent all 32 wide at once, 24 of the first burst were), and each refused row
+    goes again without a wait or an attempt spent."""
+    config = ServerConfig(max_in_flight=8, latency=Latency.fixed(0.05))
+    async with await start_server(config) as server:
+        engine = CompletionEngine(
+            Endpoint(base_url=server.base_url, model="m"),
+            EngineSettings(max_concurrent=32),
+            clock=clock,
+        )
+        outcomes: list[RowOutcome] = []
+        rows = ((i, ChatRequest(build_messages(f"row {i}", None), {})) for i in range(64))
+        stats = await engine.run(rows, outcomes.append)
+        refused = server.stats()["by_status"].get("429", 0)
+    assert [o.error for o in outcomes] == [None] * 64
+    assert {o.attempts for o in outcomes} == {1}
+    assert 0 < refused <= 12, refused
+    assert clock.sleeps == []  # a cap's refusal waits for room in the window, not a backoff
+    assert stats.concurrency is not None
+    assert stats.concurrency.limit <= 9
