@@ -146,7 +146,12 @@ class _Run:
             GatePart(self.window), ThrottlePart(self.throttle, engine.clock), self.shared
         )
         self.holds = BudgetHolds(
-            self.throttle, self.shared, stats, engine.clock, settings.retry.max_retry_after
+            self.throttle,
+            self.shared,
+            stats,
+            engine.clock,
+            settings.retry.max_retry_after,
+            engine.endpoint.chat_url,
         )
         self.sender: Sender | None = None
         self.pool = WorkerPool(settings.max_concurrent)

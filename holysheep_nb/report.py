@@ -37,9 +37,10 @@ _SUMS = (
     "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
 )  # fmt: skip
 
-#: 429s cost a run time worth a "to do" line when they were this share of its requests, or
-#: held every send for this many seconds in all.
-PACE_SHARE = 0.02
+#: 429s cost a run time worth a "to do" line when they held every send for this many
+#: seconds in all, or were this share of its requests (stray 429s below it cost only their
+#: own rows a wait, which pacing would not save).
+PACE_SHARE = 0.1
 PACE_HOLD = 1.0
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
