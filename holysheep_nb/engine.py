@@ -444,7 +444,7 @@ class _Run:
     def refused(self, row: RowState, attempt: Attempt) -> RowOutcome:
         """A row the provider refused with 429s for ``max_retry_after`` in all."""
         outcome = self.failed(row, attempt)
-        times = f"{row.rate_limited + 1} times over {row.limited_for:,.0f} s"
+        times = f"{row.rate_limited} times over {row.limited_for:,.0f} s"
         return replace(outcome, detail=f"{outcome.detail} (refused {times})")
 
     def not_sent(self, row: RowState) -> RowOutcome:
