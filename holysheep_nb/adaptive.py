@@ -18,6 +18,13 @@ Providers answer 429 for different reasons, and each calls for its own response:
   succeeded recently. Only that row backs off; the window gives up one slot, and wins it
   back after a window's worth of successes.
 
+A run starts small (``ConcurrencyWindow.slow_starting``): ``INITIAL_WINDOW`` requests in
+flight, one more for every answer that succeeds, so the window doubles each round trip up
+to ``max_concurrent``: TCP's slow start (RFC 5681, section 3.1). Against a provider that caps
+requests in flight, the first burst then meets the cap with a few requests over it instead
+of all of ``max_concurrent``; the first 429 ends the slow start, as a loss ends TCP's, and
+the window settles as below.
+
 Increase by one slot per window of successes and decrease on loss is TCP's congestion
 avoidance (RFC 5681, additive increase / multiplicative decrease); reading the cap off the
 concurrency a 429 was sent at follows the gradient idea of Netflix's concurrency-limits
@@ -34,6 +41,8 @@ from dataclasses import dataclass
 
 from holysheep_nb.retry import parse_duration
 
+#: Requests in flight a slow-starting run begins with (RFC 5681 allows up to 4 segments).
+INITIAL_WINDOW = 4
 #: Consecutive 429s (across rows, no success between) that say the budget is spent.
 CLUSTER = 3
 #: Above a cap the run has found, successes per probe: one slot more is tried after this
@@ -56,6 +65,7 @@ class ConcurrencyWindow:
     lowest: int = 0  # the smallest limit the run used (for the report)
     cap: int | None = None  # a cap on requests in flight found from 429s, if any
     generation: int = 0  # bumped at every change of the limit
+    slow_start: bool = False  # growing by one per success, until the first 429 or the ceiling
     _peak_ok: int = 0  # the highest concurrency (up to the limit) that has succeeded
     _suspect: int | None = None  # a cap one 429 pointed at, not yet confirmed by a second
     _successes: int = 0  # since the last change
@@ -65,6 +75,22 @@ class ConcurrencyWindow:
         self.limit = self.limit or self.ceiling
         self.lowest = self.limit
 
+    @classmethod
+    def slow_starting(cls, ceiling: int) -> ConcurrencyWindow:
+        """A run's window: ``INITIAL_WINDOW`` wide (at most ``ceiling``), growing by one per
+        success until a 429 or ``ceiling``. Its ``lowest`` and ``settled`` stay at the ceiling
+        until a 429 teaches something (a growing window is not a limit the run learned)."""
+        start = min(ceiling, INITIAL_WINDOW)
+        window = cls(ceiling, limit=start, slow_start=start < ceiling)
+        window.lowest = ceiling
+        return window
+
+    @property
+    def settled(self) -> int:
+        """The width the run settled on: the limit, or the ceiling while still slow-starting
+        (for the report)."""
+        return self.ceiling if self.slow_start else self.limit
+
     def success(self, sent_at: int) -> None:
         """An answer that was not a 429 came back."""
         self._consecutive_429 = 0
@@ -72,21 +98,46 @@ class ConcurrencyWindow:
             self._peak_ok = min(sent_at, self.limit)
             if self._suspect is not None and sent_at > self._suspect:
                 self._suspect = None  # wider than the suspected cap worked: it was a stray
+        if self.slow_start:
+            self._change(self.limit + 1)
+            self.slow_start = self.limit < self.ceiling
+            return
         if self.limit < self.ceiling:  # at the ceiling, every answer costs only the above
             self._successes += 1
             windows = PROBE_WINDOWS if self.cap is not None and self.limit >= self.cap else 1
             if self._successes >= windows * self.limit:
                 self._change(self.limit + 1)
 
-    def rate_limited(self, sent_at: int, generation: int, *, budget_spent: bool = False) -> None:
-        """A 429 came back for a request sent at concurrency ``sent_at`` in ``generation``.
+    def rate_limited(
+        self, sent_at: int, generation: int, *, budget_spent: bool = False, hinted: bool = False
+    ) -> bool:
+        """A 429 came back for a request sent at concurrency ``sent_at`` in ``generation``;
+        True when it is a refusal for concurrency alone, which the window now accounts for.
 
         A 429 that says the budget is spent (``budget_spent``, from the headers, or one of a
-        ``cluster``) teaches nothing about concurrency: the whole run waits instead.
+        ``cluster``) teaches nothing about concurrency: the whole run waits instead. One
+        with no hint of time (``hinted``: no Retry-After) sent wider than anything that
+        succeeded, or than the window has been cut to since, is a cap's refusal: its row may
+        go again as soon as the window has room, and it is no sign of a spent budget (it does
+        not count towards a ``cluster``).
         """
-        self._consecutive_429 += 1
-        if budget_spent or self.cluster or generation != self.generation:
-            return
+        if budget_spent or self.cluster:
+            self._consecutive_429 += 1
+            return False
+        if self.slow_start:
+            # The first refusal ends the slow start, whatever grew since it was sent.
+            self.slow_start = False
+            generation = self.generation
+        if generation == self.generation:
+            wide = sent_at > max(1, self._peak_ok)
+        else:  # sent before the last cut: wider than the cap that cut was for
+            found = self.cap if self.cap is not None else self._suspect
+            wide = found is not None and sent_at > found
+        for_concurrency = wide and not hinted
+        if not for_concurrency:
+            self._consecutive_429 += 1
+        if generation != self.generation:
+            return for_concurrency
         if sent_at > self._peak_ok:
             # Nothing succeeded this wide: the provider may cap requests in flight, at the most
             # that did succeed (or just below this one, before anything succeeded). Taken as
@@ -99,6 +150,7 @@ class ConcurrencyWindow:
                 self._change(proposed)
         else:
             self._change(max(1, self.limit - 1))  # a stray 429: give up one slot
+        return for_concurrency
 
     @property
     def cluster(self) -> bool:
@@ -106,8 +158,9 @@ class ConcurrencyWindow:
         return self._consecutive_429 >= CLUSTER
 
     def _change(self, limit: int) -> None:
+        if limit < self.limit:
+            self.lowest = min(self.lowest, limit)
         self.limit = limit
-        self.lowest = min(self.lowest, limit)
         self.generation += 1
         # What succeeded above the new limit says nothing about it; what succeeded below
         # still tells a stray 429 from a cap.

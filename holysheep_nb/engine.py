@@ -12,8 +12,9 @@ exactly the same) are sent nothing: they get its outcome, marked ``shared``, whe
 back. Knows nothing of pandas, tqdm or the cache.
 
 Length: the run's row loop reads as one match on each answer's verdict, and the handling of
-every verdict (resend, fallback, stop, retry, connection failures) stays beside it; the
-parts it uses are modules of their own (``admission``, ``holds``, ``pool``, ``rows``).
+every verdict (resend, the schema in words, fallback, stop, a rate limit's wait, retry,
+connection failures) stays beside it; the parts it uses are modules of their own
+(``admission``, ``holds``, ``pool``, ``rows``, ``patience``, ``form_watch``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class _Run:
         #: next full collection).
         self.halt = Halt(engine.clock)
         self.throttle = Throttle(settings.limits, engine.clock, sleep=self.halt.sleep)
-        self.window = stats.concurrency = ConcurrencyWindow(settings.max_concurrent)
+        self.window = stats.concurrency = ConcurrencyWindow.slow_starting(settings.max_concurrent)
         shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
         self.shared = (
             NullSharedLimit()
@@ -145,7 +146,12 @@ class _Run:
             GatePart(self.window), ThrottlePart(self.throttle, engine.clock), self.shared
         )
         self.holds = BudgetHolds(
-            self.throttle, self.shared, stats, engine.clock, settings.retry.max_retry_after
+            self.throttle,
+            self.shared,
+            stats,
+            engine.clock,
+            settings.retry.max_retry_after,
+            engine.endpoint.chat_url,
         )
         self.sender: Sender | None = None
         self.pool = WorkerPool(settings.max_concurrent)
@@ -293,10 +299,14 @@ class _Run:
         dead = self.dead.heard(row.row_id, attempt.status, attempt.detail)
         if dead is not None:
             self.stop_run(dead)
+        row.crowded = False
         if attempt.status == 429:
             if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
-                self.window.rate_limited(
-                    ticket.sent_at, ticket.generation, budget_spent=budget_spent
+                row.crowded = self.window.rate_limited(
+                    ticket.sent_at,
+                    ticket.generation,
+                    budget_spent=budget_spent,
+                    hinted=attempt.retry_after is not None,
                 )
         elif attempt.status is not None:
             self.window.success(ticket.sent_at)
@@ -335,6 +345,12 @@ class _Run:
             self.stop_run(wait_too_long(wait, attempt.status))
             return self.failed(row, attempt)
         row.rate_limited += 1
+        if row.crowded:
+            # Refused for the requests in flight, which the window now allows for: the row
+            # goes again when the gate has room (a cap's 429 gives no time to wait).
+            row.attempts -= 1
+            self.stats.retries += 1
+            return None
         delay = next_delay(row.rate_limited, policy, wait, self.engine.jitter())
         if row.limited_for + delay > policy.max_retry_after:
             return self.refused(row, attempt)  # only this row is refused, for that long
@@ -428,7 +444,7 @@ class _Run:
     def refused(self, row: RowState, attempt: Attempt) -> RowOutcome:
         """A row the provider refused with 429s for ``max_retry_after`` in all."""
         outcome = self.failed(row, attempt)
-        times = f"{row.rate_limited + 1} times over {row.limited_for:,.0f} s"
+        times = f"{row.rate_limited} times over {row.limited_for:,.0f} s"
         return replace(outcome, detail=f"{outcome.detail} (refused {times})")
 
     def not_sent(self, row: RowState) -> RowOutcome:

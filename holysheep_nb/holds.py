@@ -18,6 +18,11 @@ from holysheep_nb.outcome import RunStats
 from holysheep_nb.ratelimit import Throttle
 from holysheep_nb.retry import budget_hold
 
+#: The longest budget window each endpoint's headers stated, by chat URL, for the runs of this
+#: process: a run that starts on a window an earlier run filled sees only short resets (the
+#: oldest send is about to leave it), and would take the stated limit for a far higher rate.
+_WINDOWS: dict[str, float] = {}
+
 
 class BudgetHolds:
     """Decides and counts a run's holds (for the report and the bar)."""
@@ -29,13 +34,15 @@ class BudgetHolds:
         stats: RunStats,
         clock: Clock,
         max_hold: float,
+        endpoint: str = "",
     ) -> None:
         self.throttle = throttle
         self.shared = shared
         self.stats = stats
         self.clock = clock
         self.max_hold = max_hold  # the policy's max_retry_after
-        self.stated = StatedLimit()
+        self.endpoint = endpoint  # the chat URL: whose window earlier runs learned
+        self.stated = StatedLimit(_WINDOWS.get(endpoint, 0.0))
 
     def observe(self, headers: Mapping[str, str] | None) -> bool:
         """Hold new sends while an answer's budget headers say the budget is spent; True if
@@ -45,6 +52,8 @@ class BudgetHolds:
         in_flight = max(self.stats.in_flight, self.shared.in_flight)
         hold = budget_hold(headers, in_flight)
         self.stated.observe(headers)
+        if self.stated.window > _WINDOWS.get(self.endpoint, 0.0):
+            _WINDOWS[self.endpoint] = self.stated.window
         if hold:
             rate = self.stated.per_minute(headers)
             if rate is not None and self.shared.paces_itself:

@@ -38,9 +38,10 @@ _SUMS = (
     "requests_sent", "resent", "truncated", "prompt_tokens", "completion_tokens", "paused",
 )  # fmt: skip
 
-#: 429s cost a run time worth a "to do" line when they were this share of its requests, or
-#: held every send for this many seconds in all.
-PACE_SHARE = 0.02
+#: 429s cost a run time worth a "to do" line when they held every send for this many
+#: seconds in all, or were this share of its requests (stray 429s below it cost only their
+#: own rows a wait, which pacing would not save).
+PACE_SHARE = 0.1
 PACE_HOLD = 1.0
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
@@ -170,7 +171,7 @@ class RunReport:
             labels=_most_frequent(labels or Counter()),
             failed_fields=_most_frequent(stats.failed_fields),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
-            concurrency=window.limit if window else None,
+            concurrency=window.settled if window else None,
             concurrency_lowest=window.lowest if window else None,
             concurrency_cap=window.cap if window else None,
             paused=stats.paused,

@@ -32,6 +32,7 @@ class RowState:
     held: float = 0.0  # seconds its retries waited for the pace or a spent budget
     rate_limited: int = 0  # rate-limit 429s it got, which spent no attempt (patience)
     limited_for: float = 0.0  # seconds it was told to wait by those 429s
+    crowded: bool = False  # its last 429 was a refusal for concurrency (adaptive)
     structured: bool = False  # the last send carried response_format
     in_words: bool = False  # sent again with the schema in the system message (form_watch)
 

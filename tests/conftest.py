@@ -10,6 +10,7 @@ import aioresponses.core
 import pytest
 from aiohttp import ClientResponse
 
+from holysheep_nb import holds
 from tests.fakes import FakeClock
 
 
@@ -60,3 +61,5 @@ def _isolated_environment(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOLYSHEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    # Nor a budget window an earlier test's runs learned (holds: kept per process).
+    monkeypatch.setattr(holds, "_WINDOWS", {})

@@ -9,6 +9,7 @@ import pytest
 
 from holysheep_nb.adaptive import (
     CLUSTER,
+    INITIAL_WINDOW,
     PROBE_WINDOWS,
     ConcurrencyGate,
     ConcurrencyWindow,
@@ -282,3 +283,30 @@ async def test_a_stated_limit_only_ever_lowers_the_pace(clock: FakeClock) -> Non
         sent.append(clock.now() - clock.start)
     # The bucket a told 120 rpm would get (1.04 deep): the first at once, then 2/s.
     assert sent == pytest.approx([0.0, 0.48, 0.98])
+
+
+def test_a_run_starts_small_and_doubles_each_round_trip_until_a_429() -> None:
+    """Slow start (RFC 5681, section 3.1): INITIAL_WINDOW wide, one more per success."""
+    window = ConcurrencyWindow.slow_starting(32)
+    widths = []
+    for _ in range(2):
+        widths.append(window.limit)
+        for sent_at in range(1, window.limit + 1):  # a round trip of the whole window
+            window.success(sent_at)
+    widths.append(window.limit)
+    assert widths == [INITIAL_WINDOW, 2 * INITIAL_WINDOW, 4 * INITIAL_WINDOW]
+    assert (window.settled, window.lowest) == (32, 32)  # growing is nothing learned yet
+    # A cap of 8: a request sent 9th refused, after the window grew on (generation moved).
+    assert window.rate_limited(9, 0) is True  # a refusal for concurrency: resend at once
+    assert (window.limit, window.slow_start, window.cluster) == (8, False, False)
+    assert (window.settled, window.lowest) == (8, 8)
+    # The others of that burst are the same refusal: no second cut, no spent budget.
+    assert [window.rate_limited(n, 0) for n in (10, 11, 12)] == [True, True, True]
+    assert (window.limit, window.cluster) == (8, False)
+    # A 429 that gives a time to wait is not a cap's refusal.
+    assert window.rate_limited(9, window.generation, hinted=True) is False
+
+
+def test_a_small_ceiling_starts_at_the_ceiling() -> None:
+    window = ConcurrencyWindow.slow_starting(3)
+    assert (window.limit, window.slow_start) == (3, False)

@@ -579,3 +579,20 @@ async def test_a_spent_budget_the_requests_pace_already_covers_is_no_hold(
     gaps = [b - a for a, b in zip(server.send_times, server.send_times[1:], strict=False)]
     assert gaps == pytest.approx([1.0, 1.0, 1.0])  # the pace, not the holds, spaces them
     assert (stats.paused, stats.paused_seconds) == (0, 0.0)
+
+
+async def test_a_row_refused_alone_for_max_retry_after_fails_with_how_long(
+    clock: FakeClock,
+) -> None:
+    """Rate-limit 429s spend no attempt, but a row the provider keeps refusing while other
+    rows are answered (a request it never takes) fails once it waited max_retry_after."""
+    prompts = ["p", *[f"row{i}" for i in range(40)]]
+    with scripted(clock) as server:
+        server.script("p", *[Reply(429, error_body("too large"), {"Retry-After": "1"})] * 50)
+        results, stats = await run_all(
+            engine(clock, max_concurrent=2, retry=RetryPolicy(max_retry_after=5.0)), prompts
+        )
+    assert stats.stop is None
+    assert results[0].error == "HTTP 429 after 1 attempt: too large (refused 6 times over 5 s)"
+    assert server.count("p") == 6
+    assert all(results[i].error is None for i in range(1, 41))

@@ -190,7 +190,11 @@ async def test_403_500_400_drop_html_and_refused_never_show_the_key(
                                       api_key=key, max_retries=0, cache=False, progress=False),
             DEADLINE, "the refused run",
         )  # fmt: skip
-    assert refused["error"].str.startswith("connection error").all()
+    # The first sends fail to connect; the rest are not sent once the run stops for it (the
+    # run slow-starts: its first sends are the first INITIAL_WINDOW rows, not all of them).
+    said = refused["error"].str
+    assert (said.startswith("connection error") | said.startswith("not sent: cannot connect")).all()
+    assert refused["error"].iat[0].startswith("connection error")
     texts.update({f"refused {k}": v for k, v in frame_texts(refused).items()})
     texts["log"] = caplog.text
     assert_clean(texts, key)

@@ -101,15 +101,17 @@ class BatchProgress:
         )
         self._stats = RunStats()
 
-    def show(self, batches: list[dict[str, Any]]) -> None:
-        """Show the counts of the latest poll of every batch."""
+    def show(self, batches: list[dict[str, Any]], waiting: int = 0) -> None:
+        """Show the counts of the latest poll of every batch, and the parts ``waiting`` for
+        the enqueued-token limit (``capacity``)."""
         completed = failed = 0
         for batch in batches:
             counts = batch.get("request_counts") or {}
             completed += int(counts.get("completed") or 0)
             failed += int(counts.get("failed") or 0)
         self._stats.succeeded, self._stats.failed = completed, failed
-        self._bar.refresh(self._stats)
+        extra = {"waiting": f"{waiting} part{'s' if waiting > 1 else ''}"} if waiting else None
+        self._bar.refresh(self._stats, extra)
 
     def close(self) -> None:
         """Draw the last counts and close the bar."""

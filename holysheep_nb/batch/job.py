@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from holysheep_nb.batch.capacity import WaitingParts
 from holysheep_nb.batch.client import BatchClient, BatchError, BatchUnavailableError
 from holysheep_nb.batch.handle import TERMINAL, BatchHandle, BatchProgress
 from holysheep_nb.batch.lines import BatchLimits, request_line, request_set, split
@@ -144,33 +145,40 @@ class BatchJob:
     async def wait(self, batch_ids: tuple[str, ...], total: int) -> list[dict[str, Any]]:
         """Poll until every batch has ended; the final batch objects.
 
-        The bar shows the provider's ``request_counts``. Interrupting (or cancelling the
+        The bar shows the provider's ``request_counts``, and the parts waiting for the
+        enqueued-token limit, which are submitted again as room frees (``capacity``; the
+        batches returned are then the new ones). Interrupting (or cancelling the
         task) stops the waiting with a warning that says how to collect or cancel; the
         batches go on at the provider.
         """
         progress = BatchProgress(total, enabled=self.options.progress, now=self.clock.now)
         started = self.clock.now()
         delay = FIRST_POLL
+        ids = list(batch_ids)
         try:
-            async with self._client() as client:
-                while True:
-                    batches = [await self._retrieve(client, batch_id) for batch_id in batch_ids]
-                    progress.show(batches)
-                    if all(b.get("status") in TERMINAL for b in batches):
-                        return batches
-                    if self.clock.now() - started > MAX_WAIT:
-                        raise BatchError(
-                            f"the batches {', '.join(batch_ids)} have not ended after "
-                            f"{MAX_WAIT / 3600:g} h; run the cell again later to collect them"
-                        )
-                    await self.clock.sleep(delay)
-                    delay = min(delay * 2, MAX_POLL)
+            with BatchRecords(records_path(self.options.cache)) as records:
+                parts = WaitingParts(records, self.clock.wall)
+                async with self._client() as client:
+                    while True:
+                        batches = [await self._retrieve(client, batch_id) for batch_id in ids]
+                        await parts.resubmit(client, ids, batches)
+                        waiting = parts.waiting(batches)
+                        progress.show(batches, waiting)
+                        if not waiting and all(b.get("status") in TERMINAL for b in batches):
+                            return batches
+                        if self.clock.now() - started > MAX_WAIT:
+                            raise BatchError(
+                                f"the batches {', '.join(ids)} have not ended after "
+                                f"{MAX_WAIT / 3600:g} h; run the cell again later to collect them"
+                            )
+                        await self.clock.sleep(delay)
+                        delay = min(delay * 2, MAX_POLL)
         except (asyncio.CancelledError, KeyboardInterrupt):
             warnings.warn(
-                f"stopped waiting for {', '.join(batch_ids)}; the provider keeps running "
+                f"stopped waiting for {', '.join(ids)}; the provider keeps running "
                 "(and charging for) the batch. Run the same cell again to collect it without "
                 "paying twice, or cancel it: python -m holysheep_nb batches cancel "
-                f"{batch_ids[0]}",
+                f"{ids[0]}",
                 HolySheepWarning,
                 stacklevel=2,
             )

@@ -101,6 +101,17 @@ class BatchRecords:
                 ),
             )
 
+    def replace(self, old_id: str, new_id: str, when: float) -> None:
+        """A part submitted again (``capacity``): ``new_id`` carries what ``old_id`` did,
+        created ``when``, and ``old_id`` is no longer waited for."""
+        with db.transaction(self._conn) as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO batches ({_FIELDS}) SELECT ?, request_set, part, parts, "
+                "base_url, model, requests, ?, NULL FROM batches WHERE batch_id = ?",
+                (new_id, when, old_id),
+            )
+            conn.execute("UPDATE batches SET collected = ? WHERE batch_id = ?", (when, old_id))
+
     def collected(self, batch_ids: list[str], when: float) -> None:
         """Mark batches as read: a later run of the same set submits anew."""
         with db.transaction(self._conn) as conn:
