@@ -222,9 +222,35 @@ def test_the_reliability_diagram(ev: LabelEvaluation) -> None:
 
 def test_without_a_confidence_column_calibration_says_how_to_get_one() -> None:
     ev = evaluate(labelled().drop(columns="confidence"), "sentiment")
+    assert isinstance(ev, LabelEvaluation)
     with pytest.raises(HolySheepError, match="logprobs=True"):
         ev.ece  # noqa: B018
     assert "ece" not in ev.to_frame().index
+    # As docs/evaluate.md says: no threshold is None with the reason, not an exception.
+    with pytest.warns(HolySheepWarning, match=r"no confidence column: label with logprobs=True"):
+        assert ev.threshold_for(accuracy=0.9) is None
+    with pytest.raises(ConfigError, match="accuracy must be a share"):
+        ev.threshold_for(accuracy=90)
+
+
+def test_rows_answered_from_the_cache_are_named_as_why_there_is_no_confidence() -> None:
+    # A logprobs=True cell run again: every row from the cache, which keeps text only.
+    frame = labelled().assign(confidence=np.nan, cached=True)
+    ev = evaluate(frame, "sentiment")
+    assert isinstance(ev, LabelEvaluation)
+    with pytest.warns(HolySheepWarning) as caught:
+        assert ev.threshold_for(accuracy=0.9) is None
+    (message,) = [str(w.message) for w in caught]
+    assert "8 of 8 were answered from the cache" in message
+    assert "cache=False" in message
+    assert "label with logprobs=True" not in message
+    # Without cached rows the advice stays: ask for logprobs.
+    fresh = evaluate(frame.assign(cached=False), "sentiment")
+    assert isinstance(fresh, LabelEvaluation)
+    assert fresh.choose_threshold(0.9) == (
+        None,
+        "no gold row has a confidence: label with logprobs=True",
+    )
 
 
 # --- the whole frame -------------------------------------------------------------------------
