@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from holysheep_nb.accessor import HolySheepFrameAccessor
-from holysheep_nb.cache import default_cache_path
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.estimate import DEFAULT_LATENCY
 from holysheep_nb.files import (
@@ -285,8 +284,7 @@ def _flag_arguments(item: dataclasses.Field[Any], flag: Flag) -> dict[str, Any]:
     """``add_argument``'s keywords for one flag of the option ``item``."""
     if flag.const is not None:
         return {"action": "store_const", "const": flag.const, "help": flag.help}
-    default = _cache_hint() if item.name == "cache" else default_text(item)
-    text = flag.help or f"{item.metadata[DOC]} (default: {default})".replace("%", "%%")
+    text = flag.help or f"{item.metadata[DOC]} (default: {default_text(item)})".replace("%", "%%")
     if flag.parse is not None:
         parse = _flag_text(flag.parse)
     else:
@@ -305,10 +303,6 @@ def _flag_text(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return read
-
-
-def _cache_hint() -> str:
-    return str(default_cache_path()).replace("%", "%%")
 
 
 def _comma_list(text: str) -> list[str]:

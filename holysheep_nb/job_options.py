@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 CacheOption = bool | str | os.PathLike[str]
 
 
+def _cache_file(text: str) -> str:
+    """``--cache FILE``'s text: a path, never ``True``/``False`` (a file of that name is not
+    what anyone typing it means)."""
+    if text.strip().lower() in ("true", "false"):
+        raise ValueError(
+            f"--cache takes a file path, not {text!r}: answers are cached in the per-user "
+            "cache by default; --no-cache turns the cache off"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """Everything one ``complete()`` call needs besides the DataFrame: the endpoint, the
@@ -73,7 +84,11 @@ class JobOptions:
         True,
         "answer cache: True (the default file), False, or a file path (see Cache and resume)",
         flags=(
-            Flag(parse=str, metavar="FILE"),
+            Flag(
+                parse=_cache_file,
+                metavar="FILE",
+                help="the cache file (default: the per-user cache; see the 'cache info' command)",
+            ),
             Flag(("--no-cache",), const=False, help="neither read nor store answers"),
         ),
     )
