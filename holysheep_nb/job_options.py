@@ -40,7 +40,7 @@ from holysheep_nb.option import (
 )
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.prices import Prices
-from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams
+from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams, check_types
 from holysheep_nb.validation import is_whole, require_whole_at_least
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ class JobOptions:
         own = {item.name: given.pop(item.name) for item in options_of(cls) if item.name in given}
         # What is left: request parameters, and the accessor's own ``batch`` (not the job's).
         params = {name: value for name, value in given.items() if name not in _SENDING}
+        check_types(params)
         return cls(
             endpoint=endpoint,
             settings=settings,
