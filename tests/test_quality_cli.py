@@ -102,3 +102,21 @@ def test_importing_the_package_loads_no_statistics_library() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(result_file: Path) -> None:
+    # `... | head`: the reader is gone before the command writes (its end of the pipe is
+    # closed before the process starts, so the write always meets a broken pipe).
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "holysheep_nb", "evaluate", str(result_file), "--gold",
+             "sentiment"],
+            stdout=writer, stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert done.stderr == ""  # no BrokenPipeError traceback
+    assert done.returncode == 1
