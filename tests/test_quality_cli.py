@@ -120,3 +120,18 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(result_file:
         os.close(writer)
     assert done.stderr == ""  # no BrokenPipeError traceback
     assert done.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "command", ["demo", "serve", "cache", "batches", "label", "complete", "extract", "estimate",
+                "evaluate"],
+)  # fmt: skip
+def test_every_command_s_help_names_it_as_it_is_run(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main([command, "--help"])
+    except SystemExit as exit_info:  # some commands let argparse exit, others return its code
+        code = exit_info.code  # type: ignore[assignment]
+    assert code == 0
+    assert f"usage: python -m holysheep_nb {command} " in capsys.readouterr().out
