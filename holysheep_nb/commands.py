@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from holysheep_nb.accessor import HolySheepFrameAccessor
+from holysheep_nb.cli_wording import for_cli
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.estimate import DEFAULT_LATENCY
 from holysheep_nb.files import (
@@ -87,7 +88,7 @@ def main(command: str, argv: Sequence[str]) -> int:
         )
         return EXIT_USAGE
     except (_Misuse, HolySheepError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {for_cli(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(
@@ -102,7 +103,7 @@ def _one_line_warning(prog: str) -> Callable[..., None]:
     """``warnings.showwarning`` for a command: ``prog: warning: message``, no source line."""
 
     def show(message: Warning | str, *_: Any, **__: Any) -> None:
-        print(f"{prog}: warning: {message}", file=sys.stderr)
+        print(f"{prog}: warning: {for_cli(str(message))}", file=sys.stderr)
 
     return show
 

@@ -196,6 +196,21 @@ def test_cache_help_never_suggests_true_and_true_is_no_file_name(
     assert not out.exists()
 
 
+def test_a_provider_parameter_is_told_its_command_line_form_and_that_form_works(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path, reviews().head(3), "csv")
+    out = tmp_path / "out.csv"
+    argv = ["label", source, "--column", "text", "--labels", LABELS, "--out", out,
+            *target(server, tmp_path)]  # fmt: skip
+    assert run(*argv, "--param", "top_k=40") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert """goes in --param 'extra_body={"top_k": 40}'""" in err
+    assert "extra_body={'top_k'" not in err  # the Python form
+    assert run(*argv, "--param", 'extra_body={"top_k": 40}') == EXIT_OK
+    assert len(read_table(out, "csv")) == 3
+
+
 def test_a_byte_that_does_not_decode_is_named_by_its_line(
     server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
