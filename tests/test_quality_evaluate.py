@@ -344,3 +344,25 @@ async def test_a_real_labelling_run_evaluated(labeller: RunningServer) -> None:
     assert ev.confusion.to_numpy().sum() == 5
     assert ev.calibration is not None
     assert 0 <= ev.ece <= 1
+
+
+async def test_two_runs_agree_in_the_forms_docs_evaluate_md_shows(labeller: RunningServer) -> None:
+    from holysheep_nb.quality.agreement import Agreement
+
+    texts = ["Excellent sound, I love it", "Awful, it broke", "Blue box", "Great value"]
+    options = {"base_url": labeller.base_url, "cache": False, "progress": False}
+    frame = pd.DataFrame({"text": texts})
+    out = await frame.holysheep.alabel("text", labels=SENTIMENT, **options)
+    other = await frame.holysheep.alabel("text", labels=SENTIMENT, model="sim-large", **options)
+    both = await out.holysheep.alabel("text", labels=SENTIMENT, model="sim-large", **options)
+    assert "predicted_label" in both.columns
+    assert "label_2" not in both.columns
+    assert both["predicted_label"].tolist() == other["label"].tolist()
+    by_column = both.holysheep.evaluate(column="label", against="predicted_label")
+    by_assign = out.assign(large=other["label"]).holysheep.evaluate(against="large")
+    assert isinstance(by_column, Agreement)
+    assert isinstance(by_assign, Agreement)
+    assert by_column.columns == ("label", "predicted_label")
+    assert by_assign.columns == ("label", "large")
+    same = (out["label"] == other["label"]).mean()
+    assert by_column.agreement == by_assign.agreement == pytest.approx(same)
