@@ -3,6 +3,7 @@ estimate | evaluate``."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 FILE_COMMANDS = ("label", "complete", "extract", "estimate")
@@ -59,5 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def run() -> int:
+    """``main()`` for a process: a reader that closed stdout early (``... | head``) ends it
+    quietly, as the Python docs' "Note on SIGPIPE" (the ``signal`` module) recommends: stdout
+    goes to devnull so that the interpreter's final flush cannot fail again; exit code 1."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

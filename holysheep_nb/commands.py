@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from holysheep_nb.accessor import HolySheepFrameAccessor
-from holysheep_nb.cache import default_cache_path
+from holysheep_nb.cli_wording import for_cli
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.estimate import DEFAULT_LATENCY
 from holysheep_nb.files import (
@@ -88,7 +88,7 @@ def main(command: str, argv: Sequence[str]) -> int:
         )
         return EXIT_USAGE
     except (_Misuse, HolySheepError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {for_cli(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(
@@ -103,7 +103,7 @@ def _one_line_warning(prog: str) -> Callable[..., None]:
     """``warnings.showwarning`` for a command: ``prog: warning: message``, no source line."""
 
     def show(message: Warning | str, *_: Any, **__: Any) -> None:
-        print(f"{prog}: warning: {message}", file=sys.stderr)
+        print(f"{prog}: warning: {for_cli(str(message))}", file=sys.stderr)
 
     return show
 
@@ -285,8 +285,7 @@ def _flag_arguments(item: dataclasses.Field[Any], flag: Flag) -> dict[str, Any]:
     """``add_argument``'s keywords for one flag of the option ``item``."""
     if flag.const is not None:
         return {"action": "store_const", "const": flag.const, "help": flag.help}
-    default = _cache_hint() if item.name == "cache" else default_text(item)
-    text = flag.help or f"{item.metadata[DOC]} (default: {default})".replace("%", "%%")
+    text = flag.help or f"{item.metadata[DOC]} (default: {default_text(item)})".replace("%", "%%")
     if flag.parse is not None:
         parse = _flag_text(flag.parse)
     else:
@@ -305,10 +304,6 @@ def _flag_text(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return read
-
-
-def _cache_hint() -> str:
-    return str(default_cache_path()).replace("%", "%%")
 
 
 def _comma_list(text: str) -> list[str]:

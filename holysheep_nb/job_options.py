@@ -41,7 +41,7 @@ from holysheep_nb.option import (
 )
 from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
 from holysheep_nb.prices import Prices
-from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams
+from holysheep_nb.request_params import PROVIDER_PARAMS, RequestParams, check_types
 from holysheep_nb.sampling import Votes
 from holysheep_nb.validation import is_whole, require_whole_at_least
 
@@ -50,6 +50,17 @@ if TYPE_CHECKING:
     from holysheep_nb.fewshot.turns import ExampleTurns
 
 CacheOption = bool | str | os.PathLike[str]
+
+
+def _cache_file(text: str) -> str:
+    """``--cache FILE``'s text: a path, never ``True``/``False`` (a file of that name is not
+    what anyone typing it means)."""
+    if text.strip().lower() in ("true", "false"):
+        raise ValueError(
+            f"--cache takes a file path, not {text!r}: answers are cached in the per-user "
+            "cache by default; --no-cache turns the cache off"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,11 @@ class JobOptions:
         True,
         "answer cache: True (the default file), False, or a file path (see Cache and resume)",
         flags=(
-            Flag(parse=str, metavar="FILE"),
+            Flag(
+                parse=_cache_file,
+                metavar="FILE",
+                help="the cache file (default: the per-user cache; see the 'cache info' command)",
+            ),
             Flag(("--no-cache",), const=False, help="neither read nor store answers"),
         ),
     )
@@ -137,6 +152,7 @@ class JobOptions:
         own = {item.name: given.pop(item.name) for item in options_of(cls) if item.name in given}
         # What is left: request parameters, and the accessor's own ``batch`` (not the job's).
         params = {name: value for name, value in given.items() if name not in _SENDING}
+        check_types(params)
         return cls(
             endpoint=endpoint,
             settings=settings,

@@ -5,15 +5,19 @@ declaration means the parameter is not sent. Anything a provider adds of its own
 ``top_k``, OpenRouter's ``provider``) goes in ``extra_body={...}``, the openai client's name
 for it, so that a misspelt option is an error and never a body field. Sources: OpenAI's API
 reference, "Create chat completion", and the openai client's ``CompletionCreateParams``
-(a test checks every name here is one of those).
+(a test checks every name here is one of those). ``check_types`` holds each value to its
+declared type before anything is sent.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from holysheep_nb.errors import ConfigError
 from holysheep_nb.option import NO_FLAG, PARAM, option
 
 
@@ -107,3 +111,69 @@ PROVIDER_PARAMS = frozenset(
         "enable_thinking",
     }
 )
+
+
+def check_types(params: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` for a declared parameter whose value is not of its declared type
+    (``temperature="hot"``), naming the parameter and the type, before anything is sent.
+    A bool is not a number; ``None`` is allowed (not sent). Names not declared are not checked.
+    """
+    declared = _declared()
+    for name, value in params.items():
+        kind = declared.get(name)
+        if kind is not None and not _matches(value, kind):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ConfigError(
+                f"{name} must be {_describe(kind)}, got {type(value).__name__} {shown}"
+            )
+
+
+@cache
+def _declared() -> dict[str, Any]:
+    return {
+        name: kind for name, kind in get_type_hints(RequestParams).items() if name not in EXTRAS
+    }
+
+
+def _union_args(kind: Any) -> tuple[Any, ...] | None:
+    return get_args(kind) if get_origin(kind) in (Union, types.UnionType) else None
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is Any:
+        return True
+    if (members := _union_args(kind)) is not None:
+        return any(_matches(value, member) for member in members)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value)
+    if origin in (dict, Mapping):
+        return isinstance(value, Mapping) and all(
+            _matches(key, args[0]) and _matches(item, args[1]) for key, item in value.items()
+        )
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    if (members := _union_args(kind)) is not None:
+        return " or ".join(_describe(member) for member in members)
+    names = {type(None): "None", bool: "True or False", int: "a whole number", str: "a string"}
+    if kind is float:
+        return "a number"
+    if kind in names:
+        return names[kind]
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is list:
+        return f"a list of ({_describe(args[0])})"
+    if origin in (dict, Mapping):
+        return f"a dict of {_describe(args[0])} to ({_describe(args[1])})"
+    return "any value" if kind is Any else getattr(kind, "__name__", str(kind))

@@ -177,6 +177,40 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{EXIT_ROWS_FAILED} some rows failed" in text
 
 
+def test_cache_help_never_suggests_true_and_true_is_no_file_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("label", "--help") == EXIT_OK
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--cache FILE the cache file (default: the per-user cache" in text
+    assert "True (the default file)" not in text
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "in.csv"
+    source.write_text("text\nfine\n")
+    out = tmp_path / "out.csv"
+    code = run("label", source, "--column", "text", "--labels", "a,b", "--cache", "True",
+               "--out", out)  # fmt: skip
+    assert code == EXIT_USAGE
+    assert "--cache takes a file path, not 'True'" in capsys.readouterr().err
+    assert not (tmp_path / "True").exists()
+    assert not out.exists()
+
+
+def test_a_provider_parameter_is_told_its_command_line_form_and_that_form_works(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path, reviews().head(3), "csv")
+    out = tmp_path / "out.csv"
+    argv = ["label", source, "--column", "text", "--labels", LABELS, "--out", out,
+            *target(server, tmp_path)]  # fmt: skip
+    assert run(*argv, "--param", "top_k=40") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert """goes in --param 'extra_body={"top_k": 40}'""" in err
+    assert "extra_body={'top_k'" not in err  # the Python form
+    assert run(*argv, "--param", 'extra_body={"top_k": 40}') == EXIT_OK
+    assert len(read_table(out, "csv")) == 3
+
+
 def test_a_byte_that_does_not_decode_is_named_by_its_line(
     server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

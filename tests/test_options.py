@@ -91,6 +91,34 @@ def test_the_openai_parameters_pass_through_by_name() -> None:
     assert dict(resolve(**OPENAI_PARAMS).params) == OPENAI_PARAMS
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"temperature": "hot"}, "temperature must be a number or None, got str 'hot'"),
+        ({"temperature": True}, "temperature must be a number or None, got bool True"),
+        ({"max_tokens": 1.5}, "max_tokens must be a whole number or None, got float 1.5"),
+        ({"logprobs": 1}, "logprobs must be True or False or None, got int 1"),
+        ({"stop": ["ok", 3]}, "stop must be a string or a list of (a string) or None"),
+        ({"logit_bias": {"50256": "x"}}, "logit_bias must be a dict of a string to"),
+        ({"metadata": "tag"}, "metadata must be a dict of a string to (a string) or None"),
+    ],
+)
+def test_a_request_parameter_of_the_wrong_type_is_refused_before_sending(
+    options: dict[str, Any], message: str
+) -> None:
+    frame = pd.DataFrame({"text": ["a"]})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        frame.holysheep.label("text", labels=["x", "y"], base_url=LOCAL, **options)
+
+
+def test_a_request_parameter_of_its_declared_type_passes() -> None:
+    given = {"temperature": 0, "top_p": 0.5, "stop": "\n", "logprobs": None,
+             "tool_choice": {"type": "function", "function": {"name": "f"}}}  # fmt: skip
+    assert dict(resolve(**given).params) == given
+    # extra_body is the provider's: its values are not checked against OpenAI's types.
+    assert resolve(extra_body={"temperature": "hot"}).params == {"temperature": "hot"}
+
+
 def test_every_declared_request_parameter_is_one_openai_documents() -> None:
     openai_params = pytest.importorskip("openai.types.chat.completion_create_params")
     documented = set(openai_params.CompletionCreateParamsBase.__annotations__) | {"stream"}

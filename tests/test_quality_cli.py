@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import holysheep_nb
 from holysheep_nb.__main__ import main
-from holysheep_nb.files import write_table
+from holysheep_nb.files import read_table, write_table
 from holysheep_nb.quality._deps import load
 
 REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
@@ -102,3 +103,69 @@ def test_importing_the_package_loads_no_statistics_library() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(result_file: Path) -> None:
+    # `... | head`: the reader is gone before the command writes (its end of the pipe is
+    # closed before the process starts, so the write always meets a broken pipe).
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "holysheep_nb", "evaluate", str(result_file), "--gold",
+             "sentiment"],
+            stdout=writer, stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert done.stderr == ""  # no BrokenPipeError traceback
+    assert done.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "command", ["demo", "serve", "cache", "batches", "label", "complete", "extract", "estimate",
+                "evaluate"],
+)  # fmt: skip
+def test_every_command_s_help_names_it_as_it_is_run(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main([command, "--help"])
+    except SystemExit as exit_info:  # some commands let argparse exit, others return its code
+        code = exit_info.code  # type: ignore[assignment]
+    assert code == 0
+    assert f"usage: python -m holysheep_nb {command} " in capsys.readouterr().out
+
+
+def test_threshold_advice_on_the_command_line_names_flags(
+    result_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = read_table(result_file, "csv").drop(columns="confidence")
+    no_confidence = tmp_path / "no_confidence.csv"
+    write_table(frame, no_confidence, "csv")
+    argv = ["evaluate", str(no_confidence), "--gold", "sentiment", "--threshold-for", "0.9"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "label with --param logprobs=true (or name the column with --confidence COLUMN)" in out
+    assert "logprobs=True" not in out
+    # Every row from the cache: the cache keeps no confidence.
+    cached = tmp_path / "cached.csv"
+    write_table(frame.assign(confidence=float("nan"), cached=True), cached, "csv")
+    assert main(["evaluate", str(cached), *argv[2:]]) == 0
+    out = capsys.readouterr().out
+    assert "answered from the cache" in out
+    assert "label again with --no-cache to ask again" in out
+    assert "cache=False" not in out
+
+
+def test_each_python_phrase_the_cli_rewords_is_the_library_s_own() -> None:
+    from holysheep_nb.cli_wording import PHRASES
+    from holysheep_nb.quality.calibration import Calibration
+    from holysheep_nb.quality.classification import NO_CONFIDENCE
+
+    cached = Calibration.of(np.array([np.nan]), np.array([True]), cached=np.array([True]))
+    fresh = Calibration.of(np.array([np.nan]), np.array([True]))
+    messages = [NO_CONFIDENCE, cached.choose_threshold(0.9)[1], fresh.choose_threshold(0.9)[1]]
+    for python, _ in PHRASES:
+        assert any(python in message for message in messages), python

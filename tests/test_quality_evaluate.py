@@ -222,9 +222,35 @@ def test_the_reliability_diagram(ev: LabelEvaluation) -> None:
 
 def test_without_a_confidence_column_calibration_says_how_to_get_one() -> None:
     ev = evaluate(labelled().drop(columns="confidence"), "sentiment")
+    assert isinstance(ev, LabelEvaluation)
     with pytest.raises(HolySheepError, match="logprobs=True"):
         ev.ece  # noqa: B018
     assert "ece" not in ev.to_frame().index
+    # As docs/evaluate.md says: no threshold is None with the reason, not an exception.
+    with pytest.warns(HolySheepWarning, match=r"no confidence column: label with logprobs=True"):
+        assert ev.threshold_for(accuracy=0.9) is None
+    with pytest.raises(ConfigError, match="accuracy must be a share"):
+        ev.threshold_for(accuracy=90)
+
+
+def test_rows_answered_from_the_cache_are_named_as_why_there_is_no_confidence() -> None:
+    # A logprobs=True cell run again: every row from the cache, which keeps text only.
+    frame = labelled().assign(confidence=np.nan, cached=True)
+    ev = evaluate(frame, "sentiment")
+    assert isinstance(ev, LabelEvaluation)
+    with pytest.warns(HolySheepWarning) as caught:
+        assert ev.threshold_for(accuracy=0.9) is None
+    (message,) = [str(w.message) for w in caught]
+    assert "8 of 8 were answered from the cache" in message
+    assert "cache=False" in message
+    assert "label with logprobs=True" not in message
+    # Without cached rows the advice stays: ask for logprobs.
+    fresh = evaluate(frame.assign(cached=False), "sentiment")
+    assert isinstance(fresh, LabelEvaluation)
+    assert fresh.choose_threshold(0.9) == (
+        None,
+        "no gold row has a confidence: label with logprobs=True",
+    )
 
 
 # --- the whole frame -------------------------------------------------------------------------
@@ -318,3 +344,25 @@ async def test_a_real_labelling_run_evaluated(labeller: RunningServer) -> None:
     assert ev.confusion.to_numpy().sum() == 5
     assert ev.calibration is not None
     assert 0 <= ev.ece <= 1
+
+
+async def test_two_runs_agree_in_the_forms_docs_evaluate_md_shows(labeller: RunningServer) -> None:
+    from holysheep_nb.quality.agreement import Agreement
+
+    texts = ["Excellent sound, I love it", "Awful, it broke", "Blue box", "Great value"]
+    options = {"base_url": labeller.base_url, "cache": False, "progress": False}
+    frame = pd.DataFrame({"text": texts})
+    out = await frame.holysheep.alabel("text", labels=SENTIMENT, **options)
+    other = await frame.holysheep.alabel("text", labels=SENTIMENT, model="sim-large", **options)
+    both = await out.holysheep.alabel("text", labels=SENTIMENT, model="sim-large", **options)
+    assert "predicted_label" in both.columns
+    assert "label_2" not in both.columns
+    assert both["predicted_label"].tolist() == other["label"].tolist()
+    by_column = both.holysheep.evaluate(column="label", against="predicted_label")
+    by_assign = out.assign(large=other["label"]).holysheep.evaluate(against="large")
+    assert isinstance(by_column, Agreement)
+    assert isinstance(by_assign, Agreement)
+    assert by_column.columns == ("label", "predicted_label")
+    assert by_assign.columns == ("label", "large")
+    same = (out["label"] == other["label"]).mean()
+    assert by_column.agreement == by_assign.agreement == pytest.approx(same)

@@ -697,7 +697,7 @@ def test_cli_rejects_bad_options_with_a_usage_error(
     with pytest.raises(SystemExit) as exit_info:
         parse_cli(argv)
     assert exit_info.value.code == 2
-    assert "holysheep-nb serve" in capsys.readouterr().err
+    assert "python -m holysheep_nb serve" in capsys.readouterr().err
 
 
 # --- the threaded and subprocess runners --------------------------------------------------

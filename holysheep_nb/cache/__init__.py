@@ -8,7 +8,7 @@ Four parts, one module each:
   and writes, with its durability and recovery rules;
 - ``db``: the SQLite file underneath (schema, WAL, transactions, damage detection);
 - ``admin`` and ``cli``: :func:`cache_info` and :func:`clear_cache`, and the
-  ``holysheep-nb cache info|clear`` command built on them.
+  ``python -m holysheep_nb cache info|clear`` command built on them.
 """
 
 from holysheep_nb.cache.admin import CacheInfo, cache_info, clear_cache

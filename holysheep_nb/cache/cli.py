@@ -1,4 +1,4 @@
-"""``holysheep-nb cache info|clear [--path P]``: the cache's command line."""
+"""``python -m holysheep_nb cache info|clear [--path P]``: the cache's command line."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from holysheep_nb.cache.store import default_cache_path
 
 
 def main(argv: list[str]) -> int:
-    """Run ``holysheep-nb cache info|clear [--path P]``; return the process exit code."""
+    """Run ``python -m holysheep_nb cache info|clear [--path P]``; return the process exit code."""
     parser = argparse.ArgumentParser(
-        prog="holysheep-nb cache",
+        prog="python -m holysheep_nb cache",
         description="Inspect or empty the holysheep_nb answer cache.",
     )
     parser.add_argument("action", choices=["info", "clear"])

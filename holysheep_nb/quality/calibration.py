@@ -90,6 +90,7 @@ class Calibration:
     bins: int
     ece: float  # NaN without a row with confidence
     ece_ci: Interval
+    cached: int = 0  # gold rows with no confidence that were answered from the cache
 
     @classmethod
     def of(
@@ -101,8 +102,11 @@ class Calibration:
         bins: int = BINS,
         seed: int | None = 0,
         resamples: int = RESAMPLES,
+        cached: np.ndarray | None = None,
     ) -> Calibration:
-        """Measure the calibration of ``confidence`` (floats 0..1, NaN) against ``correct``."""
+        """Measure the calibration of ``confidence`` (floats 0..1, NaN) against ``correct``;
+        ``cached`` (bools, one per gold row) says which rows were answered from the cache, which
+        keeps no confidence."""
         confidence = np.asarray(confidence, dtype=float)
         correct = np.asarray(correct, dtype=bool)
         if confidence.shape != correct.shape:
@@ -120,7 +124,10 @@ class Calibration:
             return _ece(index[positions], conf[positions], hit[positions], bins)
 
         ends = bootstrap(resampled, conf.size, level=level, seed=seed, resamples=resamples)
-        return cls(confidence, correct, check_level(level), bins, ece, as_interval(ends))
+        from_cache = 0 if cached is None else int(np.sum(np.asarray(cached, dtype=bool) & ~known))
+        return cls(
+            confidence, correct, check_level(level), bins, ece, as_interval(ends), from_cache
+        )
 
     @property
     def without_confidence(self) -> int:
@@ -206,6 +213,12 @@ class Calibration:
         """``threshold_for`` without the warning: ``(threshold or None, what happened)``."""
         known = self.confidence[~np.isnan(self.confidence)]
         if known.size == 0:
+            if self.cached:
+                return None, (
+                    f"no gold row has a confidence: {self.cached} of {self.confidence.size} were "
+                    "answered from the cache, which keeps no confidence (pass cache=False to "
+                    "ask again)"
+                )
             return None, "no gold row has a confidence: label with logprobs=True"
         candidates = np.unique(known)[::-1]  # highest first
         kept, hits = self._kept(candidates)

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 #: The predicted class of a row that has gold but no label.
 NO_LABEL = "(no label)"
+#: Why calibration and thresholds need confidence, and how to get it.
+NO_CONFIDENCE = (
+    "these labels have no confidence column: label with logprobs=True (or pass confidence='column')"
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,10 +87,7 @@ class LabelEvaluation:
 
     def _calibrated(self) -> Calibration:
         if self.calibration is None:
-            raise HolySheepError(
-                "these labels have no confidence column: label with logprobs=True (or pass "
-                "confidence='column') to measure calibration and choose a threshold"
-            )
+            raise HolySheepError(f"{NO_CONFIDENCE} to measure calibration")
         return self.calibration
 
     @property
@@ -120,7 +121,10 @@ class LabelEvaluation:
     def choose_threshold(self, accuracy: float) -> tuple[float | None, str]:
         """``threshold_for`` without the warning: ``(threshold or None, what it keeps or
         why there is none)``."""
-        return self._calibrated().choose_threshold(target(accuracy))
+        accuracy = target(accuracy)
+        if self.calibration is None:
+            return None, f"{NO_CONFIDENCE} to choose a threshold"
+        return self.calibration.choose_threshold(accuracy)
 
     def plot_reliability(self, ax: Axes | None = None) -> Figure | Axes:
         """The reliability diagram (matplotlib, the ``plot`` extra)."""
@@ -225,13 +229,15 @@ def evaluate_labels(
     *,
     has_gold: np.ndarray,
     confidence: pd.Series | None = None,
+    cached: pd.Series | None = None,
     errors: pd.Series | None = None,
     level: float = LEVEL,
     seed: int | None = 0,
     resamples: int = RESAMPLES,
 ) -> LabelEvaluation:
     """Evaluate ``predicted`` labels (NaN: no label) against ``gold`` on the rows of
-    ``has_gold``; all Series share the frame's index. See ``LabelEvaluation``."""
+    ``has_gold``; all Series share the frame's index. ``cached`` (bools) marks the rows
+    answered from the cache (they carry no confidence). See ``LabelEvaluation``."""
     if not np.any(has_gold):
         raise ConfigError("no row has gold: every value of the gold column is missing")
     metrics = load("sklearn.metrics")
@@ -312,7 +318,12 @@ def evaluate_labels(
     if confidence is not None:
         conf = confidence.to_numpy(dtype=float)
         calibration = Calibration.of(
-            conf[has_gold], g == p, level=level, seed=seed, resamples=resamples
+            conf[has_gold],
+            g == p,
+            level=level,
+            seed=seed,
+            resamples=resamples,
+            cached=None if cached is None else cached.to_numpy(dtype=bool)[has_gold],
         )
         bins = calibration.bins
         index = np.minimum(np.nan_to_num(conf, nan=-1.0) * bins, bins - 1).astype(np.int64)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from holysheep_nb.cli_wording import for_cli
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.files import FORMATS, read_table, table_format
 from holysheep_nb.quality.classification import LabelEvaluation
@@ -83,7 +84,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         print(_run(args))
     except (HolySheepError, ImportError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {for_cli(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 
@@ -118,7 +119,7 @@ def _run(args: argparse.Namespace) -> str:
             raise HolySheepError("--threshold-for needs single labels with gold and confidence")
         chosen, reason = result.choose_threshold(args.threshold_for)
         heading = "no threshold" if chosen is None else f"threshold {chosen:.3g}"
-        shown += f"\n\n{heading} for accuracy {args.threshold_for:.1%}: {reason}"
+        shown += f"\n\n{heading} for accuracy {args.threshold_for:.1%}: {for_cli(reason)}"
     return shown
 
 

@@ -88,11 +88,17 @@ def evaluate(
 
     confidence_name = confidence_column(frame, confidence)
     errors = frame["error"] if "error" in frame.columns else None
+    cached_name = (
+        str(confidence_name).replace("confidence", "cached", 1)
+        if isinstance(confidence_name, str)
+        else None
+    )
     return evaluate_labels(
         predicted,
         gold_values,
         has_gold=has_gold,
         confidence=None if confidence_name is None else frame[confidence_name],
+        cached=frame[cached_name].fillna(False) if cached_name in frame.columns else None,
         errors=errors,
         **options,
     )

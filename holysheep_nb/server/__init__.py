@@ -33,7 +33,7 @@ This module is the public surface only; import from here. Each module owns one i
     ``app``             ``Service``: the state and the chat handlers
     ``routes``          the aiohttp app: models, embeddings, control routes, JSON 404 / 405
     ``local``           ``start_server``, ``RunningServer``, ``LocalServer``
-    ``cli``             ``parse_cli``, ``config_args`` and ``cli`` (``holysheep-nb serve``)
+    ``cli``             ``parse_cli``, ``config_args``, ``cli`` (the ``serve`` command)
     ``process``         ``ServerProcess``
 """
 

@@ -1,4 +1,4 @@
-"""The local server's command line (``holysheep-nb serve``).
+"""The local server's command line (``python -m holysheep_nb serve``).
 
 ``parse_cli`` reads options into a ``ServerConfig``; ``config_args`` is its inverse, used by
 ``ServerProcess`` (``process``) to start the same server in a subprocess. ``cli`` serves
@@ -120,7 +120,7 @@ def _sim_model_arg(spec: str) -> SimModel:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="holysheep-nb serve",
+        prog="python -m holysheep_nb serve",
         description="Run the local OpenAI-compatible chat-completions server (tests, demos).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -262,8 +262,8 @@ def parse_cli(argv: list[str]) -> tuple[ServerConfig, str, int]:
 
 
 def cli(argv: list[str]) -> int:
-    """``holysheep-nb serve``: print ``serving on URL`` as the first stdout line, then serve
-    until SIGINT/SIGTERM. Returns the exit code (1 if the address cannot be bound)."""
+    """``python -m holysheep_nb serve``: print ``serving on URL`` as the first stdout line,
+    then serve until SIGINT/SIGTERM. Returns the exit code (1 if the address cannot be bound)."""
     config, host, port = parse_cli(argv)
     # Windows has no loop signal handlers: there Ctrl+C arrives as KeyboardInterrupt.
     with contextlib.suppress(KeyboardInterrupt):
@@ -275,7 +275,9 @@ async def _serve(config: ServerConfig, host: str, port: int) -> int:
     try:
         server = await start_server(config, host, port)
     except OSError as exc:
-        print(f"holysheep-nb serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        print(
+            f"python -m holysheep_nb serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr
+        )
         return 1
     print(f"serving on {server.base_url}", flush=True)
     if config.provider == "azure":

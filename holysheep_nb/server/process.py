@@ -1,6 +1,6 @@
 """``ServerProcess``: the local server in a subprocess, started through ``cli``.
 
-For benchmarks, where client and server must not share a GIL. It starts ``holysheep-nb serve``
+For benchmarks, where client and server must not share a GIL. It starts the ``serve`` command
 with the options ``config_args`` derives from a ``ServerConfig`` and controls the running
 server over HTTP (``/_stats``, ``/_reset``, ``/_config``). Public through
 ``holysheep_nb.server``.
