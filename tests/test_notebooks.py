@@ -113,6 +113,51 @@ def _check_evaluate_and_compare(nb: Any, text: str) -> None:
     held = re.search(r"accuracy of the kept rows outside the sample: ([\d.]+)", text)
     assert held, "the threshold cell printed nothing"
     assert float(held[1]) >= 0.95
+    _check_escalation(text)
+    _check_rerun_after_corrections(text)
+
+
+def _check_escalation(text: str) -> None:
+    """Issue 30: evaluate, choose a threshold, escalate, evaluate again, cost before/after."""
+    assert re.search(r"below: 0\.\d+ \(\d+% of the rows are under it\)", text), "no threshold"
+    escalated = re.search(r"escalated\s+([\d,]+)\s+\(rows asked again\)", text)
+    assert escalated, "the escalation report has no escalated line"
+    assert 0 < int(escalated[1].replace(",", "")) < 2000
+    for model in ("sim-small", "sim-large"):  # the report's line per model, with its cost
+        assert re.search(rf"{model}\s+[\d,]+ / [\d,]+\s+\([\d,]+ rows asked; cost \$0\.\d+\)", text)
+    estimates = re.findall(r"(before|after): +whole frame .*?: ([\d.]+)% of 2,000 rows", text)
+    accuracy = dict(estimates)
+    assert set(accuracy) == {"before", "after"}, estimates
+    assert float(accuracy["after"]) > float(accuracy["before"])
+    cost = re.search(
+        r"cost before: \$([\d.]+), after: \$([\d.]+); sim-large on every row: about \$([\d.]+)",
+        text,
+    )
+    assert cost, "no cost before and after"
+    before, after, everywhere = map(float, cost.groups())
+    assert before < after < everywhere  # the cascade pays for sim-large on some rows only
+    # The simulation knows the truth: outside the gold sample that chose the threshold.
+    unseen = dict(re.findall(r"accuracy outside the sample, (sim-small|cascade): ([\d.]+)", text))
+    assert float(unseen["cascade"]) > float(unseen["sim-small"])
+
+
+def _check_rerun_after_corrections(text: str) -> None:
+    """Issue 31: after one more correction, only rows whose request changed are sent again."""
+    kept = re.search(r"(\d+) answers, (\d+) corrections", text)
+    assert kept, "no gold written to the store"
+    assert 0 < int(kept[2]) <= int(kept[1]) <= 12
+    assert re.search(r"first: \d+ requests, 0 rows from the cache", text)
+    again = re.search(r"again: (\d+) rows sent again \((\d+) requests\), (\d+) rows from the", text)
+    assert again, "the re-run printed nothing"
+    resent, _, cached = map(int, again.groups())
+    assert resent + cached == 1700
+    assert 0 < resent < 1700 // 2
+    changed = re.search(r"among their 2 nearest: (\d+), tied: (\d+)", text)
+    assert changed, "the check of the nearest examples printed nothing"
+    nearer, tied = map(int, changed.groups())
+    assert nearer <= resent <= nearer + tied
+    assert "each row sent again has it nearer or tied: True" in text
+    assert "each row with it nearer was sent again: True" in text
 
 
 CHECKS: dict[str, Callable[[Any, str], None]] = {
