@@ -30,7 +30,7 @@ from holysheep_nb.errors import ConfigError, HolySheepError, HolySheepWarning
 from holysheep_nb.quality import tables
 from holysheep_nb.quality._deps import load
 from holysheep_nb.quality.calibration import THRESHOLDS, Calibration, target
-from holysheep_nb.quality.display import figure, page, text
+from holysheep_nb.quality.display import Shown, figure, metric_frame
 from holysheep_nb.quality.frames import text_key
 from holysheep_nb.quality.intervals import (
     LEVEL,
@@ -56,7 +56,7 @@ NO_CONFIDENCE = (
 
 
 @dataclass(frozen=True, eq=False)
-class LabelEvaluation:
+class LabelEvaluation(Shown):
     """Single labels against gold on the ``n`` rows that have gold.
 
     Every proportion has a Wilson interval and every other figure a bootstrap interval, at
@@ -159,11 +159,7 @@ class LabelEvaluation:
             lines["ece"] = (self.ece, *self.ece_ci)
         estimate = self.frame_estimate
         lines["frame_accuracy"] = (estimate.accuracy, *estimate.accuracy_ci)
-        frame: pd.DataFrame = pd.DataFrame.from_dict(
-            lines, orient="index", columns=["value", "low", "high"]
-        )
-        frame.index.name = "metric"
-        return frame
+        return metric_frame(lines)
 
     def _sections(self) -> tuple[str, Any, list[tuple[str, pd.DataFrame]]]:
         title = f"holysheep_nb evaluation: {self.n:,} rows with gold ({self.level:.0%} intervals)"
@@ -197,20 +193,11 @@ class LabelEvaluation:
             tables_shown.append(("reliability", reliability[reliability["rows"] > 0]))
         return title, [("", summary)], tables_shown
 
-    def __str__(self) -> str:
-        return text(*self._sections())
-
     def __repr__(self) -> str:
         return (
             f"LabelEvaluation(n={self.n}, accuracy={self.accuracy:.3f}, "
             f"macro_f1={self.macro_f1:.3f}, kappa={self.kappa:.3f})"
         )
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-evaluation")
 
 
 def _classes(predicted: pd.Series, gold: list[str]) -> list[str]:
