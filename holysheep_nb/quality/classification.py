@@ -39,7 +39,6 @@ from holysheep_nb.quality.intervals import (
     as_interval,
     bootstrap,
     wilson,
-    wilson_many,
 )
 from holysheep_nb.quality.population import FrameEstimate, row_estimates
 
@@ -274,23 +273,12 @@ def evaluate_labels(
         resampled, n, level=level, seed=seed, resamples=resamples, width=2 + len(classes)
     )
     tp = np.diagonal(counts)[: len(classes)]
-    predicted_counts = counts.sum(axis=0)[: len(classes)]
-    p_low, p_high = wilson_many(tp, predicted_counts, level)
-    r_low, r_high = wilson_many(tp, counts.sum(axis=1)[: len(classes)], level)
-    per_class = pd.DataFrame(
-        {
-            "precision": precision,
-            "precision_low": p_low,
-            "precision_high": p_high,
-            "recall": recall,
-            "recall_low": r_low,
-            "recall_high": r_high,
-            "f1": f1,
-            "f1_low": ends[0, 2:],
-            "f1_high": ends[1, 2:],
-            "support": np.asarray(support, dtype=np.int64),
-        },
-        index=pd.Index(classes, name="label"),
+    per_class = tables.per_class_frame(
+        (precision, recall, f1, support),
+        ends[:, 2:],
+        (tp, counts.sum(axis=0)[: len(classes)], counts.sum(axis=1)[: len(classes)]),
+        classes,
+        level,
     )
     confusion = pd.DataFrame(
         counts[: len(classes)],

@@ -33,8 +33,8 @@ from holysheep_nb.quality.intervals import (
     as_interval,
     bootstrap,
     wilson,
-    wilson_many,
 )
+from holysheep_nb.quality.tables import per_class_frame
 
 _SEPARATORS = re.compile(r"[,;\n]+")
 
@@ -170,22 +170,12 @@ def evaluate_multi(
 
     ends = bootstrap(resampled, n, level=level, seed=seed, resamples=resamples, width=3 + k)
     hits = (y_true & y_pred).sum(axis=0)
-    p_low, p_high = wilson_many(hits, y_pred.sum(axis=0), level)
-    r_low, r_high = wilson_many(hits, y_true.sum(axis=0), level)
-    per_class: pd.DataFrame = pd.DataFrame(
-        {
-            "precision": precision,
-            "precision_low": p_low,
-            "precision_high": p_high,
-            "recall": recall,
-            "recall_low": r_low,
-            "recall_high": r_high,
-            "f1": f1,
-            "f1_low": ends[0, 3:],
-            "f1_high": ends[1, 3:],
-            "support": np.asarray(support, dtype=np.int64),
-        },
-        index=pd.Index([spelling[key] for key in keys], name="label"),
+    per_class = per_class_frame(
+        (precision, recall, f1, support),
+        ends[:, 3:],
+        (hits, y_pred.sum(axis=0), y_true.sum(axis=0)),
+        [spelling[key] for key in keys],
+        level,
     )
     return MultiLabelEvaluation(
         n=n,
