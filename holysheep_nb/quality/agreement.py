@@ -29,7 +29,7 @@ import pandas as pd
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.quality import tables
 from holysheep_nb.quality._deps import load
-from holysheep_nb.quality.display import figure, page, text
+from holysheep_nb.quality.display import Shown, figure, metric_frame
 from holysheep_nb.quality.frames import column_of, missing, text_key
 from holysheep_nb.quality.intervals import (
     LEVEL,
@@ -45,7 +45,7 @@ ALPHA_RESAMPLES = 1000
 
 
 @dataclass(frozen=True, eq=False)
-class Agreement:
+class Agreement(Shown):
     """How far label columns agree, with intervals at ``level`` (two-sided).
 
     ``n``: rows where every column has a value; ``agreement``: the share of them where all
@@ -73,11 +73,7 @@ class Agreement:
         if self.kappa is not None and self.kappa_ci is not None:
             lines["kappa"] = (self.kappa, *self.kappa_ci)
         lines["alpha"] = (self.alpha, *self.alpha_ci)
-        frame: pd.DataFrame = pd.DataFrame.from_dict(
-            lines, orient="index", columns=["value", "low", "high"]
-        )
-        frame.index.name = "metric"
-        return frame
+        return metric_frame(lines)
 
     def _sections(self) -> tuple[str, Any, list[tuple[str, pd.DataFrame]]]:
         names = ", ".join(str(c) for c in self.columns)
@@ -91,15 +87,6 @@ class Agreement:
         rows.append(("Krippendorff's alpha", *figure(self.alpha, self.alpha_ci, percent=False)))
         shown = [] if len(self.columns) == 2 else [("pairwise kappa", self.pairwise)]
         return title, [("", rows)], shown
-
-    def __str__(self) -> str:
-        return text(*self._sections())
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-evaluation")
 
 
 def _as_text(values: pd.Series) -> list[str | None]:

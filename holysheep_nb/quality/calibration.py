@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.errors import ConfigError, HolySheepWarning
+from holysheep_nb.quality.display import new_axes
 from holysheep_nb.quality.intervals import (
     LEVEL,
     RESAMPLES,
@@ -245,14 +246,7 @@ class Calibration:
         """The reliability diagram: accuracy (with its interval) against mean confidence per
         bin, and the diagonal of perfect calibration. Needs matplotlib (the ``plot`` extra).
         Without ``ax``, returns a new Figure (Jupyter shows it once)."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError("plots need matplotlib: pip install 'holysheep_nb[plot]'") from exc
-        figure = None
-        if ax is None:
-            figure, ax = plt.subplots(figsize=(4.5, 4.5))
-            plt.close(figure)
+        figure, ax = new_axes(ax, (4.5, 4.5))
         table = self.reliability()
         table = table[table["rows"] > 0]
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")

@@ -30,7 +30,7 @@ from holysheep_nb.errors import ConfigError, HolySheepError, HolySheepWarning
 from holysheep_nb.quality import tables
 from holysheep_nb.quality._deps import load
 from holysheep_nb.quality.calibration import THRESHOLDS, Calibration, target
-from holysheep_nb.quality.display import figure, page, text
+from holysheep_nb.quality.display import Shown, figure, metric_frame
 from holysheep_nb.quality.frames import text_key
 from holysheep_nb.quality.intervals import (
     LEVEL,
@@ -39,7 +39,6 @@ from holysheep_nb.quality.intervals import (
     as_interval,
     bootstrap,
     wilson,
-    wilson_many,
 )
 from holysheep_nb.quality.population import FrameEstimate, row_estimates
 
@@ -56,7 +55,7 @@ NO_CONFIDENCE = (
 
 
 @dataclass(frozen=True, eq=False)
-class LabelEvaluation:
+class LabelEvaluation(Shown):
     """Single labels against gold on the ``n`` rows that have gold.
 
     Every proportion has a Wilson interval and every other figure a bootstrap interval, at
@@ -159,11 +158,7 @@ class LabelEvaluation:
             lines["ece"] = (self.ece, *self.ece_ci)
         estimate = self.frame_estimate
         lines["frame_accuracy"] = (estimate.accuracy, *estimate.accuracy_ci)
-        frame: pd.DataFrame = pd.DataFrame.from_dict(
-            lines, orient="index", columns=["value", "low", "high"]
-        )
-        frame.index.name = "metric"
-        return frame
+        return metric_frame(lines)
 
     def _sections(self) -> tuple[str, Any, list[tuple[str, pd.DataFrame]]]:
         title = f"holysheep_nb evaluation: {self.n:,} rows with gold ({self.level:.0%} intervals)"
@@ -197,20 +192,11 @@ class LabelEvaluation:
             tables_shown.append(("reliability", reliability[reliability["rows"] > 0]))
         return title, [("", summary)], tables_shown
 
-    def __str__(self) -> str:
-        return text(*self._sections())
-
     def __repr__(self) -> str:
         return (
             f"LabelEvaluation(n={self.n}, accuracy={self.accuracy:.3f}, "
             f"macro_f1={self.macro_f1:.3f}, kappa={self.kappa:.3f})"
         )
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-evaluation")
 
 
 def _classes(predicted: pd.Series, gold: list[str]) -> list[str]:
@@ -287,23 +273,12 @@ def evaluate_labels(
         resampled, n, level=level, seed=seed, resamples=resamples, width=2 + len(classes)
     )
     tp = np.diagonal(counts)[: len(classes)]
-    predicted_counts = counts.sum(axis=0)[: len(classes)]
-    p_low, p_high = wilson_many(tp, predicted_counts, level)
-    r_low, r_high = wilson_many(tp, counts.sum(axis=1)[: len(classes)], level)
-    per_class = pd.DataFrame(
-        {
-            "precision": precision,
-            "precision_low": p_low,
-            "precision_high": p_high,
-            "recall": recall,
-            "recall_low": r_low,
-            "recall_high": r_high,
-            "f1": f1,
-            "f1_low": ends[0, 2:],
-            "f1_high": ends[1, 2:],
-            "support": np.asarray(support, dtype=np.int64),
-        },
-        index=pd.Index(classes, name="label"),
+    per_class = tables.per_class_frame(
+        (precision, recall, f1, support),
+        ends[:, 2:],
+        (tp, counts.sum(axis=0)[: len(classes)], counts.sum(axis=1)[: len(classes)]),
+        classes,
+        level,
     )
     confusion = pd.DataFrame(
         counts[: len(classes)],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ from holysheep_nb.quality.compare_stats import (
     comparison_table,
     mcnemar_table,
 )
-from holysheep_nb.quality.display import page, text
+from holysheep_nb.quality.display import Shown, new_axes
 from holysheep_nb.quality.intervals import LEVEL
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, eq=False)
-class Comparison:
+class Comparison(Shown):
     """Variants run on the same rows: ``results[name]`` (each variant's result frame),
     ``table`` (see ``comparison_table``), ``agreement`` (variant x variant kappa),
     ``mcnemar`` (the most accurate against each other; None without gold) and ``best``."""
@@ -42,6 +42,8 @@ class Comparison:
     mcnemar: pd.DataFrame | None
     best: Best
     level: float
+
+    _css_class: ClassVar[str] = "holysheep-comparison"
 
     @classmethod
     def of(
@@ -93,14 +95,7 @@ class Comparison:
         and matplotlib (the ``plot`` extra). Without ``ax``, returns a new Figure."""
         if "accuracy" not in self.table:
             raise ConfigError("the plot needs accuracy: compare with gold=")
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError("plots need matplotlib: pip install 'holysheep_nb[plot]'") from exc
-        figure = None
-        if ax is None:
-            figure, ax = plt.subplots(figsize=(6, 4))
-            plt.close(figure)
+        figure, ax = new_axes(ax, (6, 4))
         table = self.table
         cost = "projected_cost" if table["projected_cost"].notna().all() else "cost"
         x = table[cost].fillna(0.0)
@@ -138,12 +133,3 @@ class Comparison:
         if self.mcnemar is not None:
             shown.append(("exact McNemar against the most accurate", self.mcnemar))
         return title, [("", rows)], shown
-
-    def __str__(self) -> str:
-        return text(*self._sections())
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-comparison")

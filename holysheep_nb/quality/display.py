@@ -2,18 +2,73 @@
 
 A result shows a summary (``_render``'s key/value table: the same look as the run report)
 and its tables (pandas' own text and HTML). The confusion matrix is an HTML heat map: each
-cell shaded by its share of the gold row, so recall reads along the diagonal.
+cell shaded by its share of the gold row, so recall reads along the diagonal. ``Shown`` gives
+every result the same three ways to show itself; ``metric_frame`` and ``new_axes`` are the
+figure table and the plot start the results share.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.quality.intervals import Interval
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: A result's title, summary sections and titled tables, as ``text`` and ``page`` take them.
+Shape = tuple[str, Sections, list[tuple[str, pd.DataFrame]]]
+
+
+class Shown:
+    """Text, IPython pretty and Jupyter HTML of a result, all drawn from its ``_sections``.
+
+    A subclass defines ``_sections`` and may set ``_css_class`` (the HTML summary's class).
+    """
+
+    _css_class: ClassVar[str] = "holysheep-evaluation"
+
+    def _sections(self) -> Shape:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return text(*self._sections())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        return page(*self._sections(), css_class=self._css_class)
+
+
+def metric_frame(lines: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
+    """Figures as a frame: columns ``value``, ``low``, ``high``, one line per ``metric``."""
+    frame: pd.DataFrame = pd.DataFrame.from_dict(
+        lines, orient="index", columns=["value", "low", "high"]
+    )
+    frame.index.name = "metric"
+    return frame
+
+
+def new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure | None, Axes]:
+    """``(None, ax)`` when given axes, else a new closed Figure of ``size`` inches and its
+    axes (closed so Jupyter shows it once, as the returned value). ``ImportError`` naming the
+    ``plot`` extra without matplotlib."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("plots need matplotlib: pip install 'holysheep_nb[plot]'") from exc
+    if ax is not None:
+        return None, ax
+    figure, axes = plt.subplots(figsize=size)
+    plt.close(figure)
+    return figure, axes
 
 
 def figure(value: float, interval: Interval, percent: bool = True) -> tuple[str, str]:

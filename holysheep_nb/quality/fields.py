@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.quality.display import figure, page, text
+from holysheep_nb.quality.display import Shown, figure
 from holysheep_nb.quality.frames import aligned, column_of, missing, text_key
 from holysheep_nb.quality.intervals import LEVEL, RESAMPLES, Interval, wilson
 from holysheep_nb.validation import is_finite_number
 
 
 @dataclass(frozen=True, eq=False)
-class FieldEvaluation:
+class FieldEvaluation(Shown):
     """Extracted fields against gold columns.
 
     ``per_field``: by field, ``gold`` (rows with gold), ``correct``, ``accuracy``,
@@ -65,15 +65,6 @@ class FieldEvaluation:
                 )
             )
         return title, [("", rows)], [("per field", self.per_field)]
-
-    def __str__(self) -> str:
-        return text(*self._sections())
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-evaluation")
 
 
 def _number(value: Any) -> float | None:

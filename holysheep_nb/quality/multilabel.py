@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.quality._deps import load
-from holysheep_nb.quality.display import figure, page, text
+from holysheep_nb.quality.display import Shown, figure, metric_frame
 from holysheep_nb.quality.frames import missing, text_key
 from holysheep_nb.quality.intervals import (
     LEVEL,
@@ -33,14 +33,14 @@ from holysheep_nb.quality.intervals import (
     as_interval,
     bootstrap,
     wilson,
-    wilson_many,
 )
+from holysheep_nb.quality.tables import per_class_frame
 
 _SEPARATORS = re.compile(r"[,;\n]+")
 
 
 @dataclass(frozen=True, eq=False)
-class MultiLabelEvaluation:
+class MultiLabelEvaluation(Shown):
     """``multi=True`` labels against gold on the ``n`` rows with gold.
 
     ``accuracy``: exact match (the row's labels are exactly the gold's); ``jaccard``: mean
@@ -70,11 +70,7 @@ class MultiLabelEvaluation:
             "micro_f1": (self.micro_f1, *self.micro_f1_ci),
             "macro_f1": (self.macro_f1, *self.macro_f1_ci),
         }
-        frame: pd.DataFrame = pd.DataFrame.from_dict(
-            lines, orient="index", columns=["value", "low", "high"]
-        )
-        frame.index.name = "metric"
-        return frame
+        return metric_frame(lines)
 
     def _sections(self) -> tuple[str, Any, list[tuple[str, pd.DataFrame]]]:
         title = (
@@ -92,15 +88,6 @@ class MultiLabelEvaluation:
         if self.unlabelled:
             rows.append(("no label", f"{self.unlabelled:,}", "(counted wrong)"))
         return title, [("", rows)], [("per label", self.per_class)]
-
-    def __str__(self) -> str:
-        return text(*self._sections())
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return page(*self._sections(), css_class="holysheep-evaluation")
 
 
 def label_list(value: Any) -> list[str]:
@@ -183,22 +170,12 @@ def evaluate_multi(
 
     ends = bootstrap(resampled, n, level=level, seed=seed, resamples=resamples, width=3 + k)
     hits = (y_true & y_pred).sum(axis=0)
-    p_low, p_high = wilson_many(hits, y_pred.sum(axis=0), level)
-    r_low, r_high = wilson_many(hits, y_true.sum(axis=0), level)
-    per_class: pd.DataFrame = pd.DataFrame(
-        {
-            "precision": precision,
-            "precision_low": p_low,
-            "precision_high": p_high,
-            "recall": recall,
-            "recall_low": r_low,
-            "recall_high": r_high,
-            "f1": f1,
-            "f1_low": ends[0, 3:],
-            "f1_high": ends[1, 3:],
-            "support": np.asarray(support, dtype=np.int64),
-        },
-        index=pd.Index([spelling[key] for key in keys], name="label"),
+    per_class = per_class_frame(
+        (precision, recall, f1, support),
+        ends[:, 3:],
+        (hits, y_pred.sum(axis=0), y_true.sum(axis=0)),
+        [spelling[key] for key in keys],
+        level,
     )
     return MultiLabelEvaluation(
         n=n,

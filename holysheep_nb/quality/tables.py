@@ -6,11 +6,16 @@ the point estimates (``evaluate`` calls it, and the tests check these formulas a
 these vectorised forms give the thousands of resampled values an interval needs in
 milliseconds. Division by zero follows scikit-learn's ``zero_division=0``, except where a
 statistic is undefined for the whole matrix (kappa when chance agreement is 1): NaN.
+``per_class_frame`` is the by-label table both the one-label and the several-label
+evaluations show.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from holysheep_nb.quality.intervals import wilson_many
 
 
 def confusion_counts(gold: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
@@ -58,3 +63,39 @@ def kappa(counts: np.ndarray) -> np.ndarray:
         observed = np.trace(counts, axis1=-2, axis2=-1) / total
         expected = (counts.sum(axis=-1) * counts.sum(axis=-2)).sum(axis=-1) / total**2
         return np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
+
+
+def per_class_frame(
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    f1_ends: np.ndarray,
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    labels: list[str],
+    level: float,
+) -> pd.DataFrame:
+    """By ``label``: ``precision``, ``recall``, ``f1`` (each with ``_low``/``_high``), ``support``.
+
+    ``scores``: precision, recall, F1 and support of each label (scikit-learn's
+    ``precision_recall_fscore_support``); ``f1_ends``: F1's bootstrap interval, shape
+    ``(2, k)``; ``counts``: hits, predicted and gold rows of each label, whose ratios get
+    Wilson intervals (precision: hits of predicted, recall: hits of gold).
+    """
+    precision, recall, f1, support = scores
+    hits, predicted, actual = counts
+    p_low, p_high = wilson_many(hits, predicted, level)
+    r_low, r_high = wilson_many(hits, actual, level)
+    frame: pd.DataFrame = pd.DataFrame(
+        {
+            "precision": precision,
+            "precision_low": p_low,
+            "precision_high": p_high,
+            "recall": recall,
+            "recall_low": r_low,
+            "recall_high": r_high,
+            "f1": f1,
+            "f1_low": f1_ends[0],
+            "f1_high": f1_ends[1],
+            "support": np.asarray(support, dtype=np.int64),
+        },
+        index=pd.Index(labels, name="label"),
+    )
+    return frame
