@@ -227,11 +227,45 @@ def test_interrupt_stops_the_run_promptly_and_a_rerun_pays_only_for_the_rest(
         server.update(latency=Latency.fixed(0.05))
 
 
+#: In the kernel: the last step of an interrupted run's cleanup says it has started, then
+#: waits, so the test's second interrupt lands inside the cleanup every time (a fixed delay
+#: between the two lands after the cell on a busy machine, where ipykernel, not the run,
+#: catches it and never answers the cell).
+SLOW_CLEANUP = """
+import time
+from holysheep_nb.job import CompletionJob
+_keep_interrupted = CompletionJob._keep_interrupted
+def _slow_keep_interrupted(self):
+    print("CLEANING", flush=True)
+    time.sleep(DEADLINE)
+    _keep_interrupted(self)
+CompletionJob._keep_interrupted = _slow_keep_interrupted
+""".replace("DEADLINE", repr(DEADLINE))
+
+
+def _wait_for_output(kernel: Kernel, msg_id: str, text: str) -> None:
+    """Read the kernel's output until the cell ``msg_id`` prints ``text`` (a hang guard)."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            message = kernel.client.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            continue
+        if (
+            message["parent_header"].get("msg_id") == msg_id
+            and message["msg_type"] == "stream"
+            and text in message["content"]["text"]
+        ):
+            return
+    raise TimeoutError(f"the cell did not print {text!r} within {DEADLINE} s")
+
+
 def test_a_second_interrupt_during_cleanup_still_leaves_nothing_behind(
     kernel: Kernel, server: LocalServer
 ) -> None:
     server.reset()
     server.update(latency=Latency.fixed(0.2))
+    assert kernel.run(SLOW_CLEANUP).status == "ok"
     try:
         msg_id = kernel.submit(
             "out = rows('twice', 400).holysheep.complete('text', base_url=URL, cache=False)"
@@ -240,7 +274,8 @@ def test_a_second_interrupt_during_cleanup_still_leaves_nothing_behind(
         while server.stats()["requests"] < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         kernel.manager.interrupt_kernel()
-        time.sleep(0.02)  # a nervous user presses stop again while the run is cleaning up
+        _wait_for_output(kernel, msg_id, "CLEANING")
+        # A nervous user presses stop again while the run is cleaning up.
         kernel.manager.interrupt_kernel()
         reply = kernel.wait(msg_id)[0]
         assert reply.ename == "KeyboardInterrupt"
@@ -252,4 +287,5 @@ def test_a_second_interrupt_during_cleanup_still_leaves_nothing_behind(
         assert after.status == "ok", after
         assert after.stdout.strip() == "OK 20"
     finally:
+        kernel.run("CompletionJob._keep_interrupted = _keep_interrupted")
         server.update(latency=Latency.fixed(0.05))
