@@ -366,3 +366,12 @@ async def test_two_runs_agree_in_the_forms_docs_evaluate_md_shows(labeller: Runn
     assert by_assign.columns == ("label", "large")
     same = (out["label"] == other["label"]).mean()
     assert by_column.agreement == by_assign.agreement == pytest.approx(same)
+
+
+def test_a_notebook_cell_shows_the_text_not_the_dataclass_fields(ev: LabelEvaluation) -> None:
+    """IPython's pretty printer takes a class's own ``__repr__`` (a dataclass has one) before
+    an inherited ``_repr_pretty_``: the text is what a cell's plain output must show."""
+    from IPython.lib.pretty import pretty
+
+    assert pretty(ev) == str(ev)
+    assert pretty(ev).startswith("holysheep_nb evaluation")

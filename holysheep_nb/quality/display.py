@@ -34,6 +34,14 @@ class Shown:
 
     _css_class: ClassVar[str] = "holysheep-evaluation"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # IPython's pretty printer walks the class's MRO and, in each class, takes
+        # ``_repr_pretty_`` or else a ``__repr__`` of that class's own: the ``__repr__`` a
+        # dataclass subclass is given would win over the one inherited from here, and a
+        # cell would show the dataclass fields instead of the text.
+        super().__init_subclass__(**kwargs)
+        cls._repr_pretty_ = Shown._repr_pretty_  # type: ignore[method-assign]
+
     def _sections(self) -> Shape:
         raise NotImplementedError
 
