@@ -8,7 +8,6 @@ without sending anything again.
 
 from __future__ import annotations
 
-import os
 import queue
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from holysheep_nb.server import Latency, LocalServer, ServerConfig
-from tests.test_kernel import DEADLINE, Kernel
+from tests.test_kernel import DEADLINE, Kernel, running_kernel
 
 pytestmark = pytest.mark.kernel
 jupyter_client = pytest.importorskip("jupyter_client")
@@ -31,25 +30,13 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="module")
 def kernel(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    cache_dir = tmp_path_factory.mktemp("interrupt-cache")
-    environment = {**os.environ, "HOLYSHEEP_CACHE_DIR": str(cache_dir), "TQDM_DISABLE": "1"}
-    manager = jupyter_client.KernelManager(kernel_name="python3")
-    manager.start_kernel(env=environment)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=DEADLINE)
-        running = Kernel(manager, client)
-        setup = running.run(
-            "import pandas as pd, holysheep_nb\n"
-            f"URL = {server.base_url!r}\n"
-            "frame = pd.DataFrame({'text': [f'row {i}' for i in range(400)]})\n"
-        )
-        assert setup.status == "ok", setup
+    setup = (
+        "import pandas as pd, holysheep_nb\n"
+        f"URL = {server.base_url!r}\n"
+        "frame = pd.DataFrame({'text': [f'row {i}' for i in range(400)]})\n"
+    )
+    with running_kernel(tmp_path_factory.mktemp("interrupt-cache"), setup) as running:
         yield running
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def error_reply(kernel: Kernel, msg_id: str) -> dict[str, Any]:

@@ -14,7 +14,9 @@ import os
 import queue
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,9 +116,9 @@ def server() -> Iterator[LocalServer]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def kernel(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    cache_dir = tmp_path_factory.mktemp("kernel-cache")
+@contextmanager
+def running_kernel(cache_dir: Path, setup: str) -> Iterator[Kernel]:
+    """A python3 kernel with its own cache folder and no bars, ``setup`` run in it first."""
     environment = {**os.environ, "HOLYSHEEP_CACHE_DIR": str(cache_dir), "TQDM_DISABLE": "1"}
     manager = jupyter_client.KernelManager(kernel_name="python3")
     manager.start_kernel(env=environment)
@@ -125,17 +127,24 @@ def kernel(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         client.wait_for_ready(timeout=DEADLINE)
         running = Kernel(manager, client)
-        setup = running.run(
-            "import asyncio, pandas as pd, holysheep_nb\n"
-            f"URL = {server.base_url!r}\n"
-            "def rows(tag, n):\n"
-            "    return pd.DataFrame({'text': [f'{tag} {i}' for i in range(n)]})\n"
-        )
-        assert setup.status == "ok", setup
+        done = running.run(setup)
+        assert done.status == "ok", done
         yield running
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    setup = (
+        "import asyncio, pandas as pd, holysheep_nb\n"
+        f"URL = {server.base_url!r}\n"
+        "def rows(tag, n):\n"
+        "    return pd.DataFrame({'text': [f'{tag} {i}' for i in range(n)]})\n"
+    )
+    with running_kernel(tmp_path_factory.mktemp("kernel-cache"), setup) as running:
+        yield running
 
 
 def test_run_all_queues_sync_and_await_cells_and_every_one_runs(
