@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from holysheep_nb import holds
+from holysheep_nb.server import RunningServer, ServerConfig, start_server
 from tests.fakes import FakeClock
 
 
@@ -63,3 +65,18 @@ def _isolated_environment(
     monkeypatch.setenv("TQDM_DISABLE", "1")
     # Nor a budget window an earlier test's runs learned (holds: kept per process).
     monkeypatch.setattr(holds, "_WINDOWS", {})
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Any]]:
+    """``await serve(**config)`` starts a local server in the test's loop; all are closed after."""
+    servers: list[RunningServer] = []
+
+    async def start(**config: Any) -> RunningServer:
+        server = await start_server(ServerConfig(**config))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()

@@ -4,32 +4,18 @@ checking what the user sees (the row's error, the run's stop, the report, the no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from holysheep_nb.errors import HolySheepWarning
-from holysheep_nb.server import Faults, RunningServer, ServerConfig, start_server
+from holysheep_nb.server import Faults, RunningServer
 from tests.helpers_reliability import bounded
 
 SENTIMENT = ["positive", "negative", "neutral"]
 DEADLINE = 30.0
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[RunningServer] = []
-
-    async def start(**config: Any) -> RunningServer:
-        server = await start_server(ServerConfig(**config))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 def rows(n: int, marker: str = "", every: int = 0) -> pd.DataFrame:

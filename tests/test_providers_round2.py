@@ -4,7 +4,7 @@ server's personalities and faults (``docs/providers.md``), checked by what the u
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,26 +21,12 @@ from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.outcome import OutcomeKind
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.schema import Schema
-from holysheep_nb.server import RunningServer, ServerConfig, start_server
+from holysheep_nb.server import RunningServer
 from holysheep_nb.server.checks import strict_problem
 from tests.helpers_reliability import bounded
 
 SENTIMENT = ["positive", "negative", "neutral"]
 DEADLINE = 60.0
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[RunningServer] = []
-
-    async def start(**config: Any) -> RunningServer:
-        server = await start_server(ServerConfig(**config))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 def reviews(n: int, marker: str = "") -> pd.DataFrame:
