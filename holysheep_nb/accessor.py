@@ -5,7 +5,9 @@ are typed once in ``namespace``; here they are run on a pandas frame: validate t
 build a ``CompletionJob`` and run it, natively (``acomplete`` ...) or from synchronous code
 (``complete`` ...), online or through the Batch API (``batch=True`` waits for it;
 ``df.holysheep.batch.label(...)`` submits and returns a ``BatchHandle``). It keeps no
-state: pandas builds a new accessor object on every attribute access.
+state: pandas builds a new accessor object on every attribute access. ``FrameCalls`` is
+generic in the kind of frame: the polars namespace (``polars_accessor``) is the same calls
+on a polars frame.
 
 Importing this module registers the accessors, and may happen in the middle of another
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only

@@ -24,6 +24,7 @@ from holysheep_nb.polars_accessor import HolySheepPolarsFrame
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.scripted import BASE_URL, Reply, ok_body, scripted
+from tests.test_votes import choices_body
 
 REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
 LABELS = ["positive", "negative", "neutral"]
@@ -309,6 +310,41 @@ def test_batch_true_returns_a_polars_frame(server: LocalServer) -> None:
     assert out.schema["label"] == pl.Enum(LABELS)
     assert out["error"].null_count() == 2
     assert out.holysheep.report().batch_ids
+
+
+def test_votes_give_the_majority_as_an_enum_with_float_shares_and_boolean_ties() -> None:
+    frame = pl.DataFrame({"text": ["a", "b"]})
+    with scripted() as fake:
+        fake.script("a", Reply(body=choices_body("positive", "negative", "positive")))
+        fake.script("b", Reply(body=choices_body("neutral", "negative", "bogus")))
+        out = frame.holysheep.label("text", labels=LABELS, votes=3, base_url=BASE_URL, **QUIET)
+    assert [body["n"] for body in fake.bodies] == [3, 3]
+    assert out.schema["label"] == pl.Enum(LABELS)
+    assert (out.schema["votes"], out.schema["tie"]) == (pl.Float64, pl.Boolean)
+    assert out["label"].to_list() == ["positive", "neutral"]
+    assert out["votes"].to_list() == pytest.approx([2 / 3, 1 / 3])
+    assert out["tie"].to_list() == [False, True]
+    assert out.holysheep.report().samples == 6
+
+
+def test_votes_on_a_provider_that_ignores_n_combine_k_polars_runs() -> None:
+    frame = pl.DataFrame({"text": ["a", "b"], "id": [1, 2]})
+    with scripted() as fake:
+        fake.script(
+            "a", *(Reply(body=choices_body(x)) for x in ("negative", "positive", "positive"))
+        )
+        fake.script("b", *(Reply(body=choices_body(x)) for x in ("neutral", "neutral", "bogus")))
+        out = frame.holysheep.label(
+            "text", labels=LABELS, votes=3, seed=7, base_url=BASE_URL, **QUIET
+        )
+    assert len(fake.bodies) == 6
+    assert isinstance(out, pl.DataFrame)
+    assert out["label"].to_list() == ["positive", "neutral"]
+    assert out.schema["label"] == pl.Enum(LABELS)
+    assert out["id"].to_list() == [1, 2]
+    assert out["error"].null_count() == 2
+    report = out.holysheep.report()
+    assert (report.rows, report.samples, report.requests_sent) == (2, 6, 6)
 
 
 # --- evaluate, compare, escalate ------------------------------------------------------------
