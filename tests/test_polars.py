@@ -123,6 +123,24 @@ async def test_complete_keeps_rows_in_order_with_typed_result_columns(echo: Runn
     assert requests_at(echo) == 299
 
 
+async def test_an_empty_frame_gives_an_empty_typed_result(echo: RunningServer) -> None:
+    frame = pl.DataFrame({"text": pl.Series([], dtype=pl.String)})
+    out = await frame.holysheep.alabel("text", labels=LABELS, base_url=echo.base_url, **QUIET)
+    assert out.height == 0
+    assert dict(out.schema) == {"text": pl.String, "label": pl.Enum(LABELS), **RESULT_TYPES}
+    assert out.holysheep.report().rows == 0
+
+
+async def test_numbers_and_enums_are_sent_as_their_text(echo: RunningServer) -> None:
+    frame = pl.DataFrame(
+        {"n": [1, None, 3], "kind": pl.Series(["a", "b", None], dtype=pl.Enum(["a", "b"]))}
+    )
+    numbers = await frame.holysheep.acomplete("n", base_url=echo.base_url, **QUIET)
+    assert numbers["response"].to_list() == ["1", None, "3"]
+    kinds = await frame.holysheep.acomplete(template="{kind}/{n}", base_url=echo.base_url, **QUIET)
+    assert kinds["response"].to_list() == ["a/1", None, None]
+
+
 async def test_pandas_and_polars_give_the_same_answers(echo: RunningServer) -> None:
     texts = ["a", "b", None, "a", "  ", "d"]
     pandas_out = await pd.DataFrame({"text": texts}).holysheep.acomplete(
