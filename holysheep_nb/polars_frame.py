@@ -105,15 +105,17 @@ def report_attrs(frame: pl.DataFrame) -> dict[str, Any]:
 
 
 def _result_series(columns: ResultColumns) -> list[pl.Series]:
+    """The result columns as polars Series. Numbers are copied out of the run's buffers
+    (polars may share a numpy array's memory), as ``ResultColumns.to_frame`` does."""
     plain = columns.plain()
     out = []
     for name, values in plain.items():
         if isinstance(values, list):
             out.append(pl.Series(name, values, dtype=pl.String))
         elif values.dtype == np.int64 and name != "attempts":  # -1: not given
-            out.append(pl.Series(name, values).set(pl.Series(values < 0), None))
+            out.append(pl.Series(name, values.copy()).set(pl.Series(values < 0), None))
         else:
-            out.append(pl.Series(name, values, nan_to_null=True))
+            out.append(pl.Series(name, values.copy(), nan_to_null=True))
     return out
 
 
