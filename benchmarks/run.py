@@ -34,6 +34,7 @@ import cases_import
 import cases_latency
 import cases_limits
 import cases_memory
+import cases_polars
 import cases_quality
 import cases_sample
 import cases_throughput
@@ -60,6 +61,7 @@ CASES: dict[str, Case] = {
     "coverage": cases_quality.coverage,
     "power": cases_quality.power,
     "threshold": cases_quality.threshold,
+    "polars": cases_polars.polars_vs_pandas,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -11,6 +11,10 @@ need pandas or tqdm, and importing them must not load those. Python runs this fi
   moment pandas is imported (a one-shot import hook, see ``_import_hook``). So
   ``import holysheep_nb`` works before or after ``import pandas``, a DataFrame always has
   ``.holysheep``, and ``import holysheep_nb.engine`` alone never loads pandas.
+- the same for polars (the ``[polars]`` extra): the ``holysheep`` namespace on a polars
+  DataFrame, Series and LazyFrame is registered when polars is imported, before or after
+  this package (``polars_accessor``). Importing polars costs about four times this
+  package's own import, so it is never imported for a user who does not.
 """
 
 from __future__ import annotations
@@ -111,4 +115,9 @@ def _register_accessor() -> None:
     importlib.import_module("holysheep_nb.accessor")
 
 
+def _register_polars_namespace() -> None:
+    importlib.import_module("holysheep_nb.polars_accessor")
+
+
 when_imported("pandas", _register_accessor)
+when_imported("polars", _register_polars_namespace)

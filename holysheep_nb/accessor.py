@@ -5,7 +5,9 @@ are typed once in ``namespace``; here they are run on a pandas frame: validate t
 build a ``CompletionJob`` and run it, natively (``acomplete`` ...) or from synchronous code
 (``complete`` ...), online or through the Batch API (``batch=True`` waits for it;
 ``df.holysheep.batch.label(...)`` submits and returns a ``BatchHandle``). It keeps no
-state: pandas builds a new accessor object on every attribute access.
+state: pandas builds a new accessor object on every attribute access. ``FrameCalls`` is
+generic in the kind of frame: the polars namespace (``polars_accessor``) is the same calls
+on a polars frame.
 
 Importing this module registers the accessors, and may happen in the middle of another
 module's ``import pandas`` (see ``holysheep_nb/__init__.py``). So at import it loads only
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pandas as pd
 
@@ -46,9 +48,14 @@ if TYPE_CHECKING:
 
 _SERIES_COLUMN = "prompt"
 
+#: The kind of frame a namespace returns (pandas here, polars in ``polars_accessor``).
+Frame = TypeVar("Frame")
 
-class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
-    """What the DataFrame and Series accessors share: how a call runs on pandas."""
+
+class FrameCalls(Calls[Frame], AsyncCalls[Frame]):
+    """What the namespaces of eager frames share: how a call runs. The run takes the
+    frame as it is (``PromptSource`` reads it through its ``frames`` adapter) and returns a
+    frame of the same kind."""
 
     @property
     def batch(self) -> BatchCalls:
@@ -57,9 +64,7 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
         (``await handle.acollect()``) for the usual frame. See ``docs/contract.md``, "Batch"."""
         return BatchCalls(self)
 
-    def _source(
-        self, column: Hashable | None, template: str | None
-    ) -> tuple[pd.DataFrame, Hashable | None]:
+    def _source(self, column: Hashable | None, template: str | None) -> tuple[Any, Hashable | None]:
         """The frame to run on and its prompt column (None with a template)."""
         raise NotImplementedError
 
@@ -97,28 +102,28 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
             _job(frame, column, call.template, options, answer_format, sending=sending), votes
         )
 
-    def _call(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+    def _call(self, call: Call, options: dict[str, Any]) -> Frame:
         if _submit_only(options):
             # The deprecated form keeps its old result; typed code calls ``.batch``.
             batch = options.pop("batch", False)
-            return cast(pd.DataFrame, self.batch._call(call, {**options, "batch": batch or True}))
+            return cast(Frame, self.batch._call(call, {**options, "batch": batch or True}))
         return run_sync(lambda: self._acall(call, options))
 
-    async def _acall(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+    async def _acall(self, call: Call, options: dict[str, Any]) -> Frame:
         from holysheep_nb import call_steps
 
         given = dict(options)
         batch = options.pop("batch", False)
         if _submit_only(options):
             handle = await self.batch._acall(call, {**options, "batch": batch or True})
-            return cast(pd.DataFrame, handle)
+            return cast(Frame, handle)
         job = await self._ajob(call, options)
         out = await (_batch_job(job, batch).run() if batch else job.run())
         if getattr(job.answer_format, "ignored_n", False):
             out = await call_steps.votes_apart(job, out, given, lambda more: self._run(call, more))
-        return call_steps.recorded(out, call, given, job)
+        return cast(Frame, call_steps.recorded(out, call, given, job))
 
-    async def _run(self, call: Call, options: dict[str, Any]) -> pd.DataFrame:
+    async def _run(self, call: Call, options: dict[str, Any]) -> Any:
         """One more run of ``call`` (the votes fallback), without the steps around it."""
         batch = options.pop("batch", False)
         job = await self._ajob(call, options)
@@ -173,7 +178,7 @@ class _PandasCalls(Calls[pd.DataFrame], AsyncCalls[pd.DataFrame]):
 
 
 @pd.api.extensions.register_dataframe_accessor("holysheep")
-class HolySheepFrameAccessor(_PandasCalls):
+class HolySheepFrameAccessor(FrameCalls[pd.DataFrame]):
     """``df.holysheep``: send every row to a chat-completions API and collect the answers."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -269,7 +274,7 @@ class HolySheepFrameAccessor(_PandasCalls):
 
 
 @pd.api.extensions.register_series_accessor("holysheep")
-class HolySheepSeriesAccessor(_PandasCalls):
+class HolySheepSeriesAccessor(FrameCalls[pd.DataFrame]):
     """``series.holysheep``: the same for a Series of prompts (or a Series named in a
     template); the result is a frame with the Series as its first column."""
 
@@ -294,7 +299,7 @@ class BatchCalls(Calls["BatchHandle"], AsyncCalls["BatchHandle"]):
     ``await acollect()``, ``cancel()``). ``batch=BatchLimits(...)`` for a provider with
     smaller per-batch limits. Running the same call again re-attaches to its batches."""
 
-    def __init__(self, calls: _PandasCalls) -> None:
+    def __init__(self, calls: FrameCalls[Any]) -> None:
         self._calls = calls
 
     def _call(self, call: Call, options: dict[str, Any]) -> BatchHandle:
@@ -336,7 +341,7 @@ def _answer_format(call: Call, options: dict[str, Any]) -> AnswerFormat | None:
 
 
 def _job(
-    frame: pd.DataFrame,
+    frame: Any,
     column: Hashable | None,
     template: str | None,
     options: dict[str, Any],

@@ -1,4 +1,4 @@
-"""The steps of a pandas call around its job, for issue 30's options: the few-shot turns
+"""The steps of a call around its job, for issue 30's options: the few-shot turns
 (``examples=``), the ``n`` of ``votes=`` and its fallback, and what a result frame keeps
 for ``escalate`` (the call, tokens and cost per model). The accessor calls these; the job
 itself only sees ``JobOptions.turns`` and ``params["n"]``.
@@ -63,34 +63,34 @@ def with_n(job: CompletionJob, votes: int) -> CompletionJob:
 
 async def votes_apart(
     job: CompletionJob,
-    first: pd.DataFrame,
+    first: Any,
     given: dict[str, Any],
-    run: Callable[[dict[str, Any]], Awaitable[pd.DataFrame]],
-) -> pd.DataFrame:
+    run: Callable[[dict[str, Any]], Awaitable[Any]],
+) -> Any:
     """``votes=`` where the provider ignored ``n``: ``run`` the call k - 1 more times, one
     ``seed`` each (the given one, or 0, plus 1, 2, ...), and keep the majority of each
-    row's k answers (``votes.combine_runs``); the report adds up the k runs."""
+    row's k answers (``votes.combine_runs``); the report adds up the k runs. The runs are
+    combined as pandas frames (``FrameAdapter.to_pandas``: the same frames for pandas)."""
     from holysheep_nb.job import REPORT_ATTR
     from holysheep_nb.report import RunReport
     from holysheep_nb.votes import VotedFormat, combine_runs
 
     answer_format = cast(VotedFormat, job.answer_format)
     seed = given.get("seed") or 0
-    frames = [first]
+    adapter = job.source.adapter
+    frames: list[pd.DataFrame] = [adapter.to_pandas(first)]
     for number in range(1, answer_format.votes):
-        frames.append(await run({**given, "seed": seed + number}))
+        frames.append(adapter.to_pandas(await run({**given, "seed": seed + number})))
     out = combine_runs(frames, answer_format, list(job.source.frame.columns))
     report = RunReport.combine(frame.attrs[REPORT_ATTR] for frame in frames)
     failed = int(out["error"].notna().sum())
     out.attrs[REPORT_ATTR] = dataclasses.replace(
         report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
     )
-    return out
+    return adapter.from_pandas(out)
 
 
-def recorded(
-    out: pd.DataFrame, call: Call, options: dict[str, Any], job: CompletionJob
-) -> pd.DataFrame:
+def recorded(out: Any, call: Call, options: dict[str, Any], job: CompletionJob) -> Any:
     """``out`` with the call that made it (for ``escalate``), its report's tokens and cost
     per model, and the samples read (``votes``)."""
     from holysheep_nb.escalate import CALL_ATTR, record, with_usage
@@ -98,10 +98,11 @@ def recorded(
 
     model = job.options.endpoint.model
     made = Call(call.method, job.source.column, call.template, call.arguments)
-    out.attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
-    report = with_usage(out.attrs[REPORT_ATTR], model)
+    attrs = job.source.adapter.attrs(out)
+    attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
+    report = with_usage(attrs[REPORT_ATTR], model)
     samples = getattr(job.answer_format, "samples", None)
     if isinstance(samples, int):
         report = dataclasses.replace(report, samples=samples)
-    out.attrs[REPORT_ATTR] = report
+    attrs[REPORT_ATTR] = report
     return out

@@ -13,8 +13,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-
-import pandas as pd
+from typing import Any
 
 from holysheep_nb import interrupt
 from holysheep_nb.cache import ResponseCache
@@ -91,8 +90,9 @@ class CompletionJob:
         """The result columns, filled as outcomes arrive."""
         return self.sink.columns
 
-    async def run(self) -> pd.DataFrame:
-        """Send what is not cached, store answers as they come, and build the new frame.
+    async def run(self) -> Any:
+        """Send what is not cached, store answers as they come, and build the new frame (a
+        pandas or polars DataFrame, as the input: ``frames``).
 
         Interrupted (cancelled), it keeps the frame of the rows answered so far for
         ``holysheep_nb.last_result()`` before the interrupt propagates.
@@ -131,8 +131,9 @@ class CompletionJob:
         answered = self.stats.done
         self.columns.mark_unanswered(interrupt.NOT_ANSWERED)
         frame = self._result()
-        report = frame.attrs[REPORT_ATTR]
-        frame.attrs[REPORT_ATTR] = replace(
+        attrs = self.source.adapter.attrs(frame)
+        report = attrs[REPORT_ATTR]
+        attrs[REPORT_ATTR] = replace(
             report,
             stop_cause="interrupted",
             stop_advice="run the same cell again: only the rows not answered are sent",
@@ -188,7 +189,7 @@ class CompletionJob:
             if cache is not None:
                 cache.maybe_flush()
 
-    def _result(self) -> pd.DataFrame:
+    def _result(self) -> Any:
         return self.sink.frame(self.options.prices, timeline=self.timeline.per_second())
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from holysheep_nb.chat import invalid_text
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.frames import adapter_for
 
 MISSING_PROMPT = "missing prompt"
 
@@ -39,31 +40,35 @@ def _is_missing(value: object) -> bool:
 
 
 class PromptSource:
-    """Where each row's prompt comes from: one column as is, or a template over columns."""
+    """Where each row's prompt comes from: one column as is, or a template over columns.
 
-    def __init__(self, frame: pd.DataFrame, column: Hashable | None, template: str | None):
+    ``frame`` is a pandas or polars DataFrame; ``adapter`` (``frames``) reads its rows."""
+
+    def __init__(self, frame: Any, column: Hashable | None, template: str | None):
         if (column is None) == (template is None):
             raise ConfigError(
                 "pass exactly one of a prompt column (complete('text', ...)) or "
                 "template='... {column} ...'"
             )
+        self.adapter = adapter_for(frame)
         self.frame = frame
         self.column = column
         self.template = template
         self.fields: tuple[str, ...] = ()
+        names = self.adapter.columns(frame)
         if column is not None:
-            if column not in frame.columns:
+            if column not in names:
                 raise ConfigError(
-                    f"no column {column!r} in the DataFrame; columns are {_names(frame.columns)}"
+                    f"no column {column!r} in the DataFrame; columns are {_names(names)}"
                 )
         else:
             assert template is not None
             self.fields = template_fields(template)
-            missing = [name for name in self.fields if name not in frame.columns]
+            missing = [name for name in self.fields if name not in names]
             if missing:
                 raise ConfigError(
                     f"template refers to missing column(s) {', '.join(map(repr, missing))}; "
-                    f"columns are {_names(frame.columns)}"
+                    f"columns are {_names(names)}"
                 )
 
     def __len__(self) -> int:
@@ -71,16 +76,13 @@ class PromptSource:
 
     def chunk(self, start: int, stop: int) -> Iterator[Prompt]:
         """The prompts of rows ``start:stop`` (positions), in order."""
+        values = self.adapter.values
         if self.column is not None:
-            selected: Any = self.frame[self.column]
-            if isinstance(selected, pd.DataFrame):
-                raise ConfigError(f"column {self.column!r} is not unique in the DataFrame")
-            for value in selected.iloc[start:stop].tolist():
+            for value in values(self.frame, self.column, start, stop):
                 yield _prompt_from_value(value)
             return
         assert self.template is not None
-        part = self.frame.iloc[start:stop]
-        columns = [part[name].tolist() for name in self.fields]
+        columns = [values(self.frame, name, start, stop) for name in self.fields]
         for row in zip(*columns, strict=True):
             yield self._format(dict(zip(self.fields, row, strict=True)))
 

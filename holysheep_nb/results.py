@@ -106,6 +106,24 @@ class ResultColumns:
             return outcome
         return replace(outcome, value=value)
 
+    def plain(self) -> dict[str, Any]:
+        """The result columns by name, in order, for a frame of another kind (``polars_frame``):
+        text as lists (None: missing), numbers as numpy arrays (latency NaN and token counts
+        -1 where unknown), ``cached`` and ``shared`` as bools."""
+        return {
+            "response": self.response,
+            "error": self.error,
+            "latency": self.latency,
+            "cached": np.frombuffer(self._cached, dtype=np.int8).astype(bool),
+            "shared": np.frombuffer(self._shared, dtype=np.int8).astype(bool),
+            "attempts": np.frombuffer(self._attempts, dtype=np.int64),
+            "prompt_tokens": np.frombuffer(self._prompt_tokens, dtype=np.int64),
+            "completion_tokens": np.frombuffer(self._completion_tokens, dtype=np.int64),
+            "finish_reason": self.finish_reason,
+            "reasoning": self.reasoning,
+            "tool_calls": self.tool_calls,
+        }
+
     def to_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         """A new frame: ``frame``'s columns and index plus the result columns, and the name
         the ``response`` column got (a column of the input is never replaced: see

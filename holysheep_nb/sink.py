@@ -4,15 +4,15 @@ Every row's one outcome is written to the result columns (``results.ResultColumn
 answer paid for in this call is written back to the cache under its fingerprint, whatever
 sent it; at the end the columns become the result frame, with the format's columns (a
 label, a schema's fields) and the run's report (``frame.attrs[REPORT_ATTR]``), built from
-the one tally (``RunStats``). Only the sending differs between the two paths.
+the one tally (``RunStats``). Only the sending differs between the two paths; the kind of
+frame (pandas, polars) is the source's ``FrameAdapter`` (``frames``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-
-import pandas as pd
+from typing import Any
 
 from holysheep_nb.cache import ResponseCache
 from holysheep_nb.formats import AnswerFormat
@@ -62,15 +62,16 @@ class ResultSink:
         *,
         timeline: Iterable[tuple[float, int, int, int]] = (),
         batch_ids: tuple[str, ...] = (),
-    ) -> pd.DataFrame:
-        """The result frame: the input's columns, the result columns, the format's columns,
-        and the report (priced at the batch price when ``batch_ids`` ran the requests)."""
+    ) -> Any:
+        """The result frame (of the input's kind): the input's columns, the result columns,
+        the format's columns, and the report (priced at the batch price when ``batch_ids``
+        ran the requests)."""
         columns = self.columns
-        out, response = columns.to_frame(self.source.frame)
+        adapter = self.source.adapter
+        out = adapter.result(self.source.frame, columns, self.answer_format)
         labels = None
         if self.answer_format is not None:
             assert columns.values is not None
-            out = self.answer_format.add_columns(out, columns.values, before=response)
             labels = self.answer_format.counts(columns.values)
         stats = self.stats
         report = RunReport.from_run(
@@ -83,5 +84,7 @@ class ResultSink:
             labels=labels,
             timeline=timeline,
         )
-        out.attrs[REPORT_ATTR] = replace(report, batch_ids=batch_ids) if batch_ids else report
+        adapter.attrs(out)[REPORT_ATTR] = (
+            replace(report, batch_ids=batch_ids) if batch_ids else report
+        )
         return out

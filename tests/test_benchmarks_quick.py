@@ -101,6 +101,6 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
     assert names == {
         "throughput", "openai", "cache", "latency", "tail", "ratelimit", "memory", "import",
         "provider", "extract", "dask", "stray429", "cap", "sample", "coverage", "power",
-        "threshold",
+        "threshold", "polars",
     }  # fmt: skip
     assert "met" in done.stdout.splitlines()[0]

@@ -233,7 +233,8 @@ class BatchJob:
             with BatchRecords(records_path(self.options.cache)) as records:
                 records.collected(ids, self.clock.wall())
         stats.finished = self.clock.now()
-        return sink.frame(self.options.prices, batch_ids=tuple(ids))
+        out: pd.DataFrame = sink.frame(self.options.prices, batch_ids=tuple(ids))  # or polars
+        return out
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""The ``holysheep`` namespace on polars: ``df.holysheep`` and ``series.holysheep``.
+
+Registered through polars' own ``pl.api.register_dataframe_namespace`` /
+``register_series_namespace`` the moment polars is imported (or at once if it already is:
+``holysheep_nb/__init__.py``). The calls are the pandas accessor's (``accessor.FrameCalls``:
+``complete``, ``label``, ``extract``, ``estimate`` and the ``await``-able twins) run on the
+polars frame itself: the same planner, engine, cache and sink, with the polars
+``FrameAdapter`` (``polars_frame``) reading the rows and building a ``pl.DataFrame``.
+
+The steps after a run that exist only for pandas (``escalate``'s merge, ``evaluate``,
+``compare``'s statistics) take the result as a pandas frame (``PolarsFrames.to_pandas``,
+column by column, with its report) and give a polars frame back where they return one.
+
+A ``LazyFrame`` has a namespace that refuses every call with a clear message: collecting
+is the user's choice (it may read a whole dataset), and the rows must be known to send them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pandas as pd
+import polars as pl
+
+from holysheep_nb.accessor import FrameCalls, _frame_job
+from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.polars_frame import POLARS, report_attrs
+from holysheep_nb.runner import run_sync
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from holysheep_nb.quality.compare import VariantRuns
+    from holysheep_nb.quality.comparison import Comparison
+    from holysheep_nb.report import RunReport
+    from holysheep_nb.run_options import RunOptions
+
+_SERIES_COLUMN = "prompt"
+
+
+@pl.api.register_dataframe_namespace("holysheep")
+class HolySheepPolarsFrame(FrameCalls[pl.DataFrame]):
+    """``df.holysheep`` on a polars DataFrame: every call returns a ``pl.DataFrame`` (the
+    input's columns, in order, then the run's), with the label an ``pl.Enum`` and a schema's
+    fields typed; see ``docs/polars.md``."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._frame = frame
+
+    def _source(self, column: Hashable | None, template: str | None) -> tuple[Any, Hashable | None]:
+        return self._frame, column
+
+    def report(self) -> RunReport:
+        """The report of the run that returned this very frame (counts, failures, latency).
+
+        polars frames have no ``attrs``: the report is kept beside the frame object a call
+        returned, as long as it lives. Raises ``HolySheepError`` for any other frame (one
+        derived from it by ``filter``, ``with_columns``, ``join``, ... is a new frame)."""
+        from holysheep_nb.job import REPORT_ATTR
+        from holysheep_nb.report import RunReport
+
+        report = report_attrs(self._frame).get(REPORT_ATTR)
+        if not isinstance(report, RunReport):
+            raise HolySheepError(
+                "this polars DataFrame has no run report: call report() on the very frame "
+                "that complete(), label() or extract() returned (polars frames have no attrs, "
+                "so a frame derived from it by filter, with_columns or join has none); combine "
+                "reports with holysheep_nb.RunReport.combine([...])"
+            )
+        return report.for_frame(self._frame.height)
+
+    def escalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pl.DataFrame:
+        """``escalate`` of the pandas accessor (see it), on this polars result frame: a new
+        ``pl.DataFrame`` with a ``model`` column and a report of both runs."""
+        return run_sync(lambda: self.aescalate(below=below, **options))
+
+    async def aescalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> pl.DataFrame:
+        """``escalate`` for ``await``."""
+        from holysheep_nb.escalate import escalate_frame
+
+        out = await escalate_frame(POLARS.to_pandas(self._frame), below, dict(options))
+        return POLARS.from_pandas(out)
+
+    def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
+        """``evaluate`` of the pandas accessor (see it) on this result frame; ``gold`` may be
+        a column name, a ``pl.Series`` of the frame's length, or (``extract()``) a dict of
+        field to either."""
+        from holysheep_nb.quality import evaluate
+
+        return evaluate(
+            POLARS.to_pandas(self._frame), _pandas(gold), against=_pandas(against), **options
+        )
+
+    def compare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``compare`` of the pandas accessor (see it); ``gold=`` may be a ``pl.Series`` and
+        ``project_to=`` a polars frame. The variants run on this frame's rows as pandas (the
+        comparison is statistics, not a frame)."""
+        return run_sync(self._variant_runs(column, variants, options).run)
+
+    async def acompare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``compare`` for ``await``."""
+        return await self._variant_runs(column, variants, options).run()
+
+    def _variant_runs(
+        self, column: Hashable | None, variants: Mapping[str, Any], options: dict[str, Any]
+    ) -> VariantRuns:
+        from holysheep_nb.quality.compare import VariantRuns
+
+        given = {name: _pandas(value) for name, value in options.items()}
+        frame = POLARS.to_pandas(self._frame)
+        return VariantRuns.plan(frame, column, variants, given, make_job=_frame_job)
+
+
+@pl.api.register_series_namespace("holysheep")
+class HolySheepPolarsSeries(FrameCalls[pl.DataFrame]):
+    """``series.holysheep`` on a polars Series of prompts (or a Series named in a
+    template); the result is a ``pl.DataFrame`` with the Series as its first column."""
+
+    def __init__(self, series: pl.Series) -> None:
+        self._series = series
+
+    def _source(self, column: Hashable | None, template: str | None) -> tuple[Any, Hashable | None]:
+        if column is not None:
+            raise ConfigError(
+                f"a Series has no columns to choose from (got column={column!r}): its values "
+                "are the prompts; call s.holysheep.complete(), or template='... {name} ...'"
+            )
+        name = self._series.name or _SERIES_COLUMN
+        return self._series.to_frame(name), None if template else name
+
+
+@pl.api.register_lazyframe_namespace("holysheep")
+class HolySheepLazyFrame:
+    """``lf.holysheep`` on a polars LazyFrame: every call says to ``collect()`` first."""
+
+    def __init__(self, frame: pl.LazyFrame) -> None:
+        self._frame = frame
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise ConfigError(
+            f"holysheep.{name}() needs the rows, and a LazyFrame has none until it is "
+            f"collected: call lf.collect().holysheep.{name}(...). holysheep_nb does not "
+            "collect for you, since collecting may read a whole dataset into memory "
+            "(docs/polars.md)"
+        )
+
+
+def _pandas(value: Any) -> Any:
+    """``value`` with polars Series and frames as pandas ones (gold, against, project_to)."""
+    if isinstance(value, pl.Series):
+        return pd.Series(value.to_list(), name=value.name or None)
+    if isinstance(value, pl.DataFrame):
+        return POLARS.to_pandas(value)
+    if isinstance(value, dict):
+        return {key: _pandas(item) for key, item in value.items()}
+    return value
