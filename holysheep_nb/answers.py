@@ -69,11 +69,11 @@ def parse_answer(raw: bytes) -> Answer:
     if raw[:5] == b"data:" or raw[:6] == b"event:" or raw[:1] == b":":
         return _parse_events(raw)
     try:
-        data = json.loads(raw)
+        # UTF-8, as JSON is sent (RFC 8259, section 8.1), read at once; json.loads would sniff
+        # every answer's encoding first, so it reads only what this cannot (a BOM, UTF-16).
+        data = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        data = _json_then_done(raw)
-        if data is None:
-            raise MalformedAnswer(f"not JSON: {summarise_body(raw)}") from None
+        data = _json_of_other_body(raw)
     if not isinstance(data, dict):
         raise MalformedAnswer(f"expected a JSON object, got {type(data).__name__}")
     choice = _first_choice(data)
@@ -129,6 +129,19 @@ def samples_answer(first: Answer, choices: list[Any]) -> Answer:
         texts.append(split_reasoning(content)[1] if isinstance(content, str) else None)
     text = json.dumps({SAMPLES_KEY: texts}, ensure_ascii=False)
     return replace(first, text=text)
+
+
+def _json_of_other_body(raw: bytes) -> object:
+    """The JSON of a body that is not plain UTF-8 JSON: one with a byte order mark or in
+    UTF-16/32 (``json.loads`` detects them), or one that goes on with ``data: [DONE]``;
+    ``MalformedAnswer`` for any other."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = _json_then_done(raw)
+    if data is None:
+        raise MalformedAnswer(f"not JSON: {summarise_body(raw)}") from None
+    return data
 
 
 def _json_then_done(raw: bytes) -> object | None:

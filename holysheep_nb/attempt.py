@@ -214,6 +214,9 @@ async def open_sender(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=settings.timeout),
         headers=endpoint.session_headers(),
+        # An API authenticates each request by its key, never by a cookie; a jar would filter
+        # cookies for every request and store any a load balancer sets, for nothing.
+        cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
         yield Sender(
             session,

@@ -16,7 +16,7 @@ from holysheep_nb.admission import NullSharedLimit, SharedPart
 from holysheep_nb.clock import Clock
 from holysheep_nb.outcome import RunStats
 from holysheep_nb.ratelimit import Throttle
-from holysheep_nb.retry import budget_hold
+from holysheep_nb.retry import budget_hold, states_budget
 
 #: The longest budget window each endpoint's headers stated, by chat URL, for the runs of this
 #: process: a run that starts on a window an earlier run filled sees only short resets (the
@@ -47,7 +47,7 @@ class BudgetHolds:
     def observe(self, headers: Mapping[str, str] | None) -> bool:
         """Hold new sends while an answer's budget headers say the budget is spent; True if
         they say so (the provider's budget is spent by every sharing run's sends)."""
-        if headers is None:
+        if headers is None or not states_budget(headers):
             return False
         in_flight = max(self.stats.in_flight, self.shared.in_flight)
         hold = budget_hold(headers, in_flight)

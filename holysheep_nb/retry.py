@@ -208,6 +208,18 @@ def budget_hold(headers: Mapping[str, str], in_flight: int) -> float | None:
     return max(holds) if holds else None
 
 
+def states_budget(headers: Mapping[str, str]) -> bool:
+    """False when ``headers`` (aiohttp's) state no budget at all, as most servers' answers
+    do: then neither ``budget_hold`` nor a window's reset has anything to read."""
+    if not isinstance(headers, _CASELESS):
+        return True  # a plain dict: its names may be in any case, read the long way
+    return (
+        "x-ratelimit-remaining-requests" in headers
+        or "x-ratelimit-remaining-tokens" in headers
+        or "x-ratelimit-reset-requests" in headers
+    )
+
+
 def budget_left(headers: Mapping[str, str], kind: str) -> tuple[float, float] | None:
     """``(units left, seconds to reset)`` from the ``x-ratelimit-*-<kind>`` headers."""
     remaining = _header(headers, f"x-ratelimit-remaining-{kind}")

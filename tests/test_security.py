@@ -649,6 +649,34 @@ async def test_the_key_and_headers_never_follow_a_redirect_to_another_host(key: 
     assert_no_key(out["error"].iat[0], key, "the redirect error")
 
 
+async def test_a_cookie_the_server_sets_is_never_sent_back() -> None:
+    """A load balancer's or a proxy page's Set-Cookie is not kept: the rows after it go with
+    the key alone (and the client spends nothing on a cookie jar per request)."""
+    cookies: list[str | None] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.json()
+        cookies.append(request.headers.get("Cookie"))
+        response = web.json_response(chat_completion(body["messages"][-1]["content"]))
+        response.set_cookie("AWSALB", "sticky-session")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    async with serve_app(app) as url:
+        # By name: aiohttp's jar never keeps a cookie of a bare IP address.
+        named = url.replace("127.0.0.1", "localhost")
+        out = await bounded(
+            pd.DataFrame({"text": ["one", "two", "three"]}).holysheep.acomplete(
+                "text", base_url=f"{named}/v1", api_key="sk-test", max_concurrent=1,
+                cache=False, progress=False,
+            ),
+            DEADLINE, "the cookie run",
+        )  # fmt: skip
+    assert out["response"].tolist() == ["one", "two", "three"]
+    assert cookies == [None, None, None]
+
+
 async def test_loopback_base_url_bypasses_the_proxy(proxied: Callable[[str], None]) -> None:
     frame = pd.DataFrame({"text": ["direct"]})
     async with forward_proxy() as proxy, await start_server(ServerConfig(echo=True)) as server:
