@@ -115,7 +115,9 @@ def invalid_text(text: str) -> str | None:
     return None
 
 
-Messages = tuple[Mapping[str, str], ...]
+#: A request's messages; a user message's ``content`` is a string, or a list of content parts
+#: when it carries images (``holysheep_nb.images``).
+Messages = tuple[Mapping[str, Any], ...]
 
 
 def with_system(messages: Sequence[Mapping[str, str]], system: str) -> Messages:
@@ -136,5 +138,15 @@ def estimate_tokens(messages: Sequence[Mapping[str, str]], max_tokens: int | Non
 
     Used before the call to charge the tokens-per-minute bucket; corrected from ``usage``.
     """
-    prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
+    prompt = sum((_length(m.get("content")) + 3) // 4 + 4 for m in messages)
     return prompt + (max_tokens if max_tokens else 0)
+
+
+def _length(content: object) -> int:
+    """Characters of a message's text: its string content or its content array's text
+    parts (an image part's tokens are counted by ``holysheep_nb.image_files``)."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
+    return 0
