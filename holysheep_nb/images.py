@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import io
 import os
+import stat
 import sys
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,7 +227,10 @@ def _image(value: object, column: Hashable, limits: ImageLimits) -> _Image:
 
 def _from_file(path: str, limits: ImageLimits) -> _Image:
     try:
-        size = os.stat(path).st_size
+        found = os.stat(path)
+        if not stat.S_ISREG(found.st_mode):
+            raise _ImageError(f"cannot read image file {path!r}: not a file")
+        size = found.st_size
         if size > limits.per_image:
             raise _ImageError(
                 f"image file {path!r} is {megabytes(size)}, over the provider's limit of "
