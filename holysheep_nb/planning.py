@@ -110,7 +110,8 @@ class RowPlanner:
             messages = self.options.messages(prompt.text)
             if prompt.images is not None:
                 messages = prompt.images.attach(messages)
-            texts[position] = text = _identity(prompt)
+            text = prompt.text if prompt.images is None else prompt.images.identity(prompt.text)
+            texts[position] = text
             asks.append(Ask(position, text, messages, None, images=prompt.images))
         hits = {}
         if self.key_of is not None:
