@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -197,3 +198,35 @@ def test_the_batch_namespace_takes_images(server: LocalServer, photos: pd.DataFr
         images="photo", image_detail="low", **run_options(server),
     )  # fmt: skip
     assert handle.collect()["colour"].tolist() == photos["truth"].tolist()
+
+
+def test_a_batch_line_with_a_bad_image_part_fails_alone(client: openai.OpenAI) -> None:
+    def line(custom_id: str, image: dict[str, Any]) -> str:
+        content = [{"type": "text", "text": "Labels: red, green, blue"}, image]
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
+        request = {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions"}
+        return json.dumps({**request, "body": body}) + "\n"
+
+    good = {"type": "image_url", "image_url": {"url": data_url(png(COLOURS["green"]))}}
+    bad = {"type": "image_url", "image_url": {"url": "https://a.b/c.png", "detail": "huge"}}
+    data = (line("good", good) + line("bad", bad)).encode()
+    upload = client.files.create(file=("input.jsonl", data), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    for _ in range(5):  # the server moves a batch on at each look (batch_polls)
+        batch = client.batches.retrieve(batch.id)
+        if batch.status == "completed":
+            break
+    assert batch.status == "completed"
+    assert batch.output_file_id is not None
+    assert batch.error_file_id is not None
+    (output,) = [
+        json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()
+    ]
+    (error,) = [json.loads(x) for x in client.files.content(batch.error_file_id).text.splitlines()]
+    assert output["custom_id"] == "good"
+    assert output["response"]["body"]["choices"][0]["message"]["content"] == "green"
+    assert error["custom_id"] == "bad"
+    assert error["response"]["status_code"] == 400
+    assert error["response"]["body"]["error"]["param"] == "messages[0].content[1].image_url.detail"
