@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from holysheep_nb.formats import AnswerFormat
     from holysheep_nb.job import CompletionJob
     from holysheep_nb.labels import ConfidentLabels, LabelSet
+    from holysheep_nb.prompts import PromptSource
     from holysheep_nb.quality.compare import VariantRuns
     from holysheep_nb.quality.comparison import Comparison
     from holysheep_nb.report import RunReport
@@ -352,7 +353,9 @@ def _job(
     from holysheep_nb.job import CompletionJob
     from holysheep_nb.prompts import PromptSource
 
-    source = PromptSource(frame, column, template)
+    source = _image_source(frame, column, template, options) or PromptSource(
+        frame, column, template
+    )
     unstructured = None
     if answer_format is not None:
         unstructured = answer_format.unstructured_system(options.get("system"))
@@ -363,6 +366,20 @@ def _job(
         answer_format=answer_format,
         unstructured_system=unstructured,
     )
+
+
+def _image_source(
+    frame: pd.DataFrame, column: Hashable | None, template: str | None, options: dict[str, Any]
+) -> PromptSource | None:
+    """The prompts with their images when the call names image columns (``images=``)."""
+    from holysheep_nb.image_options import IMAGE_CHUNK_SIZE, ImageOptions
+    from holysheep_nb.images import ImagePromptSource
+
+    images = ImageOptions.take(options)
+    if images is None:
+        return None
+    options.setdefault("chunk_size", IMAGE_CHUNK_SIZE)
+    return ImagePromptSource(frame, column, template, images)
 
 
 def _batch_job(job: CompletionJob, batch: bool | BatchLimits) -> BatchJob:

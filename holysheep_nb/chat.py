@@ -115,7 +115,9 @@ def invalid_text(text: str) -> str | None:
     return None
 
 
-Messages = tuple[Mapping[str, str], ...]
+#: A request's messages; a user message's ``content`` is a string, or a list of content parts
+#: when it carries images (``holysheep_nb.images``).
+Messages = tuple[Mapping[str, Any], ...]
 
 
 def with_system(messages: Sequence[Mapping[str, str]], system: str) -> Messages:
@@ -131,10 +133,22 @@ def build_messages(prompt: str, system: str | None) -> tuple[dict[str, str], ...
     return ({"role": "user", "content": prompt},)
 
 
-def estimate_tokens(messages: Sequence[Mapping[str, str]], max_tokens: int | None = None) -> int:
+def estimate_tokens(messages: Sequence[Mapping[str, Any]], max_tokens: int | None = None) -> int:
     """A cheap upper-ish estimate of a request's tokens (4 characters a token, 4 per message).
 
     Used before the call to charge the tokens-per-minute bucket; corrected from ``usage``.
     """
-    prompt = sum((len(m.get("content") or "") + 3) // 4 + 4 for m in messages)
+    prompt = 0
+    for message in messages:
+        content = message.get("content") or ""
+        length = len(content) if isinstance(content, str) else _parts_length(content)
+        prompt += (length + 3) // 4 + 4
     return prompt + (max_tokens if max_tokens else 0)
+
+
+def _parts_length(content: object) -> int:
+    """Characters of a content array's text parts (an image part's tokens are counted by
+    ``holysheep_nb.image_files``)."""
+    if not isinstance(content, list):
+        return 0
+    return sum(len(part.get("text") or "") for part in content if isinstance(part, dict))

@@ -46,6 +46,8 @@ class Estimate:
     latency: float  # the per-request latency assumed
     cost: float | None  # USD; input only when output_tokens is None
     batch: bool = False  # through the provider's Batch API: batch price, up to 24 h
+    images: int = 0  # images in the rows to send, their tokens in input_tokens
+    unsized_images: int = 0  # of those, by URL: size unknown, counted at 85 tokens each
 
     @classmethod
     def of(
@@ -107,6 +109,8 @@ class Estimate:
             latency=float(latency),
             cost=cost,
             batch=batch,
+            images=plan.images,
+            unsized_images=plan.unsized_images,
         )
 
     def __str__(self) -> str:
@@ -143,6 +147,8 @@ class Estimate:
                 "(same request as another row: asked once)",
             )
             rows.insert(3, repeats)
+        if self.images:
+            rows.insert(-1, ("images", f"{self.images:,}", _images_note(self.unsized_images)))
         if self.batch:
             rows[-1] = ("time", "up to 24 h", "(the Batch API's completion window; often sooner)")
         if self.cost is not None:
@@ -155,6 +161,13 @@ class Estimate:
                 note = f"{note} (batch price)".strip()
             rows.append(("cost", f"${self.cost:,.4f}", note))
         return title, [("", rows)]
+
+
+def _images_note(unsized: int) -> str:
+    note = "(OpenAI's tile rule, in tokens in"
+    if unsized:
+        note += f"; {unsized:,} by URL of unknown size counted at 85 tokens each"
+    return note + ")"
 
 
 def _after_burst(amount: float, capacity: float | None, per_minute: float) -> float:

@@ -48,6 +48,8 @@ class RunPlan:
     missing: int  # no prompt (missing value, template error): never sent
     input_tokens: int  # estimated, of the rows to send
     deduplicated: int = 0  # rows asking exactly what another row asks: answered by its request
+    images: int = 0  # images in the rows to send (their tokens are in input_tokens)
+    unsized_images: int = 0  # of those, images by URL: size unknown, counted at 85 tokens
 
 
 class CompletionJob:
@@ -147,7 +149,7 @@ class CompletionJob:
         repeats), so the dry run cannot drift from the real one.
         """
         cache = self.open_cache()
-        to_send = cached = missing = shared = input_tokens = 0
+        to_send = cached = missing = shared = input_tokens = images = unsized = 0
         try:
             for item in RowPlanner(self.source, self.options, cache).walk():
                 if isinstance(item, Known):
@@ -158,15 +160,22 @@ class CompletionJob:
                 else:
                     to_send += 1
                     input_tokens += self._request(item).estimated_tokens
+                    if item.images is not None:
+                        images += len(item.images.parts)
+                        unsized += item.images.unsized
         finally:
             if cache is not None:
                 cache.close()
         input_tokens -= to_send * (self.options.max_tokens or 0)
-        return RunPlan(len(self.source), to_send, cached, missing, input_tokens, shared)
+        return RunPlan(
+            len(self.source), to_send, cached, missing, input_tokens, shared, images, unsized
+        )
 
     def _request(self, ask: Ask) -> ChatRequest:
         """The request the engine sends for a row."""
         estimate = estimate_tokens(ask.messages, self._max_tokens)
+        if ask.images is not None:
+            estimate += ask.images.tokens
         return ChatRequest(ask.messages, self._params, estimate, self.unstructured_system)
 
     @functools.cached_property

@@ -28,6 +28,7 @@ from holysheep_nb.chat import RESERVED_PARAMS, Messages, build_messages, invalid
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.fewshot.options import Shots
+from holysheep_nb.image_options import ImageOptions
 from holysheep_nb.option import (
     DOC,
     FLAGS,
@@ -186,10 +187,13 @@ OPTION_GROUPS: tuple[tuple[str, type], ...] = (
     ("sending", Sending),
     ("few-shot examples", Shots),
     ("votes", Votes),
+    ("images", ImageOptions),
     ("request parameters", RequestParams),
 )
 #: Options of the call itself, not of the request body: taken by the accessor.
-_SENDING = frozenset(item.name for group in (Sending, Shots, Votes) for item in options_of(group))
+_SENDING = frozenset(
+    item.name for group in (Sending, Shots, Votes, ImageOptions) for item in options_of(group)
+)
 #: The policy objects that stand for a whole group when given as an option.
 GROUP_OBJECTS: tuple[tuple[str, type], ...] = (
     ("endpoint", Endpoint),

@@ -10,7 +10,8 @@ million rows) and says, for every row in order, one of:
 
 One rule finds repeats, online and in a batch: within a run the model, the system message
 and the parameters are the run's, so two rows ask the same exactly when their prompts are
-the same. Leaders are kept by the prompt's hash (about 70 bytes a distinct row, not the
+the same (with ``images=``, their text and their images' bytes: ``ImageParts.identity``).
+Leaders are kept by the prompt's hash (about 70 bytes a distinct row, not the
 prompt), and each match is confirmed against the leader's prompt. A cache hit is never a
 leader: its repeats are cache hits too. Fingerprints (the cache key, and a batch line's
 ``custom_id``) are computed only when asked for. What a sender does with a repeat is its
@@ -21,13 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from holysheep_nb.cache import Fingerprinter, ResponseCache
 from holysheep_nb.chat import Messages as Messages
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.outcome import OutcomeKind, RowOutcome
-from holysheep_nb.prompts import MISSING_PROMPT, PromptSource
+from holysheep_nb.prompts import MISSING_PROMPT, Prompt, PromptSource
 from holysheep_nb.stored import known_outcome
+
+if TYPE_CHECKING:
+    from holysheep_nb.images import ImageParts
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +45,16 @@ class Known:
 
 @dataclass(slots=True)
 class Ask:
-    """A row to ask: its prompt, messages, fingerprint (None unless asked for) and the
-    earlier row of the run that asks exactly the same (None: it is the first)."""
+    """A row to ask: its prompt (with its images' digest when it has images: what a
+    repeat must match), messages, fingerprint (None unless asked for), the earlier row of
+    the run that asks exactly the same (None: it is the first) and its images, if any."""
 
     position: int
     text: str
     messages: Messages
     key: str | None
     leader: int | None = None
+    images: ImageParts | None = None
 
 
 class RowPlanner:
@@ -100,8 +107,12 @@ class RowPlanner:
                     position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
                 )
                 continue
-            texts[position] = prompt.text
-            asks.append(Ask(position, prompt.text, self.options.messages(prompt.text), None))
+            messages = self.options.messages(prompt.text)
+            if prompt.images is not None:
+                messages = prompt.images.attach(messages)
+            text = prompt.text if prompt.images is None else prompt.images.identity(prompt.text)
+            texts[position] = text
+            asks.append(Ask(position, text, messages, None, images=prompt.images))
         hits = {}
         if self.key_of is not None:
             for ask in asks:
@@ -126,4 +137,11 @@ class RowPlanner:
         text = texts.get(position)
         if text is not None:
             return text
-        return next(self.source.chunk(position, position + 1)).text
+        prompt = next(self.source.chunk(position, position + 1))
+        return None if prompt.text is None else _identity(prompt)
+
+
+def _identity(prompt: Prompt) -> str:
+    """What a repeat of this row must ask: its text, and its images when it has some."""
+    assert prompt.text is not None
+    return prompt.text if prompt.images is None else prompt.images.identity(prompt.text)

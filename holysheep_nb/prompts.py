@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,15 +17,20 @@ from holysheep_nb.chat import invalid_text
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.frames import adapter_for
 
+if TYPE_CHECKING:
+    from holysheep_nb.images import ImageParts
+
 MISSING_PROMPT = "missing prompt"
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """A row's prompt text, or the reason it has none (``error``)."""
+    """A row's prompt text, or the reason it has none (``error``); ``images``: the row's
+    images, in a call with ``images=`` (``holysheep_nb.images``)."""
 
     text: str | None
     error: str | None = None
+    images: ImageParts | None = None
 
 
 def _is_missing(value: object) -> bool:
@@ -44,8 +49,11 @@ class PromptSource:
 
     ``frame`` is a pandas or polars DataFrame; ``adapter`` (``frames``) reads its rows."""
 
+    #: False for a source whose rows may have no text at all (images only).
+    text_required = True
+
     def __init__(self, frame: Any, column: Hashable | None, template: str | None):
-        if (column is None) == (template is None):
+        if (column is None) == (template is None) and (self.text_required or column is not None):
             raise ConfigError(
                 "pass exactly one of a prompt column (complete('text', ...)) or "
                 "template='... {column} ...'"
@@ -61,8 +69,7 @@ class PromptSource:
                 raise ConfigError(
                     f"no column {column!r} in the DataFrame; columns are {_names(names)}"
                 )
-        else:
-            assert template is not None
+        elif template is not None:
             self.fields = template_fields(template)
             missing = [name for name in self.fields if name not in names]
             if missing:

@@ -10,13 +10,15 @@ type. Nothing here is read at run time.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from holysheep_nb.batch import BatchLimits
     from holysheep_nb.endpoint import Endpoint
     from holysheep_nb.fewshot.options import Select
+    from holysheep_nb.image_files import ImageLimits
+    from holysheep_nb.image_options import Detail
     from holysheep_nb.policies import EngineSettings, RateLimits, RetryPolicy
     from holysheep_nb.prices import Prices
 
@@ -63,6 +65,10 @@ class RunOptions(TypedDict, total=False):
     embedding_model: str | None
     # Votes
     votes: int | None
+    # Images
+    images: Hashable | list[Hashable] | None
+    image_detail: Detail | None
+    image_limits: ImageLimits
     # RequestParams
     temperature: float | None
     top_p: float | None

@@ -209,12 +209,22 @@ def test_a_wrong_policy_value_is_a_config_error(options: dict[str, Any], message
 
 
 def test_run_options_typed_dict_matches_the_declaration() -> None:
-    from holysheep_nb import batch, endpoint, job_options, policies, prices, request_params
+    from holysheep_nb import (
+        batch,
+        endpoint,
+        image_files,
+        image_options,
+        job_options,
+        policies,
+        prices,
+        request_params,
+    )
     from holysheep_nb.fewshot import options as fewshot
     from holysheep_nb.fewshot.turns import ExampleTurns
 
     names = {**vars(job_options), **vars(request_params), **vars(policies), **vars(endpoint)}
     names.update(vars(fewshot), ExampleTurns=ExampleTurns)
+    names.update(vars(image_options), ImageLimits=image_files.ImageLimits)
     names.update(vars(prices), BatchLimits=batch.BatchLimits, Any=Any, Mapping=Mapping)
     typed = typing.get_type_hints(RunOptions, localns=names)
     declared: dict[str, Any] = {}

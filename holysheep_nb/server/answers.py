@@ -18,6 +18,7 @@ from typing import Any
 
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import parse_marker
+from holysheep_nb.server.images import describe_image
 from holysheep_nb.server.schema_answers import prompted_schema, value_for
 
 __all__ = [
@@ -124,13 +125,20 @@ def choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str
 
 
 def message_text(message: Mapping[str, Any]) -> str:
-    """The text of one chat message: a string ``content`` or its text parts joined."""
+    """The text of one chat message: a string ``content`` or its text parts joined, an
+    image part as words about the image (``images.describe_image``)."""
     content = message.get("content")
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return "".join(_part_text(part) for part in content if isinstance(part, dict))
     return ""
+
+
+def _part_text(part: Mapping[str, Any]) -> str:
+    if part.get("type") == "image_url":
+        return f" {describe_image(part)} "
+    return str(part.get("text", ""))
 
 
 def last_user_text(messages: list[Mapping[str, Any]]) -> str:

@@ -3,11 +3,12 @@
 ``check_request`` returns the error response a real provider would send, or None. The checks
 follow OpenAI's chat-completions reference (``messages`` non-empty, ``model`` required, ``n``
 1..128, ``top_logprobs`` 0..20 and only with ``logprobs``, ``max_tokens`` /
-``max_completion_tokens`` at least 1), the server's key and model list, and the personality's
-own rules (Azure's ``api-key`` header, DeepSeek's refusal of ``json_schema``, a gateway's
-refusal of ``additionalProperties`` in a Gemini-style ``response_schema``, and strict mode's
-schema rules on the ``openai`` and ``azure`` personalities). Only the fields a request
-carries are inspected, so a plain request pays for a few dict lookups.
+``max_completion_tokens`` at least 1, content arrays of text and image parts: ``images``),
+the server's key and model list, and the personality's own rules (Azure's ``api-key``
+header, DeepSeek's refusal of ``json_schema``, a gateway's refusal of ``additionalProperties``
+in a Gemini-style ``response_schema``, and strict mode's schema rules on the ``openai`` and
+``azure`` personalities). Only the fields a request carries are inspected, so a plain
+request pays for a few dict lookups.
 
 Strict mode's rules (OpenAI's Structured Outputs guide, "Supported schemas"; openai-python's
 ``to_strict_json_schema`` builds schemas that keep them): the root is an object; every
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from holysheep_nb.server.config import ServerConfig
+from holysheep_nb.server.images import content_problem
 from holysheep_nb.server.providers import (
     PERSONALITIES,
     missing_model,
@@ -83,6 +85,9 @@ def check_request(
             accepted = sent == f"Bearer {config.api_key}"
         if not accepted:
             return unauthorized(provider, sent)
+    problem = content_problem(messages)
+    if problem is not None:
+        return error_response(400, problem[0], provider=provider, param=problem[1], code=problem[2])
     model = deployment or body.get("model")
     if not model or not isinstance(model, str):
         return missing_model(provider)
