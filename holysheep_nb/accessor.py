@@ -178,8 +178,82 @@ class FrameCalls(Calls[Frame], AsyncCalls[Frame]):
         )
 
 
+class ResultCalls(FrameCalls[Frame]):
+    """The calls on a result frame, shared by every frame kind: ``escalate``, ``evaluate``
+    and ``compare``. Their merge and statistics are pandas code: a frame of another kind
+    is read as pandas (``_as_pandas``, and ``_pandas_value`` for what the caller passes) and a
+    frame they return is given back in its kind (``_from_pandas``)."""
+
+    _frame: Frame
+
+    def _as_pandas(self) -> pd.DataFrame:
+        return self._frame  # type: ignore[return-value]
+
+    def _from_pandas(self, frame: pd.DataFrame) -> Frame:
+        return frame  # type: ignore[return-value]
+
+    def _pandas_value(self, value: Any) -> Any:
+        return value
+
+    def escalate(self, *, below: float | None = None, **options: Unpack[RunOptions]) -> Frame:
+        """Ask the doubtful rows of this result again with ``model=...``, keep the rest.
+
+        Doubtful: failed, votes disagreeing (``votes`` below 1), or ``confidence`` below
+        ``below`` (a share in [0, 1], e.g. ``evaluate(...).threshold_for(accuracy=0.95)``).
+        The rows go through the call that made this frame, with ``options`` over its own
+        (pass ``api_key`` again if it was given); the same engine, cache, limits, and
+        ``batch=True``. Returns a new frame with a ``model`` column (which model answered
+        each row) and a report of both runs: rows escalated, tokens and cost per model.
+        Raises ``HolySheepError`` for a frame no call made, ``ConfigError`` for a ``below``
+        without a confidence column. See ``docs/examples.md``, "Escalation".
+        """
+        return run_sync(lambda: self.aescalate(below=below, **options))
+
+    async def aescalate(
+        self, *, below: float | None = None, **options: Unpack[RunOptions]
+    ) -> Frame:
+        """``escalate`` for ``await``."""
+        from holysheep_nb.escalate import escalate_frame
+
+        return self._from_pandas(await escalate_frame(self._as_pandas(), below, dict(options)))
+
+    def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
+        """Judge this result frame against ``gold`` (a column, a Series aligned by index, or
+        for ``extract()`` a dict of field to gold column), or its labels' agreement with the
+        ``against`` column(s). Every figure has an interval. Options and results:
+        ``holysheep_nb.quality.evaluate`` and docs/evaluate.md (the ``eval`` extra)."""
+        from holysheep_nb.quality import evaluate
+
+        gold, against = self._pandas_value(gold), self._pandas_value(against)
+        return evaluate(self._as_pandas(), gold, against=against, **options)
+
+    def compare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``label()`` this frame once per variant (``variants``: name -> the label()
+        arguments and run options it changes), on one bar, and compare the results against
+        ``gold=``, projecting the cost to ``project_to=``: holysheep_nb.quality.compare and
+        docs/evaluate.md (the ``eval`` extra)."""
+        return run_sync(self._variant_runs(column, variants, options).run)
+
+    async def acompare(
+        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
+    ) -> Comparison:
+        """``compare`` for ``await``."""
+        return await self._variant_runs(column, variants, options).run()
+
+    def _variant_runs(
+        self, column: Hashable | None, variants: Mapping[str, Any], options: dict[str, Any]
+    ) -> VariantRuns:
+        from holysheep_nb.quality.compare import VariantRuns
+
+        given = {name: self._pandas_value(value) for name, value in options.items()}
+        frame = self._as_pandas()
+        return VariantRuns.plan(frame, column, variants, given, make_job=_frame_job)
+
+
 @pd.api.extensions.register_dataframe_accessor("holysheep")
-class HolySheepFrameAccessor(FrameCalls[pd.DataFrame]):
+class HolySheepFrameAccessor(ResultCalls[pd.DataFrame]):
     """``df.holysheep``: send every row to a chat-completions API and collect the answers."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -204,63 +278,6 @@ class HolySheepFrameAccessor(FrameCalls[pd.DataFrame]):
                 "[out1.holysheep.report(), out2.holysheep.report()])"
             )
         return report.for_frame(len(self._frame))
-
-    def escalate(
-        self, *, below: float | None = None, **options: Unpack[RunOptions]
-    ) -> pd.DataFrame:
-        """Ask the doubtful rows of this result again with ``model=...``, keep the rest.
-
-        Doubtful: failed, votes disagreeing (``votes`` below 1), or ``confidence`` below
-        ``below`` (a share in [0, 1], e.g. ``evaluate(...).threshold_for(accuracy=0.95)``).
-        The rows go through the call that made this frame, with ``options`` over its own
-        (pass ``api_key`` again if it was given); the same engine, cache, limits, and
-        ``batch=True``. Returns a new frame with a ``model`` column (which model answered
-        each row) and a report of both runs: rows escalated, tokens and cost per model.
-        Raises ``HolySheepError`` for a frame no call made, ``ConfigError`` for a ``below``
-        without a confidence column. See ``docs/examples.md``, "Escalation".
-        """
-        from holysheep_nb.escalate import escalate_frame
-
-        return run_sync(lambda: escalate_frame(self._frame, below, dict(options)))
-
-    async def aescalate(
-        self, *, below: float | None = None, **options: Unpack[RunOptions]
-    ) -> pd.DataFrame:
-        """``escalate`` for ``await``."""
-        from holysheep_nb.escalate import escalate_frame
-
-        return await escalate_frame(self._frame, below, dict(options))
-
-    def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
-        """Judge this result frame against ``gold`` (a column, a Series aligned by index, or
-        for ``extract()`` a dict of field to gold column), or its labels' agreement with the
-        ``against`` column(s). Every figure has an interval. Options and results:
-        ``holysheep_nb.quality.evaluate`` and docs/evaluate.md (the ``eval`` extra)."""
-        from holysheep_nb.quality import evaluate
-
-        return evaluate(self._frame, gold, against=against, **options)
-
-    def compare(
-        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
-    ) -> Comparison:
-        """``label()`` this frame once per variant (``variants``: name -> the label()
-        arguments and run options it changes), on one bar, and compare the results against
-        ``gold=``, projecting the cost to ``project_to=``: holysheep_nb.quality.compare and
-        docs/evaluate.md (the ``eval`` extra)."""
-        return run_sync(self._variant_runs(column, variants, options).run)
-
-    async def acompare(
-        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
-    ) -> Comparison:
-        """``compare`` for ``await``."""
-        return await self._variant_runs(column, variants, options).run()
-
-    def _variant_runs(
-        self, column: Hashable | None, variants: Mapping[str, Any], options: dict[str, Any]
-    ) -> VariantRuns:
-        from holysheep_nb.quality.compare import VariantRuns
-
-        return VariantRuns.plan(self._frame, column, variants, options, make_job=_frame_job)
 
     def review(self, labels: Sequence[str] | None = None, **options: Any) -> Any:
         """Open a panel to label this frame's rows by hand, least sure first: keys 1-9,

@@ -17,30 +17,24 @@ is the user's choice (it may read a whole dataset), and the rows must be known t
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 import polars as pl
 
-from holysheep_nb.accessor import FrameCalls, _frame_job
+from holysheep_nb.accessor import FrameCalls, ResultCalls
 from holysheep_nb.errors import ConfigError, HolySheepError
 from holysheep_nb.polars_frame import POLARS, report_attrs
-from holysheep_nb.runner import run_sync
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from holysheep_nb.quality.compare import VariantRuns
-    from holysheep_nb.quality.comparison import Comparison
     from holysheep_nb.report import RunReport
-    from holysheep_nb.run_options import RunOptions
 
 _SERIES_COLUMN = "prompt"
 
 
 @pl.api.register_dataframe_namespace("holysheep")
-class HolySheepPolarsFrame(FrameCalls[pl.DataFrame]):
+class HolySheepPolarsFrame(ResultCalls[pl.DataFrame]):
     """``df.holysheep`` on a polars DataFrame: every call returns a ``pl.DataFrame`` (the
     input's columns, in order, then the run's), with the label an ``pl.Enum`` and a schema's
     fields typed; see ``docs/polars.md``."""
@@ -70,54 +64,22 @@ class HolySheepPolarsFrame(FrameCalls[pl.DataFrame]):
             )
         return report.for_frame(self._frame.height)
 
-    def escalate(
-        self, *, below: float | None = None, **options: Unpack[RunOptions]
-    ) -> pl.DataFrame:
-        """``escalate`` of the pandas accessor (see it), on this polars result frame: a new
-        ``pl.DataFrame`` with a ``model`` column and a report of both runs."""
-        return run_sync(lambda: self.aescalate(below=below, **options))
+    def _as_pandas(self) -> pd.DataFrame:
+        return POLARS.to_pandas(self._frame)
 
-    async def aescalate(
-        self, *, below: float | None = None, **options: Unpack[RunOptions]
-    ) -> pl.DataFrame:
-        """``escalate`` for ``await``."""
-        from holysheep_nb.escalate import escalate_frame
+    def _from_pandas(self, frame: pd.DataFrame) -> pl.DataFrame:
+        return POLARS.from_pandas(frame)
 
-        out = await escalate_frame(POLARS.to_pandas(self._frame), below, dict(options))
-        return POLARS.from_pandas(out)
-
-    def evaluate(self, gold: Any = None, *, against: Any = None, **options: Any) -> Any:
-        """``evaluate`` of the pandas accessor (see it) on this result frame; ``gold`` may be
-        a column name, a ``pl.Series`` of the frame's length, or (``extract()``) a dict of
-        field to either."""
-        from holysheep_nb.quality import evaluate
-
-        return evaluate(
-            POLARS.to_pandas(self._frame), _pandas(gold), against=_pandas(against), **options
-        )
-
-    def compare(
-        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
-    ) -> Comparison:
-        """``compare`` of the pandas accessor (see it); ``gold=`` may be a ``pl.Series`` and
-        ``project_to=`` a polars frame. The variants run on this frame's rows as pandas (the
-        comparison is statistics, not a frame)."""
-        return run_sync(self._variant_runs(column, variants, options).run)
-
-    async def acompare(
-        self, column: Hashable | None = None, *, variants: Mapping[str, Any], **options: Any
-    ) -> Comparison:
-        """``compare`` for ``await``."""
-        return await self._variant_runs(column, variants, options).run()
-
-    def _variant_runs(
-        self, column: Hashable | None, variants: Mapping[str, Any], options: dict[str, Any]
-    ) -> VariantRuns:
-        from holysheep_nb.quality.compare import VariantRuns
-
-        given = {name: _pandas(value) for name, value in options.items()}
-        frame = POLARS.to_pandas(self._frame)
-        return VariantRuns.plan(frame, column, variants, given, make_job=_frame_job)
+    def _pandas_value(self, value: Any) -> Any:
+        """``value`` with polars Series and frames as pandas ones (``gold`` may be a
+        ``pl.Series`` of the frame's length, ``project_to`` a polars frame)."""
+        if isinstance(value, pl.Series):
+            return pd.Series(value.to_list(), name=value.name or None)
+        if isinstance(value, pl.DataFrame):
+            return POLARS.to_pandas(value)
+        if isinstance(value, dict):
+            return {key: self._pandas_value(item) for key, item in value.items()}
+        return value
 
 
 @pl.api.register_series_namespace("holysheep")
@@ -152,14 +114,3 @@ class HolySheepLazyFrame:
             "collect for you, since collecting may read a whole dataset into memory "
             "(docs/polars.md)"
         )
-
-
-def _pandas(value: Any) -> Any:
-    """``value`` with polars Series and frames as pandas ones (gold, against, project_to)."""
-    if isinstance(value, pl.Series):
-        return pd.Series(value.to_list(), name=value.name or None)
-    if isinstance(value, pl.DataFrame):
-        return POLARS.to_pandas(value)
-    if isinstance(value, dict):
-        return {key: _pandas(item) for key, item in value.items()}
-    return value
