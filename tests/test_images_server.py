@@ -21,6 +21,7 @@ from pydantic import BaseModel
 import holysheep_nb  # noqa: F401 - registers the accessor
 from holysheep_nb.server import LocalServer, ServerConfig
 from holysheep_nb.server.images import describe_image, dominant_colour
+from tests.openai_clients import connect
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 255)}
 LABELS = list(COLOURS)
@@ -44,12 +45,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url,
-        api_key="sk-test",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-    ) as opened:
+    with connect(server.base_url) as opened:
         yield opened
 
 

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from holysheep_nb.server import LocalServer, ServerConfig, config_args, parse_cli
+from tests.openai_clients import connect
 
 MODEL = "gpt-4o"
 
@@ -40,12 +41,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url,
-        api_key="sk-test",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-    ) as opened:
+    with connect(server.base_url) as opened:
         yield opened
 
 

@@ -31,6 +31,7 @@ from holysheep_nb.server import (
 )
 from holysheep_nb.server.providers import PROVIDERS
 from tests.fakes import FakeClock
+from tests.openai_clients import connect
 
 MODEL = "gpt-4o"
 REVIEW = "The battery is excellent and the screen is lovely. I love it."
@@ -54,16 +55,6 @@ def servers() -> Iterator[dict[str, LocalServer]]:
     finally:
         for server in started.values():
             server.close()
-
-
-def connect(base_url: str, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=base_url,
-        api_key=options.pop("api_key", "sk-test"),
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-        **options,
-    )
 
 
 @pytest.fixture

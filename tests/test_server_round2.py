@@ -21,17 +21,9 @@ from holysheep_nb.server import (
     parse_cli,
     start_server,
 )
+from tests.openai_clients import connect
 
 MODEL = "gpt-4o-mini"
-
-
-def connect(server: LocalServer) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=server.base_url,
-        api_key="sk-test",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-    )
 
 
 def say(text: str) -> list[Any]:
@@ -47,7 +39,7 @@ def ollama() -> Iterator[LocalServer]:
 def test_an_ollama_that_cannot_load_its_model_answers_500_to_every_request(
     ollama: LocalServer,
 ) -> None:
-    with connect(ollama) as client:
+    with connect(ollama.base_url) as client:
         for _ in range(3):
             with pytest.raises(openai.InternalServerError) as raised:
                 client.chat.completions.create(model=MODEL, messages=say("hi {{fault:500-load}}"))
@@ -58,7 +50,7 @@ def test_an_ollama_that_cannot_load_its_model_answers_500_to_every_request(
 def test_vllm_errors_are_top_level_and_the_openai_client_reads_them() -> None:
     with (
         LocalServer(ServerConfig(provider="vllm")) as server,
-        connect(server) as client,
+        connect(server.base_url) as client,
         pytest.raises(openai.BadRequestError) as raised,
     ):
         client.chat.completions.create(model=MODEL, messages=say("hi {{fault:400}}"))
@@ -72,7 +64,7 @@ def test_vllm_errors_are_top_level_and_the_openai_client_reads_them() -> None:
 def test_geminis_errors_are_a_list_with_google_status_and_retry_info() -> None:
     with (
         LocalServer(ServerConfig(provider="gemini", retry_after=7.0)) as server,
-        connect(server) as client,
+        connect(server.base_url) as client,
         pytest.raises(openai.RateLimitError) as raised,
     ):
         client.chat.completions.create(model=MODEL, messages=say("hi {{fault:429}}"))
@@ -114,7 +106,7 @@ def test_the_enqueued_token_limit_fails_a_batch_beyond_it_until_one_completes() 
         for i in range(4)
     ]  # 4 lines x (8 + 4) tokens = 48 tokens a batch
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    with LocalServer(config) as server, connect(server) as client:
+    with LocalServer(config) as server, connect(server.base_url) as client:
 
         def create() -> openai.types.Batch:
             upload = client.files.create(file=("in.jsonl", data), purpose="batch")

@@ -30,6 +30,7 @@ from holysheep_nb.server import LocalServer, ServerConfig, config_args, parse_cl
 from holysheep_nb.server.embeddings import bag_vector
 from holysheep_nb.server.models import SIM_MODELS, SimModel
 from holysheep_nb.server.simulate import Draw, answers_for, simulate_label
+from tests.openai_clients import connect
 
 SMALL, LARGE = SIM_MODELS
 LABELS = ["positive", "negative", "neutral"]
@@ -293,12 +294,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=server.base_url,
-        api_key="sk-test",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-    ) as opened:
+    with connect(server.base_url) as opened:
         yield opened
 
 
