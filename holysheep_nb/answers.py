@@ -16,6 +16,9 @@ reason, a refusal, tool calls and usage, whichever shape the provider used:
 
 A body that is none of these raises ``MalformedAnswer``. Error bodies are read in
 ``provider_errors``.
+
+Length: one reader for every shape, since each shape's answer must come out the same; the
+JSON shape is the hot path (one call per answer) and is read first, at once.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ becomes an option). ``JobOptions.from_kwargs`` maps a call's keyword options ont
 - any other name is a ``ConfigError`` naming the closest option, before anything is sent.
 
 Everything is checked here: a bad option raises ``ConfigError`` naming the value and the fix.
+
+Length: the groups are declared in their own modules; what is here is the one resolution of
+a call's keywords (policies, their fields, request parameters, the closest-name error), which
+must not be split between two places that could disagree.
 """
 
 from __future__ import annotations
