@@ -1,0 +1,121 @@
+"""Client CPU per row in machine instructions: a figure the machine's load cannot move.
+
+    python benchmarks/instructions.py                # raw aiohttp, its worker pool, complete()
+    python benchmarks/instructions.py --rows 500 1500 --only complete
+
+Case 1 of ``run.py`` compares CPU seconds per row, which swing by 20% or more on a shared
+2-core machine. Here each contender's client runs alone under Valgrind's callgrind (which
+counts the instructions it executes, whatever else the machine does), against the embedded
+server in its own process (not counted), at two row counts; the difference divided by the
+difference in rows is the cost of a row, with the interpreter's start and the imports taken
+out. Needs ``valgrind`` (``apt-get install valgrind``); each run takes a minute or two.
+
+Contenders: ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is
+the least an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same
+body and the same read of the answer, and nothing else; ``complete`` is
+``df.holysheep.complete`` with the progress bar off (it draws on a timer, which under
+Valgrind's fifty-fold slowdown would be charged to the rows). ``workers`` shows what the
+design of a fixed pool saves over ``raw``, so what ``complete`` adds above it is its own work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import aiohttp
+from baseline import raw_aiohttp, request_body
+from harness import MODEL, PROMPT_COLUMN, SYSTEM, frame, prompts, server, warm_up
+
+import holysheep_nb  # noqa: F401 - registers df.holysheep
+
+CONCURRENCY = 64
+CONTENDERS = ("raw", "workers", "complete")
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+async def _workers(base_url: str, texts: list[str]) -> list[str]:
+    """The fewest steps that answer every row: a fixed pool of coroutines, no task per row."""
+    url = f"{base_url}/chat/completions"
+    answers = [""] * len(texts)
+    rows = iter(enumerate(texts))
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def work() -> None:
+            for position, prompt in rows:
+                async with session.post(url, data=request_body(prompt)) as response:
+                    raw = await response.read()
+                answers[position] = json.loads(raw)["choices"][0]["message"]["content"]
+
+        await asyncio.gather(*(work() for _ in range(CONCURRENCY)))
+    return answers
+
+
+def client(contender: str, rows: int, base_url: str) -> None:
+    """One contender's run, in the process Valgrind counts; every answer is checked."""
+    texts = prompts(rows)
+    if contender == "raw":
+        answers = raw_aiohttp(base_url, texts, CONCURRENCY)
+    elif contender == "workers":
+        answers = asyncio.run(_workers(base_url, texts))
+    else:
+        out = frame(texts).holysheep.complete(
+            PROMPT_COLUMN, model=MODEL, system=SYSTEM, base_url=base_url, api_key="sk-bench",
+            cache=False, progress=False, max_concurrent=CONCURRENCY,
+        )  # fmt: skip
+        if out["error"].notna().any():
+            raise SystemExit(f"rows failed: {out['error'].dropna().head(3).tolist()}")
+        answers = out["response"].tolist()
+    if answers != texts:  # the server echoes each prompt: a lost or mixed-up row shows
+        raise SystemExit(f"{contender}: answers do not match their rows")
+
+
+def instructions(contender: str, rows: int, base_url: str) -> int:
+    """Instructions callgrind counted for one whole client process."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--client", contender, str(rows), base_url],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{contender} at {rows} rows failed:\n{done.stderr[-2000:]}")
+    return int(found[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", nargs=2, type=int, default=(500, 1500), metavar="N")
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--client", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        contender, rows, base_url = args.client
+        client(contender, int(rows), base_url)
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    few, many = sorted(args.rows)
+    per_row: dict[str, float] = {}
+    with server() as process:
+        warm_up(process)
+        for contender in args.only:
+            counts = [instructions(contender, rows, process.base_url) for rows in (few, many)]
+            per_row[contender] = (counts[1] - counts[0]) / (many - few)
+            print(f"{contender:9s} {per_row[contender]:>11,.0f} instructions a row")
+    if "raw" in per_row:
+        for contender, value in per_row.items():
+            print(f"{contender:9s} {value / per_row['raw']:.3f}x raw aiohttp")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
