@@ -382,6 +382,18 @@ def test_other_models_keep_the_rule_based_answers(client: openai.OpenAI) -> None
     assert [c.message.content for c in rule.choices] == ["neutral"] * 3  # great +1, broke -1
 
 
+def test_a_misspelt_simulated_model_is_not_found(client: openai.OpenAI) -> None:
+    """``sim-lage`` is a typo, not a model: answering it by the rules would pass it off as
+    the model of known quality."""
+    messages: Any = [{"role": "user", "content": "Great, the blender broke after a week."}]
+    with pytest.raises(openai.NotFoundError, match="sim-lage"):
+        client.chat.completions.create(model="sim-lage", messages=messages)
+    listed = ServerConfig(models=("sim-custom",))  # a listed name is the caller's choice
+    with LocalServer(listed) as server, connect(server.base_url) as listed_client:
+        answer = listed_client.chat.completions.create(model="sim-custom", messages=messages)
+    assert answer.choices[0].message.content == "neutral"
+
+
 def test_models_route_names_the_simulated_models_with_their_price(client: openai.OpenAI) -> None:
     listed = {m.id: m for m in client.models.list()}
     assert {"sim-small", "sim-large", "gpt-4o"} <= set(listed)

@@ -93,7 +93,16 @@ def check_request(
         return missing_model(provider)
     if config.models is not None and model not in config.models:
         return model_not_found(provider, model)
+    if _unknown_sim_model(config, model):
+        return model_not_found(provider, model)
     return _check_options(body, provider)
+
+
+def _unknown_sim_model(config: ServerConfig, model: str) -> bool:
+    """True for a ``sim-`` name the server does not simulate (``sim-lage``): answering it
+    with the rule-based answers would pass a typo off as the model of known quality."""
+    listed = config.models is not None and model in config.models
+    return model.startswith("sim-") and config.sim_model(model) is None and not listed
 
 
 def _check_options(body: Mapping[str, Any], provider: str) -> web.Response | None:

@@ -110,8 +110,9 @@ class ServerConfig:
     provider's concurrency cap), None for none.
     by default). See ``batches``.
     ``sim_models``: the simulated models (``models.SimModel``) answered by name; any other
-    model gets the rule-based answers. ``SIM_MODELS`` (``sim-small``, ``sim-large``) by
-    default.
+    model gets the rule-based answers, but for an unlisted ``sim-`` name: 404, as for a
+    model that does not exist (a typo must not pass for the model of known quality).
+    ``SIM_MODELS`` (``sim-small``, ``sim-large``) by default.
     """
 
     latency: Latency = Latency()
