@@ -3,6 +3,9 @@
 ``Endpoint`` is validated on creation, so a bad URL or key fails with a message naming the
 value and the fix before anything is sent. How hard to push that endpoint (concurrency,
 retries, rate limits) lives in ``holysheep_nb.policies``.
+
+Length: most of it is ``Endpoint``'s checks, one per field, each with its message and fix
+(the URL, the key and where it may go, Azure's deployment and API version, headers, TLS).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ saved widget state as the widget alone (its script comes from the network, so of
 is blank), and a notebook saved without widget state showed the text the widget had when
 first displayed (``0/500``). Without ipywidgets the text bar is shown the same way rather
 than streamed to stderr, where every redraw would become a line of the saved notebook.
+
+Length: the run's bar and the Dask run's shared bar draw the same tally the same way in
+the same three places (terminal, widget, saved notebook); they are kept beside each other.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ rpm / tpm windows) and answers ``POST /v1/chat/completions`` and Azure's
 fail; whether a request is acceptable comes from ``checks``, what to answer from ``answers``
 and ``completion`` (``stream`` for server-sent events), how to fail from ``faults`` and
 ``limits``. The other routes are ``routes``'s; how to start it is ``local``'s business.
+
+Length: ``Service`` is one request's path from arrival to answer (limits, faults, the
+answer, the stream, the hang), which reads in order in one class.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ choices of it (``plain_body`` directly for the common case); ``stream`` renders 
 
 Tokens are the server's rough ones throughout: four characters each (``estimate_tokens``),
 so ``usage``, truncation, stream pieces and logprob entries all agree.
+
+Length: every field of a completion that the request or a fault shapes is decided here,
+once, so the JSON body and the stream's chunks cannot disagree.
 """
 
 from __future__ import annotations

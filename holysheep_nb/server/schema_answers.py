@@ -16,6 +16,9 @@ fields a, b, c"), which a model can only guess the shape of: strings.
 Enums of strings are label sets: ``pick_labels`` (the rule-based labeller in ``answers``)
 chooses from them, one label for a string, several for an array of them. Every other value
 is a stable hash of the prompt and the value's path, so the same request gets the same JSON.
+
+Length: one builder walks every JSON Schema keyword it honours; split by keyword, the
+walk and its recursion (``$ref``, ``anyOf``) would be spread over modules that call each other.
 """
 
 from __future__ import annotations
