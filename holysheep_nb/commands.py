@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from holysheep_nb.accessor import HolySheepFrameAccessor
+from holysheep_nb.cli_parser import Parser
 from holysheep_nb.cli_wording import for_cli
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.estimate import DEFAULT_LATENCY
@@ -116,7 +117,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         "extract": "Pull the fields of a JSON Schema out of every row.",
         "estimate": "Dry run: rows to send, tokens, time and cost. Sends nothing.",
     }
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"python -m holysheep_nb {command}",
         description=summaries[command],
         epilog=_EPILOG,

@@ -12,7 +12,6 @@ finishes after a few polls), at the batch price.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 import holysheep_nb  # noqa: F401 - registers the accessor
+from holysheep_nb.cli_parser import Parser
 from holysheep_nb.endpoint import (
     DEFAULT_BASE_URL,
     ENV_API_KEY,
@@ -83,7 +83,7 @@ def _target(local: bool, latency: float, batch: bool) -> Iterator[dict[str, str]
 
 def main(argv: list[str]) -> int:
     """Run the demo; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m holysheep_nb demo", description=__doc__)
+    parser = Parser(prog="python -m holysheep_nb demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=3000, help="reviews to label (default 3000)")
     parser.add_argument("--out", type=Path, default=Path("labelled_reviews.csv"))
     parser.add_argument(

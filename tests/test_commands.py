@@ -150,6 +150,8 @@ LOCAL = "--base-url http://127.0.0.1:9"  # nothing is ever sent there
         (f"{RUN} --base-url https://api.example.invalid/v1", "with --api-key-env NAME"),
         (f"{RUN} {LOCAL} --prices cheap", "--prices"),
         ("frobnicate {source}", "unknown command"),
+        (f"{RUN} {LOCAL} --max-concurent 8", "did you mean --max-concurrent?"),
+        (f"{RUN} {LOCAL} --tempreature=0", "--tempreature"),
     ],
 )
 def test_misuse_exits_2_with_a_message(

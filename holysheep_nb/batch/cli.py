@@ -8,13 +8,13 @@ key comes from ``HOLYSHEEP_API_KEY`` (not needed for a loopback base URL).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
 from holysheep_nb.batch.client import BatchClient, BatchError
 from holysheep_nb.batch.records import BatchRecord, BatchRecords, records_path
 from holysheep_nb.cache.store import default_cache_path
+from holysheep_nb.cli_parser import Parser
 from holysheep_nb.clock import SystemClock
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import ConfigError
@@ -25,7 +25,7 @@ TIMEOUT = 30.0
 
 def main(argv: list[str]) -> int:
     """Run ``batches list|cancel ID [--cache PATH]``; return the process exit code."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m holysheep_nb batches",
         description="List or cancel the provider batches submitted with batch=True.",
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
 from holysheep_nb.cache.admin import cache_file, cache_info, clear_cache
 from holysheep_nb.cache.store import default_cache_path
+from holysheep_nb.cli_parser import Parser
 
 
 def main(argv: list[str]) -> int:
     """Run ``python -m holysheep_nb cache info|clear [--path P]``; return the process exit code."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m holysheep_nb cache",
         description="Inspect or empty the holysheep_nb answer cache.",
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from holysheep_nb.cli_parser import Parser
 from holysheep_nb.cli_wording import for_cli
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.files import FORMATS, read_table, table_format
@@ -34,7 +35,7 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``evaluate`` command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m holysheep_nb evaluate",
         description=(
             "Judge labels (or extracted fields) in a result file against gold, or measure "

@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 
+from holysheep_nb.cli_parser import Parser
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.server.config import Latency, ServerConfig
 from holysheep_nb.server.faults import FAULT_HELP, FAULT_KINDS, Faults
@@ -119,7 +120,7 @@ def _sim_model_arg(spec: str) -> SimModel:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m holysheep_nb serve",
         description="Run the local OpenAI-compatible chat-completions server (tests, demos).",
         epilog=_epilog(),
