@@ -32,6 +32,7 @@ import os
 import re
 import stat
 import sys
+from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,11 +120,6 @@ class ImagePromptSource(PromptSource):
 
     def chunk(self, start: int, stop: int) -> Iterator[Prompt]:
         """The prompts of rows ``start:stop``, each with its images (or its row error)."""
-        for prompt, _ in self._rows(start, stop):
-            yield prompt
-
-    def _rows(self, start: int, stop: int) -> Iterator[tuple[Prompt, bool]]:
-        """Each row's prompt, and whether its error is an image's."""
         has_text = self.column is not None or self.template is not None
         texts = super().chunk(start, stop) if has_text else None
         columns = self.images.columns
@@ -131,30 +127,33 @@ class ImagePromptSource(PromptSource):
         for row in zip(*(read(self.frame, name, start, stop) for name in columns), strict=True):
             prompt = next(texts) if texts is not None else Prompt("")
             if prompt.text is None:
-                yield prompt, False
+                yield prompt
                 continue
             try:
                 images = row_images(row, columns, self.images)
             except _ImageError as exc:
-                yield Prompt(None, str(exc), image_problem=exc.problem), True
+                yield Prompt(None, str(exc), image_problem=exc.problem)
                 continue
             if images is not None:
-                yield Prompt(prompt.text, images=images), False
+                yield Prompt(prompt.text, images=images)
             else:
-                yield (prompt if prompt.text else Prompt(None, MISSING_PROMPT)), False
+                yield prompt if prompt.text else Prompt(None, MISSING_PROMPT)
 
     def _check_some_row_can_be_sent(self) -> None:
         """``ConfigError`` when no row could be sent and images are why (rows are read
-        until the first that can be: usually one)."""
-        errors: list[str] = []
-        for prompt, image_error in self._rows(0, len(self)):
+        until the first that can be: usually one), counting rows by problem."""
+        problems: Counter[str] = Counter()
+        first: dict[str, str] = {}
+        for prompt in self.chunk(0, len(self)):
             if prompt.text is not None:
                 return
-            if image_error:
-                errors.append(prompt.error or "")
-        if errors:
-            shown = "; ".join(errors[:3]) + (
-                f"; ... {len(errors) - 3} more" if len(errors) > 3 else ""
+            if prompt.image_problem is not None:
+                problems[prompt.image_problem] += 1
+                first.setdefault(prompt.image_problem, prompt.error or "")
+        if problems:
+            shown = "; ".join(
+                f"{problem}: {rows:,} row{'s' if rows != 1 else ''}, e.g. {first[problem]}"
+                for problem, rows in problems.most_common()
             )
             raise ConfigError(f"no row has an image that can be sent: {shown}")
 

@@ -232,6 +232,23 @@ async def test_when_no_row_could_be_sent_it_is_a_config_error_before_sending(
     assert capture.bodies == []
 
 
+async def test_when_every_image_is_missing_the_config_error_counts_them_by_problem(
+    capture: Capture, tmp_path: Path
+) -> None:
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(300)]
+    df = pd.DataFrame({"text": ["a"] * 301, "photo": [*gone, b"GIF8"]})
+
+    with pytest.raises(ConfigError) as info:
+        await df.holysheep.acomplete("text", images="photo", **options(capture))
+
+    assert str(info.value) == (
+        f"no row has an image that can be sent: image file not found: 300 rows, e.g. image "
+        f"file not found: {gone[0]!r}; not a PNG, JPEG, GIF or WebP image: 1 row, e.g. the "
+        "bytes in column 'photo' are not a PNG, JPEG, GIF or WebP image (unknown format)"
+    )
+    assert capture.bodies == []
+
+
 @pytest.mark.parametrize(
     ("given", "message"),
     [
