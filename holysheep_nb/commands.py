@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from typing import Any
 from holysheep_nb.accessor import HolySheepFrameAccessor
 from holysheep_nb.cli_parser import Parser
 from holysheep_nb.cli_wording import for_cli
+from holysheep_nb.endpoint import ENV_BASE_URL
 from holysheep_nb.errors import ConfigError, HolySheepError, MissingAPIKeyError
 from holysheep_nb.estimate import DEFAULT_LATENCY
 from holysheep_nb.files import (
@@ -84,7 +86,7 @@ def main(command: str, argv: Sequence[str]) -> int:
     except MissingAPIKeyError:  # its own text speaks of api_key=..., which has no flag here
         print(
             f"{parser.prog}: error: no API key for this base URL: set HOLYSHEEP_API_KEY, or name "
-            "the variable that holds it with --api-key-env NAME",
+            f"the variable that holds it with --api-key-env NAME{_try_locally(args)}",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -98,6 +100,17 @@ def main(command: str, argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def _try_locally(args: argparse.Namespace) -> str:
+    """For a run with no ``--base-url`` (nor ``$HOLYSHEEP_BASE_URL``): how to try the command
+    without a key, on the embedded server."""
+    if hasattr(args, "base_url") or os.environ.get(ENV_BASE_URL):
+        return ""
+    return (
+        ". To try it without a key, start the embedded server (python -m holysheep_nb serve "
+        "--port 8765) and pass --base-url http://127.0.0.1:8765/v1"
+    )
 
 
 def _one_line_warning(prog: str) -> Callable[..., None]:
@@ -292,7 +305,9 @@ def _flag_arguments(item: dataclasses.Field[Any], flag: Flag) -> dict[str, Any]:
     else:
         parse = _TEXT_TYPES[str(item.type).split(" | ")[0]]
     seconds = item.metadata[DOC].startswith("seconds")
-    return {"type": parse, "metavar": flag.metavar or ("SECONDS" if seconds else "N"), "help": text}
+    metavar = flag.metavar or ("SECONDS" if seconds else "N")
+    several = {"nargs": flag.nargs} if flag.nargs is not None else {}
+    return {"type": parse, "metavar": metavar, "help": text, **several}
 
 
 def _flag_text(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -77,10 +77,11 @@ def record(
 
 
 def with_usage(report: RunReport, model: str) -> RunReport:
-    """``report`` with its one line of tokens and cost per model."""
-    usage = ModelUsage(
-        model, report.rows, report.prompt_tokens, report.completion_tokens, report.cost
-    )
+    """``report`` with its one line of tokens and cost per model: the rows asked of it are
+    those sent or answered from the cache, not those never sent (no prompt, a bad image, a
+    stopped run)."""
+    asked = report.rows - report.not_sent
+    usage = ModelUsage(model, asked, report.prompt_tokens, report.completion_tokens, report.cost)
     return replace(report, models=(usage,))
 
 

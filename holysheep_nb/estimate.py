@@ -48,6 +48,8 @@ class Estimate:
     batch: bool = False  # through the provider's Batch API: batch price, up to 24 h
     images: int = 0  # images in the rows to send, their tokens in input_tokens
     unsized_images: int = 0  # of those, by URL: size unknown, counted at 85 tokens each
+    #: Rows never sent because of an image, by problem: (``"image file not found"``, rows).
+    bad_images: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(
@@ -111,6 +113,7 @@ class Estimate:
             batch=batch,
             images=plan.images,
             unsized_images=plan.unsized_images,
+            bad_images=plan.bad_images,
         )
 
     def __str__(self) -> str:
@@ -126,8 +129,10 @@ class Estimate:
         return render_html(*self._sections(), css_class="holysheep-estimate")
 
     def to_dict(self) -> dict[str, Any]:
-        """The estimate as a plain dict."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """The estimate as a plain dict (``bad_images`` as ``{problem: rows}``)."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["bad_images"] = dict(self.bad_images)
+        return out
 
     def _sections(self) -> tuple[str, Sections]:
         title = f"holysheep_nb estimate (nothing sent): {self.to_send:,} of {self.rows:,} rows"
@@ -149,6 +154,11 @@ class Estimate:
             rows.insert(3, repeats)
         if self.images:
             rows.insert(-1, ("images", f"{self.images:,}", _images_note(self.unsized_images)))
+        if self.bad_images:
+            # Found before paying: the same rows fail the run with the file named.
+            count = sum(n for _, n in self.bad_images)
+            why = ", ".join(f"{problem}: {n:,}" for problem, n in self.bad_images)
+            rows.insert(3, ("bad image", f"{count:,}", f"({why}; never sent)"))
         if self.batch:
             rows[-1] = ("time", "up to 24 h", "(the Batch API's completion window; often sooner)")
         if self.cost is not None:

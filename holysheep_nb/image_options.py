@@ -12,13 +12,20 @@ from typing import Any, Literal
 
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.image_files import DETAILS, ImageLimits
-from holysheep_nb.option import NO_FLAG, option
+from holysheep_nb.option import NO_FLAG, Flag, option
 
 Detail = Literal["low", "high", "auto"]
 
 #: Rows prepared at a time in an image run when ``chunk_size`` is not given: a chunk's
 #: images are held as base64 text until sent, so fewer than for text.
 IMAGE_CHUNK_SIZE = 64
+
+
+def _detail(text: str) -> str:
+    """``--image-detail``'s value: one of ``DETAILS`` (``ValueError`` else)."""
+    if text not in DETAILS:
+        raise ValueError(f"expected low, high or auto, got {text!r}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -28,10 +35,12 @@ class ImageOptions:
     images: Hashable | list[Hashable] | None = option(
         None,
         "column(s) of images sent after each row's text: paths, bytes, PIL images, URLs",
-        flags=NO_FLAG,
+        flags=(Flag(parse=str, metavar="COL", nargs="+"),),
     )
     image_detail: Detail | None = option(
-        None, "'low', 'high' or 'auto': each image's detail (none: not sent, auto)", flags=NO_FLAG
+        None,
+        "'low', 'high' or 'auto': each image's detail (none: not sent, auto)",
+        flags=(Flag(parse=_detail, metavar="DETAIL"),),
     )
     image_limits: ImageLimits = option(
         doc="bytes per image and per request the provider takes (OpenAI's by default)",

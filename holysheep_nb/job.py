@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +23,7 @@ from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.engine import CompletionEngine
 from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.job_options import JobOptions
-from holysheep_nb.outcome import RowOutcome, RunStats
+from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats
 from holysheep_nb.planning import Ask, Known, RowPlanner
 from holysheep_nb.pool import RowWork
 from holysheep_nb.progress import Progress, RunProgress
@@ -50,6 +51,8 @@ class RunPlan:
     deduplicated: int = 0  # rows asking exactly what another row asks: answered by its request
     images: int = 0  # images in the rows to send (their tokens are in input_tokens)
     unsized_images: int = 0  # of those, images by URL: size unknown, counted at 85 tokens
+    #: Rows never sent because of an image, by problem ("image file not found", rows).
+    bad_images: tuple[tuple[str, int], ...] = ()
 
 
 class CompletionJob:
@@ -150,11 +153,16 @@ class CompletionJob:
         """
         cache = self.open_cache()
         to_send = cached = missing = shared = input_tokens = images = unsized = 0
+        bad_images: Counter[str] = Counter()
         try:
             for item in RowPlanner(self.source, self.options, cache).walk():
                 if isinstance(item, Known):
-                    cached += item.outcome.cached
-                    missing += not item.outcome.cached
+                    outcome = item.outcome
+                    if outcome.kind is OutcomeKind.BAD_IMAGE:
+                        bad_images[outcome.cause or ""] += 1
+                    else:
+                        cached += outcome.cached
+                        missing += not outcome.cached
                 elif item.leader is not None:
                     shared += 1
                 else:
@@ -168,7 +176,15 @@ class CompletionJob:
                 cache.close()
         input_tokens -= to_send * (self.options.max_tokens or 0)
         return RunPlan(
-            len(self.source), to_send, cached, missing, input_tokens, shared, images, unsized
+            len(self.source),
+            to_send,
+            cached,
+            missing,
+            input_tokens,
+            shared,
+            images,
+            unsized,
+            tuple(bad_images.most_common()),
         )
 
     def _request(self, ask: Ask) -> ChatRequest:

@@ -28,7 +28,8 @@ class Flag:
     ``parse`` reads the flag's text (a ``ValueError`` says what is wrong with it); with
     ``const`` set the flag takes no value and gives the option that value (``--no-cache``
     gives ``cache=False``). ``names`` empty: the flag is ``--`` and the option's name with
-    dashes. Several flags of one option are mutually exclusive.
+    dashes. ``nargs``: argparse's, for an option that takes several values (``"+"``: a
+    list). Several flags of one option are mutually exclusive.
     """
 
     names: tuple[str, ...] = ()
@@ -36,6 +37,7 @@ class Flag:
     const: bool | None = None
     metavar: str | None = None
     help: str | None = None
+    nargs: str | None = None
 
 
 #: The flag an option gets when it names none: ``--max-concurrent N``, read as its type.

@@ -47,6 +47,9 @@ class OutcomeKind(enum.Enum):
     NOT_SENT = "not_sent"
     #: The row has no prompt to send (missing value, template value, invalid text).
     MISSING_PROMPT = "missing_prompt"
+    #: The row's image cannot be sent (file not found, not an image, over a limit): never
+    #: sent; ``detail`` names the file, ``group`` the kind of problem.
+    BAD_IMAGE = "bad_image"
     #: The answer names no label of the set (or several where one was asked for).
     OFF_LABEL = "off_label"
     #: The answer does not fit the requested schema (``detail`` names the field and why).
@@ -93,6 +96,7 @@ class RowOutcome:
     fields: tuple[str, ...] = ()
     logprobs: TokenLogprobs | None = None
     held: float = 0.0  # seconds of ``latency`` a retry waited for the pace or a spent budget
+    group: str = ""  # a BAD_IMAGE row's cause without its file ("image file not found")
 
     @property
     def error(self) -> str | None:
@@ -117,7 +121,7 @@ class RowOutcome:
             return f"not sent: {self.detail}"
         if kind in _PREFIXES:
             return f"{_PREFIXES[kind]}: {self.detail}" if self.detail else _PREFIXES[kind]
-        return self.detail  # MISSING_PROMPT: the reason is the whole message
+        return self.detail  # MISSING_PROMPT, BAD_IMAGE: the reason is the whole message
 
     @property
     def cause(self) -> str | None:
@@ -137,6 +141,8 @@ class RowOutcome:
             return f"not sent: {self.detail}"
         if kind is OutcomeKind.MISSING_PROMPT:
             return self.detail
+        if kind is OutcomeKind.BAD_IMAGE:
+            return self.group or self.detail  # one group for 300 missing files, not 300
         return _CAUSES[kind]
 
     @property
@@ -164,6 +170,11 @@ _CAUSES = {
     OutcomeKind.CONNECTION: "connection error",
     OutcomeKind.MALFORMED: "malformed response",
 }
+
+
+#: Errors kept as examples of a grouped cause (``RunStats.examples``).
+EXAMPLES = 2
+_NEVER_SENT = (OutcomeKind.NOT_SENT, OutcomeKind.MISSING_PROMPT, OutcomeKind.BAD_IMAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +282,8 @@ class RunStats:
     completion_tokens: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # cause -> rows
     failed_fields: Counter[str] = field(default_factory=Counter)  # schema field -> rows
+    #: A grouped cause's first rows' errors (a bad image's: they name the files), two at most.
+    examples: dict[str, list[str]] = field(default_factory=dict)
     stop: RunStop | None = None  # why the run stopped early, if it did
     #: What the run learned of the provider's concurrency (set by the engine).
     concurrency: ConcurrencyWindow | None = None
@@ -290,10 +303,14 @@ class RunStats:
             self.succeeded += 1
         else:
             self.failed += 1
-            self.failures[outcome.cause or ""] += 1
+            cause = outcome.cause or ""
+            self.failures[cause] += 1
+            if outcome.group:
+                shown = self.examples.setdefault(cause, [])
+                if len(shown) < EXAMPLES:
+                    shown.append(outcome.error or "")
             self.failed_fields.update(outcome.fields)
-            never_sent = outcome.kind in (OutcomeKind.NOT_SENT, OutcomeKind.MISSING_PROMPT)
-            if never_sent or (not outcome.sent and outcome.paid):
+            if outcome.kind in _NEVER_SENT or (not outcome.sent and outcome.paid):
                 self.not_sent += 1
         if outcome.finish_reason == "length":
             self.truncated += 1

@@ -102,10 +102,7 @@ class RowPlanner:
         texts: dict[int, str] = {}  # this chunk's prompts, to confirm a match at no cost
         for position, prompt in enumerate(self.source.chunk(start, stop), start):
             if prompt.text is None:
-                reason = prompt.error or MISSING_PROMPT
-                yield Known(
-                    position, RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)
-                )
+                yield Known(position, _unsendable(position, prompt))
                 continue
             messages = self.options.messages(prompt.text)
             if prompt.images is not None:
@@ -145,3 +142,13 @@ def _identity(prompt: Prompt) -> str:
     """What a repeat of this row must ask: its text, and its images when it has some."""
     assert prompt.text is not None
     return prompt.text if prompt.images is None else prompt.images.identity(prompt.text)
+
+
+def _unsendable(position: int, prompt: Prompt) -> RowOutcome:
+    """The outcome of a row with nothing to send: its image's problem, or no prompt."""
+    reason = prompt.error or MISSING_PROMPT
+    if prompt.image_problem is not None:
+        return RowOutcome(
+            position, OutcomeKind.BAD_IMAGE, detail=reason, group=prompt.image_problem
+        )
+    return RowOutcome(position, OutcomeKind.MISSING_PROMPT, detail=reason)

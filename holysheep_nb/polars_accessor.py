@@ -64,6 +64,20 @@ class HolySheepPolarsFrame(ResultCalls[pl.DataFrame]):
             )
         return report.for_frame(self._frame.height)
 
+    def review(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not on polars: ``review()`` edits a pandas frame in a notebook widget. Raises
+        ``ConfigError`` saying how to get there."""
+        raise ConfigError(
+            "review() is pandas only (it writes each answer into a pandas frame's gold "
+            "column): pdf = out.holysheep.to_pandas(), then pdf.holysheep.review(...); the "
+            "answers are in pdf['gold'] and in the gold store (holysheep_nb.gold())"
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """This frame as a pandas DataFrame (column by column, no pyarrow needed) with the
+        run's report in its ``attrs``: the way to the pandas-only steps (``review()``)."""
+        return self._as_pandas()
+
     def _as_pandas(self) -> pd.DataFrame:
         return POLARS.to_pandas(self._frame)
 
@@ -102,10 +116,18 @@ class HolySheepPolarsSeries(FrameCalls[pl.DataFrame]):
 
 @pl.api.register_lazyframe_namespace("holysheep")
 class HolySheepLazyFrame:
-    """``lf.holysheep`` on a polars LazyFrame: every call says to ``collect()`` first."""
+    """``lf.holysheep`` on a polars LazyFrame: every call says to ``collect()`` first (and
+    ``report()`` that a LazyFrame never ran a call)."""
 
     def __init__(self, frame: pl.LazyFrame) -> None:
         self._frame = frame
+
+    def report(self) -> NoReturn:
+        """Raises ``HolySheepError``: no call runs on a LazyFrame, so none has a report."""
+        raise HolySheepError(
+            "a LazyFrame never ran a call, so it has no run report: the report is on the "
+            "DataFrame that complete(), label() or extract() returned (out.holysheep.report())"
+        )
 
     def __getattr__(self, name: str) -> NoReturn:
         raise ConfigError(

@@ -26,11 +26,14 @@ MISSING_PROMPT = "missing prompt"
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """A row's prompt text, or the reason it has none (``error``); ``images``: the row's
-    images, in a call with ``images=`` (``holysheep_nb.images``)."""
+    images, in a call with ``images=`` (``holysheep_nb.images``); ``image_problem``: when an
+    image is why the row has none, the kind of problem without the file ("image file not
+    found"), the report's group."""
 
     text: str | None
     error: str | None = None
     images: ImageParts | None = None
+    image_problem: str | None = None
 
 
 def _is_missing(value: object) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
-from holysheep_nb.outcome import RunStats, RunStop
+from holysheep_nb.outcome import EXAMPLES, RunStats, RunStop
 from holysheep_nb.prices import Prices
 from holysheep_nb.usage import ModelUsage, add_up, cost_text
 
@@ -101,6 +101,9 @@ class RunReport:
     #: Rows asked again of another model (``escalate``), and the samples asked (``votes``).
     escalated: int = 0
     samples: int = 0
+    #: (cause, first rows' errors) of causes that group rows naming their own file (a bad
+    #: image's), so the report says which files without a line each.
+    failure_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def from_run(
@@ -178,6 +181,9 @@ class RunReport:
             paused_seconds=stats.paused_seconds,
             stop_cause=stats.stop.cause if stats.stop else None,
             stop_advice=stats.stop.advice if stats.stop else None,
+            failure_examples=tuple(
+                (cause, tuple(shown)) for cause, shown in sorted(stats.examples.items())
+            ),
         )
 
     @classmethod
@@ -204,6 +210,9 @@ class RunReport:
                 setattr(stats, name, getattr(stats, name) + getattr(part, name))
             stats.paused_seconds += part.paused_seconds
             failures.update(dict(part.failures))
+            for cause, shown in part.failure_examples:
+                kept = stats.examples.setdefault(cause, [])
+                kept.extend(shown[: EXAMPLES - len(kept)])
             failed_fields.update(dict(part.failed_fields))
             labels.update(dict(part.labels))
             timeline.extend((t + offset, n, r, k) for t, n, r, k in part.timeline)
@@ -278,6 +287,7 @@ class RunReport:
             "not_sent": self.not_sent,
             "deduplicated": self.deduplicated,
             "failures": dict(self.failures),
+            "failure_examples": {cause: list(shown) for cause, shown in self.failure_examples},
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "requests_sent": self.requests_sent,
@@ -431,7 +441,11 @@ class RunReport:
             ("labels", self.labels),
         ):
             if counts:
-                shares = [(key, f"{n:,}", _share(n, self.rows)) for key, n in counts]
+                examples = dict(self.failure_examples) if counts is self.failures else {}
+                shares = [
+                    (key, f"{n:,}", _share(n, self.rows) + _examples(examples.get(key, ())))
+                    for key, n in counts
+                ]
                 sections.append((heading, shares))
         if self.models:
             lines = [
@@ -462,6 +476,11 @@ def _share(count: int, total: int) -> str:
     """``count`` as a percentage of ``total``; "<0.1%" rather than a misleading "0.0%"."""
     share = count / total
     return "<0.1%" if share < 0.001 else f"{share:.1%}"
+
+
+def _examples(errors: tuple[str, ...]) -> str:
+    """A grouped cause's example errors, after its share: ``  e.g. image file not found: ...``."""
+    return f"  e.g. {'; '.join(errors)}" if errors else ""
 
 
 def _most_frequent(counts: Counter[str]) -> tuple[tuple[str, int], ...]:

@@ -267,6 +267,44 @@ def test_complete_with_a_template_and_parameters(
     assert read_table(out, "csv")["response"].notna().all()
 
 
+def test_no_key_and_no_base_url_tells_how_to_try_it_on_the_embedded_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HOLYSHEEP_API_KEY", "HOLYSHEEP_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    source = write_input(tmp_path, reviews(3), "csv")
+    code = run("complete", source, "--column", "text", "--out", tmp_path / "out.csv")
+    assert code == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "no API key for this base URL" in error
+    assert "python -m holysheep_nb serve --port 8765" in error
+    assert "--base-url http://127.0.0.1:8765/v1" in error
+
+
+def test_label_a_csv_of_image_paths(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--images COL [COL ...] and --image-detail: the CSV's paths are read from the working
+    directory, each row's image goes with its text, and a bad file is that row's error."""
+    from PIL import Image
+
+    for name, colour in {"red": (255, 0, 0), "blue": (0, 0, 255)}.items():
+        Image.new("RGB", (8, 8), colour).save(tmp_path / f"{name}.png")
+    frame = pd.DataFrame({"caption": ["a mug", "a bike", "a ghost"],
+                          "front": ["red.png", "blue.png", "gone.png"],
+                          "back": ["blue.png", None, None]})  # fmt: skip
+    source = write_input(tmp_path, frame, "csv")
+    out = tmp_path / "out.csv"
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user in that folder writes them
+    code = run("label", source, "--column", "caption", "--labels", "red,blue,green",
+               "--images", "front", "back", "--image-detail", "low", "--out", out,
+               "--no-cache", "--base-url", server.base_url)  # fmt: skip
+    assert code == EXIT_ROWS_FAILED
+    result = read_table(out, "csv")
+    assert result["label"].tolist()[:2] == ["red", "blue"]  # the first image's colour wins
+    assert result["error"][2].startswith("image file not found: 'gone.png'")
+
+
 def test_label_several_per_row_to_csv(server: LocalServer, tmp_path: Path) -> None:
     source = write_input(tmp_path, reviews(6), "csv")
     out = tmp_path / "out.csv"

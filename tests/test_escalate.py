@@ -118,6 +118,18 @@ def test_every_report_has_tokens_and_cost_per_model(server: LocalServer) -> None
     assert report.to_dict()["models"][0]["model"] == "sim-small"
 
 
+def test_rows_never_sent_are_not_counted_as_asked_of_the_model(server: LocalServer) -> None:
+    frame = pd.DataFrame({"text": ["great, I love it", None, "", "broken"]})
+    out = frame.holysheep.label(
+        "text", labels=LABELS, base_url=server.base_url, cache=False, progress=False
+    )
+    report = out.holysheep.report()
+    assert (report.rows, report.not_sent) == (4, 2)
+    (line,) = report.models
+    assert line.rows == 2
+    assert "(2 rows asked; cost n/a)" in str(report)
+
+
 def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(
     server: LocalServer, tmp_path: Any
 ) -> None:

@@ -214,7 +214,7 @@ async def test_bad_images_are_their_rows_errors_naming_the_file(
     assert errors["too big"].startswith(f"image file {big!r} is ")
     assert errors["too big"].endswith("over the provider's limit of 300 bytes an image")
     assert "over the provider's limit of 150 bytes a request" in errors["two too many"]
-    assert errors["a number"].startswith("column 'photo' holds a int, not an image")
+    assert errors["a number"].startswith("column 'photo' holds an int, not an image")
     assert len(capture.bodies) == 1  # only the good row was sent
     assert out["attempts"].tolist() == [1, 0, 0, 0, 0, 0, 0]
 
@@ -229,6 +229,23 @@ async def test_when_no_row_could_be_sent_it_is_a_config_error_before_sending(
 
     assert "x.png" in str(info.value)
     assert "unknown format" in str(info.value)
+    assert capture.bodies == []
+
+
+async def test_when_every_image_is_missing_the_config_error_counts_them_by_problem(
+    capture: Capture, tmp_path: Path
+) -> None:
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(300)]
+    df = pd.DataFrame({"text": ["a"] * 301, "photo": [*gone, b"GIF8"]})
+
+    with pytest.raises(ConfigError) as info:
+        await df.holysheep.acomplete("text", images="photo", **options(capture))
+
+    assert str(info.value) == (
+        f"no row has an image that can be sent: image file not found: 300 rows, e.g. image "
+        f"file not found: {gone[0]!r}; not a PNG, JPEG, GIF or WebP image: 1 row, e.g. the "
+        "bytes in column 'photo' are not a PNG, JPEG, GIF or WebP image (unknown format)"
+    )
     assert capture.bodies == []
 
 
@@ -349,3 +366,93 @@ def test_the_estimate_counts_image_tokens_by_the_rule(tmp_path: Path) -> None:
     assert (high.images, high.unsized_images) == (2, 0)
     assert (unknown.images, unknown.unsized_images) == (1, 1)
     assert "1 by URL of unknown size counted at 85 tokens each" in str(unknown)
+
+
+# --- bad images in the report and the estimate ----------------------------------------------
+
+
+async def test_the_report_groups_bad_images_by_problem_with_a_file_or_two_as_examples(
+    capture: Capture, tmp_path: Path
+) -> None:
+    good = write(tmp_path / "good.png", image_bytes(RED))
+    text_file = write(tmp_path / "notes.png", b"just some text")
+    gone = [str(tmp_path / f"gone{i}.png") for i in range(30)]
+    df = pd.DataFrame({"text": ["colour?"] * 32, "photo": [good, text_file, *gone]})
+
+    out = await df.holysheep.acomplete("text", images="photo", **options(capture))
+
+    report = out.holysheep.report()
+    assert dict(report.failures) == {
+        "image file not found": 30,
+        "not a PNG, JPEG, GIF or WebP image": 1,
+    }
+    examples = dict(report.failure_examples)["image file not found"]
+    assert examples == tuple(f"image file not found: {path!r}" for path in gone[:2])
+    text = str(report)
+    assert text.count("gone") == 2  # two examples, not a line per file
+    assert "e.g. image file not found: " in text
+    assert out["error"].tolist()[2:] == [f"image file not found: {path!r}" for path in gone]
+    assert report.not_sent == 31
+
+
+def test_the_estimate_tells_bad_images_from_missing_prompts(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.png", image_bytes(RED))
+    text_file = write(tmp_path / "notes.png", b"just some text")
+    df = pd.DataFrame({
+        "text": ["a mug", "a ghost", "a ghost too", "a note", None],
+        "photo": [good, str(tmp_path / "x.png"), str(tmp_path / "y.png"), text_file, good],
+    })  # fmt: skip
+
+    estimate = df.holysheep.estimate(
+        "text", images="photo", base_url="http://127.0.0.1:9/v1", cache=False
+    )
+
+    assert (estimate.to_send, estimate.missing) == (1, 1)
+    assert estimate.bad_images == (
+        ("image file not found", 2),
+        ("not a PNG, JPEG, GIF or WebP image", 1),
+    )
+    line = next(line for line in str(estimate).splitlines() if "bad image" in line)
+    assert line.split()[:3] == ["bad", "image", "3"]
+    assert line.endswith(
+        "(image file not found: 2, not a PNG, JPEG, GIF or WebP image: 1; never sent)"
+    )
+    assert "missing value" in str(estimate)  # the one row without text, told apart
+    assert estimate.to_dict()["bad_images"] == {
+        "image file not found": 2,
+        "not a PNG, JPEG, GIF or WebP image": 1,
+    }
+
+
+async def test_a_relative_path_not_found_names_the_working_directory(
+    capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "photos").mkdir()
+    write(tmp_path / "photos" / "red.png", image_bytes(RED))
+    monkeypatch.chdir(tmp_path)
+    df = pd.DataFrame({"text": ["a", "b"], "photo": ["photos/red.png", "red.png"]})
+
+    out = await df.holysheep.acomplete("text", images="photo", **options(capture))
+
+    assert pd.isna(out["error"][0])
+    assert out["error"][1] == (
+        "image file not found: 'red.png' (a relative path is read from the working "
+        f"directory {str(tmp_path)!r})"
+    )
+    assert dict(out.holysheep.report().failures) == {"image file not found": 1}
+
+
+async def test_a_url_of_another_scheme_is_refused_as_such_and_bytes_agree(
+    capture: Capture,
+) -> None:
+    df = pd.DataFrame({"text": ["a", "b", "c"],
+                       "photo": ["ftp://example.com/y.png", b"not an image", image_bytes(RED)]})  # fmt: skip
+
+    out = await df.holysheep.acomplete("text", images="photo", **options(capture))
+
+    assert out["error"][0] == (
+        "URL scheme not supported (http, https and data URLs only): 'ftp://example.com/y.png'"
+    )
+    assert out["error"][1] == (
+        "the bytes in column 'photo' are not a PNG, JPEG, GIF or WebP image (unknown format)"
+    )

@@ -226,3 +226,54 @@ def test_a_batch_line_with_a_bad_image_part_fails_alone(client: openai.OpenAI) -
     assert error["custom_id"] == "bad"
     assert error["response"]["status_code"] == 400
     assert error["response"]["body"]["error"]["param"] == "messages[0].content[1].image_url.detail"
+
+
+def picture(path: Path, kind: str, size: tuple[int, int]) -> str:
+    Image.new("RGB", size, COLOURS["green"]).save(path, format=kind)
+    return str(path)
+
+
+def test_an_image_whose_colour_is_not_read_gets_no_colour_guessed(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """A JPEG or a PNG too big to decode here: described by format and size only, and the
+    answer is "unsure", never a colour the server did not read."""
+    photos = pd.DataFrame({"photo": [
+        picture(tmp_path / "small.png", "PNG", (8, 8)),
+        picture(tmp_path / "photo.jpg", "JPEG", (64, 32)),
+        picture(tmp_path / "big.png", "PNG", (1024, 1024)),
+    ]})  # fmt: skip
+    with LocalServer(ServerConfig(echo=True)) as echo:
+        seen = photos.holysheep.complete(images="photo", **run_options(echo))["response"]
+    assert [text.strip() for text in seen] == [
+        "[image png 8x8 green]",
+        "[image jpeg 64x32 colour not read]",
+        "[image png 1024x1024 colour not read]",
+    ]
+    out = photos.holysheep.label(labels=LABELS, images="photo", **run_options(server))
+    assert out["label"].tolist()[0] == "green"
+    assert out["error"].tolist()[1:] == ["not in label set: 'unsure'"] * 2
+    allowed = photos.holysheep.label(
+        labels=[*LABELS, "unsure"], images="photo", **run_options(server)
+    )
+    assert allowed["label"].tolist() == ["green", "unsure", "unsure"]
+
+
+@pytest.mark.parametrize("detail", [None, "low", "high"])
+def test_the_server_counts_image_tokens_as_the_estimate_does(
+    server: LocalServer, tmp_path: Path, detail: str | None
+) -> None:
+    photos = pd.DataFrame({
+        "caption": ["a mug", "a bike", "a lawn", "a cat"],
+        "photo": [picture(tmp_path / "a.png", "PNG", (8, 8)),
+                  picture(tmp_path / "b.jpg", "JPEG", (64, 32)),
+                  picture(tmp_path / "c.png", "PNG", (1024, 1024)),
+                  "https://example.com/cat.jpg"],
+    })  # fmt: skip
+    options = {**run_options(server), "images": "photo", "image_detail": detail}
+    estimate = photos.holysheep.estimate("caption", labels=LABELS, **options)
+    out = photos.holysheep.label("caption", labels=LABELS, **options)
+    report = out.holysheep.report()
+    images = 85 * 4 if detail == "low" else 255 + 255 + 765 + 85
+    assert estimate.input_tokens > images
+    assert report.prompt_tokens == estimate.input_tokens

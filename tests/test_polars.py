@@ -319,6 +319,43 @@ def test_a_lazy_frame_is_refused_with_advice_and_nothing_is_sent(server: LocalSe
     assert out.height == 1
 
 
+def test_the_docs_example_runs_as_written_without_pyarrow(tmp_path: Path) -> None:
+    """docs/polars.md's first example, with pyarrow hidden: the ``[polars]`` extra alone."""
+    page = (REPO_ROOT / "docs" / "polars.md").read_text(encoding="utf-8")
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
+    hide_pyarrow = "import sys\nsys.modules['pyarrow'] = None  # as if not installed\n"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
+                   "HOLYSHEEP_CACHE_DIR": str(tmp_path), "TQDM_DISABLE": "1"}  # fmt: skip
+    environment.pop("HOLYSHEEP_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-c", hide_pyarrow + example], capture_output=True, text=True,
+        env=environment, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "holysheep_nb run: 200 rows" in done.stdout
+    assert "shape: (3, 2)" in done.stdout  # the label counts, as a polars frame
+
+
+def test_report_on_a_lazy_frame_says_it_never_ran_a_call_not_to_collect() -> None:
+    lazy = pl.DataFrame({"text": ["a"]}).lazy()
+    with pytest.raises(HolySheepError, match="a LazyFrame never ran a call") as info:
+        lazy.holysheep.report()
+    assert "collect" not in str(info.value)
+
+
+def test_review_on_polars_says_it_is_pandas_only_and_the_way_there(server: LocalServer) -> None:
+    out = pl.DataFrame({"text": ["great, I love it", "broken"]}).holysheep.label(
+        "text", labels=LABELS, base_url=server.base_url, **QUIET
+    )
+    with pytest.raises(ConfigError, match=r"review\(\) is pandas only") as info:
+        out.holysheep.review(labels=LABELS)
+    assert "out.holysheep.to_pandas()" in str(info.value)
+    as_pandas = out.holysheep.to_pandas()  # the way the message gives, report and all
+    assert isinstance(as_pandas, pd.DataFrame)
+    assert as_pandas["label"].tolist() == out["label"].to_list()
+    assert as_pandas.holysheep.report().rows == 2
+
+
 def test_batch_true_returns_a_polars_frame(server: LocalServer) -> None:
     frame = pl.DataFrame({"text": ["great, I love it", "broken and useless, terrible"]})
     out = frame.holysheep.label(

@@ -18,7 +18,7 @@ from typing import Any
 
 from holysheep_nb.server.config import ServerConfig
 from holysheep_nb.server.faults import parse_marker
-from holysheep_nb.server.images import describe_image
+from holysheep_nb.server.images import UNREAD, describe_image
 from holysheep_nb.server.schema_answers import prompted_schema, value_for
 
 __all__ = [
@@ -106,7 +106,9 @@ def _stem(word: str) -> str:
 def choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str]:
     """Plausible labels: the sentiment if the set has one, else keyword overlap, else a hash.
 
-    One label, or with ``multi`` every label whose words the text mentions (best first).
+    One label, or with ``multi`` every label whose words the text mentions (best first). No
+    hash for a text holding an image whose colour was not read (``images.UNREAD``): the
+    answer is ``unsure`` (off the set unless the set has it), not a colour never seen.
     """
     by_lower = {label.lower(): label for label in labels}
     if by_lower.keys() & set(SENTIMENTS):
@@ -120,6 +122,8 @@ def choose_labels(text: str, labels: list[str], multi: bool = False) -> list[str
     }
     ranked = sorted((label for label in labels if scores[label]), key=lambda x: -scores[x])
     if not ranked:
+        if UNREAD in text:
+            return [by_lower.get("unsure", "unsure")]
         return [labels[_stable_index(text, len(labels))]]
     return ranked if multi else ranked[:1]
 

@@ -41,6 +41,7 @@ from holysheep_nb.server.faults import (
     fault_response,
     parse_marker,
 )
+from holysheep_nb.server.images import request_prompt_tokens
 from holysheep_nb.server.limits import Limits
 from holysheep_nb.server.logprobs import token_pieces
 from holysheep_nb.server.providers import PERSONALITIES, route_not_found, too_many_in_flight
@@ -246,7 +247,7 @@ class Service:
         answers = answers_for(
             config, _as_heeded(body, provider), model, messages, texts, raw, self.next_draw
         )
-        prompt_tokens = sum(estimate_tokens(t) + 4 for t in texts)
+        prompt_tokens = request_prompt_tokens(messages)  # images by the tile rule, as estimated
         headers = self.limits.admit(
             prompt_tokens + sum(max(1, estimate_tokens(a.content)) for a in answers),
             model,

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from holysheep_nb.server.answers import estimate_tokens, last_user_text, message_text
+from holysheep_nb.server.answers import last_user_text, message_text
 from holysheep_nb.server.checks import check_request
 from holysheep_nb.server.completion import completion_body, plan_choices
 from holysheep_nb.server.faults import FAULT_KINDS, SHAPE_FAULTS, fault_response, parse_marker
 from holysheep_nb.server.files import FileStore
+from holysheep_nb.server.images import request_prompt_tokens
 from holysheep_nb.server.providers import route_not_found, unauthorized
 from holysheep_nb.server.replies import error_body, error_response, json_response
 from holysheep_nb.server.simulate import answers_for
@@ -124,10 +125,8 @@ def _input_tokens(lines: list[dict[str, Any]]) -> tuple[str, int]:
     """The model of a batch's requests and their input tokens (the server's rough count)."""
     model = str(lines[0]["body"].get("model", "")) if lines else ""
     tokens = sum(
-        estimate_tokens(message_text(message)) + 4
+        request_prompt_tokens([m for m in line["body"].get("messages", ()) if isinstance(m, dict)])
         for line in lines
-        for message in line["body"].get("messages", ())
-        if isinstance(message, dict)
     )
     return model, tokens
 
@@ -488,7 +487,7 @@ class BatchDesk:
             created=int(time.time()),
             model=model,
             choices=len(answers),
-            prompt_tokens=sum(estimate_tokens(t) + 4 for t in texts),
+            prompt_tokens=request_prompt_tokens(messages),
             top_logprobs=top,
         )
         return 200, completion

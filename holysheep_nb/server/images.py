@@ -6,8 +6,14 @@
 bytes) and words it as OpenAI does, with the ``param`` path. ``describe_image`` turns one image
 part into words the rule-based answers read (``answers.message_text``): the format, the size
 and, for an 8-bit non-interlaced PNG, its dominant colour, so that a label set of colours gets
-the image's colour; an image by URL is described by its URL (nothing is fetched). The same
+the image's colour (any other image says ``colour not read``); an image by URL is described by
+its URL (nothing is fetched). The same
 image always gets the same words, so the simulated answer depends on the image alone.
+
+``request_prompt_tokens`` is the ``usage.prompt_tokens`` of a request: its text at four
+characters a token plus four a message, and each image by OpenAI's tile rule
+(``image_files.image_tokens``, from the size in its header; 85 for an image by URL), the rule
+the client's estimate uses, so that an offline ``estimate()`` and the run's report agree.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from holysheep_nb.image_files import DETAILS, dimensions, sniff
+from holysheep_nb.image_files import DETAILS, dimensions, image_tokens, sniff
 
-__all__ = ["content_problem", "describe_image"]
+__all__ = ["UNREAD", "content_problem", "describe_image", "request_prompt_tokens"]
+
+#: The words of an image whose colour was not read (a JPEG, a large PNG): the answer then
+#: guesses no label (``answers.choose_labels``) rather than claim a colour it never saw.
+UNREAD = "colour not read"
 
 #: Content part types OpenAI's chat completions know (its "Invalid value" message lists them).
 _PART_TYPES = ("text", "image_url", "input_audio", "refusal", "audio", "file")
@@ -147,6 +157,37 @@ def _data(url: str) -> bytes | None:
         return None
 
 
+def request_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    """The prompt tokens of ``messages``: ``ceil(characters / 4) + 4`` a message for the text
+    (a string content, or the text parts of an array), plus each image part's tokens by
+    OpenAI's tile rule at its ``detail`` (the size read from a data URL's header; an image by
+    URL, not fetched, counts 85)."""
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += -(-len(content) // 4) + 4
+            continue
+        parts = [part for part in content if isinstance(part, Mapping)] if content else []
+        text = sum(len(str(part.get("text") or "")) for part in parts if part.get("type") == "text")
+        total += -(-text // 4) + 4
+        total += sum(_image_tokens(part) for part in parts if part.get("type") == "image_url")
+    return total
+
+
+def _image_tokens(part: Mapping[str, Any]) -> int:
+    image = part.get("image_url")
+    if not isinstance(image, Mapping):
+        return 0
+    url, detail = image.get("url"), image.get("detail")
+    size = None
+    if isinstance(url, str) and url.startswith("data:"):
+        data = _data(url) or b""
+        kind = sniff(data)
+        size = dimensions(data, kind) if kind is not None else None
+    return image_tokens(size, detail if isinstance(detail, str) else None)
+
+
 def describe_image(part: Mapping[str, Any]) -> str:
     """Words for one ``image_url`` part: ``[image png 8x8 red]``; ``[image https://...]``."""
     image = part.get("image_url")
@@ -162,8 +203,7 @@ def describe_image(part: Mapping[str, Any]) -> str:
     size = dimensions(data, kind)
     words = [kind, f"{size[0]}x{size[1]}" if size else "unknown size"]
     colour = dominant_colour(data) if kind == "png" else None
-    if colour is not None:
-        words.append(colour)
+    words.append(colour if colour is not None else UNREAD)
     return f"[image {' '.join(words)}]"
 
 
