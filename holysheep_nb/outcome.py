@@ -10,6 +10,9 @@ status), never by reading error strings back.
 
 The kinds, and the contract behind them, are listed in ``docs/contract.md`` ("Failure
 kinds").
+
+Length: the outcome, its error text and the tally that counts it are one contract; split,
+a new kind could be worded in one place and forgotten in the count.
 """
 
 from __future__ import annotations

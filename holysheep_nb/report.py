@@ -365,10 +365,9 @@ class RunReport:
         The first block, the summary, has no heading.
         """
         noun = "row" if self.rows == 1 else "rows"
-        title = (
-            f"holysheep_nb run: {self.rows:,} {noun} in {self.elapsed:,.1f} s "
-            f"({self.throughput:,.1f} rows/s)"
-        )
+        title = f"holysheep_nb run: {self.rows:,} {noun} in {self.elapsed:,.1f} s"
+        if self.requests_sent:  # a rate of rows never sent (cached, refused) says nothing
+            title += f" ({self.throughput:,.1f} rows/s)"
         if self.shown_rows is not None:
             title += (
                 f"; this frame holds {self.shown_rows:,} of the run's {self.frame_rows:,} rows, "

@@ -150,6 +150,17 @@ def test_labels_and_timeline() -> None:
     assert make_report().timeline == ()
 
 
+def test_a_run_that_sent_nothing_shows_no_rate() -> None:
+    """Rows refused before sending (or all from the cache) in a few ms are no speed."""
+    stats = RunStats()
+    outcomes = [RowOutcome(i, K.NOT_SENT, detail="cannot connect") for i in range(50)]
+    for outcome in outcomes:
+        stats.record(outcome)
+    report = RunReport.from_run(stats, latency=np.full(50, np.nan), elapsed=0.006)
+    assert str(report).splitlines()[0] == "holysheep_nb run: 50 rows in 0.0 s"
+    assert report.throughput > 0  # the figure is still in the dict, for whoever wants it
+
+
 def test_text_rendering() -> None:
     report = make_report(prices=Prices(input_per_1k=0.5, output_per_1k=2.0), with_labels=True)
     text = str(report)
