@@ -14,8 +14,9 @@ Contenders: ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); `
 the least an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same
 body and the same read of the answer, and nothing else; ``complete`` is
 ``df.holysheep.complete`` with the progress bar off (it draws on a timer, which under
-Valgrind's fifty-fold slowdown would be charged to the rows). ``workers`` shows what the
-design of a fixed pool saves over ``raw``, so what ``complete`` adds above it is its own work.
+Valgrind's fifty-fold slowdown would be charged to the rows); ``polars`` is the same call on
+a polars frame (the ``polars`` extra). ``workers`` shows what the design of a fixed pool
+saves over ``raw``, so what ``complete`` adds above it is its own work.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import aiohttp
 from baseline import raw_aiohttp, request_body
@@ -35,7 +37,7 @@ from harness import MODEL, PROMPT_COLUMN, SYSTEM, frame, prompts, server, warm_u
 import holysheep_nb  # noqa: F401 - registers df.holysheep
 
 CONCURRENCY = 64
-CONTENDERS = ("raw", "workers", "complete")
+CONTENDERS = ("raw", "workers", "complete", "polars")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -66,13 +68,19 @@ def client(contender: str, rows: int, base_url: str) -> None:
     elif contender == "workers":
         answers = asyncio.run(_workers(base_url, texts))
     else:
-        out = frame(texts).holysheep.complete(
+        df: Any = frame(texts)
+        if contender == "polars":
+            import polars as pl
+
+            df = pl.DataFrame({PROMPT_COLUMN: texts})
+        out = df.holysheep.complete(
             PROMPT_COLUMN, model=MODEL, system=SYSTEM, base_url=base_url, api_key="sk-bench",
             cache=False, progress=False, max_concurrent=CONCURRENCY,
         )  # fmt: skip
-        if out["error"].notna().any():
-            raise SystemExit(f"rows failed: {out['error'].dropna().head(3).tolist()}")
-        answers = out["response"].tolist()
+        errors = [error for error in out["error"].to_list() if isinstance(error, str)]
+        if errors:
+            raise SystemExit(f"rows failed: {errors[:3]}")
+        answers = out["response"].to_list()
     if answers != texts:  # the server echoes each prompt: a lost or mixed-up row shows
         raise SystemExit(f"{contender}: answers do not match their rows")
 
