@@ -1,14 +1,16 @@
-"""Client CPU per row in machine instructions: a figure the machine's load cannot move.
+"""Client CPU per row in machine instructions: far steadier than seconds on a busy machine.
 
     python benchmarks/instructions.py                # raw aiohttp, its worker pool, complete()
     python benchmarks/instructions.py --rows 500 1500 --only complete
 
 Case 1 of ``run.py`` compares CPU seconds per row, which swing by 20% or more on a shared
 2-core machine. Here each contender's client runs alone under Valgrind's callgrind (which
-counts the instructions it executes, whatever else the machine does), against the embedded
+counts the instructions it executes, however busy the machine is), against the embedded
 server in its own process (not counted), at two row counts; the difference divided by the
 difference in rows is the cost of a row, with the interpreter's start and the imports taken
-out. Needs ``valgrind`` (``apt-get install valgrind``); each run takes a minute or two.
+out. Counts still move by a few percent between runs (how many answers one turn of the event
+loop reads depends on the server's pace): compare contenders of the same run. Needs
+``valgrind`` (``apt-get install valgrind``); each run takes a minute or two.
 
 Contenders: ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is
 the least an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same
