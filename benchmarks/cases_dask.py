@@ -137,7 +137,7 @@ def _round_trip(sends: int) -> list[float]:
 
 def _overhead(ctx: Context, client: Any) -> tuple[list[Figure], dict[str, Any]]:
     """The Dask path against the pandas path on the same rows, on a 2-worker ``client``."""
-    rows, rounds = ctx.pick((2_000, 3), (300, 1))
+    rows, rounds = ctx.pick((2_000, 3), (200, 1))
     df = frame(prompts(rows, "overhead "))
     options = {"max_concurrent": CONCURRENCY, "cache": False, "progress": False}
     with server(latency=Latency.fixed(0.02)) as process:
@@ -184,7 +184,7 @@ def _overhead(ctx: Context, client: Any) -> tuple[list[Figure], dict[str, Any]]:
 def dask_path(ctx: Context) -> list[Figure]:
     """Case 10: provider-limit utilisation with 1, 2 and 4 workers (2 with ``--quick``, and
     told the limit only), and the Dask path's overhead on 2 workers."""
-    seconds, window = ctx.pick((20, 10.0), (3, 4.0))
+    seconds, window = ctx.pick((20, 10.0), (2, 4.0))
     figures: list[Figure] = []
     overhead: list[Figure] = []
     for workers in ctx.pick((1, 2, 4), (2,)):

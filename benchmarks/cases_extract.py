@@ -6,8 +6,8 @@ longer request (system prompt and strict ``response_format``), finding and valid
 JSON in strict mode, and building the typed columns. A third contender, ``complete()``
 sending exactly ``extract()``'s request, separates the two: what the bigger request costs
 (mostly the server's, on a shared machine) from what reading the answers costs the client.
-All run in turn, seven rounds each (two with --quick), with the progress bar drawn and the
-cache off; the medians are compared.
+All run in turn, seven rounds each (one round of 1,000 rows with --quick), with the progress
+bar drawn and the cache off; the medians are compared.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _run(
 
 def extract_vs_complete(ctx: Context) -> list[Figure]:
     """Case 9: ``extract()`` rows/s and client CPU per row against ``complete()``."""
-    rows, rounds = ctx.pick((10_000, 7), (2_000, 2))
+    rows, rounds = ctx.pick((10_000, 7), (1_000, 1))
     df = frame(reviews(rows))
     options: dict[str, Any] = {"max_concurrent": CONCURRENCY, "cache": False}
     with server() as process:

@@ -85,8 +85,8 @@ def rate_limit(ctx: Context) -> list[Figure]:
 
 #: Case 8's provider: 3,000 rpm over a 2 s sliding window (100 requests: more than
 #: ``CONCURRENCY``, or the very first wave of a client that is not told the limit overflows
-#: the window before any answer can say so). Quick: 6,000 rpm over 1 s, the same 100.
-PROVIDER = {"full": (3_000, 2.0, 10), "quick": (6_000, 1.0, 1)}  # rpm, window s, windows
+#: the window before any answer can say so). Quick: 12,000 rpm over 0.5 s, the same 100.
+PROVIDER = {"full": (3_000, 2.0, 10), "quick": (12_000, 0.5, 1)}  # rpm, window s, windows
 
 
 def _provider_run(
@@ -125,7 +125,7 @@ def _provider_run(
 def provider_limit(ctx: Context) -> list[Figure]:
     """Case 8: the server enforces 3,000 rpm over a 2 s sliding window, 429 beyond it.
 
-    The work is 13 windows' worth of requests at the allowed rate (quick: 6,000 rpm over 1 s,
+    The work is 13 windows' worth of requests at the allowed rate (quick: 12,000 rpm over 0.5 s,
     4 windows), sent by a client told ``requests_per_minute`` and by one not told.
 
     A sliding window lets a fresh client take a whole window's capacity at once, so rows over

@@ -46,8 +46,8 @@ _MB = 1024 * 1024
 
 
 def memory(ctx: Context) -> list[Figure]:
-    """Case 6: 1,000,000 rows (50,000 quick), zero latency, C=64, cache and progress off."""
-    rows = ctx.pick(1_000_000, 50_000)
+    """Case 6: 1,000,000 rows (10,000 quick), zero latency, C=64, cache and progress off."""
+    rows = ctx.pick(1_000_000, 10_000)
     with server() as process:
         # A hang guard, in the quick run too: 300 s ran out there on a busy machine.
         result = _run_child(process.base_url, rows, timeout=3_600)

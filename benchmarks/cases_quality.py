@@ -51,6 +51,8 @@ ROWS = 5000
 GOLD = 200
 THRESHOLD_GOLD = 300
 TARGET_ACCURACY = 0.95
+#: Seeds of a ``--quick`` run: enough to run every step of the pass, not to read a share off.
+QUICK_SEEDS = 4
 LABELS = ["positive", "negative", "neutral"]
 SYSTEM = LabelSet(LABELS).system_prompt()  # what label() sends for these labels
 MODELS = {model.name: model for model in SIM_MODELS}
@@ -146,7 +148,7 @@ def _one_seed(seed: int, tally: Tally) -> None:
 
 def coverage(ctx: Context) -> list[Figure]:
     """Case: the accuracy interval's coverage of the whole sample's accuracy."""
-    tally = _pass(ctx.pick(1000, 10))
+    tally = _pass(ctx.pick(1000, QUICK_SEEDS))
     ctx.details["coverage"] = {
         name: {"covered": tally.covered[name], "mean_width": float(np.mean(tally.widths[name]))}
         for name in MODELS
@@ -165,7 +167,7 @@ def coverage(ctx: Context) -> list[Figure]:
 
 def power(ctx: Context) -> list[Figure]:
     """Case: how often compare's statistics tell sim-large from sim-small on a sample."""
-    tally = _pass(ctx.pick(1000, 10))
+    tally = _pass(ctx.pick(1000, QUICK_SEEDS))
     ctx.details["power"] = {"median_p": float(np.median(tally.p_values))}
     return [
         Figure(
@@ -183,7 +185,7 @@ def power(ctx: Context) -> list[Figure]:
 
 def threshold(ctx: Context) -> list[Figure]:
     """Case: does the threshold chosen on gold rows of sim-large hold on the others?"""
-    tally = _pass(ctx.pick(1000, 10))
+    tally = _pass(ctx.pick(1000, QUICK_SEEDS))
     returned = tally.returned
     kept = float(np.mean(tally.kept)) if tally.kept else float("nan")
     ctx.details["threshold"] = {

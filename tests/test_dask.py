@@ -157,7 +157,7 @@ def test_told_the_limit_the_cluster_stays_under_it(
     The server enforces no limit here (a 429 would depend on real arrival times): every
     request is answered 200, so each one the server saw is one send the scheduler admitted.
     """
-    rpm, rows = 1200, 100
+    rpm, rows = 2400, 100
     with ServerProcess(ServerConfig(record_times=True)) as server:
         ddf = dd.from_pandas(_frame(rows), npartitions=4)
         out = ddf.holysheep.complete(

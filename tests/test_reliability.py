@@ -253,8 +253,8 @@ async def test_soak_with_mixed_faults_loses_and_mixes_nothing(tmp_path: Path) ->
 
 # --- kill -9 and resume -----------------------------------------------------------------------
 
-KILL_ROWS = 4000
-KILL_CONCURRENCY = 8  # with 10 ms per answer: at most 800 rows a second, a ~5 s run
+KILL_ROWS = 2000
+KILL_CONCURRENCY = 8  # with 10 ms per answer: at most 800 rows a second, a ~2.5 s run
 #: Seconds the parent may wait for the child to get where it is killed: a hang guard.
 HANG_GUARD = 180.0
 HANG = " {{fault:hang*1}}"
