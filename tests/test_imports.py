@@ -6,37 +6,14 @@ nothing about what an import loads.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import holysheep_nb
-
-REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
-
-
-def _python(code: str) -> str:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+from tests.fresh_python import fresh_python
 
 
 def test_engine_and_server_import_without_pandas_numpy_or_tqdm() -> None:
-    loaded = _python(
+    loaded = fresh_python(
         "import sys, holysheep_nb.engine, holysheep_nb.server\n"
         "print(sorted(m for m in ('pandas', 'numpy', 'tqdm') if m in sys.modules))\n"
     )
@@ -55,7 +32,7 @@ def test_engine_and_server_import_without_pandas_numpy_or_tqdm() -> None:
     ],
 )
 def test_import_holysheep_nb_registers_the_accessor(imports: str) -> None:
-    out = _python(
+    out = fresh_python(
         f"{imports}\n"
         "frame = pd.DataFrame({'text': ['a']})\n"
         "print(type(frame.holysheep).__name__, type(frame.text.holysheep).__name__)\n"
@@ -72,7 +49,7 @@ def test_the_public_names_load_on_first_access() -> None:
 
 
 def test_the_core_never_imports_dask() -> None:
-    loaded = _python(
+    loaded = fresh_python(
         "import sys, pandas as pd, holysheep_nb\n"
         "pd.DataFrame({'text': ['a']}).holysheep\n"
         "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"

@@ -15,7 +15,6 @@ import pandas as pd
 import polars as pl
 import pytest
 
-import holysheep_nb
 from holysheep_nb import polars_frame
 from holysheep_nb.__main__ import main
 from holysheep_nb.errors import ConfigError, HolySheepError
@@ -23,10 +22,10 @@ from holysheep_nb.files import read_table
 from holysheep_nb.polars_accessor import HolySheepPolarsFrame
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
+from tests.fresh_python import REPO_ROOT, fresh_python
 from tests.scripted import BASE_URL, Reply, ok_body, scripted
 from tests.test_votes import choices_body
 
-REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
 LABELS = ["positive", "negative", "neutral"]
 RESULT_TYPES = {
     "response": pl.String,
@@ -60,20 +59,6 @@ def requests_at(server: RunningServer | LocalServer) -> int:
     return int(server.stats()["requests"])
 
 
-def _python(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 # --- registration ----------------------------------------------------------------------------
 
 
@@ -82,7 +67,7 @@ def _python(code: str) -> str:
     ["import polars as pl\nimport holysheep_nb", "import holysheep_nb\nimport polars as pl"],
 )
 def test_import_in_either_order_registers_the_namespaces(imports: str) -> None:
-    out = _python(
+    out = fresh_python(
         f"{imports}\n"
         "frame = pl.DataFrame({'text': ['a']})\n"
         "print(type(frame.holysheep).__name__, type(frame['text'].holysheep).__name__,"
@@ -92,7 +77,7 @@ def test_import_in_either_order_registers_the_namespaces(imports: str) -> None:
 
 
 def test_importing_the_package_does_not_import_polars() -> None:
-    out = _python("import sys, pandas, holysheep_nb\nprint('polars' in sys.modules)\n")
+    out = fresh_python("import sys, pandas, holysheep_nb\nprint('polars' in sys.modules)\n")
     assert out.strip() == "False"
 
 

@@ -17,6 +17,7 @@ import holysheep_nb
 from holysheep_nb.__main__ import main
 from holysheep_nb.files import read_table, write_table
 from holysheep_nb.quality._deps import load
+from tests.fresh_python import fresh_python
 
 REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
 
@@ -87,22 +88,13 @@ def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_importing_the_package_loads_no_statistics_library() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
     code = (
         "import sys, pandas as pd, holysheep_nb\n"
         "pd.DataFrame({'text': ['a']}).holysheep\n"
         "print(sorted(m for m in ('sklearn', 'scipy', 'krippendorff', 'holysheep_nb.quality')"
         " if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=env,
-        timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"
 
 
 def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(result_file: Path) -> None:
