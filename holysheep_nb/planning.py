@@ -104,10 +104,11 @@ class RowPlanner:
             if prompt.text is None:
                 yield Known(position, _unsendable(position, prompt))
                 continue
-            messages = self.options.messages(prompt.text)
+            text = prompt.text
+            messages = self.options.messages(text)
             if prompt.images is not None:
                 messages = prompt.images.attach(messages)
-            text = prompt.text if prompt.images is None else prompt.images.identity(prompt.text)
+                text = prompt.images.identity(text)
             texts[position] = text
             asks.append(Ask(position, text, messages, None, images=prompt.images))
         hits = {}

@@ -128,19 +128,7 @@ class ResultColumns:
         """A new frame: ``frame``'s columns and index plus the result columns, and the name
         the ``response`` column got (a column of the input is never replaced: see
         ``columns.free_name``)."""
-        results: dict[str, Any] = {
-            "response": pd.array(self.response, dtype=_STR_DTYPE),
-            "error": pd.array(self.error, dtype=_STR_DTYPE),
-            "latency": self.latency.copy(),
-            "cached": np.frombuffer(self._cached, dtype=np.int8).astype(bool),
-            "shared": np.frombuffer(self._shared, dtype=np.int8).astype(bool),
-            "attempts": np.frombuffer(self._attempts, dtype=np.int64).copy(),
-            "prompt_tokens": _nullable(self._prompt_tokens),
-            "completion_tokens": _nullable(self._completion_tokens),
-            "finish_reason": pd.array(self.finish_reason, dtype=_STR_DTYPE),
-            "reasoning": pd.array(self.reasoning, dtype=_STR_DTYPE),
-            "tool_calls": pd.array(self.tool_calls, dtype=_STR_DTYPE),
-        }
+        results = {name: _pandas_column(name, values) for name, values in self.plain().items()}
         out: pd.DataFrame = frame.copy(deep=False)
         response = free_name("response", out.columns)
         for name, values in results.items():
@@ -148,6 +136,14 @@ class ResultColumns:
         return out, response
 
 
-def _nullable(buffer: array[int]) -> pd.arrays.IntegerArray:
-    values = np.frombuffer(buffer, dtype=np.int64).copy()
-    return pd.arrays.IntegerArray(values, values < 0)
+def _pandas_column(name: str, values: Any) -> Any:
+    """One of ``plain()``'s columns as pandas keeps it: text as strings, token counts as
+    nullable integers (-1: unknown), numbers copied out of the run's buffers."""
+    if isinstance(values, list):
+        return pd.array(values, dtype=_STR_DTYPE)
+    if name in _TOKEN_COUNTS:
+        return pd.arrays.IntegerArray(values.copy(), values < 0)
+    return values.copy()
+
+
+_TOKEN_COUNTS = frozenset({"prompt_tokens", "completion_tokens"})
