@@ -1,16 +1,19 @@
 """Client CPU per row in machine instructions: far steadier than seconds on a busy machine.
 
     python benchmarks/instructions.py                # raw aiohttp, its worker pool, complete()
-    python benchmarks/instructions.py --rows 500 1500 --only complete
+    python benchmarks/instructions.py --rows 500 1500 --only complete --repeat 3
 
 Case 1 of ``run.py`` compares CPU seconds per row, which swing by 20% or more on a shared
 2-core machine. Here each contender's client runs alone under Valgrind's callgrind (which
 counts the instructions it executes, however busy the machine is), against the embedded
 server in its own process (not counted), at two row counts; the difference divided by the
 difference in rows is the cost of a row, with the interpreter's start and the imports taken
-out. Counts still move by a few percent between runs (how many answers one turn of the event
-loop reads depends on the server's pace): compare contenders of the same run. Needs
-``valgrind`` (``apt-get install valgrind``); each run takes a minute or two.
+out. Every count is taken against a server started for it: how many answers one turn of the
+client's event loop reads depends on the server's pace, and with one server for the whole
+run the same code measured 572,000 instructions a row when first and 626,000 when it came
+after two other contenders. Counts still move by a few percent between runs: ``--repeat``
+takes each contender's median, the contenders taking turns. Needs ``valgrind`` (``apt-get install
+valgrind``); each count takes a minute or so.
 
 Contenders: ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is
 the least an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same
@@ -28,6 +31,7 @@ import asyncio
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from typing import Any
@@ -100,10 +104,18 @@ def instructions(contender: str, rows: int, base_url: str) -> int:
     return int(found[1])
 
 
+def fresh_count(contender: str, rows: int) -> int:
+    """``instructions`` against a server started (and warmed up) for this count alone."""
+    with server() as process:
+        warm_up(process)
+        return instructions(contender, rows, process.base_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", nargs=2, type=int, default=(500, 1500), metavar="N")
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--repeat", type=int, default=1, metavar="N")
     parser.add_argument("--client", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
@@ -114,13 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     few, many = sorted(args.rows)
-    per_row: dict[str, float] = {}
-    with server() as process:
-        warm_up(process)
+    estimates: dict[str, list[float]] = {contender: [] for contender in args.only}
+    for _ in range(args.repeat):
         for contender in args.only:
-            counts = [instructions(contender, rows, process.base_url) for rows in (few, many)]
-            per_row[contender] = (counts[1] - counts[0]) / (many - few)
-            print(f"{contender:9s} {per_row[contender]:>11,.0f} instructions a row")
+            counts = [fresh_count(contender, rows) for rows in (few, many)]
+            estimates[contender].append((counts[1] - counts[0]) / (many - few))
+    per_row = {contender: statistics.median(values) for contender, values in estimates.items()}
+    for contender, value in per_row.items():
+        runs = ", ".join(f"{v:,.0f}" for v in estimates[contender])
+        print(f"{contender:9s} {value:>11,.0f} instructions a row (median of {runs})")
     if "raw" in per_row:
         for contender, value in per_row.items():
             print(f"{contender:9s} {value / per_row['raw']:.3f}x raw aiohttp")
