@@ -38,8 +38,12 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from holysheep_nb.retry import parse_duration
+
+if TYPE_CHECKING:
+    from holysheep_nb.admission import Headers, Ticket
 
 #: Requests in flight a slow-starting run begins with (RFC 5681 allows up to 4 segments).
 INITIAL_WINDOW = 4
@@ -213,13 +217,24 @@ class ConcurrencyGate:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def try_acquire(self) -> int:
-        """Take a slot if one is free and nobody waits: the requests in flight with this one,
-        or 0. The engine's fast path: no coroutine per request while the window is open."""
+    # The gate is an admission part (``admission.Admitter``): it holds a slot from the
+    # moment a send is admitted until its answer is back.
+    holds = True
+
+    def ready(self, ticket: Ticket) -> bool:
+        """Take a slot if one is free and nobody waits, and tell ``ticket`` the requests in
+        flight with it and the window's generation: the hot path, no coroutine per request
+        while the window is open."""
         if self.in_flight < self.window.limit and not self._waiters:
             self.in_flight += 1
-            return self.in_flight
-        return 0
+            ticket.sent_at, ticket.generation = self.in_flight, self.window.generation
+            return True
+        return False
+
+    async def wait(self, ticket: Ticket) -> None:
+        """``acquire`` a slot for ``ticket`` (the same telling as ``ready``)."""
+        ticket.sent_at = await self.acquire()
+        ticket.generation = self.window.generation
 
     async def acquire(self) -> int:
         """Wait for a slot; return the number of requests in flight with this one."""
@@ -238,10 +253,11 @@ class ConcurrencyGate:
             self.in_flight += 1
         return self.in_flight
 
-    def release(self) -> None:
+    def release(self, headers: Headers = None) -> None:
         """Give the slot back and let the next waiter in, if the window allows."""
         self.in_flight -= 1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
         while self._waiters and self.in_flight < self.window.limit:

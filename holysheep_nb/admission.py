@@ -2,13 +2,17 @@
 
 A send passes, in order, the concurrency gate (``adaptive.ConcurrencyGate`` over the run's
 ``ConcurrencyWindow``), the throttle (``ratelimit.Throttle``: the token buckets and the
-429 cool-down) and the limit shared with other processes (a Dask cluster's, or
-``NullSharedLimit`` when the run shares nothing). Each part is an ``Admitter``: ``ready``
-takes a turn at once when one is free (the hot path: no coroutine), ``wait`` waits for one,
-``release`` gives it back when the send is over. ``Admission`` runs a ``Ticket`` through
-the parts (``ready`` for those that admit at once, then ``wait``) and, when a wait is
-interrupted, releases what was taken. A new limit (a slow
-start, a dead-server breaker) is one more part in ``Admission.parts``.
+429 cool-down) and, in a run that shares its limit with other processes (a Dask
+cluster's), ``SharedPart``. Each part is an ``Admitter``: ``ready`` takes a turn at once
+when one is free (the hot path: no coroutine), ``wait`` waits for one, ``release`` gives it
+back when the send is over (only a part that ``holds`` a turn meanwhile has one to give).
+``Admission`` runs a ``Ticket`` through the parts (``ready`` for those that admit at once,
+then ``wait``) and, when a wait is interrupted, releases what was taken. A new limit (a
+slow start, a dead-server breaker) is one more part in ``Admission.parts``.
+
+A run that shares nothing has ``NullSharedLimit`` as its shared limit: what the engine and
+the holds tell a shared limit (tokens settled, a hold, the stop) goes nowhere, and it is no
+part of admission, so an unshared run's sends pass two parts, not three.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.clock import Clock
 from holysheep_nb.errors import HolySheepError
 from holysheep_nb.outcome import RunStats, RunStop
-from holysheep_nb.ratelimit import SharedLimit, Throttle
+from holysheep_nb.ratelimit import SharedLimit
 
 Headers = Mapping[str, str] | None
 
@@ -56,6 +59,10 @@ class Ticket:
 class Admitter(Protocol):
     """One part of admission (see the module docstring)."""
 
+    #: True when the part holds a turn while the send is in flight (``release`` gives it
+    #: back); False for one that only decides when a send may go.
+    holds: bool
+
     def ready(self, ticket: Ticket) -> bool:
         """Take a turn at once if one is free; True when taken."""
 
@@ -66,61 +73,13 @@ class Admitter(Protocol):
         """The send is over (``headers``: its answer's, if one came back)."""
 
 
-class GatePart:
-    """The adaptive concurrency gate: at most ``window.limit`` sends in flight."""
-
-    def __init__(self, window: ConcurrencyWindow) -> None:
-        self.window = window
-        self.gate = ConcurrencyGate(window)
-
-    def ready(self, ticket: Ticket) -> bool:
-        sent_at = self.gate.try_acquire()
-        if sent_at:
-            ticket.sent_at, ticket.generation = sent_at, self.window.generation
-        return sent_at > 0
-
-    async def wait(self, ticket: Ticket) -> None:
-        ticket.sent_at = await self.gate.acquire()
-        ticket.generation = self.window.generation
-
-    def release(self, headers: Headers) -> None:
-        self.gate.release()
-
-
-class ThrottlePart:
-    """The run's token buckets and cool-down; it holds nothing once a send has gone."""
-
-    def __init__(self, throttle: Throttle, clock: Clock) -> None:
-        self.throttle = throttle
-        self.clock = clock
-
-    def ready(self, ticket: Ticket) -> bool:
-        return self.throttle.open()
-
-    async def wait(self, ticket: Ticket) -> None:
-        waited = self.clock.now()
-        await self.throttle.acquire(ticket.tokens)
-        ticket.held += self.clock.now() - waited
-
-    def release(self, headers: Headers) -> None:
-        return None
-
-
 class NullSharedLimit:
-    """The shared limit of a run that shares none: admits at once, learns nothing."""
+    """The shared limit of a run that shares none: learns nothing, and is no admission part
+    (the run's sends pass the gate and the throttle only)."""
 
     #: A run sharing nothing paces itself at a rate the provider states.
     paces_itself = True
     in_flight = 0
-
-    def ready(self, ticket: Ticket) -> bool:
-        return True
-
-    async def wait(self, ticket: Ticket) -> None:
-        return None
-
-    def release(self, headers: Headers) -> None:
-        return None
 
     def settle(self, estimated: float, actual: float) -> None:
         return None
@@ -141,6 +100,7 @@ class SharedPart:
     """
 
     paces_itself = False
+    holds = True  # a turn of the shared limit, given back when the answer is in
 
     def __init__(
         self,
@@ -193,6 +153,7 @@ class Admission:
 
     def __init__(self, *parts: Admitter) -> None:
         self.parts = parts
+        self.holders = tuple(part for part in parts if part.holds)
 
     def ready(self, ticket: Ticket) -> int:
         """Pass the parts that admit at once, in order; how many passed (all of them: the
@@ -217,7 +178,8 @@ class Admission:
                 taken += 1
         except BaseException:
             for part in self.parts[:taken]:
-                part.release(None)
+                if part.holds:
+                    part.release(None)
             raise
 
     async def enter(self, ticket: Ticket) -> None:
@@ -227,6 +189,6 @@ class Admission:
             await self.wait(ticket, passed)
 
     def leave(self, headers: Headers) -> None:
-        """The send is over: every part gets its turn back."""
-        for part in self.parts:
+        """The send is over: every part that holds a turn gets it back."""
+        for part in self.holders:
             part.release(headers)

@@ -46,11 +46,14 @@ _DECODER = json.JSONDecoder()
 _DONE = re.compile(r"data:\s*\[DONE\]")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A parsed 2xx completion. ``text`` is None when the model gave no content (a refusal,
     a tool call, a filtered or cut answer); ``tool_calls`` is their JSON text; ``logprobs``
-    are the answer's tokens (reasoning included) when the server sent them."""
+    are the answer's tokens (reasoning included) when the server sent them.
+
+    A value, never changed once built; not frozen only for the cost of building one per
+    answer (as ``RowOutcome``)."""
 
     text: str | None
     prompt_tokens: int | None = None
@@ -79,6 +82,9 @@ def parse_answer(raw: bytes) -> Answer:
         data = _json_of_other_body(raw)
     if not isinstance(data, dict):
         raise MalformedAnswer(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    if choices.__class__ is list and len(choices) == 1 and choices[0].__class__ is dict:
+        return _answer_of(data, choices[0])  # the usual answer: one choice
     choice = _first_choice(data)
     if len(data["choices"]) > 1:
         return samples_answer(_answer_of(data, choice), data["choices"])
@@ -98,11 +104,16 @@ def _answer_of(data: dict[str, Any], choice: dict[str, Any]) -> Answer:
     ):
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
-        return Answer(
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        finish = choice.get("finish_reason")
+        return Answer(  # the usual token counts and finish reason read at once, too
             text=content,
-            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-            completion_tokens=_int_or_none(usage.get("completion_tokens")),
-            finish_reason=_text(choice.get("finish_reason")),
+            prompt_tokens=prompt if prompt.__class__ is int else _int_or_none(prompt),
+            completion_tokens=(
+                completion if completion.__class__ is int else _int_or_none(completion)
+            ),
+            finish_reason=finish if finish.__class__ is str and finish else None,
         )
     return _answer(
         content=message.get("content"),
@@ -309,6 +320,4 @@ def _text(value: object) -> str | None:
 
 
 def _int_or_none(value: object) -> int | None:
-    if value.__class__ is int:  # the usual token count: one check per answer field
-        return value
     return value if is_whole(value) else None

@@ -10,12 +10,10 @@ read (``errors.redact``). An answer's text is the user's data and is never rewri
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -42,9 +40,10 @@ _ANSWERED = judge(200, None)  # every 2xx answer (judged once, not per answer)
 _EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
-    """What one attempt came back with.
+    """What one attempt came back with (a value, never changed once built; not frozen only
+    for the cost of building one per request, as ``RowOutcome``).
 
     ``unsent`` marks a request that the server cannot have read: the connection it was
     written on had been reused from the pool and was closed by the server before any answer
@@ -67,8 +66,19 @@ class Attempt:
         return self.judgement.verdict
 
 
-#: The current request's mark, set by ``Sender.send`` for ``ReuseTrackingConnector``.
-_REQUEST: ContextVar[SimpleNamespace | None] = ContextVar("holysheep_request", default=None)
+class _Mark:
+    """Whether the request a task is sending went on a connection reused from the pool."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+#: The sending task's mark: ``Sender.send`` clears it, ``ReuseTrackingConnector`` sets it.
+#: One per task, made at its first send (a task sends one request at a time, and every task
+#: has its own context), so a request costs a lookup, not a new object.
+_MARK: ContextVar[_Mark | None] = ContextVar("holysheep_mark", default=None)
 
 
 class ReuseTrackingConnector(aiohttp.TCPConnector):
@@ -77,22 +87,30 @@ class ReuseTrackingConnector(aiohttp.TCPConnector):
     A request written on a pooled keep-alive connection that the server had already closed
     fails before any answer, and the server never read it: ``Sender`` resends it without
     spending an attempt. (aiohttp's tracing could tell the same, at ten signals per request
-    on the hot path; this costs a set lookup.)
+    on the hot path; this costs a set lookup.) The connections seen are kept in a plain set,
+    pruned of closed ones as it grows past a few times the pool's size.
     """
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._seen: set[Any] = set()
+        self._prune_at = 4 * max(self.limit, 16)
 
     async def connect(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
         protocol = connection.protocol
-        mark = _REQUEST.get()
+        mark = _MARK.get()
         if mark is not None and protocol is not None:
-            mark.reused = protocol in self._seen
-            self._seen.add(protocol)
+            seen = self._seen
+            if protocol in seen:
+                mark.reused = True
+            else:
+                seen.add(protocol)
+                if len(seen) > self._prune_at:
+                    self._seen = {known for known in seen if known.is_connected()}
+                    self._prune_at = 4 * max(self.limit, 16, len(self._seen))
         return connection
 
 
@@ -118,7 +136,8 @@ class Sender:
         self.key_bytes = key.encode() if key and is_secret(key) else b""
         #: None: nothing to merge into the session's defaults; a function: asked for every
         #: request (a Microsoft Entra ID token provider hands out tokens that expire).
-        self.headers = headers or None
+        self.headers = None if callable(headers) else headers or None
+        self.fresh_headers = headers if callable(headers) else None
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
         self.heard_back = False
@@ -129,11 +148,16 @@ class Sender:
         stats = self.stats
         stats.requests_sent += 1
         stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        context = SimpleNamespace(reused=False)
-        marked = _REQUEST.set(context)
+        if stats.in_flight > stats.max_in_flight:
+            stats.max_in_flight = stats.in_flight
+        mark = _MARK.get()
+        if mark is None:
+            mark = _Mark()
+            _MARK.set(mark)
+        mark.reused = False
         try:
-            sent_headers = self.headers() if callable(self.headers) else self.headers
+            fresh = self.fresh_headers
+            sent_headers = self.headers if fresh is None else fresh()
             post = self.session.post(
                 self.url,
                 data=payload(body),
@@ -151,12 +175,11 @@ class Sender:
             stats.requests_sent -= 1  # it never left this machine
             return Attempt(_CONNECTION, detail=describe_exception(exc), connect_failed=True)
         except aiohttp.ClientError as exc:
-            unsent = context.reused and isinstance(
+            unsent = mark.reused and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
             )
             return Attempt(_CONNECTION, detail=describe_exception(exc), unsent=unsent)
         finally:
-            _REQUEST.reset(marked)
             stats.in_flight -= 1
         self.heard_back = True
         if status == 429:
@@ -187,8 +210,9 @@ class Sender:
             # cut short, and a cut key would slip past a later redaction.
             detail = _malformed(self.scrub(raw))
             return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
-        explained = answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
-        if answer.text is None and not explained:
+        if answer.text is None and not (
+            answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
+        ):
             detail = f"no message content (finish_reason={answer.finish_reason!r})"
             return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
         return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
@@ -206,14 +230,30 @@ async def open_sender(
     endpoint: Endpoint, settings: EngineSettings, stats: RunStats, clock: Clock
 ) -> AsyncIterator[Sender]:
     """A run's ``Sender``: one session, its pool as wide as ``max_concurrent``, each
-    attempt bounded by ``timeout``; closed when the run ends."""
+    attempt bounded by ``timeout``; closed when the run ends.
+
+    The session posts to the chat URL only, never following a redirect, so without a proxy
+    the key can be one of its default headers (merged into each request by aiohttp at no
+    cost of ours). Through a proxy it goes with each request instead: aiohttp hands a
+    session's defaults to the proxy too (as the CONNECT request's headers).
+    """
     connector = ReuseTrackingConnector(
         limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
     )
+    proxy = proxy_for(endpoint.chat_url)
+    defaults = endpoint.session_headers()
+    per_request: dict[str, str] | Callable[[], dict[str, str]]
+    if endpoint.fresh_headers:
+        per_request = endpoint.request_headers  # asked again for every request
+    elif proxy is None:
+        defaults.update(endpoint.request_headers())
+        per_request = {}
+    else:
+        per_request = endpoint.request_headers()
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=settings.timeout),
-        headers=endpoint.session_headers(),
+        headers=defaults,
         # An API authenticates each request by its key, never by a cookie; a jar would filter
         # cookies for every request and store any a load balancer sets, for nothing.
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -222,11 +262,9 @@ async def open_sender(
             session,
             endpoint.chat_url,
             stats=stats,
-            proxy=proxy_for(endpoint.chat_url),
+            proxy=proxy,
             key=endpoint.api_key,
-            headers=endpoint.request_headers
-            if endpoint.fresh_headers
-            else endpoint.request_headers(),
+            headers=per_request,
             wall=clock.wall,
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # the JSON string of a str (C)
 from typing import Any
 
 #: Body keys the engine owns; passing them as extra parameters is a mistake. (``stream`` is
@@ -16,10 +17,11 @@ RESERVED_PARAMS = frozenset({"model", "messages", "n"})
 
 
 class EncodedParams(dict[str, Any]):
-    """A run's body parameters, with their JSON encoded once for every request of the run.
+    """A run's body parameters, with what every request of the run shares encoded once.
 
     A ``json_schema`` ``response_format`` can be kilobytes; encoding it again for each row
-    cost ``extract()`` a sixth of its throughput.
+    cost ``extract()`` a sixth of its throughput. The model and the system message are the
+    run's too: a row's body is the run's frame around the row's prompt.
     """
 
     def fragment(self, *, structured: bool) -> bytes:
@@ -33,28 +35,50 @@ class EncodedParams(dict[str, Any]):
             encoded = cache[structured] = (b"," + text) if text else b""
         return encoded
 
-    def head(self, model: str, messages: Sequence[Mapping[str, str]]) -> bytes | None:
-        """``{"model":...,"messages":[`` with the messages before the prompt, encoded once
-        for the run (its model and system message are the same in every request), or None
-        for messages of another shape (then the whole body is encoded)."""
-        if len(messages) == 1:
-            key: tuple[object, ...] = (model,)
-        elif len(messages) == 2 and messages[0].get("role") == "system":
-            key = (model, *messages[0].items())
+    def frame(
+        self, model: str, messages: Sequence[Mapping[str, Any]], structured: bool
+    ) -> tuple[bytes, bytes] | None:
+        """The body around the prompt, encoded once for the run: ``(before, after)`` such
+        that ``before + <the prompt as a JSON string> + after`` is the body, for messages
+        that end with a plain user message (``{"role": "user", "content": "..."}``) after
+        at most a system message; None for messages of another shape (few-shot turns,
+        images), whose body is encoded whole."""
+        count = len(messages)
+        if count == 1:
+            key: tuple[object, ...] = (structured, model)
+        elif count == 2 and messages[0].get("role") == "system":
+            first = messages[0]
+            system = first.get("content")
+            key = (
+                (structured, model, system)
+                if len(first) == 2
+                else (structured, model, *first.items())
+            )
         else:
             return None
-        heads: dict[tuple[object, ...], bytes] = self.__dict__.setdefault("_heads", {})
-        encoded = heads.get(key)
-        if encoded is None:
+        last = messages[-1]
+        if len(last) != 2 or last.get("role") != "user" or last.get("content").__class__ is not str:
+            return None
+        frames: dict[tuple[object, ...], tuple[bytes, bytes]] | None = self.__dict__.get("_frames")
+        if frames is None:
+            frames = self.__dict__["_frames"] = {}
+        found = frames.get(key)
+        if found is None:
             leading = b"".join(_dumps(dict(message)) + b"," for message in messages[:-1])
-            encoded = heads[key] = b'{"model":%b,"messages":[%b' % (_dumps(model), leading)
-        return encoded
+            found = frames[key] = (
+                b'{"model":%b,"messages":[%b{"role":"user","content":' % (_dumps(model), leading),
+                b"}]%b}" % self.fragment(structured=structured),
+            )
+        return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatRequest:
-    """One row's request: its messages, extra body parameters and a token estimate.
+    """One row's request: its messages, extra body parameters and a token estimate (a
+    value but for ``followers``; not frozen only for the cost of building one per row, as
+    ``RowOutcome``).
 
+    A request asks for structured output when its ``params`` hold a ``response_format``.
     ``unstructured_system`` is the system message to send instead, without
     ``response_format``, once the server has said it does not support structured output (the
     label set or the schema is then described in it); None to keep the usual one.
@@ -69,27 +93,22 @@ class ChatRequest:
     #: and are never sent themselves. The caller may add to it until then.
     followers: list[Hashable] = field(default_factory=list, compare=False)
 
-    @property
-    def structured(self) -> bool:
-        """True when the request asks for structured output (``response_format``)."""
-        return "response_format" in self.params
-
     def body(self, model: str, *, structured: bool = True) -> bytes:
         """The JSON body for ``model``; with ``structured=False``, the variant without
         ``response_format`` (and with ``unstructured_system``, when there is one)."""
-        structured = structured or not self.structured
+        params = self.params
+        structured = structured or "response_format" not in params
         messages = self.messages
         if not structured and self.unstructured_system is not None:
             messages = with_system(messages, self.unstructured_system)
-        params = self.params
         if not isinstance(params, EncodedParams):
             params = EncodedParams(params)
-        fragment = params.fragment(structured=structured)
-        head = params.head(model, messages)
-        if head is None:
+        frame = params.frame(model, messages, structured)
+        if frame is None:
             encoded = _dumps(list(messages))
+            fragment = params.fragment(structured=structured)
             return b'{"model":%b,"messages":%b%b}' % (_dumps(model), encoded, fragment)
-        return b"%b%b]%b}" % (head, _dumps(messages[-1]), fragment)
+        return frame[0] + encode_basestring(messages[-1]["content"]).encode() + frame[1]
 
 
 #: One encoder for every body: ``json.dumps`` with options builds a new one per call.

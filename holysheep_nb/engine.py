@@ -25,16 +25,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
-from holysheep_nb.adaptive import ConcurrencyWindow
-from holysheep_nb.admission import (
-    Admission,
-    GatePart,
-    NullSharedLimit,
-    SharedPart,
-    Stopped,
-    ThrottlePart,
-    Ticket,
-)
+from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.admission import Admission, NullSharedLimit, SharedPart, Stopped, Ticket
 from holysheep_nb.answers import Answer
 from holysheep_nb.attempt import Attempt, Sender, open_sender
 from holysheep_nb.clock import Clock, SystemClock
@@ -133,18 +125,22 @@ class _Run:
         #: A separate object, so that the throttle holding its sleep does not tie the run
         #: into a reference cycle (a finished run's results would then stay alive until the
         #: next full collection).
+        self.now = engine.clock.now
         self.halt = Halt(engine.clock)
         self.throttle = Throttle(settings.limits, engine.clock, sleep=self.halt.sleep)
         self.window = stats.concurrency = ConcurrencyWindow.slow_starting(settings.max_concurrent)
+        gate = ConcurrencyGate(self.window)
         shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
-        self.shared = (
-            NullSharedLimit()
-            if shared is None
-            else SharedPart(shared, stats, self.halt.sleep, engine.clock)
-        )
-        self.admission = Admission(
-            GatePart(self.window), ThrottlePart(self.throttle, engine.clock), self.shared
-        )
+        self.shared: SharedPart | NullSharedLimit
+        if shared is None:
+            self.shared = NullSharedLimit()
+            self.admission = Admission(gate, self.throttle)
+        else:
+            self.shared = SharedPart(shared, stats, self.halt.sleep, engine.clock)
+            self.admission = Admission(gate, self.throttle, self.shared)
+        #: Whether an answer's usage corrects a token estimate: a tokens-per-minute bucket,
+        #: or a shared limit, counts tokens.
+        self.settles = settings.limits.tokens_per_minute is not None or shared is not None
         self.holds = BudgetHolds(
             self.throttle,
             self.shared,
@@ -160,6 +156,8 @@ class _Run:
         self.connect_failures = 0
         self.patience = Patience(settings.retry.max_retry_after)
         self.dead = DeadServer()
+        self.listening = True  # whether an answer may change patience or the dead watch
+        self.model = engine.endpoint.model
 
     async def execute(self, rows: Iterator[RowWork]) -> None:
         engine = self.engine
@@ -217,22 +215,18 @@ class _Run:
         self.on_result(outcome)
 
     async def complete(self, row: RowState) -> RowOutcome:
-        """One row through attempts and waits until it has its final outcome, with the part
-        of its latency spent held for the pace or the budget (``RowOutcome.held``)."""
-        outcome = await self.attempts(row)
-        return replace(outcome, held=row.held) if row.held else outcome
-
-    async def attempts(self, row: RowState) -> RowOutcome:
-        """``complete``'s loop: one case per verdict of the row's last attempt."""
+        """One row through attempts and waits until it has its final outcome: one case per
+        verdict of its last attempt. The outcome says how much of its latency was spent held
+        for the pace or the budget (``RowOutcome.held``)."""
         while True:
             attempt = await self.attempt(row)
             if attempt is None:
                 return self.not_sent(row)
-            match attempt.verdict:
+            match attempt.judgement.verdict:
                 case Verdict.OK:
                     assert attempt.answer is not None
                     outcome = self.answered(row, attempt.answer)
-                    if not self.in_words(row, outcome):
+                    if not (row.structured and self.in_words(row, outcome)):
                         return outcome
                 case Verdict.RETRY if attempt.unsent and row.free_resends < FREE_RESENDS:
                     # The server cannot have read it: send it again at no attempt's cost.
@@ -286,22 +280,26 @@ class _Run:
                 return None
             row.attempts += 1
             if row.started is None:
-                row.started = self.engine.clock.now()
-            structured = self.structured and row.request.structured and not row.in_words
-            row.structured = structured
-            body = row.request.body(self.engine.endpoint.model, structured=structured)
-            attempt = await self.sender.send(body, structured=structured)
+                row.started = self.now()
+            request = row.request
+            structured = row.structured = (
+                self.structured and "response_format" in request.params and not row.in_words
+            )
+            attempt = await self.sender.send(
+                request.body(self.model, structured=structured), structured=structured
+            )
             headers = attempt.headers
         finally:
             self.admission.leave(headers)
         budget_spent = self.holds.observe(headers)
-        self.patience.heard(attempt.status, self.engine.clock.now())
-        dead = self.dead.heard(row.row_id, attempt.status, attempt.detail)
-        if dead is not None:
-            self.stop_run(dead)
+        row.heard = self.now()
+        if self.listening or attempt.answer is None:
+            self.listen(row, attempt)
         row.crowded = False
         if attempt.status == 429:
-            if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
+            if (
+                attempt.judgement.verdict is Verdict.RETRY
+            ):  # a quota 429 says nothing of concurrency
                 row.crowded = self.window.rate_limited(
                     ticket.sent_at,
                     ticket.generation,
@@ -312,6 +310,18 @@ class _Run:
             self.window.success(ticket.sent_at)
         row.budget_spent = budget_spent
         return attempt
+
+    def listen(self, row: RowState, attempt: Attempt) -> None:
+        """Tell the run's patience with 429s and its dead-server watch what came back.
+
+        Once both have nothing to watch (an answer came back, and no 429 since), a usual
+        answer changes neither, so ``attempt`` skips telling them (``listening``).
+        """
+        self.patience.heard(attempt.status, row.heard)
+        dead = self.dead.heard(row.row_id, attempt.status, attempt.detail)
+        if dead is not None:
+            self.stop_run(dead)
+        self.listening = self.patience.since is not None or self.dead.rows is not None
 
     async def retry(self, row: RowState, attempt: Attempt) -> RowOutcome | None:
         """Wait before the row's next attempt; its final outcome instead when there is none."""
@@ -336,7 +346,7 @@ class _Run:
         """Wait out a rate-limit 429 without spending an attempt, within the run's and the
         row's bounds (``patience``); the row's final outcome when it goes no further."""
         policy = self.engine.settings.retry
-        stop = self.patience.stop(self.engine.clock.now(), attempt.detail)
+        stop = self.patience.stop(self.now(), attempt.detail)
         if stop is not None:
             self.stop_run(stop)
             return self.not_sent(row)
@@ -359,7 +369,7 @@ class _Run:
         self.stats.retries += 1
         if row.budget_spent or self.window.cluster:
             # The account's budget is spent: hold every new send, not just this row.
-            self.holds.pause(self.engine.clock.now() + delay, "429s back to back")
+            self.holds.pause(self.now() + delay, "429s back to back")
             return None
         try:
             await self.rest(delay)
@@ -432,14 +442,15 @@ class _Run:
 
     def answered(self, row: RowState, answer: Answer) -> RowOutcome:
         """The row's answer came back: settle its token estimate, then read it."""
-        used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
-        if used:
-            self.throttle.settle_tokens(row.ticket.tokens, used)
-            self.shared.settle(row.ticket.tokens, used)
-        return answered(row, answer, self.reader, self.engine.clock.now())
+        if self.settles:
+            used = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+            if used:
+                self.throttle.settle_tokens(row.ticket.tokens, used)
+                self.shared.settle(row.ticket.tokens, used)
+        return answered(row, answer, self.reader, row.heard)
 
     def failed(self, row: RowState, attempt: Attempt) -> RowOutcome:
-        return failed(row, attempt, self.engine.endpoint.api_key, self.engine.clock.now())
+        return failed(row, attempt, self.engine.endpoint.api_key, self.now())
 
     def refused(self, row: RowState, attempt: Attempt) -> RowOutcome:
         """A row the provider refused with 429s for ``max_retry_after`` in all."""
@@ -448,7 +459,7 @@ class _Run:
         return replace(outcome, detail=f"{outcome.detail} (refused {times})")
 
     def not_sent(self, row: RowState) -> RowOutcome:
-        return not_sent(row, self.halt.reason, self.engine.clock.now())
+        return not_sent(row, self.halt.reason, self.now())
 
     def stop_run(self, stop: RunStop) -> None:
         """Stop the run (the first reason wins): nothing more is sent, waiters wake up."""

@@ -66,9 +66,13 @@ class OutcomeKind(enum.Enum):
     TRUNCATED = "truncated"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RowOutcome:
     """The final outcome of one row.
+
+    A value: nothing changes it once built (``dataclasses.replace`` makes a changed copy). It
+    is not a frozen dataclass only because one is built per row on the hot path, where a
+    frozen one costs twice as much to build.
 
     ``response`` is the answer text when one came back (also for an answer the reader
     rejected: it was paid for and stays inspectable); ``value`` is what the reader made of

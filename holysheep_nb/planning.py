@@ -110,24 +110,27 @@ class RowPlanner:
                 messages = prompt.images.attach(messages)
                 text = prompt.images.identity(text)
             texts[position] = text
-            asks.append(Ask(position, text, messages, None, images=prompt.images))
+            asks.append(Ask(position, text, messages, None, None, prompt.images))
         hits = {}
         if self.key_of is not None:
             for ask in asks:
                 ask.key = self.key_of(ask.messages)
             if self.cache is not None and asks:
                 hits = self.cache.get_many([ask.key for ask in asks if ask.key is not None])
+        leaders = self.leaders
         for ask in asks:
-            leader = self.leaders.get(hash(ask.text))
+            prompt_hash = hash(ask.text)
+            leader = leaders.get(prompt_hash)
             if leader is not None and self._prompt_at(leader, texts) == ask.text:
                 ask.leader = leader
                 yield ask
                 continue
-            hit = hits.get(ask.key) if ask.key is not None else None
-            if hit is not None:
-                yield Known(ask.position, known_outcome(ask.position, hit, cached=True))
-                continue
-            self.leaders[hash(ask.text)] = ask.position
+            if hits:
+                hit = hits.get(ask.key) if ask.key is not None else None
+                if hit is not None:
+                    yield Known(ask.position, known_outcome(ask.position, hit, cached=True))
+                    continue
+            leaders[prompt_hash] = ask.position
             yield ask
 
     def _prompt_at(self, position: int, texts: dict[int, str]) -> str | None:

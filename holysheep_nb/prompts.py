@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 MISSING_PROMPT = "missing prompt"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prompt:
     """A row's prompt text, or the reason it has none (``error``); ``images``: the row's
     images, in a call with ``images=`` (``holysheep_nb.images``); ``image_problem``: when an
     image is why the row has none, the kind of problem without the file ("image file not
-    found"), the report's group."""
+    found"), the report's group. A value (not frozen only for the cost of building one per
+    row, as ``RowOutcome``)."""
 
     text: str | None
     error: str | None = None
@@ -109,13 +110,15 @@ class PromptSource:
 
 
 def _prompt_from_value(value: object) -> Prompt:
+    if isinstance(value, str) and value.isascii():  # the usual prompt, read at once
+        return Prompt(value) if value and not value.isspace() else Prompt(None, MISSING_PROMPT)
     if _is_missing(value):
         return Prompt(None, MISSING_PROMPT)
     return _prompt_from_text(value if isinstance(value, str) else str(value))
 
 
 def _prompt_from_text(text: str) -> Prompt:
-    if not text.strip():
+    if not text or text.isspace():
         return Prompt(None, MISSING_PROMPT)
     problem = invalid_text(text)
     return Prompt(None, f"prompt {problem}") if problem else Prompt(text)

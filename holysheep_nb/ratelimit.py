@@ -16,6 +16,7 @@ from holysheep_nb.clock import Clock
 from holysheep_nb.policies import RateLimits
 
 if TYPE_CHECKING:
+    from holysheep_nb.admission import Headers, Ticket
     from holysheep_nb.outcome import RunStats, RunStop
 
 #: Waits shorter than this count as none: float rounding must not leave a waiter sleeping
@@ -93,6 +94,7 @@ class Throttle:
         self._limited = self._requests is not None or self._tokens is not None
         self._resume_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._queued = 0  # sends in ``acquire`` (waiting for the lock, or holding it)
 
     @property
     def resume_at(self) -> float:
@@ -115,11 +117,23 @@ class Throttle:
         now = self._clock.now()
         return now if self._requests is None else now + self._requests.delay_for(1.0)
 
-    def open(self) -> bool:
+    # The throttle is an admission part (``admission.Admitter``): it decides when a send
+    # may go, and holds nothing while the send is in flight.
+    holds = False
+
+    def ready(self, ticket: Ticket | None = None) -> bool:
         """True when a send may go at once: no limits, no queue, no hold (then ``acquire``
-        would return at once; the engine skips it on this hot path)."""
-        idle = not self._limited and not self._lock.locked()
-        return idle and self._clock.now() >= self._resume_at
+        would return at once; admission skips it on this hot path)."""
+        return not self._limited and not self._queued and self._clock.now() >= self._resume_at
+
+    async def wait(self, ticket: Ticket) -> None:
+        """``acquire`` the ticket's tokens; the seconds it took are the ticket's ``held``."""
+        waited = self._clock.now()
+        await self.acquire(ticket.tokens)
+        ticket.held += self._clock.now() - waited
+
+    def release(self, headers: Headers) -> None:
+        """Nothing to give back (``holds`` is False: admission never calls it)."""
 
     def lower_request_rate(self, per_minute: float) -> bool:
         """Pace requests at ``per_minute`` from now on, if that is slower than the pace so far.
@@ -144,8 +158,15 @@ class Throttle:
 
     async def acquire(self, tokens: float = 0.0) -> None:
         """Wait for this send's turn, then take one request and ``tokens`` from the buckets."""
-        if self.open():
+        if self.ready():
             return
+        self._queued += 1
+        try:
+            await self._locked_acquire(tokens)
+        finally:
+            self._queued -= 1
+
+    async def _locked_acquire(self, tokens: float) -> None:
         async with self._lock:
             while True:
                 held = self._resume_at - self._clock.now()

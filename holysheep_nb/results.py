@@ -47,7 +47,7 @@ class ResultColumns:
         """Store a row's final outcome."""
         self._recorded[position] = 1
         self.response[position] = outcome.response
-        self.error[position] = outcome.error
+        self.error[position] = None if outcome.kind is OutcomeKind.OK else outcome.error
         if outcome.latency is not None:
             self._latency[position] = outcome.latency
             self._held[position] = outcome.held

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
 
 from holysheep_nb.admission import Ticket
 from holysheep_nb.answers import Answer, answer_kind
@@ -26,6 +25,7 @@ class RowState:
     request: ChatRequest
     ticket: Ticket
     started: float | None = None  # clock time its first attempt went
+    heard: float = 0.0  # clock time its last attempt's answer (or failure) came back
     attempts: int = 0
     free_resends: int = 0
     budget_spent: bool = False  # the last answer's headers said the budget is spent
@@ -42,31 +42,38 @@ class RowState:
 
 
 def answered(row: RowState, answer: Answer, reader: AnswerReader | None, now: float) -> RowOutcome:
-    """The outcome of a row whose answer came back: an answer, or why it is unusable
-    (``reader`` reads the text into the row's value, or rejects it)."""
-    kind, detail = answer_kind(answer)
-    value: Any = None
-    fields: tuple[str, ...] = ()
-    if kind is OutcomeKind.OK and reader is not None and answer.text is not None:
-        kind, detail, value, fields = read_text(
-            reader, answer.text, answer.finish_reason, answer.logprobs
-        )
-    return RowOutcome(
+    """The outcome of a row whose answer came back (at clock time ``now``): an answer, or
+    why it is unusable (``reader`` reads the text into the row's value, or rejects it)."""
+    if answer.text and not answer.refusal:  # the usual answer (``answer_kind``'s OK)
+        kind, detail = OutcomeKind.OK, ""
+    else:
+        kind, detail = answer_kind(answer)
+    outcome = RowOutcome(
         row.row_id,
         kind,
         response=answer.text,
-        value=value,
-        fields=fields,
         detail=detail,
-        latency=row.latency(now),
+        latency=None if row.started is None else now - row.started,
         attempts=row.attempts,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         finish_reason=answer.finish_reason,
-        reasoning=answer.reasoning,
-        tool_calls=answer.tool_calls,
-        logprobs=answer.logprobs,
     )
+    # What most answers leave at its default is set only when there is one: an argument
+    # passed by name costs a row as much as building the rest of the outcome.
+    if row.held:
+        outcome.held = row.held
+    if answer.reasoning is not None:
+        outcome.reasoning = answer.reasoning
+    if answer.tool_calls is not None:
+        outcome.tool_calls = answer.tool_calls
+    if answer.logprobs is not None:
+        outcome.logprobs = answer.logprobs
+    if kind is OutcomeKind.OK and reader is not None and answer.text is not None:
+        outcome.kind, outcome.detail, outcome.value, outcome.fields = read_text(
+            reader, answer.text, answer.finish_reason, answer.logprobs
+        )
+    return outcome
 
 
 def failed(row: RowState, attempt: Attempt, key: str | None, now: float) -> RowOutcome:
@@ -78,6 +85,7 @@ def failed(row: RowState, attempt: Attempt, key: str | None, now: float) -> RowO
         detail=redact(attempt.detail, key),
         latency=row.latency(now),
         attempts=row.attempts,
+        held=row.held,
     )
 
 
@@ -89,4 +97,5 @@ def not_sent(row: RowState, stop: RunStop | None, now: float) -> RowOutcome:
         detail=stop.cause if stop is not None else "",
         latency=row.latency(now),
         attempts=row.attempts,
+        held=row.held,
     )

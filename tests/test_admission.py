@@ -1,7 +1,8 @@
 """Admission parts behind one interface, the null shared limit, and the verdict match.
 
 The parts are tried in order; a part that cannot admit at once is waited for; a wait that
-ends with the run's stop (or a cancel) gives back what earlier parts had taken.
+ends with the run's stop (or a cancel) gives back what earlier parts had taken; only a part
+that holds a turn while the send is in flight is given one back.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ import weakref
 
 import pytest
 
-from holysheep_nb.adaptive import ConcurrencyWindow
-from holysheep_nb.admission import (
-    Admission,
-    GatePart,
-    Headers,
-    NullSharedLimit,
-    Stopped,
-    ThrottlePart,
-    Ticket,
-)
+from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.admission import Admission, Headers, NullSharedLimit, Stopped, Ticket
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
-from holysheep_nb.engine import CompletionEngine
+from holysheep_nb.engine import CompletionEngine, _Run
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.outcome import OutcomeKind, RowOutcome, RunStats, RunStop
 from holysheep_nb.policies import RateLimits
@@ -36,8 +29,11 @@ from tests.scripted import BASE_URL
 class Recording:
     """A part that records its calls; ``ready`` as told, ``wait`` raising when told."""
 
-    def __init__(self, name: str, log: list[str], *, ready: bool, stops: bool = False) -> None:
+    def __init__(
+        self, name: str, log: list[str], *, ready: bool, stops: bool = False, holds: bool = True
+    ) -> None:
         self.name, self.log, self.is_ready, self.stops = name, log, ready, stops
+        self.holds = holds
 
     def ready(self, ticket: Ticket) -> bool:
         self.log.append(f"{self.name}.ready")
@@ -64,18 +60,35 @@ async def test_a_stop_while_waiting_releases_only_what_was_taken() -> None:
     log: list[str] = []
     parts = (
         Recording("gate", log, ready=True),
+        Recording("pace", log, ready=True, holds=False),
         Recording("shared", log, ready=False, stops=True),
         Recording("never", log, ready=True),
     )
     with pytest.raises(Stopped):
         await Admission(*parts).enter(Ticket(1))
-    assert log == ["gate.ready", "shared.ready", "shared.wait", "gate.release"]
+    assert log == [
+        "gate.ready",
+        "pace.ready",
+        "shared.ready",
+        "shared.wait",
+        "gate.release",
+    ]
+
+
+async def test_a_part_that_holds_nothing_is_not_given_anything_back() -> None:
+    log: list[str] = []
+    admission = Admission(
+        Recording("gate", log, ready=True), Recording("pace", log, ready=True, holds=False)
+    )
+    await admission.enter(Ticket(1))
+    admission.leave({"x-request-id": "1"})
+    assert log == ["gate.ready", "pace.ready", "gate.release"]
 
 
 async def test_the_gate_part_tells_the_ticket_its_concurrency_and_generation() -> None:
     window = ConcurrencyWindow(2)
-    gate = GatePart(window)
-    admission = Admission(gate, NullSharedLimit())
+    gate = ConcurrencyGate(window)
+    admission = Admission(gate)
     first, second, third = Ticket(1), Ticket(1), Ticket(1)
     await admission.enter(first)
     await admission.enter(second)
@@ -93,7 +106,7 @@ async def test_the_gate_part_tells_the_ticket_its_concurrency_and_generation() -
 
 async def test_the_throttle_part_waits_for_its_bucket(clock: FakeClock) -> None:
     throttle = Throttle(RateLimits(requests_per_minute=60, request_burst=1), clock)
-    admission = Admission(ThrottlePart(throttle, clock))
+    admission = Admission(throttle)
     first, second = Ticket(0), Ticket(0)
     await admission.enter(first)
     await admission.enter(second)
@@ -102,13 +115,16 @@ async def test_the_throttle_part_waits_for_its_bucket(clock: FakeClock) -> None:
     assert (first.held, second.held) == (0.0, pytest.approx(1.0))
 
 
-def test_the_null_shared_limit_admits_at_once_and_learns_nothing() -> None:
+def test_the_null_shared_limit_learns_nothing_and_is_no_admission_part(clock: FakeClock) -> None:
     null = NullSharedLimit()
-    assert null.ready(Ticket(5))
     assert (null.in_flight, null.paces_itself) == (0, True)
     null.settle(5, 9)
     null.hold(3.0, "spent")
-    null.release({"x-ratelimit-remaining-requests": "0"})
+    null.stop(RunStop("stopped", ""))
+    assert not hasattr(null, "ready")
+    engine = CompletionEngine(Endpoint(base_url=BASE_URL), clock=clock)
+    parts = _Run(engine, lambda outcome: None, RunStats(), None).admission.parts
+    assert [type(part) for part in parts] == [ConcurrencyGate, Throttle]
 
 
 class Outcomes:

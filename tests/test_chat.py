@@ -25,6 +25,17 @@ RESPONSE_FORMAT = {"type": "json_object"}
             {"role": "user", "content": "c"},
         ),
         ({"role": "system", "content": "a", "name": "s"}, {"role": "user", "content": "c"}),
+        (  # an image row: its content is a list of parts, encoded whole
+            {"role": "system", "content": "a"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "c"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                ],
+            },
+        ),
+        ({"role": "system", "content": "a"}, {"role": "user", "content": "c", "name": "u"}),
     ],
 )
 @pytest.mark.parametrize("structured", [True, False])

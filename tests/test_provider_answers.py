@@ -418,6 +418,48 @@ async def test_a_request_on_a_dropped_keep_alive_connection_is_resent_free() -> 
     assert report.resent == report.requests_sent - 30 >= 20
 
 
+async def test_the_connector_marks_reused_connections_and_forgets_closed_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the free resend above rests on: a connection handed out again marks the
+    sending task's request as reused; connections the server closed are dropped from what
+    the connector remembers, so a long run against a server that closes every connection
+    does not keep them all."""
+    from holysheep_nb import attempt as attempt_module
+
+    class Protocol:
+        def __init__(self) -> None:
+            self.open = True
+
+        def is_connected(self) -> bool:
+            return self.open
+
+    handed: list[Protocol] = []
+
+    async def pooled(self: object, req: object, traces: object, timeout: object) -> object:
+        return type("Connection", (), {"protocol": handed[-1]})()
+
+    monkeypatch.setattr(aiohttp.TCPConnector, "connect", pooled)
+    connector = attempt_module.ReuseTrackingConnector(limit=4)
+    mark = attempt_module._Mark()
+    attempt_module._MARK.set(mark)
+    kept = Protocol()
+    handed.append(kept)
+    await connector.connect(None, [], None)  # type: ignore[arg-type]
+    assert not mark.reused
+    await connector.connect(None, [], None)  # type: ignore[arg-type]
+    assert mark.reused
+    for _ in range(500):  # each answered once, then closed by the server
+        mark.reused = False
+        handed.append(Protocol())
+        await connector.connect(None, [], None)  # type: ignore[arg-type]
+        assert not mark.reused
+        handed[-1].open = False
+    assert len(connector._seen) <= 4 * 16 + 1
+    assert kept in connector._seen  # the open one is still known
+    await connector.close()
+
+
 def test_half_an_emoji_escaped_in_json_becomes_a_replacement_character() -> None:
     """A model cut mid-emoji can send ``"\\ud83d"``: no UTF-8 store takes a lone surrogate."""
     raw = '{"choices": [{"message": {"content": "great \\ud83d", "reasoning_content": "ok \\ud83d\\ude0d"}, "finish_reason": "length"}]}'

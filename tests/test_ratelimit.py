@@ -159,3 +159,18 @@ async def test_unlimited_throttle_never_sleeps(clock: FakeClock) -> None:
         await throttle.acquire(10_000)
     assert clock.sleeps == []
     assert math.isinf(throttle.resume_at)
+
+
+async def test_a_send_never_passes_one_queued_before_it(clock: FakeClock) -> None:
+    """``ready`` (admission's hot path) is False while another send waits in ``acquire``,
+    even once the hold it waits out is over: the queue is first come, first served."""
+    throttle = Throttle(RateLimits(), clock)
+    assert throttle.ready()
+    throttle.pause_until(clock.now() + 2.0)
+    assert not throttle.ready()
+    waiting = asyncio.ensure_future(throttle.acquire())
+    await asyncio.sleep(0)  # it sleeps out the hold (the fake clock jumps) and is still queued
+    assert clock.now() >= throttle.resume_at
+    assert not throttle.ready()
+    await waiting
+    assert throttle.ready()
