@@ -596,3 +596,35 @@ async def test_a_row_refused_alone_for_max_retry_after_fails_with_how_long(
     assert results[0].error == "HTTP 429 after 1 attempt: too large (refused 6 times over 5 s)"
     assert server.count("p") == 6
     assert all(results[i].error is None for i in range(1, 41))
+
+
+@pytest.mark.parametrize("tokens_per_minute", [None, 600.0])
+async def test_a_run_paces_by_each_requests_token_estimate_only_when_a_limit_reads_it(
+    clock: FakeClock, tokens_per_minute: float | None
+) -> None:
+    """A request's token estimate is made only for a run whose tokens-per-minute limit (or
+    shared limit) reads it; with the limit, each send still waits for its estimate."""
+    import pandas as pd
+
+    from holysheep_nb.job import CompletionJob
+    from holysheep_nb.job_options import JobOptions
+    from holysheep_nb.prompts import PromptSource
+
+    prompts = [f"row {i} " + "x" * 200 for i in range(4)]  # about 60 tokens each
+    options = JobOptions.from_kwargs(
+        base_url=BASE_URL, api_key="sk-test", cache=False, progress=False, max_concurrent=1,
+        tokens_per_minute=tokens_per_minute, token_burst=1.0,
+    )  # fmt: skip
+    source = PromptSource(pd.DataFrame({"text": prompts}), "text", None)
+    job = CompletionJob(source, options, clock=clock)
+    with scripted(clock) as server:
+        out = await job.run()
+    assert out["error"].isna().all()
+    assert len(server.bodies) == 4
+    if tokens_per_minute is None:
+        assert clock.sleeps == []
+    else:
+        # 10 tokens a second, a bucket of 10: a send's estimate (~60) puts the bucket in
+        # debt, the answer's usage (10 tokens) gives back the rest, and the next send waits
+        # a second for a full bucket. Without its estimate a send would wait for nothing.
+        assert clock.sleeps == [pytest.approx(1.0)] * 3
