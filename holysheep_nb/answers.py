@@ -43,6 +43,8 @@ from holysheep_nb.validation import is_whole
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 _DECODER = json.JSONDecoder()
+#: How a body of server-sent events starts: a data line, an event name, or a comment.
+_EVENT_STARTS = (b"data:", b"event:", b":")
 _DONE = re.compile(r"data:\s*\[DONE\]")
 
 
@@ -72,12 +74,16 @@ class MalformedAnswer(HolySheepError):
 
 def parse_answer(raw: bytes) -> Answer:
     """Read a 2xx body (JSON or SSE) into an ``Answer``, or raise ``MalformedAnswer``."""
-    if raw[:5] == b"data:" or raw[:6] == b"event:" or raw[:1] == b":":
+    if raw.startswith(_EVENT_STARTS):
         return _parse_events(raw)
     try:
         # UTF-8, as JSON is sent (RFC 8259, section 8.1), read at once; json.loads would sniff
-        # every answer's encoding first, so it reads only what this cannot (a BOM, UTF-16).
-        data = _DECODER.decode(raw.decode("utf-8"))
+        # every answer's encoding first, so it reads only what this cannot (a BOM, UTF-16,
+        # white space before the JSON, or more after it).
+        text = raw.decode("utf-8")
+        data, end = _DECODER.raw_decode(text)
+        if end != len(text) and not text[end:].isspace():
+            data = _json_of_other_body(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         data = _json_of_other_body(raw)
     if not isinstance(data, dict):

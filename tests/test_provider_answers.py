@@ -9,14 +9,16 @@ against the local server's provider personalities in ``test_providers_end_to_end
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from holysheep_nb.answers import parse_answer, split_reasoning
+from holysheep_nb.answers import MalformedAnswer, parse_answer, split_reasoning
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.labels import LabelSet
@@ -458,6 +460,29 @@ async def test_the_connector_marks_reused_connections_and_forgets_closed_ones(
     assert len(connector._seen) <= 4 * 16 + 1
     assert kept in connector._seen  # the open one is still known
     await connector.close()
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda body: body.encode(),
+        lambda body: (" \n" + body + "\n\n").encode(),  # white space around the JSON
+        lambda body: codecs.BOM_UTF8 + body.encode(),
+        lambda body: body.encode("utf-16"),
+        lambda body: (body + "\n\ndata: [DONE]\n\n").encode(),  # a stream's end appended
+    ],
+    ids=["plain", "white space", "UTF-8 BOM", "UTF-16", "then [DONE]"],
+)
+def test_one_answer_however_its_json_is_wrapped(wrap: Callable[[str], bytes]) -> None:
+    """The usual body is read at once; what that fast read cannot (white space before the
+    JSON, a byte order mark, UTF-16, more after it) is read the long way, to the same answer."""
+    answer = parse_answer(wrap(completion({"content": "naïve, “quoted”"})))
+    assert (answer.text, answer.finish_reason) == ("naïve, “quoted”", "stop")
+
+
+def test_json_followed_by_anything_else_is_malformed() -> None:
+    with pytest.raises(MalformedAnswer, match="not JSON"):
+        parse_answer((completion({"content": "ok"}) + " trailing words").encode())
 
 
 def test_half_an_emoji_escaped_in_json_becomes_a_replacement_character() -> None:
