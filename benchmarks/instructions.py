@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -43,7 +44,20 @@ from harness import MODEL, PROMPT_COLUMN, SYSTEM, frame, prompts, server, warm_u
 import holysheep_nb  # noqa: F401 - registers df.holysheep
 
 CONCURRENCY = 64
-CONTENDERS = ("raw", "workers", "complete", "polars")
+CONTENDERS = ("raw", "workers", "complete", "polars", "own")
+#: What ``own`` answers every request with, as a server would.
+_CANNED = json.dumps(
+    {
+        "id": "chatcmpl-own",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 1, "total_tokens": 21},
+    }
+).encode()
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -66,6 +80,19 @@ async def _workers(base_url: str, texts: list[str]) -> list[str]:
     return answers
 
 
+def _answer_without_network() -> None:
+    """Make every request of ``complete()`` come back at once with ``_CANNED``, read as an
+    answer is read: what is left is the product's own work per row (the ``own`` contender).
+    No event loop turn depends on a server, so the count is the same run after run."""
+    from holysheep_nb.attempt import Attempt, Sender
+
+    async def send(self: Sender, body: bytes, *, structured: bool) -> Attempt:
+        self.stats.requests_sent += 1
+        return self._answered(_CANNED, 200, None)  # type: ignore[arg-type]
+
+    Sender.send = send  # type: ignore[method-assign]
+
+
 def client(contender: str, rows: int, base_url: str) -> None:
     """One contender's run, in the process Valgrind counts; every answer is checked."""
     texts = prompts(rows)
@@ -74,6 +101,8 @@ def client(contender: str, rows: int, base_url: str) -> None:
     elif contender == "workers":
         answers = asyncio.run(_workers(base_url, texts))
     else:
+        if contender == "own":
+            _answer_without_network()
         df: Any = frame(texts)
         if contender == "polars":
             import polars as pl
@@ -87,6 +116,8 @@ def client(contender: str, rows: int, base_url: str) -> None:
         if errors:
             raise SystemExit(f"rows failed: {errors[:3]}")
         answers = out["response"].to_list()
+        if contender == "own":
+            answers = texts if answers == ["ok"] * rows else answers
     if answers != texts:  # the server echoes each prompt: a lost or mixed-up row shows
         raise SystemExit(f"{contender}: answers do not match their rows")
 
@@ -97,6 +128,7 @@ def instructions(contender: str, rows: int, base_url: str) -> int:
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          __file__, "--client", contender, str(rows), base_url],
         capture_output=True, text=True, timeout=3600, check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in every count
     )  # fmt: skip
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
