@@ -1,27 +1,30 @@
-"""Client CPU per row in machine instructions: far steadier than seconds on a busy machine.
+"""Client instructions per row under Valgrind: the product's own work, counted exactly.
 
-    python benchmarks/instructions.py                # raw aiohttp, its worker pool, complete()
-    python benchmarks/instructions.py --rows 500 1500 --only complete --repeat 3
+    python benchmarks/instructions.py --only own         # complete() without the network
+    python benchmarks/instructions.py --repeat 3         # every contender, medians
 
-Case 1 of ``run.py`` compares CPU seconds per row, which swing by 20% or more on a shared
-2-core machine. Here each contender's client runs alone under Valgrind's callgrind (which
-counts the instructions it executes, however busy the machine is), against the embedded
-server in its own process (not counted), at two row counts; the difference divided by the
-difference in rows is the cost of a row, with the interpreter's start and the imports taken
-out. Every count is taken against a server started for it: how many answers one turn of the
-client's event loop reads depends on the server's pace, and with one server for the whole
-run the same code measured 572,000 instructions a row when first and 626,000 when it came
-after two other contenders. Counts still move by a few percent between runs: ``--repeat``
-takes each contender's median, the contenders taking turns. Needs ``valgrind`` (``apt-get install
-valgrind``); each count takes a minute or so.
+Each contender's client runs alone under Valgrind's callgrind (which counts the
+instructions it executes, however busy the machine is) at two row counts; the difference
+divided by the difference in rows is the cost of a row, with the interpreter's start and
+the imports taken out. Every count runs with ``PYTHONHASHSEED=0`` and against a server
+started for it (not counted). Needs ``valgrind`` (``apt-get install valgrind``); each count
+takes a minute or so.
 
-Contenders: ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is
-the least an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same
-body and the same read of the answer, and nothing else; ``complete`` is
-``df.holysheep.complete`` with the progress bar off (it draws on a timer, which under
-Valgrind's fifty-fold slowdown would be charged to the rows); ``polars`` is the same call on
-a polars frame (the ``polars`` extra). ``workers`` shows what the design of a fixed pool
-saves over ``raw``, so what ``complete`` adds above it is its own work.
+``own`` is ``df.holysheep.complete`` with every request answered at once by a canned
+completion, read as any answer is read: the product's own work per row, the same to 0.5%
+run after run. Compare the product with itself by it.
+
+The network contenders are not a measure of CPU against each other: under Valgrind the
+client runs fifty times slower than the server, so each turn of its event loop reads far
+more answers than in real time, and the counts favour whichever client turns its loop
+least (they put ``complete`` at 0.90x ``raw`` while its CPU seconds were 1.15x raw's; with
+one server for the whole run the same code counted 572,000 a row when measured first and
+626,000 after two others). Case 1 of ``run.py`` compares CPU seconds with raw aiohttp.
+``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is the least
+an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same body and
+the same read of the answer; ``complete`` is ``df.holysheep.complete`` with the progress
+bar off (it draws on a timer, which under Valgrind's slowdown would be charged to the
+rows); ``polars`` is the same call on a polars frame (the ``polars`` extra).
 """
 
 from __future__ import annotations
