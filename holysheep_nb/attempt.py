@@ -134,9 +134,10 @@ class Sender:
         self.stats = stats
         self.proxy = proxy
         self.key_bytes = key.encode() if key and is_secret(key) else b""
-        #: None: nothing to merge into the session's defaults; a function: asked for every
-        #: request (a Microsoft Entra ID token provider hands out tokens that expire).
+        #: Headers to merge into the session's defaults for every request (None: nothing).
         self.headers = None if callable(headers) else headers or None
+        #: Or a function asked for them at every request (a Microsoft Entra ID token
+        #: provider hands out tokens that expire).
         self.fresh_headers = headers if callable(headers) else None
         self.wall = wall
         #: True once any HTTP answer came back in this run (the server is reachable).
