@@ -16,10 +16,10 @@ run after run, on a busy machine too. Compare the product with itself by it.
 
 The network contenders are not a measure of CPU against each other: under Valgrind the
 client runs fifty times slower than the server, so each turn of its event loop reads far
-more answers than in real time, and the counts favour whichever client turns its loop
-least (they put ``complete`` at 0.90x ``raw`` while its CPU seconds were 1.15x raw's; with
-one server for the whole run the same code counted 572,000 a row when measured first and
-626,000 after two others). Case 1 of ``run.py`` compares CPU seconds with raw aiohttp.
+more answers than in real time, and the counts do not follow CPU seconds (they put
+``complete`` at 0.90x ``raw`` while its CPU seconds were 1.15x raw's; with one server for
+the whole run the same code counted 572,000 a row when measured first and 626,000 after
+two others). Case 1 of ``run.py`` compares CPU seconds with raw aiohttp.
 ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is the least
 an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same body and
 the same read of the answer; ``complete`` is ``df.holysheep.complete`` with the progress
