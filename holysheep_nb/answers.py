@@ -112,14 +112,13 @@ def _answer_of(data: dict[str, Any], choice: dict[str, Any]) -> Answer:
         usage = usage if isinstance(usage, dict) else {}
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
-        finish = choice.get("finish_reason")
-        return Answer(  # the usual token counts and finish reason read at once, too
+        return Answer(  # the usual token counts read at once, too
             text=content,
             prompt_tokens=prompt if prompt.__class__ is int else _int_or_none(prompt),
             completion_tokens=(
                 completion if completion.__class__ is int else _int_or_none(completion)
             ),
-            finish_reason=finish if finish.__class__ is str and finish else None,
+            finish_reason=_text(choice.get("finish_reason")),
         )
     return _answer(
         content=message.get("content"),

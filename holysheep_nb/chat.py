@@ -47,13 +47,7 @@ class EncodedParams(dict[str, Any]):
         if count == 1:
             key: tuple[object, ...] = (structured, model)
         elif count == 2 and messages[0].get("role") == "system":
-            first = messages[0]
-            system = first.get("content")
-            key = (
-                (structured, model, system)
-                if len(first) == 2
-                else (structured, model, *first.items())
-            )
+            key = (structured, model, *messages[0].items())
         else:
             return None
         last = messages[-1]

@@ -44,7 +44,7 @@ from holysheep_nb.outcome import (
 from holysheep_nb.patience import DeadServer, Patience
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.pool import Halt, RowWork, WorkerPool
-from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle
+from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle, counts_tokens
 from holysheep_nb.retry import Verdict, next_delay, wait_too_long
 from holysheep_nb.rows import RowState, answered, failed, not_sent
 
@@ -122,10 +122,10 @@ class _Run:
         self.on_result = on_result
         self.stats = stats
         settings = engine.settings
+        self.now = engine.clock.now
         #: A separate object, so that the throttle holding its sleep does not tie the run
         #: into a reference cycle (a finished run's results would then stay alive until the
         #: next full collection).
-        self.now = engine.clock.now
         self.halt = Halt(engine.clock)
         self.throttle = Throttle(settings.limits, engine.clock, sleep=self.halt.sleep)
         self.window = stats.concurrency = ConcurrencyWindow.slow_starting(settings.max_concurrent)
@@ -138,9 +138,8 @@ class _Run:
         else:
             self.shared = SharedPart(shared, stats, self.halt.sleep, engine.clock)
             self.admission = Admission(gate, self.throttle, self.shared)
-        #: Whether an answer's usage corrects a token estimate: a tokens-per-minute bucket,
-        #: or a shared limit, counts tokens.
-        self.settles = settings.limits.tokens_per_minute is not None or shared is not None
+        #: Whether an answer's usage corrects the send's token estimate.
+        self.settles = counts_tokens(settings.limits)
         self.holds = BudgetHolds(
             self.throttle,
             self.shared,
@@ -226,7 +225,7 @@ class _Run:
                 case Verdict.OK:
                     assert attempt.answer is not None
                     outcome = self.answered(row, attempt.answer)
-                    if not (row.structured and self.in_words(row, outcome)):
+                    if not self.in_words(row, outcome):
                         return outcome
                 case Verdict.RETRY if attempt.unsent and row.free_resends < FREE_RESENDS:
                     # The server cannot have read it: send it again at no attempt's cost.
@@ -297,9 +296,7 @@ class _Run:
             self.listen(row, attempt)
         row.crowded = False
         if attempt.status == 429:
-            if (
-                attempt.judgement.verdict is Verdict.RETRY
-            ):  # a quota 429 says nothing of concurrency
+            if attempt.verdict is Verdict.RETRY:  # a quota 429 says nothing of concurrency
                 row.crowded = self.window.rate_limited(
                     ticket.sent_at,
                     ticket.generation,

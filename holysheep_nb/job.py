@@ -28,7 +28,7 @@ from holysheep_nb.planning import Ask, Known, RowPlanner
 from holysheep_nb.pool import RowWork
 from holysheep_nb.progress import Progress, RunProgress
 from holysheep_nb.prompts import PromptSource
-from holysheep_nb.ratelimit import SHARED_LIMIT
+from holysheep_nb.ratelimit import counts_tokens
 from holysheep_nb.results import ResultColumns
 from holysheep_nb.sink import REPORT_ATTR, ResultSink
 from holysheep_nb.timeline import Timeline
@@ -112,12 +112,12 @@ class CompletionJob:
         ticker = asyncio.ensure_future(self._tick(progress, cache))
         sending = _Sending(RowPlanner(self.source, options, cache), self.sink)
         reader = self.answer_format.read if self.answer_format is not None else None
-        # Only a tokens-per-minute limit, or one shared with other processes, reads a
-        # request's token estimate while the run goes: otherwise each row is spared it.
-        estimated = (
-            options.settings.limits.tokens_per_minute is not None or SHARED_LIMIT.get() is not None
+        # A row's token estimate is made only when the run counts tokens.
+        request_for = (
+            self._request
+            if counts_tokens(options.settings.limits)
+            else functools.partial(self._request, estimated=False)
         )
-        request_for = self._request if estimated else self._unestimated_request
         interrupted = False
         try:
             await self.engine.run(
@@ -194,16 +194,15 @@ class CompletionJob:
             tuple(bad_images.most_common()),
         )
 
-    def _request(self, ask: Ask) -> ChatRequest:
-        """The request the engine sends for a row, with its token estimate."""
-        estimate = estimate_tokens(ask.messages, self._max_tokens)
-        if ask.images is not None:
-            estimate += ask.images.tokens
+    def _request(self, ask: Ask, *, estimated: bool = True) -> ChatRequest:
+        """The request the engine sends for a row, with its token estimate (0 when not
+        ``estimated``: a run that counts no tokens reads none)."""
+        estimate = 0
+        if estimated:
+            estimate = estimate_tokens(ask.messages, self._max_tokens)
+            if ask.images is not None:
+                estimate += ask.images.tokens
         return ChatRequest(ask.messages, self._params, estimate, self.unstructured_system)
-
-    def _unestimated_request(self, ask: Ask) -> ChatRequest:
-        """The request without a token estimate (0), for a run where nothing reads it."""
-        return ChatRequest(ask.messages, self._params, 0, self.unstructured_system)
 
     @functools.cached_property
     def _params(self) -> EncodedParams:

@@ -110,11 +110,11 @@ class PromptSource:
 
 
 def _prompt_from_value(value: object) -> Prompt:
-    if isinstance(value, str) and value.isascii():  # the usual prompt, read at once
-        return Prompt(value) if value and not value.isspace() else Prompt(None, MISSING_PROMPT)
+    if isinstance(value, str):  # the usual prompt: no pandas missing-value check
+        return _prompt_from_text(value)
     if _is_missing(value):
         return Prompt(None, MISSING_PROMPT)
-    return _prompt_from_text(value if isinstance(value, str) else str(value))
+    return _prompt_from_text(str(value))
 
 
 def _prompt_from_text(text: str) -> Prompt:

@@ -238,3 +238,10 @@ def _bucket(per_minute: float | None, capacity: float | None, clock: Clock) -> T
     if per_minute is None or capacity is None:
         return None
     return TokenBucket(per_minute / 60.0, capacity, clock)
+
+
+def counts_tokens(limits: RateLimits) -> bool:
+    """Whether a run started now counts tokens: a tokens-per-minute limit, or a limit shared
+    with other processes (``SHARED_LIMIT``), takes each send's token estimate and settles it
+    from the answer's usage. Otherwise nothing reads an estimate."""
+    return limits.tokens_per_minute is not None or SHARED_LIMIT.get() is not None

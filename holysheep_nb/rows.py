@@ -53,7 +53,7 @@ def answered(row: RowState, answer: Answer, reader: AnswerReader | None, now: fl
         kind,
         response=answer.text,
         detail=detail,
-        latency=None if row.started is None else now - row.started,
+        latency=row.latency(now),
         attempts=row.attempts,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from holysheep_nb.policies import RateLimits
-from holysheep_nb.ratelimit import Throttle, TokenBucket
+from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle, TokenBucket, counts_tokens
 from tests.fakes import FakeClock
 
 
@@ -174,3 +174,15 @@ async def test_a_send_never_passes_one_queued_before_it(clock: FakeClock) -> Non
     assert not throttle.ready()
     await waiting
     assert throttle.ready()
+
+
+def test_a_run_counts_tokens_with_a_tokens_limit_or_a_shared_limit() -> None:
+    """The one rule both the job (make an estimate) and the engine (settle it) follow."""
+    assert not counts_tokens(RateLimits())
+    assert not counts_tokens(RateLimits(requests_per_minute=60))
+    assert counts_tokens(RateLimits(tokens_per_minute=1_000))
+    token = SHARED_LIMIT.set(object())  # type: ignore[arg-type]
+    try:
+        assert counts_tokens(RateLimits())
+    finally:
+        SHARED_LIMIT.reset(token)
