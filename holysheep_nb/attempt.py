@@ -30,7 +30,7 @@ from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import Judgement, Verdict, judge, retry_hint
-from holysheep_nb.transport import describe_exception, payload, proxy_for
+from holysheep_nb.transport import describe_exception, payload, proxy_credentials, proxy_for
 
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
 _CONNECTION = Judgement(Verdict.RETRY, OutcomeKind.CONNECTION)
@@ -125,6 +125,7 @@ class Sender:
         *,
         stats: RunStats,
         proxy: str | None,
+        proxy_auth: aiohttp.BasicAuth | None = None,
         key: str | None,
         headers: dict[str, str] | Callable[[], dict[str, str]],
         wall: Any,
@@ -133,6 +134,7 @@ class Sender:
         self.url = url
         self.stats = stats
         self.proxy = proxy
+        self.proxy_auth = proxy_auth
         self.key_bytes = key.encode() if key and is_secret(key) else b""
         #: Headers to merge into the session's defaults for every request (None: nothing).
         self.headers = None if callable(headers) else headers or None
@@ -164,6 +166,7 @@ class Sender:
                 data=payload(body),
                 headers=sent_headers,
                 proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
                 allow_redirects=False,  # the key must never follow a redirect to another host
             )
             async with post as response:
@@ -241,7 +244,7 @@ async def open_sender(
     connector = ReuseTrackingConnector(
         limit=settings.max_concurrent, ssl=ssl_option(endpoint.verify)
     )
-    proxy = proxy_for(endpoint.chat_url)
+    proxy, proxy_auth = proxy_credentials(proxy_for(endpoint.chat_url))
     defaults = endpoint.session_headers()
     per_request: dict[str, str] | Callable[[], dict[str, str]]
     if endpoint.fresh_headers:
@@ -264,6 +267,7 @@ async def open_sender(
             endpoint.chat_url,
             stats=stats,
             proxy=proxy,
+            proxy_auth=proxy_auth,
             key=endpoint.api_key,
             headers=per_request,
             wall=clock.wall,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
 
 from holysheep_nb.endpoint import is_loopback
 
@@ -40,3 +42,23 @@ def proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return urllib.request.getproxies().get(parts.scheme)
+
+
+def proxy_credentials(proxy: str | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """A proxy URL without its user and password, and those as ``Proxy-Authorization``.
+
+    aiohttp quotes the proxy's URL in its errors (``ClientHttpProxyError``, connection
+    errors), and a row's error would show ``http://user:password@proxy``; given apart, the
+    credentials reach the proxy only (as ``trust_env`` would give them).
+    """
+    if proxy is None:
+        return None, None
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return proxy, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+    return parts._replace(netloc=netloc).geturl(), auth

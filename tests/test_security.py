@@ -11,6 +11,7 @@ a 200-character one (JWT-style bearer tokens and some project keys are that long
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
@@ -618,6 +619,28 @@ async def test_https_through_a_proxy_tunnels_and_shows_the_proxy_no_key(
     assert "Proxy-Authorization" not in proxy.seen[0].headers
     assert out["error"].iat[0].startswith("connection error after 1 attempt: ")
     assert_no_key(out["error"].iat[0], key, "the proxy error")
+
+
+async def test_a_proxy_password_reaches_the_proxy_only_never_an_error(
+    proxied: Callable[[str], None], key: str
+) -> None:
+    """Credentials in HTTPS_PROXY go to the proxy as Proxy-Authorization; the URL aiohttp
+    quotes in its errors is the proxy's without them (a fresh user saw
+    ``url='http://alice:s3cret@...'`` in a row's error)."""
+    frame = pd.DataFrame({"text": ["one"]})
+    async with forward_proxy() as proxy:
+        proxied(proxy.url.replace("http://", "http://alice:s3cret%21@"))
+        out = await bounded(
+            frame.holysheep.acomplete("text", base_url="https://api.example.test/v1",
+                                      api_key=key, max_retries=0, cache=False, progress=False),
+            DEADLINE, "the proxied https run",
+        )  # fmt: skip
+    error = out["error"].iat[0]
+    assert error.startswith("connection error after 1 attempt: ")
+    assert "s3cret" not in error
+    assert "alice" not in error
+    expected = "Basic " + base64.b64encode(b"alice:s3cret!").decode()
+    assert proxy.seen[0].headers.get("Proxy-Authorization") == expected
 
 
 async def test_the_key_and_headers_never_follow_a_redirect_to_another_host(key: str) -> None:
