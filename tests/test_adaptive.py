@@ -286,8 +286,9 @@ async def test_a_stated_limit_only_ever_lowers_the_pace(clock: FakeClock) -> Non
 
 
 def test_a_run_starts_small_and_doubles_each_round_trip_until_a_429() -> None:
-    """Slow start (RFC 5681, section 3.1): INITIAL_WINDOW wide, one more per success."""
-    window = ConcurrencyWindow.slow_starting(32)
+    """Slow start (RFC 5681, section 3.1; initial window of RFC 6928): INITIAL_WINDOW wide,
+    one more per success."""
+    window = ConcurrencyWindow.slow_starting(8 * INITIAL_WINDOW)
     widths = []
     for _ in range(2):
         widths.append(window.limit)
@@ -295,8 +296,17 @@ def test_a_run_starts_small_and_doubles_each_round_trip_until_a_429() -> None:
             window.success(sent_at)
     widths.append(window.limit)
     assert widths == [INITIAL_WINDOW, 2 * INITIAL_WINDOW, 4 * INITIAL_WINDOW]
-    assert (window.settled, window.lowest) == (32, 32)  # growing is nothing learned yet
-    # A cap of 8: a request sent 9th refused, after the window grew on (generation moved).
+    assert (window.settled, window.lowest) == (8 * INITIAL_WINDOW,) * 2  # nothing learned yet
+
+
+def test_the_first_429_over_a_cap_ends_the_slow_start_at_the_cap() -> None:
+    window = ConcurrencyWindow.slow_starting(64)
+    # A cap of 8 below the first burst: the first 8 succeed (the window grows meanwhile)...
+    for sent_at in range(1, 9):
+        window.success(sent_at)
+    assert window.slow_start
+    assert window.limit == INITIAL_WINDOW + 8
+    # ... and the 9th, sent in generation 0, is refused.
     assert window.rate_limited(9, 0) is True  # a refusal for concurrency: resend at once
     assert (window.limit, window.slow_start, window.cluster) == (8, False, False)
     assert (window.settled, window.lowest) == (8, 8)
