@@ -24,6 +24,7 @@ from multidict import CIMultiDictProxy
 
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
 from holysheep_nb.clock import Clock
+from holysheep_nb.deadlines import Deadlines, Sending, deadlines_for
 from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import is_secret
 from holysheep_nb.outcome import OutcomeKind, RunStats
@@ -66,19 +67,22 @@ class Attempt:
         return self.judgement.verdict
 
 
-class _Mark:
-    """Whether the request a task is sending went on a connection reused from the pool."""
+#: The sending task's request (``deadlines.Sending``): ``Sender.send`` starts and ends it,
+#: ``ReuseTrackingConnector`` marks it reused, ``Deadlines`` expires it. One per task, made
+#: at its first send (a task sends one request at a time), so a request costs a lookup, not
+#: a new object. A task started from another task's context inherits that task's value, so
+#: the value is the current task's only when its ``task`` is that task.
+_SENDING: ContextVar[Sending | None] = ContextVar("holysheep_sending", default=None)
 
-    __slots__ = ("reused",)
 
-    def __init__(self) -> None:
-        self.reused = False
-
-
-#: The sending task's mark: ``Sender.send`` clears it, ``ReuseTrackingConnector`` sets it.
-#: One per task, made at its first send (a task sends one request at a time, and every task
-#: has its own context), so a request costs a lookup, not a new object.
-_MARK: ContextVar[_Mark | None] = ContextVar("holysheep_mark", default=None)
+def _sending() -> Sending:
+    """The current task's ``Sending``, made at its first request."""
+    task = asyncio.current_task()
+    sending = _SENDING.get()
+    if sending is None or sending.task is not task:
+        sending = Sending(task)
+        _SENDING.set(sending)
+    return sending
 
 
 class ReuseTrackingConnector(aiohttp.TCPConnector):
@@ -101,11 +105,11 @@ class ReuseTrackingConnector(aiohttp.TCPConnector):
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
         protocol = connection.protocol
-        mark = _MARK.get()
-        if mark is not None and protocol is not None:
+        sending = _SENDING.get()
+        if sending is not None and protocol is not None:
             seen = self._seen
             if protocol in seen:
-                mark.reused = True
+                sending.reused = True
             else:
                 seen.add(protocol)
                 if len(seen) > self._prune_at:
@@ -129,6 +133,7 @@ class Sender:
         key: str | None,
         headers: dict[str, str] | Callable[[], dict[str, str]],
         wall: Any,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.session = session
         self.url = url
@@ -142,6 +147,8 @@ class Sender:
         #: provider hands out tokens that expire).
         self.fresh_headers = headers if callable(headers) else None
         self.wall = wall
+        #: What bounds each request in time (None: nothing, an infinite ``timeout``).
+        self.deadlines = deadlines
         #: True once any HTTP answer came back in this run (the server is reachable).
         self.heard_back = False
 
@@ -153,11 +160,10 @@ class Sender:
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
-        mark = _MARK.get()
-        if mark is None:
-            mark = _Mark()
-            _MARK.set(mark)
-        mark.reused = False
+        sending = _sending()
+        sending.reused = False
+        if self.deadlines is not None:
+            self.deadlines.watch(sending)
         try:
             fresh = self.fresh_headers
             sent_headers = self.headers if fresh is None else fresh()
@@ -175,16 +181,22 @@ class Sender:
                 headers = response.headers
         except (asyncio.TimeoutError, TimeoutError):
             return Attempt(_TIMEOUT)
+        except asyncio.CancelledError:
+            if not sending.expired or _cancelled_besides(sending.task):
+                raise
+            return Attempt(_TIMEOUT)
         except aiohttp.ClientConnectorError as exc:
             stats.requests_sent -= 1  # it never left this machine
             return Attempt(_CONNECTION, detail=describe_exception(exc), connect_failed=True)
         except aiohttp.ClientError as exc:
-            unsent = mark.reused and isinstance(
+            unsent = sending.reused and isinstance(
                 exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
             )
             return Attempt(_CONNECTION, detail=describe_exception(exc), unsent=unsent)
         finally:
             stats.in_flight -= 1
+            sending.serial += 1  # the request is over: its deadline no longer counts
+            sending.expired = False
         self.heard_back = True
         if status == 429:
             stats.rate_limited += 1
@@ -234,7 +246,8 @@ async def open_sender(
     endpoint: Endpoint, settings: EngineSettings, stats: RunStats, clock: Clock
 ) -> AsyncIterator[Sender]:
     """A run's ``Sender``: one session, its pool as wide as ``max_concurrent``, each
-    attempt bounded by ``timeout``; closed when the run ends.
+    attempt bounded by ``timeout`` (``deadlines``, in place of aiohttp's per-request timer);
+    closed when the run ends.
 
     The session posts to the chat URL only, never following a redirect, so without a proxy
     the key can be one of its default headers (merged into each request by aiohttp at no
@@ -256,22 +269,36 @@ async def open_sender(
         per_request = endpoint.request_headers()
     async with aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=settings.timeout),
+        timeout=aiohttp.ClientTimeout(total=None),  # the run's deadlines bound each attempt
         headers=defaults,
         # An API authenticates each request by its key, never by a cookie; a jar would filter
         # cookies for every request and store any a load balancer sets, for nothing.
         cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
-        yield Sender(
-            session,
-            endpoint.chat_url,
-            stats=stats,
-            proxy=proxy,
-            proxy_auth=proxy_auth,
-            key=endpoint.api_key,
-            headers=per_request,
-            wall=clock.wall,
-        )
+        deadlines = deadlines_for(settings.timeout)
+        try:
+            yield Sender(
+                session,
+                endpoint.chat_url,
+                stats=stats,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                key=endpoint.api_key,
+                headers=per_request,
+                wall=clock.wall,
+                deadlines=deadlines,
+            )
+        finally:
+            if deadlines is not None:
+                deadlines.close()
+
+
+def _cancelled_besides(task: asyncio.Task[object] | None) -> bool:
+    """Whether ``task``, cancelled by its request's deadline, was also cancelled by someone
+    else (an interrupt): takes the deadline's cancellation back, as aiohttp's own timer does.
+    Python 3.10 cannot tell the two apart (no ``Task.uncancel``) and takes it for a timeout."""
+    uncancel = getattr(task, "uncancel", None)
+    return uncancel is not None and uncancel() > 0
 
 
 def _malformed(raw: bytes) -> str:

@@ -94,9 +94,9 @@ class Endpoint:
     ``azure.identity.get_bearer_token_provider``), sent as ``Authorization: Bearer``, as the
     openai client's ``AzureOpenAI`` takes them; either wins over ``api_key``.
 
-    The key and the headers go with each request to the API host only: never as the
-    session's defaults (aiohttp copies those into a proxy's CONNECT request) and never to
-    another host on a redirect (redirects are not followed).
+    The key and the headers go with each request to the API host only: through a proxy
+    never as the session's defaults (aiohttp copies those into the CONNECT request), and
+    never to another host on a redirect (redirects are not followed).
     """
 
     base_url: str = option(
