@@ -68,20 +68,20 @@ class Attempt:
 
 
 #: The sending task's request (``deadlines.Sending``): ``Sender.send`` starts and ends it,
-#: ``ReuseTrackingConnector`` marks it reused, ``Deadlines`` expires it. One per task, made
-#: at its first send (a task sends one request at a time), so a request costs a lookup, not
-#: a new object. A task started from another task's context inherits that task's value, so
-#: the value is the current task's only when its ``task`` is that task.
+#: ``ReuseTrackingConnector`` marks it reused, ``Deadlines`` expires it. One per task (a task
+#: sends one request at a time), so a request costs a lookup, not a new object.
 _SENDING: ContextVar[Sending | None] = ContextVar("holysheep_sending", default=None)
 
 
-def _sending() -> Sending:
-    """The current task's ``Sending``, made at its first request."""
-    task = asyncio.current_task()
-    sending = _SENDING.get()
-    if sending is None or sending.task is not task:
-        sending = Sending(task)
-        _SENDING.set(sending)
+def enlist() -> Sending:
+    """Make the current task a sender with a ``Sending`` of its own.
+
+    A task started from another task's context inherits that task's ``Sending``: a task
+    that sends (the engine's workers) enlists when it starts. A task that sends without
+    having enlisted is enlisted at its first request.
+    """
+    sending = Sending(asyncio.current_task())
+    _SENDING.set(sending)
     return sending
 
 
@@ -160,7 +160,7 @@ class Sender:
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
-        sending = _sending()
+        sending = _SENDING.get() or enlist()
         sending.reused = False
         if self.deadlines is not None:
             self.deadlines.watch(sending)

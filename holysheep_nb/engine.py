@@ -28,7 +28,7 @@ from dataclasses import replace
 from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
 from holysheep_nb.admission import Admission, NullSharedLimit, SharedPart, Stopped, Ticket
 from holysheep_nb.answers import Answer
-from holysheep_nb.attempt import Attempt, Sender, open_sender
+from holysheep_nb.attempt import Attempt, Sender, enlist, open_sender
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning, redact
@@ -177,6 +177,7 @@ class _Run:
 
     async def work(self, rows: Iterator[RowWork]) -> None:
         pool = self.pool
+        enlist()  # its own Sending, not that of the worker whose context it was started in
         for row_id, item in rows:
             if isinstance(item, RowOutcome):
                 self.record(read_answer(item, self.reader))  # known before: the cache

@@ -18,6 +18,7 @@ from holysheep_nb.deadlines import Deadlines, Sending, deadlines_for
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.policies import EngineSettings
+from tests.helpers_reliability import bounded
 
 
 class FakeTimer:
@@ -192,3 +193,25 @@ async def test_a_hanging_row_times_out_and_the_others_are_answered(
     )  # fmt: skip
     assert out["error"].iat[0] == "timeout after 1 attempt"
     assert out["response"].iloc[1:].notna().all()
+
+
+async def test_a_worker_started_while_another_rests_times_out_on_its_own(
+    serve: Callable[..., Any],
+) -> None:
+    """Row 0 is told to wait (a 429): a second worker is started from the first one's
+    context to take row 1, which the server never answers. Its deadline must cancel its own
+    request, not the first worker's wait (the second worker has a ``Sending`` of its own)."""
+    import pandas as pd
+
+    import holysheep_nb  # noqa: F401 - registers df.holysheep
+
+    server = await serve(hang_seconds=600, retry_after=1.0)
+    frame = pd.DataFrame({"text": ["row 0 {{fault:429*1}}", "row 1 {{fault:hang}}"]})
+    run = frame.holysheep.acomplete(
+        "text", base_url=server.base_url, timeout=0.5, max_retries=0, cache=False,
+        progress=False, max_concurrent=1,
+    )  # fmt: skip
+    out = await bounded(run, 30.0, "the run")  # a hang guard: it takes about 1 s
+    assert out["response"].iat[0] is not None
+    assert out["error"].isna().iat[0]
+    assert out["error"].iat[1] == "timeout after 1 attempt"

@@ -443,7 +443,7 @@ async def test_the_connector_marks_reused_connections_and_forgets_closed_ones(
 
     monkeypatch.setattr(aiohttp.TCPConnector, "connect", pooled)
     connector = attempt_module.ReuseTrackingConnector(limit=4)
-    mark = attempt_module._sending()
+    mark = attempt_module.enlist()
     kept = Protocol()
     handed.append(kept)
     await connector.connect(None, [], None)  # type: ignore[arg-type]
