@@ -23,7 +23,8 @@ flight (RFC 6928's initial window), one more for every answer that succeeds, so 
 doubles each round trip up to ``max_concurrent``: TCP's slow start (RFC 5681, section 3.1).
 Against a provider that caps requests in flight, the first burst then meets the cap with a
 few requests over it instead of all of ``max_concurrent``; the first 429 ends the slow
-start, as a loss ends TCP's, and the window settles as below.
+start, as a loss ends TCP's, and the window settles as below. A later run to the same URL
+in the process starts at the width the earlier ones took (``learned_width``, RFC 2140).
 
 Increase by one slot per window of successes and decrease on loss is TCP's congestion
 avoidance (RFC 5681, additive increase / multiplicative decrease); reading the cap off the
@@ -83,11 +84,12 @@ class ConcurrencyWindow:
         self.lowest = self.limit
 
     @classmethod
-    def slow_starting(cls, ceiling: int) -> ConcurrencyWindow:
-        """A run's window: ``INITIAL_WINDOW`` wide (at most ``ceiling``), growing by one per
+    def slow_starting(cls, ceiling: int, *, start: int = INITIAL_WINDOW) -> ConcurrencyWindow:
+        """A run's window: ``start`` wide (``INITIAL_WINDOW`` unless an earlier run to the
+        endpoint went wider: ``learned_width``; at most ``ceiling``), growing by one per
         success until a 429 or ``ceiling``. Its ``lowest`` and ``settled`` stay at the ceiling
         until a 429 teaches something (a growing window is not a limit the run learned)."""
-        start = min(ceiling, INITIAL_WINDOW)
+        start = min(ceiling, max(start, INITIAL_WINDOW))
         window = cls(ceiling, limit=start, slow_start=start < ceiling)
         window.lowest = ceiling
         return window
@@ -173,6 +175,29 @@ class ConcurrencyWindow:
         # still tells a stray 429 from a cap.
         self._peak_ok = min(self._peak_ok, limit)
         self._successes = 0
+
+
+#: The width each endpoint took, by chat URL, for the runs of this process: a later run
+#: slow-starts from there, not from ``INITIAL_WINDOW`` again, as TCP keeps what it learned of
+#: a destination for the next connection (RFC 2140; Linux's tcp_metrics). A notebook's
+#: second cell against the same provider starts at the width the first one reached.
+_LEARNED: dict[str, int] = {}
+
+
+def learned_width(endpoint: str) -> int:
+    """The width to start a run to ``endpoint`` (its chat URL) at: what earlier runs of this
+    process took there, or ``INITIAL_WINDOW``."""
+    return _LEARNED.get(endpoint, INITIAL_WINDOW)
+
+
+def remember_width(endpoint: str, window: ConcurrencyWindow) -> None:
+    """Keep what a finished run learned of ``endpoint``'s width: the width it was cut to when
+    429s taught it one (the newest lesson wins), else the widest it grew to (a short run
+    that had no time to grow teaches nothing smaller)."""
+    if window.lowest < window.ceiling or window.cap is not None:
+        _LEARNED[endpoint] = window.limit
+    else:
+        _LEARNED[endpoint] = max(window.limit, _LEARNED.get(endpoint, 0))
 
 
 @dataclass(slots=True)

@@ -25,7 +25,12 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
-from holysheep_nb.adaptive import ConcurrencyGate, ConcurrencyWindow
+from holysheep_nb.adaptive import (
+    ConcurrencyGate,
+    ConcurrencyWindow,
+    learned_width,
+    remember_width,
+)
 from holysheep_nb.admission import Admission, NullSharedLimit, SharedPart, Stopped, Ticket
 from holysheep_nb.answers import Answer
 from holysheep_nb.attempt import Attempt, Sender, enlist, open_sender
@@ -128,7 +133,9 @@ class _Run:
         #: next full collection).
         self.halt = Halt(engine.clock)
         self.throttle = Throttle(settings.limits, engine.clock, sleep=self.halt.sleep)
-        self.window = stats.concurrency = ConcurrencyWindow.slow_starting(settings.max_concurrent)
+        self.window = stats.concurrency = ConcurrencyWindow.slow_starting(
+            settings.max_concurrent, start=learned_width(engine.endpoint.chat_url)
+        )
         gate = ConcurrencyGate(self.window)
         shared = SHARED_LIMIT.get()  # a limit shared with runs in other processes (Dask)
         self.shared: SharedPart | NullSharedLimit
@@ -167,7 +174,10 @@ class _Run:
             self.pool.rows = rows
             for _ in range(engine.settings.max_concurrent):
                 self.spawn()
-            await self.pool.finish()
+            try:
+                await self.pool.finish()
+            finally:
+                remember_width(engine.endpoint.chat_url, self.window)
 
     def spawn(self) -> None:
         """Start one more worker on the shared rows."""

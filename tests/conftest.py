@@ -11,7 +11,7 @@ import aioresponses.core
 import pytest
 from aiohttp import ClientResponse
 
-from holysheep_nb import holds
+from holysheep_nb import adaptive, holds
 from holysheep_nb.server import RunningServer, ServerConfig, start_server
 from tests.fakes import FakeClock
 
@@ -63,8 +63,9 @@ def _isolated_environment(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOLYSHEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    # Nor a budget window an earlier test's runs learned (holds: kept per process).
+    # Nor a budget window or a width an earlier test's runs learned (kept per process).
     monkeypatch.setattr(holds, "_WINDOWS", {})
+    monkeypatch.setattr(adaptive, "_LEARNED", {})
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,8 @@ from holysheep_nb.adaptive import (
     ConcurrencyGate,
     ConcurrencyWindow,
     StatedLimit,
+    learned_width,
+    remember_width,
 )
 from holysheep_nb.chat import ChatRequest, build_messages
 from holysheep_nb.endpoint import Endpoint
@@ -320,3 +324,52 @@ def test_the_first_429_over_a_cap_ends_the_slow_start_at_the_cap() -> None:
 def test_a_small_ceiling_starts_at_the_ceiling() -> None:
     window = ConcurrencyWindow.slow_starting(3)
     assert (window.limit, window.slow_start) == (3, False)
+
+
+def test_a_run_to_an_endpoint_starts_at_the_width_earlier_runs_took_there() -> None:
+    url = "http://127.0.0.1:1/v1/chat/completions"
+    assert learned_width(url) == INITIAL_WINDOW
+    grown = ConcurrencyWindow.slow_starting(64)
+    for sent_at in range(1, 31):
+        grown.success(sent_at)
+    remember_width(url, grown)
+    assert learned_width(url) == INITIAL_WINDOW + 30
+    later = ConcurrencyWindow.slow_starting(64, start=learned_width(url))
+    assert (later.limit, later.slow_start) == (INITIAL_WINDOW + 30, True)
+    assert ConcurrencyWindow.slow_starting(16, start=learned_width(url)).limit == 16
+    # A short run that had no time to grow teaches nothing smaller ...
+    remember_width(url, ConcurrencyWindow.slow_starting(64))
+    assert learned_width(url) == INITIAL_WINDOW + 30
+    # ... but a width 429s cut it to is the newest lesson, and wins.
+    cut = ConcurrencyWindow.slow_starting(64, start=learned_width(url))
+    for sent_at in range(1, 9):
+        cut.success(sent_at)
+    assert cut.rate_limited(9, 0) is True  # a cap of 8
+    remember_width(url, cut)
+    assert learned_width(url) == 8
+    assert ConcurrencyWindow.slow_starting(64, start=learned_width(url)).limit == INITIAL_WINDOW
+    assert learned_width("http://127.0.0.1:2/v1/chat/completions") == INITIAL_WINDOW
+
+
+async def test_a_second_run_to_the_same_server_goes_out_at_the_width_the_first_reached(
+    serve: Callable[..., Any],
+) -> None:
+    """64 rows, 64 wide, 50 ms a request: the first run slow-starts (10 in flight, then one
+    more per answer: never all 64 at once), the second sends all 64 at once."""
+    import pandas as pd
+
+    import holysheep_nb  # noqa: F401 - registers df.holysheep
+    from holysheep_nb.server import Latency
+
+    server = await serve(latency=Latency.fixed(0.05))
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(64)]})
+    widest = []
+    for _ in range(2):
+        server.reset()
+        out = await frame.holysheep.acomplete(
+            "text", base_url=server.base_url, max_concurrent=64, cache=False, progress=False
+        )
+        assert out["response"].notna().all()
+        widest.append(server.stats()["max_in_flight"])
+    assert widest[0] <= 37  # in flight <= 10 + answered, and <= 64 - answered
+    assert widest[1] == 64
