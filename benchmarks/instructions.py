@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py --only own         # complete() without the network
     python benchmarks/instructions.py --repeat 3         # every contender, medians
+    python benchmarks/instructions.py --only raw complete --slow-server   # client vs raw
 
 Each contender's client runs alone under Valgrind's callgrind (which counts the
 instructions it executes, however busy the machine is) at two row counts; the difference
@@ -19,7 +20,12 @@ client runs fifty times slower than the server, so each turn of its event loop r
 more answers than in real time, and the counts do not follow CPU seconds (they put
 ``complete`` at 0.90x ``raw`` while its CPU seconds were 1.15x raw's; with one server for
 the whole run the same code counted 572,000 a row when measured first and 626,000 after
-two others). Case 1 of ``run.py`` compares CPU seconds with raw aiohttp.
+two others). Case 1 of ``run.py`` compares CPU seconds with raw aiohttp. With
+``--slow-server`` the server runs under callgrind too (its count is not kept), so both sides
+are slowed alike and the client meets its answers at about the pace it does in real time:
+the network contenders can then be compared with each other. On 2026-12-07, ``raw`` counted
+573,796 a row; ``complete`` 578,790 (1.009x) at the start of that day's last session and
+553,888 (0.965x) at its end (a run-level deadline in place of aiohttp's per-request timer).
 ``raw`` is ``baseline.raw_aiohttp`` (a task per row, a semaphore); ``workers`` is the least
 an aiohttp client can do: 64 coroutines pulling rows from one iterator, the same body and
 the same read of the answer; ``complete`` is ``df.holysheep.complete`` with the progress
@@ -31,13 +37,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -149,11 +159,42 @@ def instructions(contender: str, rows: int, base_url: str) -> int:
     return int(found[1])
 
 
-def fresh_count(contender: str, rows: int) -> int:
-    """``instructions`` against a server started (and warmed up) for this count alone."""
+def fresh_count(contender: str, rows: int, slow_server: bool = False) -> int:
+    """``instructions`` against a server started (and warmed up) for this count alone; with
+    ``slow_server``, a server that runs under callgrind too."""
+    if slow_server:
+        with server_under_valgrind() as base_url:
+            raw_aiohttp(base_url, prompts(200, "warm-up "), 16)
+            return instructions(contender, rows, base_url)
     with server() as process:
         warm_up(process)
         return instructions(contender, rows, process.base_url)
+
+
+@contextlib.contextmanager
+def server_under_valgrind() -> Iterator[str]:
+    """The local server (``python -m holysheep_nb serve``) under callgrind, on a free port;
+    yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         "-m", "holysheep_nb", "serve", "--port", str(port), "--echo"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **_STEADY},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600  # a start guard: it takes 10-30 s under Valgrind
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server under valgrind did not start")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs=2, type=int, default=(500, 1500), metavar="N")
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--repeat", type=int, default=1, metavar="N")
+    parser.add_argument(
+        "--slow-server", action="store_true", help="run the server under callgrind too"
+    )
     parser.add_argument("--client", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
@@ -174,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     estimates: dict[str, list[float]] = {contender: [] for contender in args.only}
     for _ in range(args.repeat):
         for contender in args.only:
-            counts = [fresh_count(contender, rows) for rows in (few, many)]
+            counts = [fresh_count(contender, rows, args.slow_server) for rows in (few, many)]
             estimates[contender].append((counts[1] - counts[0]) / (many - few))
     per_row = {contender: statistics.median(values) for contender, values in estimates.items()}
     for contender, value in per_row.items():
