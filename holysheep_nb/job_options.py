@@ -232,8 +232,9 @@ def check_names(options: Mapping[str, object]) -> None:
         if name in PROVIDER_PARAMS:
             raise ConfigError(f"{name} is not an OpenAI chat-completions parameter: {hint}")
         close = difflib.get_close_matches(name, known, n=1)
-        guess = f"did you mean {close[0]}? Or, " if close else ""
-        raise ConfigError(f"unknown option {name!r}: {guess}{hint}")
+        if close:
+            raise ConfigError(f"unknown option {name!r}: did you mean {close[0]}? ({hint})")
+        raise ConfigError(f"unknown option {name!r}: {hint}")
 
 
 def options_table() -> str:

@@ -10,10 +10,13 @@ a type checker knows each one's type. Nothing here imports pandas.
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from holysheep_nb.errors import ConfigError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,6 +40,32 @@ class Call:
     def keywords(self) -> dict[str, Any]:
         """The method's keyword arguments as the public call takes them."""
         return {"template": self.template, **self.arguments}
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+#: The default of an argument a call cannot go without (``labels``, ``schema``): left out,
+#: or misspelt into the run options, it is a ``ConfigError`` that names the slip (Python's
+#: own ``TypeError`` for a missing keyword would not say that ``lables=`` was given).
+REQUIRED: Any = _Required()
+
+
+def needed(method: str, name: str, value: Any, options: Mapping[str, object]) -> Any:
+    """``value``, or ``ConfigError`` when ``name`` was not given to ``method``."""
+    if value is not REQUIRED:
+        return value
+    close = difflib.get_close_matches(name, list(options), n=1)
+    slip = f": {close[0]!r} is not an option, did you mean {name}?" if close else ""
+    raise ConfigError(f"{method}() needs {name}={_WHAT[name]}{slip}")
+
+
+_WHAT = {
+    "labels": "[...] (the label set)",
+    "schema": "... (a pydantic model, a dict of field types or a JSON Schema)",
+}
 
 
 def label_call(
@@ -110,7 +139,7 @@ class Calls(ABC, Generic[Out]):
         self,
         column: Hashable | None = None,
         *,
-        labels: Sequence[str],
+        labels: Sequence[str] = REQUIRED,
         instructions: str | None = None,
         multi: bool = False,
         structured: bool = True,
@@ -132,6 +161,7 @@ class Calls(ABC, Generic[Out]):
         sends no logprobs, for rows answered from the cache, and when the answer does not
         spell the label out (see ``ConfidentLabels``).
         """
+        labels = needed("label", "labels", labels, options)
         call = label_call(column, labels, instructions, multi, structured, template)
         return self._call(call, dict(options))
 
@@ -139,7 +169,7 @@ class Calls(ABC, Generic[Out]):
         self,
         column: Hashable | None = None,
         *,
-        schema: object,
+        schema: object = REQUIRED,
         instructions: str | None = None,
         template: str | None = None,
         flatten: bool = True,
@@ -171,6 +201,7 @@ class Calls(ABC, Generic[Out]):
         so the request asks for it as nullable). Raises ``ConfigError`` for a schema it cannot
         use. Options as ``complete``.
         """
+        schema = needed("extract", "schema", schema, options)
         call = extract_call(column, schema, instructions, flatten, structured, template)
         return self._call(call, dict(options))
 
@@ -197,7 +228,7 @@ class AsyncCalls(ABC, Generic[Out]):
         self,
         column: Hashable | None = None,
         *,
-        labels: Sequence[str],
+        labels: Sequence[str] = REQUIRED,
         instructions: str | None = None,
         multi: bool = False,
         structured: bool = True,
@@ -205,6 +236,7 @@ class AsyncCalls(ABC, Generic[Out]):
         **options: Unpack[RunOptions],
     ) -> Out:
         """``label`` for ``await``."""
+        labels = needed("alabel", "labels", labels, options)
         call = label_call(column, labels, instructions, multi, structured, template)
         return await self._acall(call, dict(options))
 
@@ -212,7 +244,7 @@ class AsyncCalls(ABC, Generic[Out]):
         self,
         column: Hashable | None = None,
         *,
-        schema: object,
+        schema: object = REQUIRED,
         instructions: str | None = None,
         template: str | None = None,
         flatten: bool = True,
@@ -220,5 +252,6 @@ class AsyncCalls(ABC, Generic[Out]):
         **options: Unpack[RunOptions],
     ) -> Out:
         """``extract`` for ``await``."""
+        schema = needed("aextract", "schema", schema, options)
         call = extract_call(column, schema, instructions, flatten, structured, template)
         return await self._acall(call, dict(options))

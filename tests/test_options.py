@@ -68,6 +68,29 @@ def test_a_misspelt_option_names_the_closest_one_before_anything_is_sent(
         frame.holysheep.label("text", labels=["x", "y"], base_url=LOCAL, **{name: 4})
 
 
+@pytest.mark.parametrize(
+    ("call", "slip", "message"),
+    [
+        ("label", "lables", "label() needs labels=[...] (the label set): 'lables' is not an "
+         "option, did you mean labels?"),
+        ("extract", "shema", "extract() needs schema=... (a pydantic model, a dict of field "
+         "types or a JSON Schema): 'shema' is not an option, did you mean schema?"),
+        ("label", "max_concurrent", "label() needs labels=[...] (the label set)"),
+    ],
+)  # fmt: skip
+async def test_a_misspelt_or_missing_labels_or_schema_is_named_before_anything_is_sent(
+    call: str, slip: str, message: str
+) -> None:
+    """Python's TypeError for a missing keyword would not say that ``lables=`` was given."""
+    frame = pd.DataFrame({"text": ["a"]})
+    given = {slip: ["x", "y"] if slip != "max_concurrent" else 4}
+    with pytest.raises(ConfigError) as info:
+        getattr(frame.holysheep, call)("text", base_url=LOCAL, **given)
+    assert str(info.value) == message
+    with pytest.raises(ConfigError, match=rf"a{call}\(\) needs"):
+        await getattr(frame.holysheep, f"a{call}")("text", base_url=LOCAL, **given)
+
+
 def test_a_provider_parameter_is_told_to_go_in_extra_body() -> None:
     with pytest.raises(ConfigError, match=re.escape("extra_body={'top_k': 40}")):
         resolve(top_k=40)
