@@ -8,9 +8,9 @@ were sent: a queue in sending order and one timer, armed for the oldest request 
 bound them all. A request that is past its deadline is cancelled the way aiohttp's timer
 does it (``task.cancel()``), and ``Sender`` turns that cancellation into a timeout.
 
-Each sending task has one ``Sending`` (made at its first request, kept in a context
-variable): a request is watched as ``(deadline, sending, serial)``, and ending it bumps the
-serial, so a finished request leaves the queue lazily, at no cost of its own.
+Each sending task has one ``Sending`` (made when it enlists, kept in a context variable:
+``attempt.enlist``): a request is watched as ``(deadline, sending, serial)``, and ending it
+bumps the serial, so a finished request leaves the queue lazily, at no cost of its own.
 """
 
 from __future__ import annotations
