@@ -1,7 +1,8 @@
 """One attempt of one request: send it, read what came back, and judge it.
 
-``Sender.send`` turns whatever happens to one POST (but cancellation) into an ``Attempt``:
-an answer, an error body judged by ``retry.judge``, a timeout, or a connection error. It
+``Sender.send`` turns whatever happens to one POST (but an interrupt) into an ``Attempt``:
+an answer, an error body judged by ``retry.judge``, a timeout (``deadlines``), or a
+connection error. It
 keeps the request counters of the run's ``RunStats`` (every request sent, every 429 seen,
 requests in flight) and blanks the API key out of every error body before any of it is
 read (``errors.redact``). An answer's text is the user's data and is never rewritten.
@@ -12,25 +13,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp.client_reqrep import ClientRequest
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 
 from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
 from holysheep_nb.clock import Clock
-from holysheep_nb.deadlines import Deadlines, Sending, deadlines_for
+from holysheep_nb.deadlines import Deadlines, deadlines_for
 from holysheep_nb.endpoint import Endpoint, ssl_option
 from holysheep_nb.errors import is_secret
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.policies import EngineSettings
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import Judgement, Verdict, judge, retry_hint
+from holysheep_nb.sending import SENDING, ReuseTrackingConnector, enlist
 from holysheep_nb.transport import describe_exception, payload, proxy_credentials, proxy_for
 
 _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
@@ -65,57 +63,6 @@ class Attempt:
     def verdict(self) -> Verdict:
         """The judgement's verdict."""
         return self.judgement.verdict
-
-
-#: The sending task's request (``deadlines.Sending``): ``Sender.send`` starts and ends it,
-#: ``ReuseTrackingConnector`` marks it reused, ``Deadlines`` expires it. One per task (a task
-#: sends one request at a time), so a request costs a lookup, not a new object.
-_SENDING: ContextVar[Sending | None] = ContextVar("holysheep_sending", default=None)
-
-
-def enlist() -> Sending:
-    """Make the current task a sender with a ``Sending`` of its own.
-
-    A task started from another task's context inherits that task's ``Sending``: a task
-    that sends (the engine's workers) enlists when it starts. A task that sends without
-    having enlisted is enlisted at its first request.
-    """
-    sending = Sending(asyncio.current_task())
-    _SENDING.set(sending)
-    return sending
-
-
-class ReuseTrackingConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` that marks each request whose connection came from the pool.
-
-    A request written on a pooled keep-alive connection that the server had already closed
-    fails before any answer, and the server never read it: ``Sender`` resends it without
-    spending an attempt. (aiohttp's tracing could tell the same, at ten signals per request
-    on the hot path; this costs a set lookup.) The connections seen are kept in a plain set,
-    pruned of closed ones as it grows past a few times the pool's size.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._seen: set[Any] = set()
-        self._prune_at = 4 * max(self.limit, 16)
-
-    async def connect(
-        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
-    ) -> Connection:
-        connection = await super().connect(req, traces, timeout)
-        protocol = connection.protocol
-        sending = _SENDING.get()
-        if sending is not None and protocol is not None:
-            seen = self._seen
-            if protocol in seen:
-                sending.reused = True
-            else:
-                seen.add(protocol)
-                if len(seen) > self._prune_at:
-                    self._seen = {known for known in seen if known.is_connected()}
-                    self._prune_at = 4 * max(self.limit, 16, len(self._seen))
-        return connection
 
 
 class Sender:
@@ -160,7 +107,7 @@ class Sender:
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
-        sending = _SENDING.get() or enlist()
+        sending = SENDING.get() or enlist()
         sending.reused = False
         if self.deadlines is not None:
             self.deadlines.watch(sending)

@@ -9,7 +9,7 @@ bound them all. A request that is past its deadline is cancelled the way aiohttp
 does it (``task.cancel()``), and ``Sender`` turns that cancellation into a timeout.
 
 Each sending task has one ``Sending`` (made when it enlists, kept in a context variable:
-``attempt.enlist``): a request is watched as ``(deadline, sending, serial)``, and ending it
+``sending.enlist``): a request is watched as ``(deadline, sending, serial)``, and ending it
 bumps the serial, so a finished request leaves the queue lazily, at no cost of its own.
 """
 
@@ -18,21 +18,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from typing import TYPE_CHECKING
 
-
-class Sending:
-    """The request one task has out: its serial, and whether it was found late.
-
-    ``reused`` says its connection came from the pool (``ReuseTrackingConnector``).
-    """
-
-    __slots__ = ("expired", "reused", "serial", "task")
-
-    def __init__(self, task: asyncio.Task[object] | None = None) -> None:
-        self.task = task
-        self.serial = 0
-        self.expired = False
-        self.reused = False
+if TYPE_CHECKING:
+    from holysheep_nb.sending import Sending
 
 
 class Deadlines:

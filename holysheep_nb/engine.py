@@ -33,7 +33,7 @@ from holysheep_nb.adaptive import (
 )
 from holysheep_nb.admission import Admission, NullSharedLimit, SharedPart, Stopped, Ticket
 from holysheep_nb.answers import Answer
-from holysheep_nb.attempt import Attempt, Sender, enlist, open_sender
+from holysheep_nb.attempt import Attempt, Sender, open_sender
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning, redact
@@ -52,6 +52,7 @@ from holysheep_nb.pool import Halt, RowWork, WorkerPool
 from holysheep_nb.ratelimit import SHARED_LIMIT, Throttle, counts_tokens
 from holysheep_nb.retry import Verdict, next_delay, wait_too_long
 from holysheep_nb.rows import RowState, answered, failed, not_sent
+from holysheep_nb.sending import enlist
 
 ResultCallback = Callable[[RowOutcome], None]
 

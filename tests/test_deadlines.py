@@ -14,10 +14,11 @@ import pytest
 
 from holysheep_nb.attempt import open_sender
 from holysheep_nb.clock import SystemClock
-from holysheep_nb.deadlines import Deadlines, Sending, deadlines_for
+from holysheep_nb.deadlines import Deadlines, deadlines_for
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.outcome import OutcomeKind, RunStats
 from holysheep_nb.policies import EngineSettings
+from holysheep_nb.sending import Sending
 from tests.helpers_reliability import bounded
 
 

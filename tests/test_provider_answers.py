@@ -427,7 +427,7 @@ async def test_the_connector_marks_reused_connections_and_forgets_closed_ones(
     sending task's request as reused; connections the server closed are dropped from what
     the connector remembers, so a long run against a server that closes every connection
     does not keep them all."""
-    from holysheep_nb import attempt as attempt_module
+    from holysheep_nb import sending as sending_module
 
     class Protocol:
         def __init__(self) -> None:
@@ -442,8 +442,8 @@ async def test_the_connector_marks_reused_connections_and_forgets_closed_ones(
         return type("Connection", (), {"protocol": handed[-1]})()
 
     monkeypatch.setattr(aiohttp.TCPConnector, "connect", pooled)
-    connector = attempt_module.ReuseTrackingConnector(limit=4)
-    mark = attempt_module.enlist()
+    connector = sending_module.ReuseTrackingConnector(limit=4)
+    mark = sending_module.enlist()
     kept = Protocol()
     handed.append(kept)
     await connector.connect(None, [], None)  # type: ignore[arg-type]
