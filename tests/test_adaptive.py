@@ -354,14 +354,15 @@ def test_a_run_to_an_endpoint_starts_at_the_width_earlier_runs_took_there() -> N
 async def test_a_second_run_to_the_same_server_goes_out_at_the_width_the_first_reached(
     serve: Callable[..., Any],
 ) -> None:
-    """64 rows, 64 wide, 50 ms a request: the first run slow-starts (10 in flight, then one
-    more per answer: never all 64 at once), the second sends all 64 at once."""
+    """64 rows, 64 wide, 0.3 s a request: the first run slow-starts (10 in flight, then one
+    more per answer: never all 64 at once), the second sends all 64 at once (the 0.3 s leave
+    a busy machine time to send them all before the first answer comes back)."""
     import pandas as pd
 
     import holysheep_nb  # noqa: F401 - registers df.holysheep
     from holysheep_nb.server import Latency
 
-    server = await serve(latency=Latency.fixed(0.05))
+    server = await serve(latency=Latency.fixed(0.3))
     frame = pd.DataFrame({"text": [f"row {i}" for i in range(64)]})
     widest = []
     for _ in range(2):

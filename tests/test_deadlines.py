@@ -133,6 +133,11 @@ def test_an_infinite_timeout_watches_nothing() -> None:
     assert deadlines_for(float("inf")) is None
 
 
+#: Seconds per attempt in the runs below: the hanging row takes that long, and an answered
+#: row must never, also on a busy machine (a loaded suite has taken 0.5 s for an answer).
+TIMEOUT = 2.0
+
+
 def hanging_body() -> bytes:
     messages = [{"role": "user", "content": "wait {{fault:hang}}"}]
     return json.dumps({"model": "gpt-4o", "messages": messages}).encode()
@@ -189,7 +194,7 @@ async def test_a_hanging_row_times_out_and_the_others_are_answered(
     server = await serve(hang_seconds=600)
     frame = pd.DataFrame({"text": ["row 0 {{fault:hang}}", *(f"row {i}" for i in range(1, 20))]})
     out = await frame.holysheep.acomplete(
-        "text", base_url=server.base_url, timeout=0.5, max_retries=0, cache=False,
+        "text", base_url=server.base_url, timeout=TIMEOUT, max_retries=0, cache=False,
         progress=False, max_concurrent=4,
     )  # fmt: skip
     assert out["error"].iat[0] == "timeout after 1 attempt"
@@ -206,13 +211,13 @@ async def test_a_worker_started_while_another_rests_times_out_on_its_own(
 
     import holysheep_nb  # noqa: F401 - registers df.holysheep
 
-    server = await serve(hang_seconds=600, retry_after=1.0)
+    server = await serve(hang_seconds=600, retry_after=1.5 * TIMEOUT)  # rests past the deadline
     frame = pd.DataFrame({"text": ["row 0 {{fault:429*1}}", "row 1 {{fault:hang}}"]})
     run = frame.holysheep.acomplete(
-        "text", base_url=server.base_url, timeout=0.5, max_retries=0, cache=False,
+        "text", base_url=server.base_url, timeout=TIMEOUT, max_retries=0, cache=False,
         progress=False, max_concurrent=1,
     )  # fmt: skip
-    out = await bounded(run, 30.0, "the run")  # a hang guard: it takes about 1 s
+    out = await bounded(run, 60.0, "the run")  # a hang guard: it takes about TIMEOUT
     assert out["response"].iat[0] is not None
     assert out["error"].isna().iat[0]
     assert out["error"].iat[1] == "timeout after 1 attempt"
