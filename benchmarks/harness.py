@@ -241,6 +241,27 @@ def alternate(rounds: int, runs: dict[str, Callable[[], Sample]]) -> dict[str, l
     return samples
 
 
+def paired(
+    pairs: int, first: Callable[[], Sample], second: Callable[[], Sample]
+) -> list[tuple[Sample, Sample]]:
+    """Run two contenders back to back ``pairs`` times, ``(first, second)`` each time.
+
+    The order swaps every pair (first-second, second-first, ...), so that neither always
+    runs on the heels of the other. A pair's two runs are seconds apart: a ratio taken within
+    a pair cancels the machine's slow drifts, which on a shared machine move a run's speed
+    by 10-20% from one minute to the next (medians of separate rounds do not cancel them).
+    """
+    samples: list[tuple[Sample, Sample]] = []
+    for index in range(pairs):
+        if index % 2 == 0:
+            one = first()
+            samples.append((one, second()))
+        else:
+            two = second()
+            samples.append((first(), two))
+    return samples
+
+
 def summary(samples: Sequence[Sample]) -> dict[str, Any]:
     """Raw numbers of a contender's samples, for the JSON file."""
     return {

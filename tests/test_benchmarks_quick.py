@@ -26,6 +26,7 @@ def _load(name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -104,3 +105,20 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
         "threshold", "polars",
     }  # fmt: skip
     assert "met" in done.stdout.splitlines()[0]
+
+
+def test_median_interval_is_two_order_statistics() -> None:
+    # 30 values at 95%: P(Binomial(30, 1/2) <= 9) = 0.021 <= 0.025 < P(<= 10) = 0.049, so
+    # the interval runs from the 10th smallest value to the 21st.
+    values = [float(v) for v in range(30, 0, -1)]
+    interval = analysis.median_interval(values)
+    assert interval.median == pytest.approx(15.5)
+    assert (interval.low, interval.high) == (10.0, 21.0)
+    assert str(interval) == "15.500 (95% CI 10.000-21.000)"
+
+
+def test_median_interval_of_too_few_values_says_only_the_median() -> None:
+    # Five values cannot hold a 95% interval: min to max covers 1 - 2 / 32 = 0.9375.
+    interval = analysis.median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert interval.median == 3.0
+    assert str(interval) == "3.000"
