@@ -24,7 +24,7 @@ import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -213,9 +213,16 @@ def option_names() -> list[str]:
     return names + [name for name, _ in GROUP_OBJECTS if name not in names]
 
 
-def check_names(options: Mapping[str, object]) -> None:
+def check_names(
+    options: Mapping[str, object], arguments: Collection[str] = (), method: str = "the call"
+) -> None:
     """Raise ``ConfigError`` for an option no group declares: a reserved body key, a
-    provider's own parameter (to go in ``extra_body``) or a slip (the closest name)."""
+    provider's own parameter (to go in ``extra_body``) or a slip (the closest name).
+
+    ``arguments`` are the names ``method`` takes besides the options (``labels``,
+    ``instructions`` ...): a slip of one of them lands among the options too, and is named as
+    the argument it was meant to be.
+    """
     known = option_names()
     reserved = sorted(RESERVED_PARAMS.intersection(options).difference(known))
     if reserved:
@@ -231,7 +238,11 @@ def check_names(options: Mapping[str, object]) -> None:
         hint = f"a provider's own parameter goes in extra_body={{{name!r}: {shown}}}"
         if name in PROVIDER_PARAMS:
             raise ConfigError(f"{name} is not an OpenAI chat-completions parameter: {hint}")
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name, [*known, *arguments], n=1)
+        if close and close[0] in arguments and close[0] not in known:
+            raise ConfigError(
+                f"unknown option {name!r}: did you mean {close[0]}? (an argument of {method})"
+            )
         if close:
             raise ConfigError(f"unknown option {name!r}: did you mean {close[0]}? ({hint})")
         raise ConfigError(f"unknown option {name!r}: {hint}")

@@ -62,6 +62,22 @@ def needed(method: str, name: str, value: Any, options: Mapping[str, object]) ->
     raise ConfigError(f"{method}() needs {name}={_WHAT[name]}{slip}")
 
 
+def checked(call: Call, options: Mapping[str, object]) -> dict[str, Any]:
+    """The call's run ``options``, every name checked: ``ConfigError`` for one no option
+    declares, naming the closest option or argument of the call (``job_options.check_names``).
+    """
+    from holysheep_nb.job_options import check_names
+
+    current = {name: value for name, value in options.items() if name not in _DEPRECATED}
+    check_names(current, ["column", *call.keywords()], f"{call.method}()")
+    return dict(options)
+
+
+#: Names still taken, with a ``DeprecationWarning``, by the accessor (``submit_only=True``:
+#: ``df.holysheep.batch`` now).
+_DEPRECATED = frozenset({"submit_only"})
+
+
 _WHAT = {
     "labels": "[...] (the label set)",
     "schema": "... (a pydantic model, a dict of field types or a JSON Schema)",
@@ -133,7 +149,8 @@ class Calls(ABC, Generic[Out]):
         returns a ``BatchHandle`` at once. Raises ``BatchUnavailableError`` when the provider
         has no Batch API (nothing charged). See ``docs/contract.md``, "Batch".
         """
-        return self._call(Call("complete", column, template), dict(options))
+        call = Call("complete", column, template)
+        return self._call(call, checked(call, options))
 
     def label(
         self,
@@ -163,7 +180,7 @@ class Calls(ABC, Generic[Out]):
         """
         labels = needed("label", "labels", labels, options)
         call = label_call(column, labels, instructions, multi, structured, template)
-        return self._call(call, dict(options))
+        return self._call(call, checked(call, options))
 
     def extract(
         self,
@@ -203,7 +220,7 @@ class Calls(ABC, Generic[Out]):
         """
         schema = needed("extract", "schema", schema, options)
         call = extract_call(column, schema, instructions, flatten, structured, template)
-        return self._call(call, dict(options))
+        return self._call(call, checked(call, options))
 
 
 class AsyncCalls(ABC, Generic[Out]):
@@ -222,7 +239,8 @@ class AsyncCalls(ABC, Generic[Out]):
         **options: Unpack[RunOptions],
     ) -> Out:
         """``complete`` for ``await``."""
-        return await self._acall(Call("complete", column, template), dict(options))
+        call = Call("complete", column, template)
+        return await self._acall(call, checked(call, options))
 
     async def alabel(
         self,
@@ -238,7 +256,7 @@ class AsyncCalls(ABC, Generic[Out]):
         """``label`` for ``await``."""
         labels = needed("alabel", "labels", labels, options)
         call = label_call(column, labels, instructions, multi, structured, template)
-        return await self._acall(call, dict(options))
+        return await self._acall(call, checked(call, options))
 
     async def aextract(
         self,
@@ -254,4 +272,4 @@ class AsyncCalls(ABC, Generic[Out]):
         """``extract`` for ``await``."""
         schema = needed("aextract", "schema", schema, options)
         call = extract_call(column, schema, instructions, flatten, structured, template)
-        return await self._acall(call, dict(options))
+        return await self._acall(call, checked(call, options))

@@ -91,6 +91,34 @@ async def test_a_misspelt_or_missing_labels_or_schema_is_named_before_anything_i
         await getattr(frame.holysheep, f"a{call}")("text", base_url=LOCAL, **given)
 
 
+@pytest.mark.parametrize(
+    ("call", "arguments", "slip", "meant"),
+    [
+        ("label", {"labels": ["x", "y"]}, "instructons", "instructions"),
+        ("label", {"labels": ["x", "y"]}, "structed", "structured"),
+        ("extract", {"schema": {"a": str}}, "flaten", "flatten"),
+        ("complete", {}, "templte", "template"),
+    ],
+)
+async def test_a_misspelt_argument_of_the_call_is_named_as_that_argument(
+    call: str, arguments: dict[str, Any], slip: str, meant: str
+) -> None:
+    """A slip of the method's own argument lands among the options; the message names the
+    argument, not the closest option nor extra_body (where it does not belong)."""
+    frame = pd.DataFrame({"text": ["a"]})
+    message = f"unknown option {slip!r}: did you mean {meant}? (an argument of {call}())"
+    with pytest.raises(ConfigError) as info:
+        getattr(frame.holysheep, call)("text", base_url=LOCAL, **arguments, **{slip: "x"})
+    assert str(info.value) == message
+    with pytest.raises(ConfigError) as info:
+        await getattr(frame.holysheep, f"a{call}")(
+            "text", base_url=LOCAL, **arguments, **{slip: "x"}
+        )
+    assert str(info.value) == message
+    with pytest.raises(ConfigError, match=re.escape(f"did you mean {meant}?")):
+        getattr(frame.holysheep.batch, call)("text", base_url=LOCAL, **arguments, **{slip: "x"})
+
+
 def test_a_provider_parameter_is_told_to_go_in_extra_body() -> None:
     with pytest.raises(ConfigError, match=re.escape("extra_body={'top_k': 40}")):
         resolve(top_k=40)
