@@ -230,19 +230,31 @@ class Reading(NamedTuple):
     fields: tuple[str, ...] = ()
 
 
+#: Why an answer without text (a tool call; see ``answers.answer_kind``) has no value.
+NO_TEXT = "the answer has no text to read, only a tool call (see tool_calls)"
+
+
 def read_text(
-    reader: AnswerReader, text: str, finish_reason: str | None, logprobs: TokenLogprobs | None
+    reader: AnswerReader,
+    text: str | None,
+    finish_reason: str | None,
+    logprobs: TokenLogprobs | None,
 ) -> Reading:
     """Read one answer's text with ``reader``.
 
     An answer cut at the token limit is never read: a label or a schema cannot be trusted
-    from half an answer, so it is ``TRUNCATED`` (the text stays in ``response``).
+    from half an answer, so it is ``TRUNCATED`` (the text stays in ``response``). An answer
+    with no text (``None``: the model called a tool instead) has nothing to read: it is
+    rejected as the reader rejects an empty answer (``OFF_LABEL`` for a label set,
+    ``INVALID`` for a schema), with ``NO_TEXT`` as the detail.
     """
     if finish_reason == "length":
         return Reading(OutcomeKind.TRUNCATED, TRUNCATED_HINT)
     try:
-        value = reader(text, logprobs)
+        value = reader("" if text is None else text, logprobs)
     except AnswerRejected as rejected:
+        if text is None:
+            return Reading(rejected.kind, NO_TEXT)
         return Reading(rejected.kind, rejected.detail, fields=rejected.fields)
     return Reading(OutcomeKind.OK, value=value)
 
@@ -252,7 +264,7 @@ def read_answer(outcome: RowOutcome, reader: AnswerReader | None) -> RowOutcome:
     rejection as the kind. The engine reads fresh answers as it builds their outcome; this
     is for outcomes known before (answers from the cache). An outcome that already has its
     value (a repeat of a row read earlier in the run) is kept as it is."""
-    if reader is None or outcome.kind is not OutcomeKind.OK or outcome.response is None:
+    if reader is None or outcome.kind is not OutcomeKind.OK:
         return outcome
     if outcome.value is not None:
         return outcome

@@ -69,7 +69,7 @@ def answered(row: RowState, answer: Answer, reader: AnswerReader | None, now: fl
         outcome.tool_calls = answer.tool_calls
     if answer.logprobs is not None:
         outcome.logprobs = answer.logprobs
-    if kind is OutcomeKind.OK and reader is not None and answer.text is not None:
+    if kind is OutcomeKind.OK and reader is not None:
         outcome.kind, outcome.detail, outcome.value, outcome.fields = read_text(
             reader, answer.text, answer.finish_reason, answer.logprobs
         )

@@ -210,6 +210,33 @@ async def test_failed_requests_keep_their_error_and_no_label(labeller: RunningSe
     assert out["error"].tolist()[2] == "missing prompt"
 
 
+async def test_a_tool_call_instead_of_a_label_is_an_error_not_a_blank_row(
+    labeller: RunningServer,
+) -> None:
+    """A model that calls a tool gives no text to read: the row says so in ``error`` (it
+    was counted a success with neither label nor error before), and its call is kept."""
+    frame = pd.DataFrame({"text": ["Great kettle", "Look it up {{fault:tools}}"]})
+    out = await frame.holysheep.alabel(
+        "text", labels=SENTIMENT, base_url=labeller.base_url, cache=False, progress=False
+    )
+    one_of_label_or_error(out)
+    assert out["error"].tolist()[1] == (
+        "not in label set: the answer has no text to read, only a tool call (see tool_calls)"
+    )
+    assert out["finish_reason"].tolist()[1] == "tool_calls"
+    assert json.loads(out["tool_calls"].tolist()[1])[0]["function"]["name"] == "lookup"
+    report = out.holysheep.report()
+    assert (report.succeeded, report.failed) == (1, 1)
+    extracted = await frame.holysheep.aextract(
+        "text", schema={"product": str}, base_url=labeller.base_url, cache=False, progress=False
+    )
+    assert extracted["error"].tolist()[1] == (
+        "answer does not fit the schema: the answer has no text to read, only a tool call "
+        "(see tool_calls)"
+    )
+    assert extracted["product"].isna().tolist() == [False, True]
+
+
 async def test_gold_label_column_survives_and_the_prediction_sits_beside_it(
     labeller: RunningServer,
 ) -> None:
