@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from analysis import median, median_interval
 from baseline import openai_available, openai_sdk, preload_openai, raw_aiohttp
+from floor import contract_floor
 from harness import (
     Context,
     Figure,
@@ -121,6 +122,45 @@ def throughput(ctx: Context) -> list[Figure]:
             note=f"{cpu}; {median([s.cpu_per_row for s in product]) * 1e6:.0f} us/row",
         ),
     ]
+
+
+def _floor_run(process: ServerProcess, df: pd.DataFrame) -> Callable[[], Sample]:
+    def run() -> Sample:
+        out, sample = measure(len(df), lambda: contract_floor(process.base_url, df, CONCURRENCY))
+        check_frame(out, df, "contract floor")
+        return sample
+
+    return run
+
+
+def floor(ctx: Context) -> list[Figure]:
+    """Case 1 split in two: the contract's floor (``floor.contract_floor``) against raw
+    aiohttp, and ``complete()`` against the floor, each in pairs as case 1 (reported only).
+
+    The first ratio is what the product's duties to each row cost; the second, what the way
+    the product is built costs on top of them.
+    """
+    rows, pairs = ctx.pick((4_000, 20), (1_000, 6))
+    texts = prompts(rows)
+    df = frame(texts)
+    with server() as process:
+        warm_up(process)
+        raw = _baseline_run(process, texts, "raw aiohttp")
+        least = _floor_run(process, df)
+        product = _product_run(process, df, "complete()", cache=False, progress=False)
+        duties = paired(pairs, raw, least)
+        build = paired(pairs, least, product)
+    figures: list[Figure] = []
+    named = (("contract floor vs raw aiohttp", duties), ("complete() vs the floor", build))
+    for name, series in named:
+        cpu = median_interval([b.cpu_per_row / a.cpu_per_row for a, b in series])
+        ctx.details[name] = {
+            "cpu_ratio": asdict(cpu),
+            "first": summary([a for a, _ in series]),
+            "second": summary([b for _, b in series]),
+        }
+        figures.append(Figure(f"{name}: CPU per row", cpu.median, note=f"{cpu}, {pairs} pairs"))
+    return figures
 
 
 def _fresh_cache_run(

@@ -45,6 +45,7 @@ Case = Callable[[Context], list[Figure]]
 #: Every case by its ``--only`` name, in the issue's order.
 CASES: dict[str, Case] = {
     "throughput": cases_throughput.throughput,
+    "floor": cases_throughput.floor,
     "openai": cases_throughput.openai_reference,
     "cache": cases_throughput.cache,
     "latency": cases_latency.latency_bound,

@@ -100,7 +100,7 @@ def test_quick_run_completes_every_case(tmp_path: Path) -> None:
     assert not crashed
     names = {case["case"] for case in document["cases"]}
     assert names == {
-        "throughput", "openai", "cache", "latency", "tail", "ratelimit", "memory", "import",
+        "throughput", "floor", "openai", "cache", "latency", "tail", "ratelimit", "memory", "import",
         "provider", "extract", "dask", "stray429", "cap", "sample", "coverage", "power",
         "threshold", "polars",
     }  # fmt: skip
