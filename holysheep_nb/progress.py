@@ -177,7 +177,11 @@ class RunProgress:
         set_total(self._bar, total)
 
     def close(self, stats: RunStats, extra: Mapping[str, object] | None = None) -> None:
-        """Draw the final state and close the bar; in Jupyter, the final state stays shown."""
+        """Draw the final state and close the bar; in Jupyter, the final state stays shown.
+
+        The final state is set, not drawn: tqdm's ``close`` draws it (at the run's average
+        rate), so a log file gets the last line once.
+        """
         if not self._bar.disable:
             self._draw(stats, extra, final=True)
         self._bar.close()
@@ -205,7 +209,9 @@ class RunProgress:
             postfix["held"] = f"{stats.held_until - now:.0f}s, {stats.hold_reason}"
         bar.set_postfix(postfix, refresh=False)
         delta = stats.done - bar.n
-        if delta:
+        if final:
+            bar.n = stats.done  # drawn by ``close``
+        elif delta:
             bar.update(delta)
         else:
             bar.refresh()

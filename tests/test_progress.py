@@ -100,6 +100,8 @@ def test_close_draws_the_final_state(clock: FakeClock) -> None:
     last = log.getvalue().strip().rsplit("\r", 1)[-1]
     assert "5/5" in last
     assert "ok=4, failed=1, retried=0, cached=2" in last
+    # Once: a log file or a CI page shows no repeated last line (tqdm's close draws it).
+    assert sum("5/5" in line for line in log.getvalue().split("\r")) == 1
 
 
 def test_a_shared_bar_adds_each_run_to_the_finished_ones(clock: FakeClock) -> None:
