@@ -88,11 +88,12 @@ class MedianInterval:
     median: float
     low: float  # nan when too few values for the confidence asked (under 6 for 95%)
     high: float
+    confidence: float = 0.95
 
     def __str__(self) -> str:
         if math.isnan(self.low):
             return f"{self.median:.3f}"
-        return f"{self.median:.3f} (95% CI {self.low:.3f}-{self.high:.3f})"
+        return f"{self.median:.3f} ({self.confidence:.0%} CI {self.low:.3f}-{self.high:.3f})"
 
 
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> MedianInterval:
@@ -108,4 +109,4 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> Median
 
     middle = median(values)
     interval = quantile_test(list(values), q=middle, p=0.5).confidence_interval(confidence)
-    return MedianInterval(middle, float(interval.low), float(interval.high))
+    return MedianInterval(middle, float(interval.low), float(interval.high), confidence)

@@ -115,6 +115,10 @@ def test_median_interval_is_two_order_statistics() -> None:
     assert interval.median == pytest.approx(15.5)
     assert (interval.low, interval.high) == (10.0, 21.0)
     assert str(interval) == "15.500 (95% CI 10.000-21.000)"
+    # At 90%: P(<= 10) = 0.049 <= 0.05 < P(<= 11) = 0.100, so the 11th to the 20th.
+    wider = analysis.median_interval(values, confidence=0.90)
+    assert (wider.low, wider.high) == (11.0, 20.0)
+    assert str(wider) == "15.500 (90% CI 11.000-20.000)"
 
 
 def test_median_interval_of_too_few_values_says_only_the_median() -> None:
