@@ -239,7 +239,7 @@ def check_names(
         if name in PROVIDER_PARAMS:
             raise ConfigError(f"{name} is not an OpenAI chat-completions parameter: {hint}")
         close = difflib.get_close_matches(name, [*known, *arguments], n=1)
-        if close and close[0] in arguments and close[0] not in known:
+        if close and close[0] not in known:  # then it is one of the call's arguments
             raise ConfigError(
                 f"unknown option {name!r}: did you mean {close[0]}? (an argument of {method})"
             )

@@ -208,11 +208,10 @@ class RunProgress:
             assert stats.held_until is not None
             postfix["held"] = f"{stats.held_until - now:.0f}s, {stats.hold_reason}"
         bar.set_postfix(postfix, refresh=False)
-        delta = stats.done - bar.n
         if final:
             bar.n = stats.done  # drawn by ``close``
-        elif delta:
-            bar.update(delta)
+        elif stats.done != bar.n:
+            bar.update(stats.done - bar.n)
         else:
             bar.refresh()
         self._drawn = _tally(stats, now, extra)
