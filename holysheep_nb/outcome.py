@@ -150,6 +150,8 @@ class RowOutcome:
             return self.detail
         if kind is OutcomeKind.BAD_IMAGE:
             return self.group or self.detail  # one group for 300 missing files, not 300
+        if self.detail == NO_TEXT:
+            return TOOL_CALL_CAUSE  # not an answer off the label set or the schema
         return _CAUSES[kind]
 
     @property
@@ -232,6 +234,9 @@ class Reading(NamedTuple):
 
 #: Why an answer without text (a tool call; see ``answers.answer_kind``) has no value.
 NO_TEXT = "the answer has no text to read, only a tool call (see tool_calls)"
+#: The report's group for those rows, apart from the answers that were off the label set or
+#: the schema: the fix differs (no tools offered, or a model that answers in text).
+TOOL_CALL_CAUSE = "a tool call instead of an answer"
 
 
 def read_text(

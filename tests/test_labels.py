@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,8 @@ async def test_a_tool_call_instead_of_a_label_is_an_error_not_a_blank_row(
     assert json.loads(out["tool_calls"].tolist()[1])[0]["function"]["name"] == "lookup"
     report = out.holysheep.report()
     assert (report.succeeded, report.failed) == (1, 1)
+    # The report groups it apart from answers off the label set: the fix is not the same.
+    assert report.failures == (("a tool call instead of an answer", 1),)
     extracted = await frame.holysheep.aextract(
         "text", schema={"product": str}, base_url=labeller.base_url, cache=False, progress=False
     )
@@ -235,6 +238,25 @@ async def test_a_tool_call_instead_of_a_label_is_an_error_not_a_blank_row(
         "(see tool_calls)"
     )
     assert extracted["product"].isna().tolist() == [False, True]
+    assert extracted.holysheep.report().failures == (("a tool call instead of an answer", 1),)
+
+
+async def test_tool_calls_to_extract_are_no_sign_that_response_format_is_ignored(
+    labeller: RunningServer,
+) -> None:
+    """A tool call has no text, so it does not fit the schema; but it says nothing of whether
+    the server heeds ``response_format``. Each row is asked once (it was asked again with the
+    schema in words), and three in a row do not switch the run to that form with a notice
+    that the server seems to ignore response_format."""
+    frame = pd.DataFrame({"text": [f"Look item {i} up {{{{fault:tools}}}}" for i in range(4)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice of any kind
+        out = await frame.holysheep.aextract(
+            "text", schema={"product": str}, base_url=labeller.base_url, cache=False, progress=False
+        )
+    report = out.holysheep.report()
+    assert (report.failed, report.requests_sent) == (4, 4)
+    assert out["attempts"].tolist() == [1, 1, 1, 1]
 
 
 async def test_gold_label_column_survives_and_the_prediction_sits_beside_it(
