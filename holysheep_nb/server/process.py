@@ -89,6 +89,13 @@ class ServerProcess:
         return self._stderr.read().decode(errors="replace").strip()[-2000:] or "no output"
 
     @property
+    def pid(self) -> int:
+        """The server process's id (to read its CPU time, as the benchmarks do)."""
+        if self._proc is None:
+            raise RuntimeError("ServerProcess is not running")
+        return self._proc.pid
+
+    @property
     def base_url(self) -> str:
         """The OpenAI-style base URL, e.g. ``http://127.0.0.1:54321/v1``."""
         if self._base_url is None:
