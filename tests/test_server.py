@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import math
+import os
 import socket
 import time
 import urllib.error
@@ -728,6 +729,8 @@ def test_server_process_serves_and_is_controlled_over_http() -> None:
     config = ServerConfig(digest=True, faults=Faults({"500": 1.0}), seed=1)
     with ServerProcess(config) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
+        assert server.pid != os.getpid()
+        os.kill(server.pid, 0)  # a process of its own, alive: signal 0 only checks
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
         def ask(prompt: str) -> tuple[int, str]:
@@ -761,3 +764,5 @@ def test_server_process_reports_why_it_did_not_start() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeError, match=r"did not start: .*cannot listen on 127\.0\.0\.1:"):
             ServerProcess(port=port).start()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = ServerProcess().pid
