@@ -9,8 +9,12 @@
    that nest_asyncio2 installs on Python 3.11-3.13 (a synchronous call inside a notebook's
    running loop), in pairs as case 1 of ``run.py``: the median of the pairs' ratios of
    client CPU and of throughput, with 95% confidence intervals.
+3. ``sensitivity``: the floor with ``--spin`` microseconds of pure-Python work added to each
+   answer, against the floor, in pairs: how much client CPU a row's own microsecond costs
+   in this case (one, if the coupling above does not amplify it). It tells how much of the
+   product's own work per row must go to close a given distance from raw aiohttp.
 
-    python benchmarks/coupling.py [--rows 4000] [--rounds 10] [--pairs 20]
+    python benchmarks/coupling.py [--rows 4000] [--rounds 10] [--pairs 20] [--spin 10]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,16 +120,53 @@ def tasks(process: ServerProcess, rows: int, pairs: int) -> None:
     print(f"  client CPU {cpu}; throughput {throughput}")
 
 
+def spinner(microseconds: float) -> Callable[[], None]:
+    """A call that keeps the CPU busy for ``microseconds`` (by the performance counter)."""
+
+    def spin() -> None:
+        until = time.perf_counter() + microseconds * 1e-6
+        while time.perf_counter() < until:
+            pass
+
+    return spin
+
+
+def sensitivity(process: ServerProcess, rows: int, pairs: int, microseconds: float) -> None:
+    df = frame(prompts(rows))
+    spin = spinner(microseconds)
+    started = time.process_time()
+    for _ in range(rows):
+        spin()
+    alone = (time.process_time() - started) / rows
+
+    def floor_run(per_row: Callable[[], None] | None) -> Callable[[], Sample]:
+        def run() -> Sample:
+            out, sample = measure(
+                rows, lambda: contract_floor(process.base_url, df, CONCURRENCY, per_row)
+            )
+            check_frame(out, df, "contract floor")
+            return sample
+
+        return run
+
+    samples = paired(pairs, floor_run(spin), floor_run(None))
+    added = median_interval([(spun.cpu - plain.cpu) / rows * 1e6 for spun, plain in samples])
+    print(f"the floor with {alone * 1e6:.1f} us of work added to each row, {pairs} pairs:")
+    print(f"  client CPU per row grew by {added} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--spin", type=float, default=10.0)
     args = parser.parse_args()
     with server() as process:
         warm_up(process)
         coupling(process, args.rows, args.rounds)
         tasks(process, args.rows, args.pairs)
+        sensitivity(process, args.rows, args.pairs, args.spin)
 
 
 if __name__ == "__main__":

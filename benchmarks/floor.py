@@ -22,6 +22,7 @@ import json
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -52,7 +53,9 @@ class _Tally:
     tokens_out: int = 0
 
 
-async def _contract_floor(base_url: str, frame: pd.DataFrame, concurrency: int) -> pd.DataFrame:
+async def _contract_floor(
+    base_url: str, frame: pd.DataFrame, concurrency: int, per_row: Callable[[], object] | None
+) -> pd.DataFrame:
     url = f"{base_url}/chat/completions"
     texts = frame[PROMPT_COLUMN].tolist()
     rows = len(texts)
@@ -98,6 +101,8 @@ async def _contract_floor(base_url: str, frame: pd.DataFrame, concurrency: int) 
                     deadlines.popleft()
                 if status != 200:
                     raise RuntimeError(f"HTTP {status}")
+                if per_row is not None:
+                    per_row()
                 data = json.loads(raw)
                 choice = data["choices"][0]
                 usage = data.get("usage") or {}
@@ -133,7 +138,13 @@ async def _contract_floor(base_url: str, frame: pd.DataFrame, concurrency: int) 
     return pd.concat([frame, columns], axis=1)
 
 
-def contract_floor(base_url: str, frame: pd.DataFrame, concurrency: int) -> pd.DataFrame:
+def contract_floor(
+    base_url: str,
+    frame: pd.DataFrame,
+    concurrency: int,
+    per_row: Callable[[], object] | None = None,
+) -> pd.DataFrame:
     """``frame`` with the result columns, every row answered by the server at ``base_url``
-    through ``concurrency`` requests at a time; raises on the first row that fails."""
-    return asyncio.run(_contract_floor(base_url, frame, concurrency))
+    through ``concurrency`` requests at a time; raises on the first row that fails.
+    ``per_row`` is called once per answer (``coupling.py`` adds a known cost with it)."""
+    return asyncio.run(_contract_floor(base_url, frame, concurrency, per_row))
