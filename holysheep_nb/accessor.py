@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pandas as pd
 
 from holysheep_nb.errors import ConfigError, HolySheepError
-from holysheep_nb.estimate import DEFAULT_LATENCY, Estimate
+from holysheep_nb.estimate import Estimate
 from holysheep_nb.job_options import JobOptions
-from holysheep_nb.namespace import AsyncCalls, Call, Calls, extract_call, label_call
+from holysheep_nb.namespace import AsyncCalls, Call, Calls, Estimates
 from holysheep_nb.runner import run_sync
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _SERIES_COLUMN = "prompt"
 Frame = TypeVar("Frame")
 
 
-class FrameCalls(Calls[Frame], AsyncCalls[Frame]):
+class FrameCalls(Calls[Frame], AsyncCalls[Frame], Estimates):
     """What the namespaces of eager frames share: how a call runs. The run takes the
     frame as it is (``PromptSource`` reads it through its ``frames`` adapter) and returns a
     frame of the same kind."""
@@ -130,39 +130,11 @@ class FrameCalls(Calls[Frame], AsyncCalls[Frame]):
         job = await self._ajob(call, options)
         return await (_batch_job(job, batch).run() if batch else job.run())
 
-    def estimate(
-        self,
-        column: Hashable | None = None,
-        *,
-        template: str | None = None,
-        labels: Sequence[str] | None = None,
-        schema: object = None,
-        instructions: str | None = None,
-        multi: bool = False,
-        structured: bool = True,
-        latency: float = DEFAULT_LATENCY,
-        output_tokens: int | None = None,
-        **options: Unpack[RunOptions],
+    def _estimate(
+        self, call: Call, options: dict[str, Any], *, latency: float, output_tokens: int | None
     ) -> Estimate:
-        """What ``complete()`` (``label()`` with ``labels=``, ``extract()`` with ``schema=``)
-        would send, take and cost.
-
-        Sends nothing. Counts rows to send after cache hits and missing prompts, estimates
-        input tokens, the time under the given limits and concurrency (``latency`` seconds a
-        request assumed), and the cost when ``prices`` are given. Output tokens come from
-        ``output_tokens`` per row, the label set or schema, or ``max_tokens``.
-        ``batch=True``: what ``batch=True`` would cost (the batch price,
-        ``Prices.batch_discount``) and take (up to the Batch API's 24 h window).
-        """
-        if labels is not None and schema is not None:
-            raise ConfigError("pass labels= (for label()) or schema= (for extract()), not both")
-        given: dict[str, Any] = dict(options)
+        given = dict(options)
         batch = bool(given.pop("batch", False))
-        call = Call("complete", column, template)
-        if labels is not None:
-            call = label_call(column, labels, instructions, multi, structured, template)
-        elif schema is not None:
-            call = extract_call(column, schema, instructions, True, structured, template)
         job = self._job(call, given, sending=False)
         per_row = output_tokens
         if per_row is None:

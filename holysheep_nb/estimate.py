@@ -12,8 +12,10 @@ flight it does not announce) makes the run slower, and the run report says by ho
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from holysheep_nb._render import Sections, render_html, render_text
 from holysheep_nb.errors import ConfigError
@@ -23,6 +25,8 @@ from holysheep_nb.validation import is_finite_number
 
 if TYPE_CHECKING:
     from holysheep_nb.job import RunPlan
+
+T = TypeVar("T", int, float)
 
 #: Seconds per request assumed when the caller gives none: a short chat completion.
 DEFAULT_LATENCY = 1.0
@@ -74,23 +78,9 @@ class Estimate:
                 "latency=out.latency.median() from a small run such as df.head(50)"
             )
         output = None if output_tokens_per_row is None else output_tokens_per_row * plan.to_send
-        limits = settings.limits
-        # Whole rounds of ``max_concurrent`` requests; under a rate limit, the last send's
-        # time plus its own latency.
-        last = latency if plan.to_send else 0.0
-        bounds = {"concurrency": math.ceil(plan.to_send / settings.max_concurrent) * latency}
-        if limits.requests_per_minute is not None:
-            bounds["requests_per_minute"] = last + _after_burst(
-                plan.to_send, limits.request_capacity, limits.requests_per_minute
-            )
-        if limits.tokens_per_minute is not None:
-            bounds["tokens_per_minute"] = last + _after_burst(
-                plan.input_tokens + (output or 0),
-                limits.token_capacity,
-                limits.tokens_per_minute,
-            )
-        limited_by = max(bounds, key=bounds.__getitem__)
-        seconds = bounds[limited_by]
+        limited_by, seconds = _time(
+            plan.to_send, plan.input_tokens + (output or 0), settings, latency
+        )
         if batch:
             limited_by, seconds = "batch", BATCH_WINDOW
             prices = prices.for_batch() if prices is not None else None
@@ -114,6 +104,43 @@ class Estimate:
             images=plan.images,
             unsized_images=plan.unsized_images,
             bad_images=plan.bad_images,
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[Estimate], settings: EngineSettings) -> Estimate:
+        """One estimate for a run made of ``parts``, each estimated where its rows are (a
+        Dask collection's partitions), under one set of limits for the whole run.
+
+        Rows, tokens, images and cost add up; the time is that of all the rows to send under
+        ``settings`` (the cluster's ``max_concurrent`` and rate limits hold for the whole run)
+        at the parts' assumed latency. Repeats are counted within each part, as each part's
+        run finds them. Raises ``ConfigError`` for no parts.
+        """
+        if not parts:
+            raise ConfigError("Estimate.combine() needs at least one estimate")
+        first = parts[0]
+        to_send = sum(part.to_send for part in parts)
+        input_tokens = sum(part.input_tokens for part in parts)
+        output = _total([part.output_tokens for part in parts])
+        limited_by, seconds = _time(to_send, input_tokens + (output or 0), settings, first.latency)
+        bad_images: Counter[str] = Counter()
+        for part in parts:
+            bad_images.update(dict(part.bad_images))
+        return cls(
+            rows=sum(part.rows for part in parts),
+            to_send=to_send,
+            cached=sum(part.cached for part in parts),
+            missing=sum(part.missing for part in parts),
+            deduplicated=sum(part.deduplicated for part in parts),
+            input_tokens=input_tokens,
+            output_tokens=output,
+            seconds=seconds,
+            limited_by=limited_by,
+            latency=first.latency,
+            cost=_total([part.cost for part in parts]),
+            images=sum(part.images for part in parts),
+            unsized_images=sum(part.unsized_images for part in parts),
+            bad_images=tuple(bad_images.most_common()),
         )
 
     def __str__(self) -> str:
@@ -178,6 +205,31 @@ def _images_note(unsized: int) -> str:
     if unsized:
         note += f"; {unsized:,} by URL of unknown size counted at 85 tokens each"
     return note + ")"
+
+
+def _time(to_send: int, tokens: int, settings: EngineSettings, latency: float) -> tuple[str, float]:
+    """``(the bound that limits the run, its seconds)`` for ``to_send`` requests of
+    ``tokens`` in all (in and out): whole rounds of ``max_concurrent`` requests, each one
+    latency long; under a rate limit, the last send's time plus its own latency."""
+    limits = settings.limits
+    last = latency if to_send else 0.0
+    bounds = {"concurrency": math.ceil(to_send / settings.max_concurrent) * latency}
+    if limits.requests_per_minute is not None:
+        bounds["requests_per_minute"] = last + _after_burst(
+            to_send, limits.request_capacity, limits.requests_per_minute
+        )
+    if limits.tokens_per_minute is not None:
+        bounds["tokens_per_minute"] = last + _after_burst(
+            tokens, limits.token_capacity, limits.tokens_per_minute
+        )
+    limited_by = max(bounds, key=bounds.__getitem__)
+    return limited_by, bounds[limited_by]
+
+
+def _total(values: Sequence[T | None]) -> T | None:
+    """The sum of ``values``, or None when they are unknown (None)."""
+    known = [value for value in values if value is not None]
+    return None if not known else sum(known[1:], known[0])
 
 
 def _after_burst(amount: float, capacity: float | None, per_minute: float) -> float:

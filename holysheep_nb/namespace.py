@@ -3,7 +3,8 @@
 ``Calls[Out]`` holds their signatures and docs; a namespace says only how it runs one
 ``Call`` and what it returns: the pandas accessors a DataFrame (``accessor``), their
 ``batch`` namespace a ``BatchHandle``, the Dask accessors a lazy Dask DataFrame
-(``dask.accessor``). ``AsyncCalls[Out]`` adds the ``await``-able twins. The run options are
+(``dask.accessor``). ``AsyncCalls[Out]`` adds the ``await``-able twins, ``Estimates`` the
+dry run (``estimate``). The run options are
 ``**options: Unpack[RunOptions]`` (declared in ``job_options``), so an IDE completes them and
 a type checker knows each one's type. Nothing here imports pandas.
 """
@@ -11,16 +12,19 @@ a type checker knows each one's type. Nothing here imports pandas.
 from __future__ import annotations
 
 import difflib
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.estimate import DEFAULT_LATENCY
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from holysheep_nb.estimate import Estimate
     from holysheep_nb.run_options import RunOptions
 
 Out = TypeVar("Out")
@@ -62,14 +66,23 @@ def needed(method: str, name: str, value: Any, options: Mapping[str, object]) ->
     raise ConfigError(f"{method}() needs {name}={_WHAT[name]}{slip}")
 
 
-def checked(call: Call, options: Mapping[str, object]) -> dict[str, Any]:
+def checked(
+    call: Call, options: Mapping[str, object], *, by: Callable[..., object] | None = None
+) -> dict[str, Any]:
     """The call's run ``options``, every name checked: ``ConfigError`` for one no option
-    declares, naming the closest option or argument of the call (``job_options.check_names``).
+    declares, naming the closest option or argument of the call (``job_options.check_names``);
+    of the method ``by`` when it is not the call's own (``estimate``).
     """
     from holysheep_nb.job_options import check_names
 
     current = {name: value for name, value in options.items() if name not in _DEPRECATED}
-    check_names(current, ["column", *call.keywords()], f"{call.method}()")
+    if by is None:
+        check_names(current, ["column", *call.keywords()], f"{call.method}()")
+    else:
+        named = [
+            p.name for p in inspect.signature(by).parameters.values() if p.kind is p.KEYWORD_ONLY
+        ]
+        check_names(current, ["column", *named], f"{by.__name__}()")
     return dict(options)
 
 
@@ -221,6 +234,53 @@ class Calls(ABC, Generic[Out]):
         schema = needed("extract", "schema", schema, options)
         call = extract_call(column, schema, instructions, flatten, structured, template)
         return self._call(call, checked(call, options))
+
+
+class Estimates(ABC):
+    """``estimate``: what a call would send, take and cost, with nothing sent."""
+
+    @abstractmethod
+    def _estimate(
+        self, call: Call, options: dict[str, Any], *, latency: float, output_tokens: int | None
+    ) -> Estimate:
+        """The estimate of ``call`` with the run ``options`` (checked)."""
+
+    def estimate(
+        self,
+        column: Hashable | None = None,
+        *,
+        template: str | None = None,
+        labels: Sequence[str] | None = None,
+        schema: object = None,
+        instructions: str | None = None,
+        multi: bool = False,
+        structured: bool = True,
+        latency: float = DEFAULT_LATENCY,
+        output_tokens: int | None = None,
+        **options: Unpack[RunOptions],
+    ) -> Estimate:
+        """What ``complete()`` (``label()`` with ``labels=``, ``extract()`` with ``schema=``)
+        would send, take and cost.
+
+        Sends nothing. Counts rows to send after cache hits and missing prompts, estimates
+        input tokens, the time under the given limits and concurrency (``latency`` seconds a
+        request assumed), and the cost when ``prices`` are given. Output tokens come from
+        ``output_tokens`` per row, the label set or schema, or ``max_tokens``.
+        ``batch=True``: what ``batch=True`` would cost (the batch price,
+        ``Prices.batch_discount``) and take (up to the Batch API's 24 h window). On a Dask
+        collection every partition is read once, where it lives, and the limits hold for
+        the whole cluster (``Estimate.combine``). Raises ``ConfigError`` for bad options,
+        before any row is read.
+        """
+        if labels is not None and schema is not None:
+            raise ConfigError("pass labels= (for label()) or schema= (for extract()), not both")
+        call = Call("complete", column, template)
+        if labels is not None:
+            call = label_call(column, labels, instructions, multi, structured, template)
+        elif schema is not None:
+            call = extract_call(column, schema, instructions, True, structured, template)
+        given = checked(call, options, by=Estimates.estimate)
+        return self._estimate(call, given, latency=latency, output_tokens=output_tokens)
 
 
 class AsyncCalls(ABC, Generic[Out]):

@@ -30,6 +30,7 @@ from distributed import Client, LocalCluster
 from pydantic import BaseModel
 
 import holysheep_nb.dask
+from holysheep_nb import Prices
 from holysheep_nb.dask.accessor import run_key
 from holysheep_nb.dask.plugin import PLUGIN_NAME, LimitsPlugin
 from holysheep_nb.errors import ConfigError, HolySheepWarning
@@ -350,3 +351,58 @@ def test_bad_options_fail_at_the_call_before_anything_is_computed() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ddf.holysheep.complete("text", base_url="http://127.0.0.1:9/v1")  # lazy: nothing sent
+
+
+# --- estimate(): every partition read where it lives, the limits the cluster's ------------------
+
+
+def test_estimate_over_partitions_is_the_pandas_estimate(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Nothing sent; every partition estimated against the cache; the time that of the whole
+    run under the cluster-wide max_concurrent (three partitions alone would add up to more)."""
+    frame = _frame(90)
+    cache = str(tmp_path / "estimate.sqlite")
+    frame.head(30).holysheep.label("text", labels=LABELS, base_url=server.base_url, cache=cache)
+    server.reset()
+    options: dict[str, Any] = {
+        "labels": LABELS, "base_url": server.base_url, "cache": cache, "max_concurrent": 4,
+        "latency": 2.0, "prices": Prices(input_per_1k=1.0, output_per_1k=2.0),
+    }  # fmt: skip
+    ddf = dd.from_pandas(frame, npartitions=3)
+    with dask.config.set(scheduler="sync"):
+        estimate = ddf.holysheep.estimate("text", **options)
+        series = ddf["text"].holysheep.estimate(**options)
+    whole = frame.holysheep.estimate("text", **options)
+    assert (estimate.rows, estimate.cached, estimate.to_send) == (90, 30, 60)
+    assert estimate.seconds == whole.seconds == pytest.approx(15 * 2.0)
+    assert estimate.cost == pytest.approx(whole.cost)
+    assert {**estimate.to_dict(), "cost": 0} == {**whole.to_dict(), "cost": 0}
+    assert series.input_tokens == estimate.input_tokens
+    assert server.stats()["requests"] == 0
+
+
+def test_estimate_counts_repeats_within_each_partition_as_its_run_finds_them() -> None:
+    ddf = dd.from_pandas(pd.DataFrame({"text": ["the same kettle"] * 4}), npartitions=2)
+    with dask.config.set(scheduler="sync"):
+        estimate = ddf.holysheep.estimate("text", base_url="http://127.0.0.1:9/v1", cache=False)
+    assert (estimate.to_send, estimate.deduplicated) == (2, 2)
+
+
+def _unreadable(partition: pd.DataFrame) -> pd.DataFrame:
+    raise AssertionError("a partition was read")
+
+
+def test_estimate_refuses_bad_options_before_reading_a_partition() -> None:
+    ddf = dd.from_pandas(_frame(4), npartitions=2)
+    unreadable = ddf.map_partitions(_unreadable, meta=ddf._meta)
+    base = {"base_url": "http://127.0.0.1:9/v1", "cache": False}
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ConfigError, match="did you mean max_concurrent"):
+            unreadable.holysheep.estimate("text", max_concurent=4, **base)
+        with pytest.raises(ConfigError, match="nope"):
+            unreadable.holysheep.estimate("nope", **base)
+        with pytest.raises(ConfigError, match="batch=True is not available"):
+            unreadable.holysheep.estimate("text", batch=True, **base)
+        with pytest.raises(AssertionError, match="a partition was read"):
+            unreadable.holysheep.estimate("text", **base)

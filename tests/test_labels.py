@@ -16,9 +16,10 @@ from aioresponses import CallbackResult, aioresponses
 
 from holysheep_nb import Prices
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.estimate import Estimate
 from holysheep_nb.labels import LabelSet
 from holysheep_nb.outcome import AnswerRejected, OutcomeKind, RowOutcome
-from holysheep_nb.policies import RateLimits
+from holysheep_nb.policies import EngineSettings, RateLimits
 from holysheep_nb.server import LocalServer, RunningServer, ServerConfig, start_server
 from tests.scripted import BASE_URL, URL, ok_body
 
@@ -414,6 +415,38 @@ def test_estimate_cost_and_its_text() -> None:
     assert labelled.to_dict()["to_send"] == 10
     series = frame["text"].holysheep.estimate(labels=SENTIMENT, base_url=BASE_URL, cache=False)
     assert series.input_tokens == labelled.input_tokens
+
+
+def test_estimates_of_parts_combine_into_the_estimate_of_the_whole() -> None:
+    """Counts, tokens and cost add up; the time is the whole run's under one set of limits
+    (two halves alone would take 13 and 18 rounds of 4; together 30, not 31)."""
+    frame = pd.DataFrame({"text": [f"{i:03d} a fine kettle" for i in range(120)]})
+    options: dict[str, Any] = {
+        "labels": SENTIMENT, "base_url": BASE_URL, "cache": False, "max_concurrent": 4,
+        "latency": 2.0, "prices": Prices(input_per_1k=1.0, output_per_1k=2.0),
+    }  # fmt: skip
+    whole = frame.holysheep.estimate("text", **options)
+    parts = [frame.iloc[:50].holysheep.estimate("text", **options),
+             frame.iloc[50:].holysheep.estimate("text", **options)]  # fmt: skip
+    assert sum(part.seconds for part in parts) == pytest.approx(62.0)
+    combined = Estimate.combine(parts, EngineSettings(max_concurrent=4))
+    assert combined.seconds == whole.seconds == pytest.approx(60.0)
+    assert combined.cost == pytest.approx(whole.cost)
+    assert {**combined.to_dict(), "cost": None} == {**whole.to_dict(), "cost": None}
+    unknown = [frame.iloc[:50].holysheep.estimate("text", base_url=BASE_URL, cache=False)] * 2
+    assert Estimate.combine(unknown, EngineSettings()).output_tokens is None
+    with pytest.raises(ConfigError, match="at least one"):
+        Estimate.combine([], EngineSettings())
+
+
+def test_estimate_names_a_misspelt_option_or_argument() -> None:
+    frame = pd.DataFrame({"text": ["a"]})
+    with pytest.raises(ConfigError, match="did you mean max_concurrent"):
+        frame.holysheep.estimate("text", base_url=BASE_URL, max_concurent=4)
+    with pytest.raises(ConfigError, match=r"did you mean instructions\? \(an argument of estim"):
+        frame.holysheep.estimate("text", labels=SENTIMENT, base_url=BASE_URL, instructons="x")
+    with pytest.raises(ConfigError, match="did you mean latency"):
+        frame.holysheep.estimate("text", base_url=BASE_URL, lattency=2.0)
 
 
 @pytest.mark.parametrize("latency", [0, -1, math.nan, "1", True])

@@ -13,16 +13,19 @@ many rows the run has (``run_rows``), for the progress bar's total.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 
 from holysheep_nb.dask.limits import LimitConfig
 from holysheep_nb.dask.worker import PartitionCall, run_partition
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.estimate import Estimate
 from holysheep_nb.job_options import JobOptions
-from holysheep_nb.namespace import Call, Calls
+from holysheep_nb.namespace import Call, Calls, Estimates
 
 if TYPE_CHECKING:
     from holysheep_nb.dask.report import ClusterReport
@@ -33,6 +36,15 @@ RUN_ATTR = "holysheep_dask_run"
 ROWS_ATTR = "holysheep_dask_rows"
 
 
+def _online(options: dict[str, Any]) -> None:
+    """Refuse ``batch=True``: a Dask collection runs online only."""
+    if options.get("batch"):
+        raise ConfigError(
+            "batch=True is not available on a Dask DataFrame: compute it first "
+            "(ddf.compute().holysheep.label(..., batch=True)), or run without batch"
+        )
+
+
 def _lazy(
     collection: dd.DataFrame | dd.Series, call: Call, options: dict[str, Any]
 ) -> dd.DataFrame:
@@ -41,11 +53,7 @@ def _lazy(
     The progress bar of the pandas path is off on the workers: the client draws one for the
     whole run (``holysheep_nb.dask.progress``).
     """
-    if options.get("batch"):
-        raise ConfigError(
-            "batch=True is not available on a Dask DataFrame: compute it first "
-            "(ddf.compute().holysheep.label(..., batch=True)), or run without batch"
-        )
+    _online(options)
     options = {**options, "progress": False}
     settings = JobOptions.from_kwargs(**options).settings
     config = LimitConfig(
@@ -68,6 +76,49 @@ def _lazy(
         run_partition, work, meta=meta, align_dataframes=False
     )
     return result
+
+
+def _estimate(
+    collection: dd.DataFrame | dd.Series,
+    call: Call,
+    options: dict[str, Any],
+    *,
+    latency: float,
+    output_tokens: int | None,
+) -> Estimate:
+    """The estimate of ``call`` over every partition, each estimated where it lives by the
+    pandas path, combined under the cluster's limits (``Estimate.combine``).
+
+    The options are checked on the collection's empty ``meta`` first, so that a bad one is
+    an error before any partition is read.
+    """
+    _online(options)
+    on_meta = {**options, "cache": False}
+    collection._meta.holysheep._estimate(
+        call, on_meta, latency=latency, output_tokens=output_tokens
+    )
+    settings = JobOptions.from_kwargs(**options).settings
+    work = PartitionEstimate(call, options, latency, output_tokens)
+    estimate = dask.delayed(estimate_partition)
+    parts = dask.compute(*(estimate(part, work) for part in collection.to_delayed()))
+    return Estimate.combine(parts, settings)
+
+
+@dataclass(frozen=True)
+class PartitionEstimate:
+    """What each partition's estimate needs (pickled to the workers)."""
+
+    call: Call
+    options: dict[str, Any]
+    latency: float
+    output_tokens: int | None
+
+
+def estimate_partition(partition: pd.DataFrame | pd.Series, work: PartitionEstimate) -> Estimate:
+    """One partition's estimate, by the pandas path (nothing sent)."""
+    return partition.holysheep._estimate(  # type: ignore[no-any-return]
+        work.call, dict(work.options), latency=work.latency, output_tokens=work.output_tokens
+    )
 
 
 def _known_rows(collection: dd.DataFrame | dd.Series) -> int | None:
@@ -122,7 +173,7 @@ def run_key(frame: dd.DataFrame) -> str:
 
 
 @dd.extensions.register_dataframe_accessor("holysheep")
-class DaskFrameAccessor(Calls[dd.DataFrame]):
+class DaskFrameAccessor(Calls[dd.DataFrame], Estimates):
     """``ddf.holysheep``: the pandas accessor's calls on every partition, lazily, one limit
     shared by the cluster.
 
@@ -138,6 +189,11 @@ class DaskFrameAccessor(Calls[dd.DataFrame]):
     def _call(self, call: Call, options: dict[str, Any]) -> dd.DataFrame:
         return _lazy(self._frame, call, options)
 
+    def _estimate(
+        self, call: Call, options: dict[str, Any], *, latency: float, output_tokens: int | None
+    ) -> Estimate:
+        return _estimate(self._frame, call, options, latency=latency, output_tokens=output_tokens)
+
     def report(self) -> ClusterReport:
         """The merged report of the run that makes this frame (after it was computed)."""
         from holysheep_nb.dask.report import fetch_report
@@ -146,7 +202,7 @@ class DaskFrameAccessor(Calls[dd.DataFrame]):
 
 
 @dd.extensions.register_series_accessor("holysheep")
-class DaskSeriesAccessor(Calls[dd.DataFrame]):
+class DaskSeriesAccessor(Calls[dd.DataFrame], Estimates):
     """``series.holysheep``: the same for a Dask Series of prompts (no column to name)."""
 
     def __init__(self, series: dd.Series) -> None:
@@ -154,3 +210,8 @@ class DaskSeriesAccessor(Calls[dd.DataFrame]):
 
     def _call(self, call: Call, options: dict[str, Any]) -> dd.DataFrame:
         return _lazy(self._series, call, options)
+
+    def _estimate(
+        self, call: Call, options: dict[str, Any], *, latency: float, output_tokens: int | None
+    ) -> Estimate:
+        return _estimate(self._series, call, options, latency=latency, output_tokens=output_tokens)
