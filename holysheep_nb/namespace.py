@@ -4,9 +4,9 @@
 ``Call`` and what it returns: the pandas accessors a DataFrame (``accessor``), their
 ``batch`` namespace a ``BatchHandle``, the Dask accessors a lazy Dask DataFrame
 (``dask.accessor``). ``AsyncCalls[Out]`` adds the ``await``-able twins, ``Estimates`` the
-dry run (``estimate``). The run options are
-``**options: Unpack[RunOptions]`` (declared in ``job_options``), so an IDE completes them and
-a type checker knows each one's type. Nothing here imports pandas.
+dry run (``estimate``). The run options are ``**options: Unpack[RunOptions]`` (declared in
+``job_options``), so an IDE completes them and a type checker knows each one's type.
+Nothing here imports pandas.
 """
 
 from __future__ import annotations

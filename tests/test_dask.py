@@ -333,6 +333,10 @@ def test_extract_equals_the_pandas_path(client: Client, server: ServerProcess) -
     result = out.compute()
     _same_results(result, expected)
     assert result["error"].isna().all()
+    # The dry run on the cluster's workers (the schema pickled to them) matches pandas'.
+    estimated = ddf.holysheep.estimate("text", schema=Review, **options)
+    assert estimated == ddf.compute().holysheep.estimate("text", schema=Review, **options)
+    assert estimated.output_tokens is not None
 
 
 def test_without_a_distributed_client_it_says_to_start_one(server: ServerProcess) -> None:
