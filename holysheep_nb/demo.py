@@ -139,8 +139,15 @@ def main(argv: list[str]) -> int:
     print()
     print(report)
     print()
+    shown = out[["text", "label", "error", "latency"]]
+    failed = shown[shown["error"].notna()]
     with pd.option_context("display.max_colwidth", 60, "display.width", 120):
-        print(out[["text", "label", "error", "latency"]].head(8).to_string())
+        print(shown.head(5).to_string())
+        if len(failed):
+            # What a user looks at next: why rows failed, in their own column.
+            first = ", the first 5" if len(failed) > 5 else ""
+            print(f"\nthe {len(failed):,} rows that failed{first}:")
+            print(failed.head(5).to_string())
     print(f"\nwrote {len(out):,} labelled rows to {args.out}")
     labelled = out["label"].notna()
     if simulated is not None and labelled.any():

@@ -49,6 +49,8 @@ def test_demo_labels_the_sample_on_the_embedded_server(tmp_path: Path) -> None:
     assert "holysheep_nb run: 300 rows" in done.stdout
     assert len(labelled) == 300
     assert (labelled["label"].notna() ^ labelled["error"].notna()).all()
+    failed = int(labelled["error"].notna().sum())
+    assert (f"the {failed} rows that failed" in done.stdout) == (failed > 0)
     assert set(labelled["label"].dropna()) <= set(LABELS)
     assert labelled["label"].notna().mean() > 0.95
     # Answers from a server on a one-off port could never be reused: not in the user's cache.
@@ -80,4 +82,6 @@ def test_demo_batch_runs_through_the_embedded_batch_api(tmp_path: Path) -> None:
     assert len(labelled) == 300
     assert labelled["latency"].isna().all()
     assert (labelled["label"].notna() ^ labelled["error"].notna()).all()
+    failed = int(labelled["error"].notna().sum())
+    assert (f"the {failed} rows that failed" in done.stdout) == (failed > 0)
     assert labelled["label"].notna().mean() > 0.9
