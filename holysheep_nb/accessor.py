@@ -238,11 +238,16 @@ class HolySheepFrameAccessor(ResultCalls[pd.DataFrame]):
 
     def report(self) -> RunReport:
         """The report of the run that produced this frame (counts, failures, latency)."""
-        from holysheep_nb.job import REPORT_ATTR
-        from holysheep_nb.report import RunReport
+        from holysheep_nb.carried import from_file
+        from holysheep_nb.report import REPORT_ATTR, attached
 
-        report = self._frame.attrs.get(REPORT_ATTR)
-        if not isinstance(report, RunReport):
+        report = attached(self._frame.attrs)
+        if report is None and from_file(self._frame.attrs, REPORT_ATTR):
+            raise HolySheepError(
+                "this DataFrame was read back from a file, which keeps the run report's "
+                f"counts only as a dict: frame.attrs[{REPORT_ATTR!r}]"
+            )
+        if report is None:
             raise HolySheepError(
                 "this DataFrame has no run report: call report() on the frame that complete(), "
                 "label() or extract() returned. Joining the frames of several runs (pd.concat, "

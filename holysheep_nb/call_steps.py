@@ -7,7 +7,7 @@ itself only sees ``JobOptions.turns`` and ``params["n"]``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -17,6 +17,7 @@ from holysheep_nb.namespace import Call
 
 if TYPE_CHECKING:
     from holysheep_nb.job import CompletionJob
+    from holysheep_nb.report import RunReport
 
 
 def local_examples(job: CompletionJob, shots: Shots) -> CompletionJob:
@@ -71,8 +72,7 @@ async def votes_apart(
     ``seed`` each (the given one, or 0, plus 1, 2, ...), and keep the majority of each
     row's k answers (``votes.combine_runs``); the report adds up the k runs. The runs are
     combined as pandas frames (``FrameAdapter.to_pandas``: the same frames for pandas)."""
-    from holysheep_nb.job import REPORT_ATTR
-    from holysheep_nb.report import RunReport
+    from holysheep_nb.report import RunReport, attach
     from holysheep_nb.votes import VotedFormat, combine_runs
 
     answer_format = cast(VotedFormat, job.answer_format)
@@ -82,10 +82,13 @@ async def votes_apart(
     for number in range(1, answer_format.votes):
         frames.append(adapter.to_pandas(await run({**given, "seed": seed + number})))
     out = combine_runs(frames, answer_format, list(job.source.frame.columns))
-    report = RunReport.combine(frame.attrs[REPORT_ATTR] for frame in frames)
+    report = RunReport.combine(_report(frame.attrs) for frame in frames)
     failed = int(out["error"].notna().sum())
-    out.attrs[REPORT_ATTR] = dataclasses.replace(
-        report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
+    attach(
+        out.attrs,
+        dataclasses.replace(
+            report, rows=len(out), succeeded=len(out) - failed, failed=failed, frame_rows=len(out)
+        ),
     )
     return adapter.from_pandas(out)
 
@@ -93,16 +96,25 @@ async def votes_apart(
 def recorded(out: Any, call: Call, options: dict[str, Any], job: CompletionJob) -> Any:
     """``out`` with the call that made it (for ``escalate``), its report's tokens and cost
     per model, and the samples read (``votes``)."""
-    from holysheep_nb.escalate import CALL_ATTR, record, with_usage
-    from holysheep_nb.job import REPORT_ATTR
+    from holysheep_nb.escalate import keep_call, record, with_usage
+    from holysheep_nb.report import attach
 
     model = job.options.endpoint.model
     made = Call(call.method, job.source.column, call.template, call.arguments)
     attrs = job.source.adapter.attrs(out)
-    attrs[CALL_ATTR] = record(made, options, list(job.source.frame.columns), model)
-    report = with_usage(attrs[REPORT_ATTR], model)
+    keep_call(attrs, record(made, options, list(job.source.frame.columns), model))
+    report = with_usage(_report(attrs), model)
     samples = getattr(job.answer_format, "samples", None)
     if isinstance(samples, int):
         report = dataclasses.replace(report, samples=samples)
-    attrs[REPORT_ATTR] = report
+    attach(attrs, report)
     return out
+
+
+def _report(attrs: Mapping[Any, Any]) -> RunReport:
+    """The report a run just kept in its frame's ``attrs``."""
+    from holysheep_nb.report import attached
+
+    report = attached(attrs)
+    assert report is not None, "a run's frame has its report"
+    return report

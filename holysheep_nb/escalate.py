@@ -19,7 +19,7 @@ model and in total. A chain of more models is one call per step.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, cast
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from holysheep_nb.carried import Carried, carried, from_file
 from holysheep_nb.errors import ConfigError, HolySheepError
 from holysheep_nb.namespace import Call
 from holysheep_nb.usage import ModelUsage
@@ -162,10 +163,21 @@ def check_model(model: object) -> str:
     return model
 
 
+def keep_call(attrs: MutableMapping[Any, Any], made: CallRecord) -> None:
+    """Keep the record of the call that made a frame in its ``attrs`` (with a plain form,
+    for Parquet: ``carried``)."""
+    attrs[CALL_ATTR] = Carried(made, {"method": made.call.method, "model": made.model})
+
+
 def call_of(frame: pd.DataFrame) -> CallRecord:
     """The call that made ``frame``, or a ``HolySheepError`` saying how to get one."""
-    found = frame.attrs.get(CALL_ATTR)
-    if not isinstance(found, CallRecord):
+    found = carried(frame.attrs, CALL_ATTR, CallRecord)
+    if found is None and from_file(frame.attrs, CALL_ATTR):
+        raise HolySheepError(
+            "escalate() asks rows again through the call that made this frame, and a frame "
+            "read back from a file keeps only its name: call it on the frame the call returned"
+        )
+    if found is None:
         raise HolySheepError(
             "escalate() asks rows again through the call that made this frame, and this frame "
             "has none: call it on the frame label(), extract() or complete() returned (or "
@@ -179,14 +191,13 @@ async def escalate_frame(
 ) -> pd.DataFrame:
     """``frame`` with its doubtful rows asked of ``options["model"]`` (see the module
     docstring)."""
-    from holysheep_nb.job import REPORT_ATTR
-    from holysheep_nb.report import RunReport
+    from holysheep_nb.report import RunReport, attach, attached
 
     model = check_model(options.get("model"))
     made = call_of(frame)
     inputs = made.input_columns
     positions = np.flatnonzero(doubtful(frame, below, inputs))
-    before = frame.attrs.get(REPORT_ATTR)
+    before = attached(frame.attrs)
     reports = [before] if before is not None else []
     answered_by = _answered_by(frame, made)
     out = frame.copy()
@@ -194,23 +205,28 @@ async def escalate_frame(
         rows = frame.iloc[positions][list(inputs)]
         asked = await rows.holysheep._acall(made.call, {**made.options, **options})
         out = merge(frame, asked, positions, inputs)
-        reports.append(asked.attrs[REPORT_ATTR])
+        kept = attached(asked.attrs)
+        if kept is not None:
+            reports.append(kept)
         answered_by[positions] = model
     column = _model_column(frame, inputs)
     out[column] = pd.Categorical(answered_by)
     report = RunReport.combine(reports) if reports else None
     if report is not None:
         failed = int(out["error"].notna().sum()) if "error" in out.columns else report.failed
-        out.attrs[REPORT_ATTR] = replace(
-            report,
-            rows=len(out),
-            succeeded=len(out) - failed,
-            failed=failed,
-            frame_rows=len(out),
-            labels=_label_counts(out, inputs) or report.labels,
-            escalated=(before.escalated if before is not None else 0) + int(positions.size),
+        attach(
+            out.attrs,
+            replace(
+                report,
+                rows=len(out),
+                succeeded=len(out) - failed,
+                failed=failed,
+                frame_rows=len(out),
+                labels=_label_counts(out, inputs) or report.labels,
+                escalated=(before.escalated if before is not None else 0) + int(positions.size),
+            ),
         )
-    out.attrs[CALL_ATTR] = made
+    keep_call(out.attrs, made)
     return cast(pd.DataFrame, out)
 
 

@@ -98,8 +98,7 @@ def read_table(
 
 def write_table(frame: pd.DataFrame, path: Path, fmt: Format) -> None:
     """Write ``frame`` (without its index) to ``path`` atomically: whole, or not at all."""
-    out = frame.copy(deep=False)
-    out.attrs = {}  # pyarrow would try to store the run report as Parquet metadata
+    out = frame.copy(deep=False)  # the report goes into a Parquet file's metadata (carried)
     if fmt == "parquet":
         require_pyarrow()
     with _atomic_destination(path) as temporary:

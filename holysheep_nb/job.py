@@ -29,8 +29,9 @@ from holysheep_nb.pool import RowWork
 from holysheep_nb.progress import Progress, RunProgress
 from holysheep_nb.prompts import PromptSource
 from holysheep_nb.ratelimit import counts_tokens
+from holysheep_nb.report import REPORT_ATTR, attach, attached
 from holysheep_nb.results import ResultColumns
-from holysheep_nb.sink import REPORT_ATTR, ResultSink
+from holysheep_nb.sink import ResultSink
 from holysheep_nb.timeline import Timeline
 
 __all__ = ["REPORT_ATTR", "CompletionJob", "RunPlan"]
@@ -144,11 +145,15 @@ class CompletionJob:
         self.columns.mark_unanswered(interrupt.NOT_ANSWERED)
         frame = self._result()
         attrs = self.source.adapter.attrs(frame)
-        report = attrs[REPORT_ATTR]
-        attrs[REPORT_ATTR] = replace(
-            report,
-            stop_cause="interrupted",
-            stop_advice="run the same cell again: only the rows not answered are sent",
+        report = attached(attrs)
+        assert report is not None, "the sink's frame has its report"
+        attach(
+            attrs,
+            replace(
+                report,
+                stop_cause="interrupted",
+                stop_advice="run the same cell again: only the rows not answered are sent",
+            ),
         )
         interrupt.keep(frame, answered)
 

@@ -51,11 +51,10 @@ class HolySheepPolarsFrame(ResultCalls[pl.DataFrame]):
         polars frames have no ``attrs``: the report is kept beside the frame object a call
         returned, as long as it lives. Raises ``HolySheepError`` for any other frame (one
         derived from it by ``filter``, ``with_columns``, ``join``, ... is a new frame)."""
-        from holysheep_nb.job import REPORT_ATTR
-        from holysheep_nb.report import RunReport
+        from holysheep_nb.report import attached
 
-        report = report_attrs(self._frame).get(REPORT_ATTR)
-        if not isinstance(report, RunReport):
+        report = attached(report_attrs(self._frame))
+        if report is None:
             raise HolySheepError(
                 "this polars DataFrame has no run report: call report() on the very frame "
                 "that complete(), label() or extract() returned (polars frames have no attrs, "

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from holysheep_nb._render import Sections, render_html, render_text
+from holysheep_nb.carried import Carried, carried
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import EXAMPLES, RunStats, RunStop
 from holysheep_nb.prices import Prices
@@ -42,6 +43,8 @@ _SUMS = (
 #: seconds in all, or were this share of its requests (stray 429s below it cost only their
 #: own rows a wait, which pacing would not save).
 PACE_SHARE = 0.1
+#: Where a result frame keeps its run's report (``frame.attrs``, as a ``carried.Carried``).
+REPORT_ATTR = "holysheep_report"
 PACE_HOLD = 1.0
 #: Most latencies kept for the histogram: the report lives in ``DataFrame.attrs``.
 MAX_LATENCY_SAMPLE = 10_000
@@ -493,3 +496,13 @@ def _even_sample(values: np.ndarray, limit: int) -> np.ndarray:
         return values
     picks: np.ndarray = values[np.linspace(0, values.size - 1, limit).round().astype(int)]
     return picks
+
+
+def attach(attrs: MutableMapping[Any, Any], report: RunReport) -> None:
+    """Keep ``report`` in a frame's ``attrs`` (with its plain form, for Parquet: ``carried``)."""
+    attrs[REPORT_ATTR] = Carried(report, report.to_dict())
+
+
+def attached(attrs: Mapping[Any, Any]) -> RunReport | None:
+    """The report kept in a frame's ``attrs``, or None."""
+    return carried(attrs, REPORT_ATTR, RunReport)

@@ -3,7 +3,7 @@
 Every row's one outcome is written to the result columns (``results.ResultColumns``); an
 answer paid for in this call is written back to the cache under its fingerprint, whatever
 sent it; at the end the columns become the result frame, with the format's columns (a
-label, a schema's fields) and the run's report (``frame.attrs[REPORT_ATTR]``), built from
+label, a schema's fields) and the run's report (``report.attach``), built from
 the one tally (``RunStats``). Only the sending differs between the two paths; the kind of
 frame (pandas, polars) is the source's ``FrameAdapter`` (``frames``).
 """
@@ -19,12 +19,9 @@ from holysheep_nb.formats import AnswerFormat
 from holysheep_nb.outcome import RowOutcome, RunStats
 from holysheep_nb.prices import Prices
 from holysheep_nb.prompts import PromptSource
-from holysheep_nb.report import RunReport
+from holysheep_nb.report import RunReport, attach
 from holysheep_nb.results import ResultColumns
 from holysheep_nb.stored import to_cached, worth_keeping
-
-#: Where the result frame keeps its run's report.
-REPORT_ATTR = "holysheep_report"
 
 
 class ResultSink:
@@ -84,7 +81,5 @@ class ResultSink:
             labels=labels,
             timeline=timeline,
         )
-        adapter.attrs(out)[REPORT_ATTR] = (
-            replace(report, batch_ids=batch_ids) if batch_ids else report
-        )
+        attach(adapter.attrs(out), replace(report, batch_ids=batch_ids) if batch_ids else report)
         return out

@@ -37,14 +37,12 @@ if TYPE_CHECKING:
 
 #: Significance level of the McNemar tests behind ``best``.
 ALPHA = 0.05
-_REPORT_ATTR = "holysheep_report"
 
 
 def _report(frame: pd.DataFrame) -> RunReport | None:
-    from holysheep_nb.report import RunReport
+    from holysheep_nb.report import attached
 
-    report = frame.attrs.get(_REPORT_ATTR)
-    return report if isinstance(report, RunReport) else None
+    return attached(frame.attrs)
 
 
 def _keys(frame: pd.DataFrame, column: Hashable | None) -> list[str | None]:

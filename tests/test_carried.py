@@ -1,0 +1,72 @@
+"""A result frame's ``attrs`` (its report and its call) survive what users do with frames:
+Parquet (whose writers JSON-encode ``attrs``), pickling, copies and filters."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from holysheep_nb.carried import Carried, carried, from_file
+from holysheep_nb.errors import HolySheepError
+from holysheep_nb.report import REPORT_ATTR, RunReport
+from holysheep_nb.server import LocalServer, ServerConfig
+
+LABELS = ["positive", "negative"]
+
+
+@pytest.fixture(scope="module")
+def labelled() -> Iterator[pd.DataFrame]:
+    with LocalServer(ServerConfig()) as server:
+        frame = pd.DataFrame({"text": ["I love it", "it broke", "fine kettle"]})
+        yield frame.holysheep.label(
+            "text", labels=LABELS, base_url=server.base_url, cache=False, progress=False
+        )
+
+
+def test_a_result_frame_goes_to_parquet_with_its_report_counts(
+    labelled: pd.DataFrame, tmp_path: Path
+) -> None:
+    """pandas 3 raised TypeError (and pyarrow warned) on the report object in attrs."""
+    path = tmp_path / "out.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pyarrow's "Could not serialize" warning too
+        labelled.to_parquet(path)
+        labelled[labelled["error"].isna()][["text", "label"]].to_parquet(tmp_path / "some.parquet")
+    back = pd.read_parquet(path)
+    pd.testing.assert_series_equal(back["label"].astype(str), labelled["label"].astype(str))
+    assert back.attrs[REPORT_ATTR]["rows"] == 3
+    assert back.attrs[REPORT_ATTR]["succeeded"] == labelled.holysheep.report().succeeded
+    assert back.attrs["holysheep_call"] == {"method": "label", "model": "gpt-4o"}
+    with pytest.raises(HolySheepError, match="read back from a file"):
+        back.holysheep.report()
+    with pytest.raises(HolySheepError, match="read back from a file"):
+        back.holysheep.escalate(model="sim-large", below=0.9)
+
+
+def test_pickles_copies_and_filters_keep_the_report_itself(labelled: pd.DataFrame) -> None:
+    report = labelled.holysheep.report()
+    assert pickle.loads(pickle.dumps(labelled)).holysheep.report() == report
+    assert copy.deepcopy(labelled).holysheep.report() is report
+    assert labelled.head(2).holysheep.report().shown_rows == 2
+    json.dumps(labelled.attrs)  # JSON writes what the attrs carry
+
+
+def test_a_carried_value_is_shared_by_copies_and_equal_by_its_object() -> None:
+    first = Carried(object(), {"a": 1})
+    assert copy.deepcopy(first) is first
+    assert copy.copy(first) is first
+    assert first != Carried(object(), {"a": 1})  # equal plain forms, different objects
+    same = first.value
+    assert first == Carried(same, {"b": 2})
+    assert carried({"k": first}, "k", object) is same
+    assert carried({"k": {"a": 1}}, "k", RunReport) is None  # only the plain form: from a file
+    assert from_file({"k": {"a": 1}}, "k")
+    assert not from_file({"k": first}, "k")
+    assert not from_file({}, "k")
