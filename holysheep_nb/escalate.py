@@ -12,9 +12,12 @@ settings), and keep everything else.
 The rows go through the very call that made ``out`` (kept in ``out.attrs`` by the accessor:
 method, prompt column or template, labels or schema, options; never the key or headers,
 which are given again when needed), so the same engine, cache, limits and ``batch=True``
-apply. The answers replace the rows' result columns; a ``model`` column says which model
-answered each row, and the report adds up both runs: rows escalated, tokens and cost per
-model and in total. A chain of more models is one call per step.
+apply. The answers replace the rows' result columns, but for a row the new model failed
+(an error where the row had an answer): it keeps its answer. A run that stops as a whole
+(an unknown model, a refused key) raises ``RunStoppedError`` and changes nothing. A
+``model`` column says which model answered each row, and the report adds up both runs:
+rows escalated, tokens and cost per model and in total. A chain of more models is one call
+per step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.carried import Carried, carried, from_file
-from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.errors import ConfigError, HolySheepError, RunStoppedError
 from holysheep_nb.namespace import Call
 from holysheep_nb.usage import ModelUsage
 
@@ -154,6 +157,16 @@ def merge(
     return cast(pd.DataFrame, out)
 
 
+def _improves(frame: pd.DataFrame, asked: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
+    """Which of the rows asked again take the new answer (a boolean mask over ``positions``):
+    all but those the new model failed while the row had an answer before, which keep it."""
+    if "error" not in asked.columns or "error" not in frame.columns:
+        return np.ones(positions.size, dtype=bool)
+    failed_now = asked["error"].notna().to_numpy()
+    failed_before = frame["error"].iloc[positions].notna().to_numpy()
+    return cast(np.ndarray, ~failed_now | failed_before)
+
+
 def check_model(model: object) -> str:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(
@@ -204,11 +217,18 @@ async def escalate_frame(
     if positions.size:
         rows = frame.iloc[positions][list(inputs)]
         asked = await rows.holysheep._acall(made.call, {**made.options, **options})
-        out = merge(frame, asked, positions, inputs)
         kept = attached(asked.attrs)
+        if kept is not None and kept.stop_cause is not None:
+            advice = f": {kept.stop_advice}" if kept.stop_advice else ""
+            raise RunStoppedError(
+                f"escalate() asked {positions.size:,} rows of {model!r} and its run stopped: "
+                f"{kept.stop_cause}{advice}. The frame it was called on is unchanged."
+            )
         if kept is not None:
             reports.append(kept)
-        answered_by[positions] = model
+        taken = _improves(frame, asked, positions)
+        out = merge(frame, asked.iloc[taken], positions[taken], inputs)
+        answered_by[positions[taken]] = model
     column = _model_column(frame, inputs)
     out[column] = pd.Categorical(answered_by)
     report = RunReport.combine(reports) if reports else None

@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 import holysheep_nb  # noqa: F401 - registers df.holysheep
-from holysheep_nb.errors import ConfigError, HolySheepError
+from holysheep_nb.errors import (
+    ConfigError,
+    HolySheepError,
+    HolySheepWarning,
+    RunStoppedError,
+)
 from holysheep_nb.escalate import call_of
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer
@@ -66,6 +71,42 @@ def test_only_the_doubtful_rows_are_asked_again_and_the_rest_is_kept() -> None:
     assert "large" in text
 
 
+def test_a_row_the_new_model_fails_keeps_its_answer_and_a_stopped_run_changes_nothing() -> None:
+    """A fresh user escalated to a misspelt model: 59 good labels became 404 errors. A run
+    that stops as a whole raises; a row the new model fails keeps the label it had."""
+    texts = ["t0", "t1", "t2"]
+    frame = pd.DataFrame({"text": texts})
+    with scripted() as server:
+        server.script("t0", Reply(body=ok_body("positive")))
+        server.script("t1", Reply(body=ok_body("positive")))
+        server.script("t2", Reply(body=ok_body("nonsense")))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
+        first["confidence"] = [0.5, 0.5, np.nan]
+        server.script("t0", Reply(body=ok_body("negative")))
+        server.script("t1", Reply(body=ok_body("off the label set")))  # fails anew
+        server.script("t2", Reply(body=ok_body("still nonsense")))  # failed before too
+        out = first.holysheep.escalate(model="large", below=0.8)
+        assert out["label"].astype(str).tolist()[:2] == ["negative", "positive"]
+        assert out["error"].notna().tolist() == [False, False, True]
+        assert "still nonsense" in out["error"].tolist()[2]
+        assert out["model"].astype(str).tolist() == ["large", "small", "large"]
+        assert out.holysheep.report().escalated == 3
+        for text in texts:
+            server.script(text, Reply(status=404, body=_not_found("lage")))
+        with (
+            pytest.raises(RunStoppedError, match=r"asked 3 rows of 'lage' and its run stopp"),
+            pytest.warns(HolySheepWarning, match="stopped the run: model not found"),
+        ):
+            first.holysheep.escalate(model="lage", below=0.8)
+    assert first["label"].astype(str).tolist()[:2] == ["positive", "positive"]
+
+
+def _not_found(model: str) -> str:
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                 "code": "model_not_found"}})  # fmt: skip
+
+
 def test_votes_that_disagree_are_doubtful_and_without_below_only_they_and_failures() -> None:
     frame = pd.DataFrame({"text": ["a", "b", "c"]})
     with scripted() as server:
@@ -73,9 +114,11 @@ def test_votes_that_disagree_are_doubtful_and_without_below_only_they_and_failur
             server.script(text, Reply(body=ok_body("neutral")))
         first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
         first["votes"] = [1.0, 0.6, 1.0]
+        server.script("b", Reply(body=ok_body("positive")))
         out = first.holysheep.escalate(model="large")
     assert [b["messages"][-1]["content"] for b in server.bodies[3:]] == ["b"]
     assert out["model"].astype(str).tolist() == ["small", "large", "small"]
+    assert out["label"].astype(str).tolist() == ["neutral", "positive", "neutral"]
 
 
 def test_misuse_is_a_clear_error_before_anything_is_sent() -> None:
@@ -199,6 +242,7 @@ def test_with_below_the_vote_share_is_the_confidence_compared() -> None:
         first = frame.holysheep.label("text", labels=LABELS, model="small", **QUIET)
         first["votes"] = [1.0, 0.8, 0.4]
         first["confidence"] = first["votes"]
+        server.script("c", Reply(body=ok_body("positive")))
         out = first.holysheep.escalate(model="large", below=0.6)
     assert [b["messages"][-1]["content"] for b in server.bodies[3:]] == ["c"]
     assert out["votes"].isna().tolist() == [False, False, True]  # the large model did not vote
