@@ -410,3 +410,34 @@ def test_estimate_refuses_bad_options_before_reading_a_partition() -> None:
             unreadable.holysheep.estimate("text", batch=True, **base)
         with pytest.raises(AssertionError, match="a partition was read"):
             unreadable.holysheep.estimate("text", **base)
+
+
+def test_the_bar_registers_the_plugin_before_it_asks_the_scheduler() -> None:
+    """Asked before the first partition registered the plugin, the scheduler logged a
+    traceback and "No handler holysheep_status found" at every poll (a fresh user saw 11)."""
+    import logging
+
+    from holysheep_nb.dask.report import _plugin_names
+
+    logged: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record.getMessage())
+
+    catch = Catch(level=logging.WARNING)
+    logging.getLogger("distributed.core").addHandler(catch)
+    try:
+        with (
+            LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as fresh,
+            Client(fresh) as client,
+        ):
+            assert PLUGIN_NAME not in client.run_on_scheduler(_plugin_names)
+            out = dd.from_pandas(_frame(4), npartitions=2).holysheep.complete(
+                "text", base_url="http://127.0.0.1:9/v1", cache=False
+            )
+            with holysheep_nb.dask.progress(out, enabled=False):
+                assert PLUGIN_NAME in client.run_on_scheduler(_plugin_names)
+    finally:
+        logging.getLogger("distributed.core").removeHandler(catch)
+    assert not [line for line in logged if "holysheep" in line]

@@ -104,15 +104,19 @@ def progress(
     from distributed import get_client
 
     from holysheep_nb.dask.accessor import run_key, run_rows
+    from holysheep_nb.dask.plugin import LimitsPlugin
 
     run = run_key(frame)
     client = get_client()
+    # The scheduler's handlers come with the plugin, which the first partition to start
+    # would register: asked before, the scheduler logs a traceback at every poll.
+    client.register_plugin(LimitsPlugin())  # idempotent: a no-op once registered
     bar = ClusterBar(frame.npartitions, run_rows(frame) if total is None else total, enabled)
     done = threading.Event()
     last: list[dict[str, Any] | None] = [None]
 
     def status() -> dict[str, Any] | None:
-        with contextlib.suppress(Exception):  # the plugin is not there before the first task
+        with contextlib.suppress(Exception):  # a scheduler gone, a connection dropped
             return client.sync(client.scheduler.holysheep_status, run=run)  # type: ignore[no-any-return]
         return None
 
