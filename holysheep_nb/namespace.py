@@ -106,7 +106,8 @@ def label_call(
     template: str | None,
 ) -> Call:
     arguments = {
-        "labels": list(labels),
+        # A string is left whole for the label set to refuse (as list, its letters were labels).
+        "labels": labels if isinstance(labels, (str, bytes)) else list(labels),
         "instructions": instructions,
         "multi": multi,
         "structured": structured,

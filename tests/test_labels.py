@@ -136,6 +136,16 @@ def test_bad_label_sets_are_clear_errors(labels: Any, options: dict[str, Any], m
         LabelSet(labels, **options)
 
 
+def test_a_string_of_labels_is_refused_whole_not_read_letter_by_letter() -> None:
+    """A fresh user got "label 'i' is given twice" for labels="positive,negative"."""
+    frame = pd.DataFrame({"text": ["a"]})
+    for call in (frame.holysheep.label, frame.holysheep.estimate, frame.holysheep.batch.label):
+        with pytest.raises(
+            ConfigError, match=r"labels must be a list of strings .*, got 'pos,neg'"
+        ):
+            call("text", labels="pos,neg", base_url=BASE_URL, cache=False)
+
+
 def test_request_asks_for_one_label_with_a_json_schema_enum() -> None:
     labels = LabelSet(SENTIMENT, instructions="Sarcasm counts as negative.")
     options = labels.request_options({"system": "You review kettles.", "temperature": 0})
