@@ -213,6 +213,13 @@ def option_names() -> list[str]:
     return names + [name for name, _ in GROUP_OBJECTS if name not in names]
 
 
+#: How alike (``difflib``'s ratio) a name and the closest option are when the name is a slip
+#: of it (``max_concurent``: 0.96, ``temprature``: 0.95, ``seeds``: 0.89) rather than a
+#: provider's own parameter that happens to look like one (``repetition_penalty`` and
+#: ``presence_penalty``: 0.71; ``reasoning`` and ``reasoning_effort``: 0.72).
+TYPO_RATIO = 0.85
+
+
 def check_names(
     options: Mapping[str, object], arguments: Collection[str] = (), method: str = "the call"
 ) -> None:
@@ -243,8 +250,11 @@ def check_names(
             raise ConfigError(
                 f"unknown option {name!r}: did you mean {close[0]}? (an argument of {method})"
             )
+        if close and difflib.SequenceMatcher(None, name, close[0]).ratio() >= TYPO_RATIO:
+            # A letter missing or swapped: no hint that would send the slip to the provider.
+            raise ConfigError(f"unknown option {name!r}: did you mean {close[0]}?")
         if close:
-            raise ConfigError(f"unknown option {name!r}: did you mean {close[0]}? ({hint})")
+            raise ConfigError(f"unknown option {name!r}: did you mean {close[0]}? If not, {hint}")
         raise ConfigError(f"unknown option {name!r}: {hint}")
 
 

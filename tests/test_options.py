@@ -119,6 +119,21 @@ async def test_a_misspelt_argument_of_the_call_is_named_as_that_argument(
         getattr(frame.holysheep.batch, call)("text", base_url=LOCAL, **arguments, **{slip: "x"})
 
 
+def test_a_slip_of_an_option_gets_no_extra_body_hint_a_lookalike_does() -> None:
+    """A fresh user read "did you mean max_concurrent? (a provider's own parameter goes in
+    extra_body={'max_concurent': 4})" as advice to send the slip to the provider."""
+    for slip, meant in (("max_concurent", "max_concurrent"), ("temprature", "temperature")):
+        with pytest.raises(ConfigError) as info:
+            resolve(**{slip: 4})
+        assert str(info.value) == f"unknown option {slip!r}: did you mean {meant}?"
+    with pytest.raises(ConfigError) as info:
+        resolve(max_output_tokens=100)  # Gemini's name: maybe max_tokens, maybe a provider's
+    assert str(info.value) == (
+        "unknown option 'max_output_tokens': did you mean max_tokens? If not, a provider's own "
+        "parameter goes in extra_body={'max_output_tokens': 100}"
+    )
+
+
 def test_a_provider_parameter_is_told_to_go_in_extra_body() -> None:
     with pytest.raises(ConfigError, match=re.escape("extra_body={'top_k': 40}")):
         resolve(top_k=40)
