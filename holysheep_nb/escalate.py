@@ -206,6 +206,9 @@ async def escalate_frame(
     docstring)."""
     from holysheep_nb.report import RunReport, attach, attached
 
+    from holysheep_nb.job_options import check_names
+
+    check_names(options, ["below"], "escalate()")  # a misspelt model= is named, not missing
     model = check_model(options.get("model"))
     made = call_of(frame)
     inputs = made.input_columns

@@ -214,10 +214,10 @@ def option_names() -> list[str]:
 
 
 #: How alike (``difflib``'s ratio) a name and the closest option are when the name is a slip
-#: of it (``max_concurent``: 0.96, ``temprature``: 0.95, ``seeds``: 0.89) rather than a
-#: provider's own parameter that happens to look like one (``repetition_penalty`` and
-#: ``presence_penalty``: 0.71; ``reasoning`` and ``reasoning_effort``: 0.72).
-TYPO_RATIO = 0.85
+#: of it (``max_concurent``: 0.96, ``temprature``: 0.95, ``seeds``: 0.89, ``modle``: 0.80)
+#: rather than a provider's own parameter that happens to look like one
+#: (``max_output_tokens`` and ``max_tokens``: 0.74; ``user_id`` and ``user``: 0.73).
+TYPO_RATIO = 0.8
 
 
 def check_names(

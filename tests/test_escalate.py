@@ -137,6 +137,10 @@ def test_misuse_is_a_clear_error_before_anything_is_sent() -> None:
             pd.DataFrame({"text": ["a"], "confidence": [0.5]}).holysheep.escalate(model="large")
         with pytest.raises(ConfigError, match="did you mean"):
             first.holysheep.escalate(model="large", below=0.9, temprature=0)
+        with pytest.raises(ConfigError, match=r"'modle': did you mean model\?$"):
+            first.holysheep.escalate(modle="large", below=0.9)  # named, not "model missing"
+        with pytest.raises(ConfigError, match=r"'belw': did you mean below\? \(an argument"):
+            first.holysheep.escalate(model="large", belw=0.9)
     assert len(server.bodies) == 1
 
 
