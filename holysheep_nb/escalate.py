@@ -204,9 +204,8 @@ async def escalate_frame(
 ) -> pd.DataFrame:
     """``frame`` with its doubtful rows asked of ``options["model"]`` (see the module
     docstring)."""
-    from holysheep_nb.report import RunReport, attach, attached
-
     from holysheep_nb.job_options import check_names
+    from holysheep_nb.report import RunReport, attach, attached
 
     check_names(options, ["below"], "escalate()")  # a misspelt model= is named, not missing
     model = check_model(options.get("model"))
