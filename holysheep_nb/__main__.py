@@ -7,6 +7,7 @@ import os
 import sys
 
 FILE_COMMANDS = ("label", "complete", "extract", "estimate")
+COMMANDS = ("demo", "serve", "cache", "batches", "evaluate", *FILE_COMMANDS)
 
 USAGE = """usage: python -m holysheep_nb COMMAND [options]
 
@@ -56,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         from holysheep_nb.commands import main as file_command
 
         return file_command(command, rest)
-    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    import difflib
+
+    close = difflib.get_close_matches(command, COMMANDS, n=1)
+    hint = f": did you mean {close[0]}?" if close else ""
+    print(f"unknown command {command!r}{hint}\n\n{USAGE}", file=sys.stderr)
     return 2
 
 
