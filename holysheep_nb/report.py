@@ -454,7 +454,7 @@ class RunReport:
                 (
                     usage.model,
                     f"{usage.prompt_tokens:,} / {usage.completion_tokens:,}",
-                    f"({usage.rows:,} rows asked; cost {cost_text(usage.cost)})",
+                    f"({usage.rows:,} rows answered; cost {cost_text(usage.cost)})",
                 )
                 for usage in self.models
             ]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 
 class ModelUsage(NamedTuple):
-    """What one model took: rows asked of it (cache hits and repeats included), tokens in
+    """What one model took: rows it answered (cache hits and repeats included), tokens in
     and out, and the cost in USD (None when no prices were given)."""
 
     model: str

@@ -177,7 +177,7 @@ def test_rows_never_sent_are_not_counted_as_asked_of_the_model(server: LocalServ
     assert (report.rows, report.not_sent) == (4, 2)
     (line,) = report.models
     assert line.rows == 2
-    assert "(2 rows asked; cost n/a)" in str(report)
+    assert "(2 rows answered; cost n/a)" in str(report)
 
 
 def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(

@@ -124,7 +124,10 @@ def _check_escalation(text: str) -> None:
     assert escalated, "the escalation report has no escalated line"
     assert 0 < int(escalated[1].replace(",", "")) < 2000
     for model in ("sim-small", "sim-large"):  # the report's line per model, with its cost
-        assert re.search(rf"{model}\s+[\d,]+ / [\d,]+\s+\([\d,]+ rows asked; cost \$0\.\d+\)", text)
+        assert re.search(
+            rf"{model}\s+[\d,]+ / [\d,]+\s+\([\d,]+ rows answered; cost \$0\.\d+\)",
+            text,
+        )
     estimates = re.findall(r"(before|after): +whole frame .*?: ([\d.]+)% of 2,000 rows", text)
     accuracy = dict(estimates)
     assert set(accuracy) == {"before", "after"}, estimates
