@@ -101,7 +101,8 @@ class RunReport:
     shown_rows: int | None = None
     #: Tokens and cost per model (``usage.ModelUsage``), set by the accessor for every call.
     models: tuple[ModelUsage, ...] = ()
-    #: Rows asked again of another model (``escalate``), and the samples asked (``votes``).
+    #: Rows asked again of another model (``escalate``), and the samples read (``votes``: every
+    #: row's, a repeat's and a cache hit's too).
     escalated: int = 0
     samples: int = 0
     #: (cause, first rows' errors) of causes that group rows naming their own file (a bad
@@ -427,7 +428,9 @@ class RunReport:
         if self.cost is not None:
             summary.append(("cost", cost_text(self.cost), ""))
         if self.samples:
-            summary.append(("samples", f"{self.samples:,}", "(votes: answers asked for)"))
+            summary.append(
+                ("samples", f"{self.samples:,}", "(votes read, repeats and cache hits too)")
+            )
         if self.escalated:
             summary.append(("escalated", f"{self.escalated:,}", "(rows asked again)"))
         sections: Sections = []
