@@ -101,7 +101,7 @@ class Endpoint:
 
     base_url: str = option(
         DEFAULT_BASE_URL,
-        "any OpenAI-compatible server (see Endpoints and keys)",
+        'any OpenAI-compatible server (docs/contract.md, "Endpoints and keys")',
         env=ENV_BASE_URL,
         flags=(Flag(metavar="URL"),),
     )

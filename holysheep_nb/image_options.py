@@ -34,7 +34,7 @@ class ImageOptions:
 
     images: Hashable | list[Hashable] | None = option(
         None,
-        "column(s) of images sent after each row's text: paths, bytes, PIL images, URLs",
+        "column(s) of images sent after each row's text: paths, URLs, bytes (in Python: PIL too)",
         flags=(Flag(parse=str, metavar="COL", nargs="+"),),
     )
     image_detail: Detail | None = option(

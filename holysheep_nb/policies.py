@@ -104,7 +104,7 @@ class EngineSettings:
     """How one run behaves: concurrency bound, per-attempt timeout, retries and rate limits."""
 
     max_concurrent: int = option(
-        16, "requests in flight at most; the run may use fewer (see Rate limits)"
+        16, 'requests in flight at most; the run may use fewer (docs/contract.md, "Rate limits")'
     )
     timeout: float = option(60.0, "seconds per attempt", flags=(Flag(metavar="SECONDS"),))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
