@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 import holysheep_nb  # noqa: F401 - registers df.holysheep
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.labels import LabelSet
-from holysheep_nb.reviews import truth_of
+from holysheep_nb.reviews import PRODUCTS, truth_of
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer, ServerConfig, config_args, parse_cli
 from holysheep_nb.server.embeddings import bag_vector
@@ -281,6 +281,14 @@ def test_extracted_fields_are_wrong_at_the_configured_rate(
     assert facts.loc[~named, "aspect"].isna().mean() > 0.8
     accuracy = (facts["sentiment"] == reviews["sentiment"]).mean()
     assert abs(accuracy - model.accuracy) < 0.04
+    # A text that names neither its product nor an aspect has no product to read: a model
+    # writes "unknown" in a string field (it wrote words of the text before).
+    nothing = [truth_of(text) for text in reviews["text"]]
+    blank = [truth is not None and not truth.product for truth in nothing]
+    assert any(blank)
+    right_or_unknown = facts.loc[blank, "product"].isin(["unknown", *PRODUCTS])
+    assert right_or_unknown.all()
+    assert (facts.loc[blank, "product"] == "unknown").mean() > 1 - 2 * model.field_error("product")
 
 
 # --- through the server ----------------------------------------------------------------------

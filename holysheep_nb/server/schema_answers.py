@@ -34,6 +34,9 @@ from holysheep_nb.errors import HolySheepError
 
 __all__ = ["LabelPicker", "SchemaError", "prompted_schema", "value_for"]
 
+#: A known field's answer when the text has no value for it and the schema wants a string.
+UNKNOWN = "unknown"
+
 LabelPicker = Callable[[list[str], bool], list[str]]
 """``pick(labels, multi)``: the labels (one, or several when ``multi``) that suit the prompt."""
 
@@ -137,6 +140,10 @@ class _Builder:
             key = name.lower()
             if key in self.known and self.fits(self.known[key], sub):
                 out[name] = self.known[key]
+            elif key in self.known and self.known[key] is None and self.fits(UNKNOWN, sub):
+                # Known to be absent (a review that names no product) where the schema wants a
+                # string: what a model writes then, not words of the text.
+                out[name] = UNKNOWN
             else:
                 out[name] = self.value(sub, f"{path}.{name}", depth + 1)
         return out
