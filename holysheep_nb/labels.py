@@ -238,8 +238,8 @@ class ConfidentLabels:
 
     Limits: it is the model's own probability of the tokens it wrote, not a calibrated
     accuracy; a token shared with a quote or a space counts whole; it is NaN when the server
-    sends no logprobs, for rows answered from the cache (the cache keeps the text only), and
-    when the label is not spelled out in the tokens (an answer the label set had to forgive,
+    sends no logprobs (or a row came from a cache written before it kept them), and when the
+    label is not spelled out in the tokens (an answer the label set had to forgive,
     such as ``battery_life`` for ``battery life``).
     """
 

@@ -11,6 +11,7 @@ over several tokens has the product of theirs.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -50,6 +51,33 @@ def parse_logprobs(logprobs: object) -> TokenLogprobs | None:
             return None
         tokens.append(TokenLogprob(token, float(logprob)))
     return tuple(tokens)
+
+
+def tokens_to_json(tokens: TokenLogprobs | None) -> str | None:
+    """``tokens`` as the cache keeps them: ``[["token", logprob], ...]`` in ASCII JSON (a
+    byte-level token may hold a lone surrogate, which SQLite's UTF-8 text cannot); None for
+    none."""
+    if not tokens:
+        return None
+    return json.dumps([[token.token, token.logprob] for token in tokens])
+
+
+def tokens_from_json(text: str | None) -> TokenLogprobs | None:
+    """The tokens ``tokens_to_json`` wrote, or None (none kept, or not that shape)."""
+    if not text:
+        return None
+    try:
+        pairs = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(pairs, list):
+        return None
+    content = [
+        {"token": pair[0], "logprob": pair[1]}
+        for pair in pairs
+        if isinstance(pair, list) and len(pair) == 2
+    ]
+    return parse_logprobs({"content": content}) if len(content) == len(pairs) else None
 
 
 def span_probability(tokens: TokenLogprobs | None, pieces: list[str]) -> float:

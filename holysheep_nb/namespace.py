@@ -189,8 +189,9 @@ class Calls(ABC, Generic[Out]):
         0..1) follows the label: the probability the model gave its label, the product of
         ``exp(logprob)`` over the tokens that spell it (OpenAI's cookbook "Using logprobs").
         It is the model's own probability, not a calibrated accuracy, and NaN when the server
-        sends no logprobs, for rows answered from the cache, and when the answer does not
-        spell the label out (see ``ConfidentLabels``).
+        sends no logprobs and when the answer does not spell the label out (see
+        ``ConfidentLabels``). The cache keeps the logprobs: a row answered from it has its
+        confidence too.
         """
         labels = needed("label", "labels", labels, options)
         call = label_call(column, labels, instructions, multi, structured, template)

@@ -82,7 +82,7 @@ class RowOutcome:
     behind a failure, when there was one; ``detail`` is the provider's message, our reason,
     or the rejected answer, already cleared of the API key. ``fields`` names the schema
     fields an ``INVALID`` answer got wrong (dotted paths), for the report's per-field counts;
-    ``logprobs`` are the answer's tokens when the server sent them (never for a cached row).
+    ``logprobs`` are the answer's tokens when the server sent them (kept by the cache too).
     """
 
     row_id: Hashable

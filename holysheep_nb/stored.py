@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from holysheep_nb.answers import Answer, answer_kind
 from holysheep_nb.cache import CachedAnswer
+from holysheep_nb.logprobs import tokens_from_json, tokens_to_json
 from holysheep_nb.outcome import OutcomeKind, RowOutcome
 
 
@@ -29,6 +30,7 @@ def to_cached(outcome: RowOutcome) -> CachedAnswer:
         outcome.finish_reason,
         outcome.reasoning,
         outcome.tool_calls,
+        tokens_to_json(outcome.logprobs),
     )
 
 
@@ -61,4 +63,5 @@ def known_outcome(
         finish_reason=answer.finish_reason,
         reasoning=answer.reasoning,
         tool_calls=answer.tool_calls,
+        logprobs=tokens_from_json(answer.logprobs),
     )

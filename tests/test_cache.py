@@ -33,6 +33,7 @@ from holysheep_nb.cache import (
 )
 from holysheep_nb.cache.cli import main as cli
 from holysheep_nb.errors import ConfigError
+from holysheep_nb.logprobs import TokenLogprob, tokens_from_json, tokens_to_json
 from tests.fakes import FakeClock
 
 REPO_ROOT = Path(holysheep_nb.__file__).resolve().parents[1]
@@ -594,6 +595,45 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_answers(cache_path:
         assert cache.get_many(["new"]) == {"new": cut}
     with closing(sqlite3.connect(cache_path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_logprobs_are_kept_beside_the_answers_in_a_table_older_releases_ignore(
+    cache_path: Path,
+) -> None:
+    """A label's confidence is read from its answer's logprobs, so the cache keeps them: in a
+    table of their own, so that a release that knows only ``answers`` (schema version 2, the
+    same) reads and writes the file as before."""
+    tokens = tokens_to_json((TokenLogprob('{"label":"', -0.01), TokenLogprob("pos\ud83d", -0.2)))
+    asked = CachedAnswer('{"label":"pos"}', 9, 4, "stop", logprobs=tokens)
+    with ResponseCache(cache_path) as cache:
+        cache.put("asked", asked)
+        cache.put("plain", CachedAnswer("neutral"))
+    with ResponseCache(cache_path) as cache:
+        found = cache.get_many(["asked", "plain"])
+    assert found == {"asked": asked, "plain": CachedAnswer("neutral")}
+    kept = tokens_from_json(found["asked"].logprobs)
+    assert kept is not None
+    assert kept[1] == TokenLogprob("pos\ud83d", -0.2)  # a lone surrogate, kept
+    with closing(sqlite3.connect(cache_path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(answers)")]
+        assert "logprobs" not in columns  # what an older release checks is unchanged
+        # An older release replaces the answer (it knows no logprobs); the new one writes it
+        # again without any: the stale tokens go with it.
+        conn.execute("INSERT OR REPLACE INTO answers (key, response) VALUES ('asked', 'x')")
+        conn.commit()
+    with ResponseCache(cache_path) as cache:
+        cache.put("asked", CachedAnswer("negative"))
+    with ResponseCache(cache_path) as cache:
+        assert cache.get_many(["asked"]) == {"asked": CachedAnswer("negative")}
+        cache.put("again", asked)
+        cache.flush()
+        assert cache.clear() == 3  # asked, plain, again
+    with closing(sqlite3.connect(cache_path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM logprobs").fetchone() == (0,)
+    assert tokens_from_json("not json") is None
+    assert tokens_from_json('[["a", 0.5]]') is None  # a log-probability above 0
+    assert tokens_from_json('[["a"]]') is None
 
 
 def test_whole_floats_and_ints_in_parameters_share_one_key() -> None:

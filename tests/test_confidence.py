@@ -212,7 +212,10 @@ async def test_label_with_logprobs_adds_confidence_after_the_label(
     cached = await frame.holysheep.alabel("text", **options)
     assert cached["cached"].all()
     assert cached["label"].tolist() == out["label"].tolist()
-    assert cached["confidence"].isna().all()  # the cache keeps the text, not the logprobs
+    # The cache keeps the logprobs: a cell run again keeps its confidence (the threshold and
+    # escalate() need it); a fresh user lost it on every re-run before.
+    pd.testing.assert_series_equal(cached["confidence"], out["confidence"])
+    assert cached["confidence"].notna().sum() == 2
 
 
 def test_without_logprobs_there_is_no_confidence_column(

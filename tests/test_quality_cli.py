@@ -141,12 +141,12 @@ def test_threshold_advice_on_the_command_line_names_flags(
     out = capsys.readouterr().out
     assert "label with --param logprobs=true (or name the column with --confidence COLUMN)" in out
     assert "logprobs=True" not in out
-    # Every row from the cache: the cache keeps no confidence.
+    # Every row from a cache written before it kept logprobs: no confidence.
     cached = tmp_path / "cached.csv"
     write_table(frame.assign(confidence=float("nan"), cached=True), cached, "csv")
     assert main(["evaluate", str(cached), *argv[2:]]) == 0
     out = capsys.readouterr().out
-    assert "answered from the cache" in out
+    assert "answered from a cache written before it kept logprobs" in out
     assert "label again with --no-cache to ask again" in out
     assert "cache=False" not in out
 

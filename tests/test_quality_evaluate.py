@@ -234,14 +234,14 @@ def test_without_a_confidence_column_calibration_says_how_to_get_one() -> None:
 
 
 def test_rows_answered_from_the_cache_are_named_as_why_there_is_no_confidence() -> None:
-    # A logprobs=True cell run again: every row from the cache, which keeps text only.
+    # Every row from a cache written before it kept logprobs (or by a run without them).
     frame = labelled().assign(confidence=np.nan, cached=True)
     ev = evaluate(frame, "sentiment")
     assert isinstance(ev, LabelEvaluation)
     with pytest.warns(HolySheepWarning) as caught:
         assert ev.threshold_for(accuracy=0.9) is None
     (message,) = [str(w.message) for w in caught]
-    assert "8 of 8 were answered from the cache" in message
+    assert "8 of 8 were answered from a cache written before it kept logprobs" in message
     assert "cache=False" in message
     assert "label with logprobs=True" not in message
     # Without cached rows the advice stays: ask for logprobs.

@@ -17,7 +17,9 @@ from holysheep_nb.errors import HolySheepError
 
 SCHEMA_VERSION = 2
 """Stored in ``PRAGMA user_version``. Version 1 files (no finish reason, reasoning or tool
-calls) are upgraded in place; a file with a newer version is left alone."""
+calls) are upgraded in place; a file with a newer version is left alone. The ``logprobs``
+table beside ``answers`` needs no new version: a release that does not know it reads and
+writes ``answers`` as before."""
 
 BUSY_TIMEOUT = 30.0
 """Seconds a statement waits for another process's write lock before giving up."""
@@ -25,11 +27,12 @@ BUSY_TIMEOUT = 30.0
 MAX_VARIABLES = 500
 """Keys per ``IN (...)`` query: below SQLite's historic limit of 999 bound variables."""
 
-Row = tuple[str, str, int | None, int | None, float, str | None, str | None, str | None]
+Row = tuple[str, str, int | None, int | None, float, str | None, str | None, str | None, str | None]
 """One stored answer: key, response, prompt tokens, completion tokens, created (epoch s),
-finish reason, reasoning, tool calls (JSON)."""
+finish reason, reasoning, tool calls (JSON), the answer's token logprobs (JSON, or None:
+none asked for; kept in the ``logprobs`` table)."""
 
-Found = tuple[str, str, int | None, int | None, str | None, str | None, str | None]
+Found = tuple[str, str, int | None, int | None, str | None, str | None, str | None, str | None]
 """One answer read back: a ``Row`` without its ``created`` time."""
 
 _COLUMNS_V1 = ["key", "response", "prompt_tokens", "completion_tokens", "created"]
@@ -48,6 +51,16 @@ CREATE TABLE IF NOT EXISTS answers (
 )
 """
 _INSERT = "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: An answer's token logprobs, when its request asked for them (``logprobs=True``): a label's
+#: confidence is read from them, for an answer from the cache as for a fresh one.
+_CREATE_LOGPROBS = """
+CREATE TABLE IF NOT EXISTS logprobs (
+    key TEXT PRIMARY KEY,
+    tokens TEXT NOT NULL
+)
+"""
+_INSERT_LOGPROBS = "INSERT OR REPLACE INTO logprobs VALUES (?, ?)"
+_DELETE_LOGPROBS = "DELETE FROM logprobs WHERE key = ?"
 # Primary result codes that mean "this file is damaged or not a database" (the low byte of an
 # extended code): SQLITE_CORRUPT and SQLITE_NOTADB. Busy, locked or I/O errors are not in here.
 _CORRUPTION_CODES = frozenset({11, 26})
@@ -93,9 +106,13 @@ def select(conn: sqlite3.Connection, keys: list[str]) -> list[Found]:
 
 
 def write(conn: sqlite3.Connection, rows: list[Row]) -> None:
-    """Insert or replace ``rows`` in one transaction."""
+    """Insert or replace ``rows`` in one transaction, each answer's logprobs beside it (an
+    answer replaced by one without logprobs drops the old ones)."""
     with transaction(conn):
-        conn.executemany(_INSERT, rows)
+        conn.executemany(_INSERT, [row[:8] for row in rows])
+        conn.executemany(_INSERT_LOGPROBS, [(row[0], row[8]) for row in rows if row[8]])
+        if conn.execute("SELECT 1 FROM logprobs LIMIT 1").fetchone() is not None:
+            conn.executemany(_DELETE_LOGPROBS, [(row[0],) for row in rows if not row[8]])
 
 
 def summary(conn: sqlite3.Connection) -> tuple[int, float | None, float | None]:
@@ -109,6 +126,7 @@ def delete_all(conn: sqlite3.Connection) -> int:
     """Delete every answer and give the space back when nobody holds the file busy."""
     with transaction(conn):
         removed: int = conn.execute("DELETE FROM answers").rowcount
+        conn.execute("DELETE FROM logprobs")
     with contextlib.suppress(sqlite3.OperationalError):
         conn.execute("VACUUM")
     return removed
@@ -170,14 +188,16 @@ def init_schema(conn: sqlite3.Connection) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(answers)")]
         if columns != _COLUMNS:
             raise UnusableCacheError(f"unexpected columns in table answers: {columns}")
+        conn.execute(_CREATE_LOGPROBS)
 
 
 @functools.lru_cache(maxsize=8)
 def _select_sql(count: int) -> str:
     marks = ",".join("?" * count)
     return (
-        "SELECT key, response, prompt_tokens, completion_tokens, finish_reason, reasoning, "
-        f"tool_calls FROM answers WHERE key IN ({marks})"
+        "SELECT a.key, a.response, a.prompt_tokens, a.completion_tokens, a.finish_reason, "
+        "a.reasoning, a.tool_calls, l.tokens FROM answers AS a LEFT JOIN logprobs AS l "
+        f"ON l.key = a.key WHERE a.key IN ({marks})"
     )
 
 

@@ -63,6 +63,8 @@ class CachedAnswer:
     finish_reason: str | None = None
     reasoning: str | None = None
     tool_calls: str | None = None
+    #: The answer's token logprobs (``logprobs.tokens_to_json``), when its request asked.
+    logprobs: str | None = None
 
 
 class StoreStats(NamedTuple):
@@ -170,8 +172,10 @@ class ResponseCache:
                 found[key] = answer
         for start in range(0, len(missing), db.MAX_VARIABLES):
             rows = self._run(self._select, missing[start : start + db.MAX_VARIABLES])
-            for key, response, prompt, completion, finish, reasoning, calls in rows:
-                found[key] = CachedAnswer(response, prompt, completion, finish, reasoning, calls)
+            for key, response, prompt, completion, finish, reasoning, calls, tokens in rows:
+                found[key] = CachedAnswer(
+                    response, prompt, completion, finish, reasoning, calls, tokens
+                )
         return found
 
     def put(self, key: str, answer: CachedAnswer) -> None:
@@ -211,6 +215,7 @@ class ResponseCache:
                 a.finish_reason,
                 a.reasoning,
                 a.tool_calls,
+                a.logprobs,
             )
             for key, a in self._pending.items()
         ]

@@ -106,8 +106,8 @@ class Calibration:
         cached: np.ndarray | None = None,
     ) -> Calibration:
         """Measure the calibration of ``confidence`` (floats 0..1, NaN) against ``correct``;
-        ``cached`` (bools, one per gold row) says which rows were answered from the cache, which
-        keeps no confidence."""
+        ``cached`` (bools, one per gold row) says which rows were answered from the cache (a
+        cache written before it kept logprobs has no confidence for them)."""
         confidence = np.asarray(confidence, dtype=float)
         correct = np.asarray(correct, dtype=bool)
         if confidence.shape != correct.shape:
@@ -217,8 +217,8 @@ class Calibration:
             if self.cached:
                 return None, (
                     f"no gold row has a confidence: {self.cached} of {self.confidence.size} were "
-                    "answered from the cache, which keeps no confidence (pass cache=False to "
-                    "ask again)"
+                    "answered from a cache written before it kept logprobs (pass cache=False "
+                    "to ask again)"
                 )
             return None, "no gold row has a confidence: label with logprobs=True"
         candidates = np.unique(known)[::-1]  # highest first

@@ -223,7 +223,8 @@ def evaluate_labels(
 ) -> LabelEvaluation:
     """Evaluate ``predicted`` labels (NaN: no label) against ``gold`` on the rows of
     ``has_gold``; all Series share the frame's index. ``cached`` (bools) marks the rows
-    answered from the cache (they carry no confidence). See ``LabelEvaluation``."""
+    answered from the cache (from an older cache, without confidence). See
+    ``LabelEvaluation``."""
     if not np.any(has_gold):
         raise ConfigError("no row has gold: every value of the gold column is missing")
     metrics = load("sklearn.metrics")
