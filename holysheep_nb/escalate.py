@@ -188,7 +188,8 @@ def call_of(frame: pd.DataFrame) -> CallRecord:
     if found is None and from_file(frame.attrs, CALL_ATTR):
         raise HolySheepError(
             "escalate() asks rows again through the call that made this frame, and a frame "
-            "read back from a file keeps only its name: call it on the frame the call returned"
+            "read back from Parquet keeps only its name: call it on the frame the call "
+            "returned, or one kept with DataFrame.to_pickle, which keeps the call whole"
         )
     if found is None:
         raise HolySheepError(

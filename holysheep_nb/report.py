@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -275,6 +275,34 @@ class RunReport:
     def _repr_html_(self) -> str:
         """The report as a compact HTML table for Jupyter."""
         return render_html(*self._sections(), css_class="holysheep-report")
+
+    @classmethod
+    def from_dict(cls, plain: Mapping[str, Any]) -> RunReport:
+        """The report ``to_dict`` gave (a result frame read back from Parquet keeps it in the
+        file's metadata): every count and figure, and the latencies behind the histogram when
+        the dict has ``latency_sample``. Raises ``ConfigError`` for a dict that is not one."""
+        names = {item.name for item in fields(cls)}
+        try:
+            values = {name: value for name, value in plain.items() if name in names}
+            return cls(
+                **{
+                    **values,
+                    "failures": tuple(values["failures"].items()),
+                    "failure_examples": tuple(
+                        (cause, tuple(shown)) for cause, shown in values["failure_examples"].items()
+                    ),
+                    "labels": tuple(values["labels"].items()),
+                    "failed_fields": tuple(values["failed_fields"].items()),
+                    "timeline": tuple(tuple(second) for second in values["timeline"]),
+                    "batch_ids": tuple(values["batch_ids"]),
+                    "models": tuple(ModelUsage(**usage) for usage in values["models"]),
+                    "latency_sample": tuple(values.get("latency_sample", ())),
+                }
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"not the dict of a run report ({type(exc).__name__}: {exc})"
+            ) from None
 
     def to_dict(self, *, latency_sample: bool = False) -> dict[str, Any]:
         """The report as a plain JSON-able dict (lists and dicts only).

@@ -8,13 +8,14 @@ import json
 import pickle
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from holysheep_nb.carried import Carried, carried, from_file
-from holysheep_nb.errors import HolySheepError
+from holysheep_nb.errors import ConfigError, HolySheepError
 from holysheep_nb.report import REPORT_ATTR, RunReport
 from holysheep_nb.server import LocalServer, ServerConfig
 
@@ -44,10 +45,21 @@ def test_a_result_frame_goes_to_parquet_with_its_report_counts(
     assert back.attrs[REPORT_ATTR]["rows"] == 3
     assert back.attrs[REPORT_ATTR]["succeeded"] == labelled.holysheep.report().succeeded
     assert back.attrs["holysheep_call"] == {"method": "label", "model": "gpt-4o"}
-    with pytest.raises(HolySheepError, match="read back from a file"):
-        back.holysheep.report()
-    with pytest.raises(HolySheepError, match="read back from a file"):
+    # The report comes back from the file's metadata: every figure but the histogram's
+    # latencies, which would make the file's metadata as long as 10,000 floats.
+    report = labelled.holysheep.report()
+    assert back.holysheep.report() == replace(report, latency_sample=())
+    assert back.holysheep.report().latency_p50 == report.latency_p50
+    with pytest.raises(HolySheepError, match=r"read back from Parquet .* DataFrame\.to_pickle"):
         back.holysheep.escalate(model="sim-large", below=0.9)
+
+
+def test_a_report_comes_back_whole_from_its_dict(labelled: pd.DataFrame) -> None:
+    report = labelled.holysheep.report()
+    plain = json.loads(json.dumps(report.to_dict(latency_sample=True)))
+    assert RunReport.from_dict(plain) == report
+    with pytest.raises(ConfigError, match="not the dict of a run report"):
+        RunReport.from_dict({"rows": 3})
 
 
 def test_pickles_copies_and_filters_keep_the_report_itself(labelled: pd.DataFrame) -> None:
