@@ -167,6 +167,14 @@ def _improves(frame: pd.DataFrame, asked: pd.DataFrame, positions: np.ndarray) -
     return cast(np.ndarray, ~failed_now | failed_before)
 
 
+def _count(out: pd.DataFrame, column: str, otherwise: int) -> int:
+    """Rows of the merged frame whose ``column`` (``cached``, ``shared``) is true: a row asked
+    again is counted as its new answer came, not also as the old one did."""
+    if column not in out.columns:
+        return otherwise
+    return int(out[column].fillna(False).astype(bool).sum())
+
+
 def check_model(model: object) -> str:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(
@@ -225,7 +233,7 @@ async def escalate_frame(
             advice = f": {kept.stop_advice}" if kept.stop_advice else ""
             raise RunStoppedError(
                 f"escalate() asked {positions.size:,} rows of {model!r} and its run stopped: "
-                f"{kept.stop_cause}{advice}. The frame it was called on is unchanged."
+                f"{kept.stop_cause.rstrip('.')}{advice}. The frame it was called on is unchanged."
             )
         if kept is not None:
             reports.append(kept)
@@ -244,6 +252,8 @@ async def escalate_frame(
                 rows=len(out),
                 succeeded=len(out) - failed,
                 failed=failed,
+                cached=_count(out, "cached", report.cached),
+                deduplicated=_count(out, "shared", report.deduplicated),
                 frame_rows=len(out),
                 labels=_label_counts(out, inputs) or report.labels,
                 escalated=(before.escalated if before is not None else 0) + int(positions.size),

@@ -37,6 +37,8 @@ _PREFIX = re.compile(r"^(?:labels?|answer|category)\s*:\s*", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[,;\n]+")
 _SPACING = re.compile(r"[\s_-]+")
 _MAX_SHOWN = 80
+#: The label set a message shows for an example.
+LABELS_EXAMPLE = ["positive", "negative", "neutral"]
 
 
 def _key(text: str) -> str:
@@ -66,9 +68,11 @@ class LabelSet:
         if isinstance(labels, (str, bytes)) or not isinstance(
             labels, (Sequence, pd.Index, pd.Series, np.ndarray)
         ):
+            split = labels.split(",") if isinstance(labels, str) and "," in labels else None
+            example = [part.strip() for part in split] if split else LABELS_EXAMPLE
             raise ConfigError(
                 f"labels must be a list of strings (in the order the categories should have), "
-                f"got {labels!r}: pass e.g. labels=['positive', 'negative', 'neutral']"
+                f"got {labels!r}: pass e.g. labels={example!r}"
             )
         labels = tuple(labels)
         if not labels:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,11 +95,35 @@ def test_a_row_the_new_model_fails_keeps_its_answer_and_a_stopped_run_changes_no
         for text in texts:
             server.script(text, Reply(status=404, body=_not_found("lage")))
         with (
-            pytest.raises(RunStoppedError, match=r"asked 3 rows of 'lage' and its run stopp"),
+            pytest.raises(
+                RunStoppedError, match=r"asked 3 rows of 'lage' and its run stopp"
+            ) as stop,
             pytest.warns(HolySheepWarning, match="stopped the run: model not found"),
         ):
             first.holysheep.escalate(model="lage", below=0.8)
+        assert ".:" not in str(stop.value)
     assert first["label"].astype(str).tolist()[:2] == ["positive", "positive"]
+
+
+def test_the_report_counts_a_row_asked_again_by_its_new_answer_not_its_cached_one(
+    tmp_path: Path,
+) -> None:
+    """A fresh user escalated 59 of 500 rows answered from the cache: the report said
+    "cached 500" beside 54 requests sent."""
+    frame = pd.DataFrame({"text": ["t0", "t1", "t2"]})
+    options = {**QUIET, "cache": str(tmp_path / "c.sqlite")}
+    with scripted() as server:
+        for text in ("t0", "t1", "t2"):
+            server.script(text, Reply(body=ok_body("positive")))
+        frame.holysheep.label("text", labels=LABELS, model="small", **options)
+        again = frame.holysheep.label("text", labels=LABELS, model="small", **options)
+        assert again["cached"].all()
+        again["confidence"] = [0.5, 0.99, 0.99]
+        server.script("t0", Reply(body=ok_body("negative")))
+        out = again.holysheep.escalate(model="large", below=0.8)
+    report = out.holysheep.report()
+    assert (report.cached, report.escalated, report.requests_sent) == (2, 1, 1)
+    assert report.cached == int(out["cached"].sum())
 
 
 def _not_found(model: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -144,6 +145,8 @@ def test_a_string_of_labels_is_refused_whole_not_read_letter_by_letter() -> None
             ConfigError, match=r"labels must be a list of strings .*, got 'pos,neg'"
         ):
             call("text", labels="pos,neg", base_url=BASE_URL, cache=False)
+    with pytest.raises(ConfigError, match=re.escape("pass e.g. labels=['pos', 'neg']")):
+        frame.holysheep.label("text", labels="pos, neg", base_url=BASE_URL, cache=False)
 
 
 def test_request_asks_for_one_label_with_a_json_schema_enum() -> None:

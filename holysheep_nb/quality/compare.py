@@ -157,7 +157,8 @@ def _check_finished(name: str, out: pd.DataFrame) -> None:
     if report.stop_cause is not None:
         advice = f": {report.stop_advice}" if report.stop_advice else ""
         raise RunStoppedError(
-            f"compare() stopped at variant {name!r}, whose run stopped: {report.stop_cause}{advice}"
+            f"compare() stopped at variant {name!r}, whose run stopped: "
+            f"{report.stop_cause.rstrip('.')}{advice}"
         )
 
 
