@@ -398,3 +398,23 @@ def test_extract_in_a_batch_comes_back_as_online(server: LocalServer, cache: str
     compared = ["product", "stars", "response", "error"]
     pd.testing.assert_frame_equal(batched[compared], online[compared])
     assert batched["error"].notna().tolist() == [False, True, True]
+
+
+def test_a_label_in_a_batch_has_its_confidence_as_online(cache: str) -> None:
+    """logprobs=True in a batch gave every row a NaN confidence: the batch's answers were read
+    without their logprobs, so the threshold and escalate() loop had nothing to go on."""
+    reviews = load_reviews(40)
+    options: dict[str, Any] = {
+        "labels": LABELS, "model": "sim-small", "temperature": 0, "logprobs": True,
+        "progress": False,
+    }  # fmt: skip
+    with LocalServer(ServerConfig(batch_polls=1)) as server:
+        online = reviews.holysheep.label("text", base_url=server.base_url, cache=False, **options)
+        batched = reviews.holysheep.label(
+            "text", base_url=server.base_url, cache=cache, batch=True, **options
+        )
+        again = reviews.holysheep.label("text", base_url=server.base_url, cache=cache, **options)
+    assert online["confidence"].notna().all()
+    pd.testing.assert_series_equal(batched["confidence"], online["confidence"])
+    assert again["cached"].all()  # and the cache kept the batch's logprobs
+    pd.testing.assert_series_equal(again["confidence"], online["confidence"])

@@ -88,4 +88,5 @@ def line_outcome(line: dict[str, Any], key: str | None) -> RowOutcome:
         finish_reason=answer.finish_reason,
         reasoning=answer.reasoning,
         tool_calls=answer.tool_calls,
+        logprobs=answer.logprobs,
     )
