@@ -306,6 +306,20 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     return head.strip() or None, text[close + len(_THINK_CLOSE) :].strip()
 
 
+#: Finish reasons that explain an answer without content (it is not malformed).
+_EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
+
+
+def missing_content(answer: Answer) -> str | None:
+    """Why a 2xx answer is malformed for having no content, or None: no text, and no
+    refusal, tool call or finish reason that explains why (online and in a batch alike)."""
+    if answer.text is not None:
+        return None
+    if answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED:
+        return None
+    return f"no message content (finish_reason={answer.finish_reason!r})"
+
+
 def answer_kind(answer: Answer) -> tuple[OutcomeKind, str]:
     """The kind of a well-formed answer, and the detail of one that cannot be used.
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from holysheep_nb.answers import Answer, MalformedAnswer, parse_answer
+from holysheep_nb.answers import Answer, MalformedAnswer, missing_content, parse_answer
 from holysheep_nb.clock import Clock
 from holysheep_nb.deadlines import Deadlines, deadlines_for
 from holysheep_nb.endpoint import Endpoint, ssl_option
@@ -35,8 +35,6 @@ _MALFORMED = Judgement(Verdict.RETRY, OutcomeKind.MALFORMED)
 _CONNECTION = Judgement(Verdict.RETRY, OutcomeKind.CONNECTION)
 _TIMEOUT = Judgement(Verdict.RETRY, OutcomeKind.TIMEOUT)
 _ANSWERED = judge(200, None)  # every 2xx answer (judged once, not per answer)
-#: Finish reasons that explain an answer without content (it is not malformed).
-_EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
 
 
 @dataclass(slots=True)
@@ -173,11 +171,8 @@ class Sender:
             # cut short, and a cut key would slip past a later redaction.
             detail = _malformed(self.scrub(raw))
             return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
-        if answer.text is None and not (
-            answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
-        ):
-            detail = f"no message content (finish_reason={answer.finish_reason!r})"
-            return Attempt(_MALFORMED, status=status, detail=detail, headers=headers)
+        if answer.text is None and (missing := missing_content(answer)) is not None:
+            return Attempt(_MALFORMED, status=status, detail=missing, headers=headers)
         return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
 
     def scrub(self, raw: bytes) -> bytes:

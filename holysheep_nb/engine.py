@@ -458,7 +458,9 @@ class _Run:
             if used:
                 self.throttle.settle_tokens(row.ticket.tokens, used)
                 self.shared.settle(row.ticket.tokens, used)
-        return answered(row, answer, self.reader, row.heard)
+        return answered(
+            row.row_id, answer, self.reader, row.latency(row.heard), row.attempts, row.held
+        )
 
     def failed(self, row: RowState, attempt: Attempt) -> RowOutcome:
         return failed(row, attempt, self.engine.endpoint.api_key, self.now())

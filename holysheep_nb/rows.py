@@ -41,28 +41,37 @@ class RowState:
         return None if self.started is None else now - self.started
 
 
-def answered(row: RowState, answer: Answer, reader: AnswerReader | None, now: float) -> RowOutcome:
-    """The outcome of a row whose answer came back (at clock time ``now``): an answer, or
-    why it is unusable (``reader`` reads the text into the row's value, or rejects it)."""
+def answered(
+    row_id: Hashable,
+    answer: Answer,
+    reader: AnswerReader | None,
+    latency: float | None,
+    attempts: int,
+    held: float = 0.0,
+) -> RowOutcome:
+    """The outcome of a row whose answer came back: an answer, or why it is unusable
+    (``reader`` reads the text into the row's value, or rejects it). Online, ``latency`` is
+    the seconds since the row's first attempt went, ``held`` those spent held for the pace or
+    a spent budget; a batch line has neither (and is read by the batch job)."""
     if answer.text and not answer.refusal:  # the usual answer (``answer_kind``'s OK)
         kind, detail = OutcomeKind.OK, ""
     else:
         kind, detail = answer_kind(answer)
     outcome = RowOutcome(
-        row.row_id,
+        row_id,
         kind,
         response=answer.text,
         detail=detail,
-        latency=row.latency(now),
-        attempts=row.attempts,
+        latency=latency,
+        attempts=attempts,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         finish_reason=answer.finish_reason,
     )
     # What most answers leave at its default is set only when there is one: an argument
     # passed by name costs a row as much as building the rest of the outcome.
-    if row.held:
-        outcome.held = row.held
+    if held:
+        outcome.held = held
     if answer.reasoning is not None:
         outcome.reasoning = answer.reasoning
     if answer.tool_calls is not None:

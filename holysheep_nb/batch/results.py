@@ -2,12 +2,13 @@
 
 Each line is read the way the online path reads an answer, with the same functions, so a
 batch and an online run cannot disagree about a row: a 2xx body goes through
-``answers.parse_answer`` and ``answers.answer_kind`` (and, in the job, the run's reader via
-``outcome.read_answer``); an error status through ``provider_errors.parse_error`` and
-``retry.judge``, which give the failure kind. A line the provider never ran (``error``
-``batch_expired`` or ``batch_cancelled``) is ``not_sent``. Latency is unknown (None): the
-provider ran the request at a time of its choosing. Lines follow OpenAI's Batch API
-reference: ``{"custom_id", "response": {"status_code", "body"}, "error"}``.
+``answers.parse_answer``, ``answers.missing_content`` and ``rows.answered`` (and, in the job,
+the run's reader via ``outcome.read_answer``); an error status through
+``provider_errors.parse_error`` and ``retry.judge``, which give the failure kind. A line
+the provider never ran (``error`` ``batch_expired`` or ``batch_cancelled``) is ``not_sent``.
+Latency is unknown (None): the provider ran the request at a time of its choosing. Lines
+follow OpenAI's Batch API reference:
+``{"custom_id", "response": {"status_code", "body"}, "error"}``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from holysheep_nb.answers import MalformedAnswer, answer_kind, parse_answer
+from holysheep_nb.answers import MalformedAnswer, missing_content, parse_answer
 from holysheep_nb.errors import redact
 from holysheep_nb.outcome import OutcomeKind, RowOutcome
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.retry import judge
-
-#: Finish reasons that explain an answer without content (as the online path has them).
-_EXPLAINED = frozenset({"length", "content_filter", "tool_calls"})
+from holysheep_nb.rows import answered
 
 
 def read_lines(data: bytes, key: str | None) -> Iterator[tuple[str, RowOutcome]]:
@@ -70,23 +69,9 @@ def line_outcome(line: dict[str, Any], key: str | None) -> RowOutcome:
         return RowOutcome(
             custom_id, OutcomeKind.MALFORMED, status=status, detail=str(exc), attempts=1
         )
-    explained = answer.refusal or answer.tool_calls or answer.finish_reason in _EXPLAINED
-    if answer.text is None and not explained:
-        detail = f"no message content (finish_reason={answer.finish_reason!r})"
+    missing = missing_content(answer)
+    if missing is not None:
         return RowOutcome(
-            custom_id, OutcomeKind.MALFORMED, status=status, detail=detail, attempts=1
+            custom_id, OutcomeKind.MALFORMED, status=status, detail=missing, attempts=1
         )
-    kind, detail = answer_kind(answer)
-    return RowOutcome(
-        custom_id,
-        kind,
-        response=answer.text,
-        detail=detail,
-        attempts=1,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        finish_reason=answer.finish_reason,
-        reasoning=answer.reasoning,
-        tool_calls=answer.tool_calls,
-        logprobs=answer.logprobs,
-    )
+    return answered(custom_id, answer, None, None, 1)  # read by the batch job's reader
