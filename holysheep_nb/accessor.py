@@ -238,13 +238,9 @@ class HolySheepFrameAccessor(ResultCalls[pd.DataFrame]):
 
     def report(self) -> RunReport:
         """The report of the run that produced this frame (counts, failures, latency)."""
-        from holysheep_nb.carried import from_file
-        from holysheep_nb.report import REPORT_ATTR, RunReport, attached
+        from holysheep_nb.report import attached
 
-        report = attached(self._frame.attrs)
-        if report is None and from_file(self._frame.attrs, REPORT_ATTR):
-            # Read back from a file (Parquet keeps the report's plain form in its metadata).
-            report = RunReport.from_dict(self._frame.attrs[REPORT_ATTR])
+        report = attached(self._frame.attrs)  # a frame from Parquet too
         if report is None:
             raise HolySheepError(
                 "this DataFrame has no run report: call report() on the frame that complete(), "

@@ -40,7 +40,6 @@ from holysheep_nb.errors import HolySheepWarning, redact
 from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.holds import BudgetHolds
 from holysheep_nb.outcome import (
-    NO_TEXT,
     AnswerReader,
     RowOutcome,
     RunStats,
@@ -410,8 +409,7 @@ class _Run:
         resend = (
             row.structured
             and row.request.unstructured_system is not None
-            and outcome.detail != NO_TEXT  # a tool call says nothing of response_format
-            and self.form.resend(outcome.kind)
+            and self.form.resend(outcome)
         )
         if not resend:
             return False

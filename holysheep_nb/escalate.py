@@ -229,11 +229,10 @@ async def escalate_frame(
         rows = frame.iloc[positions][list(inputs)]
         asked = await rows.holysheep._acall(made.call, {**made.options, **options})
         kept = attached(asked.attrs)
-        if kept is not None and kept.stop_cause is not None:
-            advice = f": {kept.stop_advice}" if kept.stop_advice else ""
+        if kept is not None and kept.stop is not None:
             raise RunStoppedError(
                 f"escalate() asked {positions.size:,} rows of {model!r} and its run stopped: "
-                f"{kept.stop_cause.rstrip('.')}{advice}. The frame it was called on is unchanged."
+                f"{kept.stop}. The frame it was called on is unchanged."
             )
         if kept is not None:
             reports.append(kept)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from holysheep_nb.outcome import OutcomeKind
+from holysheep_nb.outcome import NO_TEXT, OutcomeKind, RowOutcome
 
 #: Answers to the structured form that did not fit, in a row, after which the run switches.
 SWITCH_AFTER = 3
@@ -33,9 +33,13 @@ class FormWatch:
     misses: int = 0  # answers to the structured form that did not fit, in a row
     heeded: bool = False  # an answer to the structured form fitted the schema
 
-    def resend(self, kind: OutcomeKind) -> bool:
-        """After an answer to the structured form of kind ``kind``: True to send its row
-        again in the schema-in-the-system-message form."""
+    def resend(self, outcome: RowOutcome) -> bool:
+        """After an answer to the structured form: True to send its row again in the
+        schema-in-the-system-message form. A tool call in place of the answer (``NO_TEXT``)
+        is no evidence either way: it says nothing of whether ``response_format`` is heeded."""
+        kind = outcome.kind
+        if outcome.detail == NO_TEXT:
+            return False
         if kind is OutcomeKind.OK:
             self.heeded = True
             self.misses = 0

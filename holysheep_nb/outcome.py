@@ -199,7 +199,8 @@ class RunStop:
 
     def __str__(self) -> str:
         # A cause may end with the provider's own sentence: no "it.: check ..." seam.
-        return f"{self.cause.rstrip('.')}: {self.advice}"
+        cause = self.cause.rstrip(".")
+        return f"{cause}: {self.advice}" if self.advice else cause
 
 
 class AnswerRejected(HolySheepError):

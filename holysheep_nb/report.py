@@ -14,6 +14,7 @@ across runs; the renderings share the sections built in ``_sections``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from holysheep_nb._render import Sections, render_html, render_text
-from holysheep_nb.carried import Carried, carried
+from holysheep_nb.carried import Carried, carried, from_file
 from holysheep_nb.errors import ConfigError
 from holysheep_nb.outcome import EXAMPLES, RunStats, RunStop
 from holysheep_nb.prices import Prices
@@ -275,6 +276,13 @@ class RunReport:
     def _repr_html_(self) -> str:
         """The report as a compact HTML table for Jupyter."""
         return render_html(*self._sections(), css_class="holysheep-report")
+
+    @property
+    def stop(self) -> RunStop | None:
+        """Why the run stopped early (its cause and advice, as one line by ``str``), or None."""
+        if self.stop_cause is None:
+            return None
+        return RunStop(self.stop_cause, self.stop_advice or "")
 
     @classmethod
     def from_dict(cls, plain: Mapping[str, Any]) -> RunReport:
@@ -535,5 +543,10 @@ def attach(attrs: MutableMapping[Any, Any], report: RunReport) -> None:
 
 
 def attached(attrs: Mapping[Any, Any]) -> RunReport | None:
-    """The report kept in a frame's ``attrs``, or None."""
-    return carried(attrs, REPORT_ATTR, RunReport)
+    """The report kept in a frame's ``attrs``, or None. A frame read back from Parquet has
+    the report's plain form only (``carried``): it is read back (``RunReport.from_dict``)."""
+    report = carried(attrs, REPORT_ATTR, RunReport)
+    if report is None and from_file(attrs, REPORT_ATTR):
+        with contextlib.suppress(ConfigError):  # a dict of someone else's: no report
+            return RunReport.from_dict(attrs[REPORT_ATTR])
+    return report

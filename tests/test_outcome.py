@@ -243,3 +243,5 @@ async def test_repeats_are_asked_once_with_the_cache_on_too(tmp_path: object) ->
 def test_a_stop_reads_as_one_sentence_when_the_providers_message_ends_with_a_period() -> None:
     stop = RunStop("model not found (HTTP 404): you do not have access to it.", "check model=")
     assert str(stop) == "model not found (HTTP 404): you do not have access to it: check model="
+    # Without advice (a report's stop whose run gave none), no dangling colon.
+    assert str(RunStop("model not found.", "")) == "model not found"

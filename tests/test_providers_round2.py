@@ -18,7 +18,7 @@ from holysheep_nb.answers import MalformedAnswer, parse_answer
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.extract import ExtractFormat
 from holysheep_nb.form_watch import FormWatch
-from holysheep_nb.outcome import OutcomeKind
+from holysheep_nb.outcome import NO_TEXT, OutcomeKind, RowOutcome
 from holysheep_nb.provider_errors import parse_error
 from holysheep_nb.schema import Schema
 from holysheep_nb.server import RunningServer
@@ -174,13 +174,22 @@ async def test_without_attempts_to_spare_the_run_still_switches_after_three_miss
         (["invalid", "ok", "invalid", "invalid"], [True, False, False, False], False),
         (["invalid", "off_label", "invalid"], [True, False, True], False),
         (["ok", "invalid"], [False, False], False),
+        # A tool call in place of the answer is no evidence, neither a miss nor a fit.
+        (["tool", "tool", "tool", "invalid"], [False, False, False, True], False),
+        (["invalid", "tool", "invalid", "invalid"], [True, False, True, True], True),
     ],
 )
 def test_the_form_watch_resends_until_the_schema_is_heeded(
     kinds: list[str], resends: list[bool], switch: bool
 ) -> None:
     watch = FormWatch()
-    assert [watch.resend(OutcomeKind(kind)) for kind in kinds] == resends
+
+    def outcome(kind: str) -> RowOutcome:
+        if kind == "tool":
+            return RowOutcome(0, OutcomeKind.INVALID, detail=NO_TEXT)
+        return RowOutcome(0, OutcomeKind(kind))
+
+    assert [watch.resend(outcome(kind)) for kind in kinds] == resends
     assert watch.switch is switch
 
 

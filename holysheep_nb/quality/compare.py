@@ -154,11 +154,9 @@ class VariantRuns:
 def _check_finished(name: str, out: pd.DataFrame) -> None:
     """Raise ``RunStoppedError`` when the variant's run stopped before its end."""
     report = out.holysheep.report()
-    if report.stop_cause is not None:
-        advice = f": {report.stop_advice}" if report.stop_advice else ""
+    if report.stop is not None:
         raise RunStoppedError(
-            f"compare() stopped at variant {name!r}, whose run stopped: "
-            f"{report.stop_cause.rstrip('.')}{advice}"
+            f"compare() stopped at variant {name!r}, whose run stopped: {report.stop}"
         )
 
 
