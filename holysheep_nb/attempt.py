@@ -175,6 +175,25 @@ class Sender:
             return Attempt(_MALFORMED, status=status, detail=missing, headers=headers)
         return Attempt(_ANSWERED, answer=answer, status=status, headers=headers)
 
+    async def read(self, url: str, timeout: float) -> bytes | None:
+        """The body of a ``GET url`` on the run's session, with the headers every request
+        carries (the key too: ``url`` must be on the API host), never following a redirect;
+        None unless it answered 200 within ``timeout`` seconds."""
+        fresh = self.fresh_headers
+        try:
+            get = self.session.get(
+                url,
+                headers=self.headers if fresh is None else fresh(),
+                proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            )
+            async with get as response:
+                return await response.read() if response.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError):
+            return None
+
     def scrub(self, raw: bytes) -> bytes:
         """An error body with the API key blanked, before any of it is cut short into an error
         line (a placeholder key too short to be a secret is left: see ``errors.redact``)."""

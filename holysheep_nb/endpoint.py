@@ -292,6 +292,12 @@ class Endpoint:
         url = f"{self.base_url}{CHAT_PATH}"
         return f"{url}?{urlencode(self.query)}" if self.query else url
 
+    @property
+    def models_url(self) -> str | None:
+        """``GET`` here lists the server's models (OpenAI's "List models"); None for Azure
+        OpenAI, whose models are the resource's deployments."""
+        return None if self.azure else f"{self.base_url}/models"
+
     def session_headers(self) -> dict[str, str]:
         """Headers that may be session defaults: nothing secret in them."""
         return {"Content-Type": "application/json", "Accept": "application/json"}

@@ -39,6 +39,8 @@ from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning, redact
 from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.holds import BudgetHolds
+from holysheep_nb.model_list import LIST_TIMEOUT, listed_ids
+from holysheep_nb.model_list import advice as model_advice
 from holysheep_nb.outcome import (
     AnswerReader,
     RowOutcome,
@@ -179,6 +181,9 @@ class _Run:
                 await self.pool.finish()
             finally:
                 remember_width(engine.endpoint.chat_url, self.window)
+            stop = self.halt.reason
+            if stop is not None and stop.missing_model:
+                await self.name_models(stop, sender)
 
     def spawn(self) -> None:
         """Start one more worker on the shared rows."""
@@ -473,11 +478,29 @@ class _Run:
         return not_sent(row, self.halt.reason, self.now())
 
     def stop_run(self, stop: RunStop) -> None:
-        """Stop the run (the first reason wins): nothing more is sent, waiters wake up."""
+        """Stop the run (the first reason wins): nothing more is sent, waiters wake up. The
+        user is told at once, or, for a model the server does not know, once the run has
+        asked the server what it has (``name_models``)."""
         if self.halt.reason is not None:
             return
-        stop = RunStop(redact(stop.cause, self.engine.endpoint.api_key), stop.advice)
+        stop = replace(stop, cause=redact(stop.cause, self.engine.endpoint.api_key))
         self.halt.reason = self.stats.stop = stop
         self.halt.event.set()
         self.shared.stop(stop)
-        warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
+        if not stop.missing_model:
+            _tell(stop)
+
+    async def name_models(self, stop: RunStop, sender: Sender) -> None:
+        """Put the server's closest model ids in the advice of a stop for a model it does
+        not know (``model_list``: one ``GET /models``), then tell the user."""
+        endpoint = self.engine.endpoint
+        url = endpoint.models_url
+        raw = None if url is None else await sender.read(url, LIST_TIMEOUT)
+        listed = None if raw is None else listed_ids(raw)
+        stop = replace(stop, advice=model_advice(self.model, url, listed))
+        self.halt.reason = self.stats.stop = stop
+        _tell(stop)
+
+
+def _tell(stop: RunStop) -> None:
+    warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)

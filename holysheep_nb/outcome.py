@@ -192,10 +192,14 @@ class RunStop:
 
     ``cause`` is short (``authentication failed (HTTP 401)``): every row not sent says
     ``not sent: <cause>``. ``advice`` is one sentence for the warning and the report.
+    ``missing_model`` marks a stop for a model the server does not know: the engine asks the
+    server's model list before it says so, and names the closest in the advice
+    (``model_list``).
     """
 
     cause: str
     advice: str
+    missing_model: bool = False
 
     def __str__(self) -> str:
         # A cause may end with the provider's own sentence: no "it.: check ..." seam.

@@ -129,9 +129,9 @@ def _stop_for(status: int, error: ProviderError) -> Judgement:
             "api_version='2024-10-21' (or your resource's) and the deployment as model=",
         )
     elif "model" in f"{error.code} {error.message}".lower():
+        # The engine names the closest of the server's models in the advice (model_list).
         stop = RunStop(
-            f"model not found (HTTP 404): {error.message}",
-            "check model= (GET <base_url>/models lists the models this server has)",
+            f"model not found (HTTP 404): {error.message}", "check model=", missing_model=True
         )
     else:
         stop = RunStop(
