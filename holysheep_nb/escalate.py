@@ -22,17 +22,20 @@ per step.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import numpy as np
 import pandas as pd
 
 from holysheep_nb.carried import Carried, carried, from_file
 from holysheep_nb.errors import ConfigError, HolySheepError, RunStoppedError
-from holysheep_nb.namespace import Call
+from holysheep_nb.namespace import Call, Method
+from holysheep_nb.outcome import cause_of_error
 from holysheep_nb.usage import ModelUsage
 
 if TYPE_CHECKING:
@@ -63,6 +66,44 @@ class CallRecord:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CallRecord:
         return self  # immutable; pandas deep-copies attrs on most operations
+
+    def plain(self) -> dict[str, Any]:
+        """The record as JSON values, what a Parquet file's metadata keeps: whole when the
+        call's arguments and options are JSON values (labels, instructions, a JSON schema,
+        model, base_url, request parameters), else only its method and model (a pydantic
+        class, a frame of examples or a policy object stays with the frame's object)."""
+        whole = {
+            "method": self.call.method,
+            "model": self.model,
+            "column": self.call.column,
+            "template": self.call.template,
+            "arguments": dict(self.call.arguments),
+            "options": dict(self.options),
+            "input_columns": list(self.input_columns),
+        }
+        try:
+            json.dumps(whole, allow_nan=False)
+        except (TypeError, ValueError):
+            return {"method": self.call.method, "model": self.model}
+        return whole
+
+    @classmethod
+    def from_plain(cls, plain: Mapping[str, Any]) -> CallRecord | None:
+        """The record ``plain()`` wrote whole (read back from a file), or None for one that
+        kept only the method and model."""
+        method = plain.get("method")
+        arguments, options = plain.get("arguments"), plain.get("options")
+        columns, model = plain.get("input_columns"), plain.get("model")
+        if (
+            method not in get_args(Method)
+            or not isinstance(arguments, dict)
+            or not isinstance(options, dict)
+            or not isinstance(columns, list)
+            or not isinstance(model, str)
+        ):
+            return None
+        call = Call(cast(Method, method), plain.get("column"), plain.get("template"), arguments)
+        return cls(call, options, tuple(columns), model)
 
     def __repr__(self) -> str:
         return f"CallRecord({self.call.method}, model={self.model!r})"
@@ -187,18 +228,22 @@ def check_model(model: object) -> str:
 def keep_call(attrs: MutableMapping[Any, Any], made: CallRecord) -> None:
     """Keep the record of the call that made a frame in its ``attrs`` (with a plain form,
     for Parquet: ``carried``)."""
-    attrs[CALL_ATTR] = Carried(made, {"method": made.call.method, "model": made.model})
+    attrs[CALL_ATTR] = Carried(made, made.plain())
 
 
 def call_of(frame: pd.DataFrame) -> CallRecord:
     """The call that made ``frame``, or a ``HolySheepError`` saying how to get one."""
     found = carried(frame.attrs, CALL_ATTR, CallRecord)
     if found is None and from_file(frame.attrs, CALL_ATTR):
-        raise HolySheepError(
-            "escalate() asks rows again through the call that made this frame, and a frame "
-            "read back from Parquet keeps only its name: call it on the frame the call "
-            "returned, or one kept with DataFrame.to_pickle, which keeps the call whole"
-        )
+        found = CallRecord.from_plain(frame.attrs[CALL_ATTR])
+        if found is None:
+            raise HolySheepError(
+                "escalate() asks rows again through the call that made this frame, and a "
+                "frame read back from Parquet keeps only its name when the call held objects "
+                "JSON cannot write (a pydantic schema, a frame of examples, a policy): call it "
+                "on the frame the call returned, or one kept with DataFrame.to_pickle, which "
+                "keeps the call whole"
+            )
     if found is None:
         raise HolySheepError(
             "escalate() asks rows again through the call that made this frame, and this frame "
@@ -225,6 +270,7 @@ async def escalate_frame(
     reports = [before] if before is not None else []
     answered_by = _answered_by(frame, made)
     out = frame.copy()
+    recounted: dict[str, Any] = {}  # the failures of the merged frame, when rows were asked
     if positions.size:
         rows = frame.iloc[positions][list(inputs)]
         asked = await rows.holysheep._acall(made.call, {**made.options, **options})
@@ -234,9 +280,10 @@ async def escalate_frame(
                 f"escalate() asked {positions.size:,} rows of {model!r} and its run stopped: "
                 f"{kept.stop}. The frame it was called on is unchanged."
             )
+        taken = _improves(frame, asked, positions)
         if kept is not None:
             reports.append(kept)
-        taken = _improves(frame, asked, positions)
+            recounted = _failures(kept, asked, taken)
         out = merge(frame, asked.iloc[taken], positions[taken], inputs)
         answered_by[positions[taken]] = model
     column = _model_column(frame, inputs)
@@ -248,6 +295,7 @@ async def escalate_frame(
             out.attrs,
             replace(
                 report,
+                **recounted,
                 rows=len(out),
                 succeeded=len(out) - failed,
                 failed=failed,
@@ -260,6 +308,25 @@ async def escalate_frame(
         )
     keep_call(out.attrs, made)
     return cast(pd.DataFrame, out)
+
+
+def _failures(kept: RunReport, asked: pd.DataFrame, taken: np.ndarray) -> dict[str, Any]:
+    """The merged frame's failures by cause: the new run's, less those of the rows that keep
+    their earlier answer. Every row that had failed was asked again (``doubtful``), so none of
+    the first run's failures is left."""
+    from holysheep_nb.report import most_frequent
+
+    causes = Counter(dict(kept.failures))
+    if "error" in asked.columns:
+        kept_before = asked["error"].to_numpy(dtype=object)[~taken]
+        causes.subtract(cause_of_error(error) for error in kept_before if isinstance(error, str))
+    left = {cause: n for cause, n in causes.items() if n > 0}
+    return {
+        "failures": most_frequent(Counter(left)),
+        "failure_examples": tuple(
+            (cause, shown) for cause, shown in kept.failure_examples if cause in left
+        ),
+    }
 
 
 def _label_counts(out: pd.DataFrame, inputs: Sequence[Hashable]) -> tuple[tuple[str, int], ...]:

@@ -165,6 +165,26 @@ class RowOutcome:
         return not (self.cached or self.shared)
 
 
+def cause_of_error(error: str) -> str:
+    """The report's group of a failed row read back from its ``error`` cell: what
+    ``RowOutcome.cause`` said of it, for a frame whose outcomes are gone (``escalate()``
+    counting the failures of a merged frame). A text of no known form (a bad image's message,
+    whose group is not in it) is its own group."""
+    if error.startswith(("HTTP ", "authentication failed (HTTP ")):
+        return error.split(": ", 1)[0].split(" after ", 1)[0]
+    if error.startswith("not sent: "):
+        return error
+    for cause in ("timeout", "connection error", "malformed response"):
+        if error.startswith(f"{cause} after "):
+            return cause
+    for prefix in _PREFIXES.values():
+        if error == f"{prefix}: {NO_TEXT}":
+            return TOOL_CALL_CAUSE
+        if error == prefix or error.startswith(f"{prefix}: "):
+            return prefix
+    return error
+
+
 #: The error text of answers that came back but cannot be used: prefix, then ``detail``.
 _PREFIXES = {
     OutcomeKind.OFF_LABEL: "not in label set",

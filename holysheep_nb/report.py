@@ -155,7 +155,7 @@ class RunReport:
             cached=stats.cached,
             not_sent=stats.not_sent,
             deduplicated=stats.deduplicated,
-            failures=_most_frequent(stats.failures),
+            failures=most_frequent(stats.failures),
             retries=stats.retries,
             rate_limited=stats.rate_limited,
             requests_sent=stats.requests_sent,
@@ -176,8 +176,8 @@ class RunReport:
             completion_tokens=stats.completion_tokens,
             cost=cost,
             latency_sample=tuple(_even_sample(latencies, MAX_LATENCY_SAMPLE).tolist()),
-            labels=_most_frequent(labels or Counter()),
-            failed_fields=_most_frequent(stats.failed_fields),
+            labels=most_frequent(labels or Counter()),
+            failed_fields=most_frequent(stats.failed_fields),
             timeline=tuple((float(t), int(n), int(r), int(k)) for t, n, r, k in timeline),
             concurrency=window.settled if window else None,
             concurrency_lowest=window.lowest if window else None,
@@ -524,7 +524,7 @@ def _examples(errors: tuple[str, ...]) -> str:
     return f"  e.g. {'; '.join(errors)}" if errors else ""
 
 
-def _most_frequent(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+def most_frequent(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
     """``(key, count)`` pairs, most frequent first, ties in alphabetical order."""
     return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 

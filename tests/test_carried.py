@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
 from holysheep_nb.carried import Carried, carried, from_file
 from holysheep_nb.errors import ConfigError, HolySheepError
@@ -44,14 +45,40 @@ def test_a_result_frame_goes_to_parquet_with_its_report_counts(
     pd.testing.assert_series_equal(back["label"].astype(str), labelled["label"].astype(str))
     assert back.attrs[REPORT_ATTR]["rows"] == 3
     assert back.attrs[REPORT_ATTR]["succeeded"] == labelled.holysheep.report().succeeded
-    assert back.attrs["holysheep_call"] == {"method": "label", "model": "gpt-4o"}
+    assert back.attrs["holysheep_call"]["arguments"]["labels"] == LABELS
     # The report comes back from the file's metadata: every figure but the histogram's
     # latencies, which would make the file's metadata as long as 10,000 floats.
     report = labelled.holysheep.report()
     assert back.holysheep.report() == replace(report, latency_sample=())
     assert back.holysheep.report().latency_p50 == report.latency_p50
-    with pytest.raises(HolySheepError, match=r"read back from Parquet .* DataFrame\.to_pickle"):
-        back.holysheep.escalate(model="sim-large", below=0.9)
+
+
+def test_a_frame_read_back_from_parquet_escalates_through_its_call(tmp_path: Path) -> None:
+    """A fresh user's Parquet file could not be escalated: the file kept only the call's name.
+    A call of JSON values (labels, options, base_url) is kept whole; one holding a pydantic
+    class is kept by name, and escalate() says a pickle keeps it."""
+    frame = pd.DataFrame({"text": ["I love it", "it broke", "fine kettle", "meh, it boils"]})
+    with LocalServer(ServerConfig()) as server:
+        options = {"base_url": server.base_url, "cache": False, "progress": False}
+        first = frame.holysheep.label(
+            "text", labels=LABELS, model="sim-small", logprobs=True, **options
+        )
+        first.to_parquet(tmp_path / "first.parquet")
+        back = pd.read_parquet(tmp_path / "first.parquet")
+        out = back.holysheep.escalate(model="sim-large", below=1.0)
+        assert out["model"].astype(str).tolist() == ["sim-large"] * 4
+        assert out.holysheep.report().escalated == 4
+        assert out["text"].tolist() == frame["text"].tolist()
+
+        class Review(BaseModel):
+            product: str
+
+        extracted = frame.holysheep.extract("text", schema=Review, model="sim-small", **options)
+        extracted.to_parquet(tmp_path / "extracted.parquet")
+    again = pd.read_parquet(tmp_path / "extracted.parquet")
+    assert again.attrs["holysheep_call"] == {"method": "extract", "model": "sim-small"}
+    with pytest.raises(HolySheepError, match=r"pydantic schema.* DataFrame\.to_pickle"):
+        again.holysheep.escalate(model="sim-large")
 
 
 def test_a_report_comes_back_whole_from_its_dict(labelled: pd.DataFrame) -> None:

@@ -60,6 +60,7 @@ def test_only_the_doubtful_rows_are_asked_again_and_the_rest_is_kept() -> None:
     assert first["label"].astype(str).tolist()[1] == "positive"  # the input is not changed
     report = out.holysheep.report()
     assert (report.rows, report.succeeded, report.failed, report.escalated) == (5, 5, 0, 3)
+    assert report.failures == ()  # t3's failure went with its new answer
     small, large = report.models
     assert small == ("small", 5, 50, 10, pytest.approx((50 * SMALL[0] + 10 * SMALL[1]) / 1000))
     assert large == ("large", 3, 60, 6, pytest.approx((60 * LARGE[0] + 6 * LARGE[1]) / 1000))
@@ -91,7 +92,10 @@ def test_a_row_the_new_model_fails_keeps_its_answer_and_a_stopped_run_changes_no
         assert out["error"].notna().tolist() == [False, False, True]
         assert "still nonsense" in out["error"].tolist()[2]
         assert out["model"].astype(str).tolist() == ["large", "small", "large"]
-        assert out.holysheep.report().escalated == 3
+        merged = out.holysheep.report()
+        assert merged.escalated == 3
+        # t2 failed both times; t1's new failure is not the frame's (it kept its label).
+        assert (merged.failed, dict(merged.failures)) == (1, {"not in label set": 1})
         for text in texts:
             server.script(text, Reply(status=404, body=_not_found("lage")))
         with (

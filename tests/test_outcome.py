@@ -11,11 +11,14 @@ from holysheep_nb.job import CompletionJob
 from holysheep_nb.job_options import JobOptions
 from holysheep_nb.labels import LabelSet
 from holysheep_nb.outcome import (
+    NO_TEXT,
+    TOOL_CALL_CAUSE,
     AnswerRejected,
     OutcomeKind,
     RowOutcome,
     RunStats,
     RunStop,
+    cause_of_error,
     read_answer,
 )
 from holysheep_nb.prompts import PromptSource
@@ -76,6 +79,22 @@ K = OutcomeKind
             "not in label set: 'mixed'",
             "not in label set",
         ),
+        (
+            RowOutcome(0, K.INVALID, detail=NO_TEXT),
+            f"answer does not fit the schema: {NO_TEXT}",
+            TOOL_CALL_CAUSE,
+        ),
+        (
+            RowOutcome(0, K.HTTP, status=404, detail="model x: not found after all"),
+            "HTTP 404: model x: not found after all",
+            "HTTP 404",
+        ),
+        (RowOutcome(0, K.TRUNCATED), "truncated at the token limit", "truncated at the token limit"),
+        (
+            RowOutcome(0, K.REFUSED, detail="I can't help with that."),
+            "refused by the model: I can't help with that.",
+            "refused by the model",
+        ),
     ],
 )
 def test_error_text_and_cause_come_from_the_kind(
@@ -83,6 +102,14 @@ def test_error_text_and_cause_come_from_the_kind(
 ) -> None:
     assert outcome.error == error
     assert outcome.cause == cause
+    if error is not None:  # and the cause is read back from the error cell alone
+        assert cause_of_error(error) == cause
+
+
+def test_a_bad_images_error_is_its_own_group_when_read_back() -> None:
+    outcome = RowOutcome(0, K.BAD_IMAGE, detail="image file not found: a.png", group="not found")
+    assert outcome.error is not None
+    assert cause_of_error(outcome.error) == "image file not found: a.png"
 
 
 def test_the_tally_counts_each_row_once_by_kind_and_status() -> None:
