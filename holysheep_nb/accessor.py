@@ -173,7 +173,8 @@ class ResultCalls(FrameCalls[Frame]):
         Doubtful: failed, votes disagreeing (``votes`` below 1), or ``confidence`` below
         ``below`` (a share in [0, 1], e.g. ``evaluate(...).threshold_for(accuracy=0.95)``).
         The rows go through the call that made this frame, with ``options`` over its own
-        (pass ``api_key`` again if it was given); the same engine, cache, limits, and
+        (pass ``api_key`` again if it was given; ``prices`` only when the model is the
+        same: pass ``prices=`` for another model); the same engine, cache, limits, and
         ``batch=True``. Returns a new frame with a ``model`` column (which model answered
         each row) and a report of both runs: rows escalated, tokens and cost per model.
         Raises ``HolySheepError`` for a frame no call made, ``ConfigError`` for a ``below``

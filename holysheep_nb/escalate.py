@@ -81,11 +81,11 @@ class CallRecord:
             "options": dict(self.options),
             "input_columns": list(self.input_columns),
         }
-        try:
-            json.dumps(whole, allow_nan=False)
-        except (TypeError, ValueError):
-            return {"method": self.call.method, "model": self.model}
-        return whole
+        if _writes(whole):
+            return whole
+        held = {**self.call.arguments, **self.options, "column": self.call.column}
+        unwritten = sorted(str(name) for name, value in held.items() if not _writes(value))
+        return {"method": self.call.method, "model": self.model, "unwritten": unwritten}
 
     @classmethod
     def from_plain(cls, plain: Mapping[str, Any]) -> CallRecord | None:
@@ -107,6 +107,15 @@ class CallRecord:
 
     def __repr__(self) -> str:
         return f"CallRecord({self.call.method}, model={self.model!r})"
+
+
+def _writes(value: object) -> bool:
+    """Whether JSON writes ``value`` as it is (no object, no NaN)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def record(
@@ -216,6 +225,39 @@ def _count(out: pd.DataFrame, column: str, otherwise: int) -> int:
     return int(out[column].fillna(False).astype(bool).sum())
 
 
+def _options(made: CallRecord, options: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The options of the escalation: ``options`` over those of the call, but for the call's
+    ``prices``, which are its model's: another model is priced only by ``prices=`` given to
+    ``escalate()`` (else its cost is n/a, not the first model's rates)."""
+    inherited = dict(made.options)
+    if model != made.model:
+        inherited.pop("prices", None)
+    return {**inherited, **options}
+
+
+def _truncated(out: pd.DataFrame, otherwise: int) -> int:
+    """Rows of the merged frame whose answer was cut at the token limit (``finish_reason``
+    ``length``), as ``RunStats`` counts them."""
+    if "finish_reason" not in out.columns:
+        return otherwise
+    return int((out["finish_reason"] == "length").fillna(False).sum())
+
+
+def _check_not_arguments(options: Mapping[str, Any], made: CallRecord) -> None:
+    """``ConfigError`` for an argument of the call (``schema``, ``labels``, ``template`` ...)
+    given to ``escalate()``: the rows go through the call as it was made."""
+    method = made.call.method
+    arguments = {*made.call.arguments, "template", "column"}
+    given = sorted(name for name in options if name in arguments)
+    if given:
+        raise ConfigError(
+            f"{', '.join(f'{name}=' for name in given)} is an argument of the {method}() call "
+            f"that made this frame, and escalate() asks the rows through that call as it was "
+            f"made, with other options only (model=, prices=, ...): to ask with another "
+            f"{given[0]}, call {method}() on the rows you want"
+        )
+
+
 def check_model(model: object) -> str:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(
@@ -235,14 +277,16 @@ def call_of(frame: pd.DataFrame) -> CallRecord:
     """The call that made ``frame``, or a ``HolySheepError`` saying how to get one."""
     found = carried(frame.attrs, CALL_ATTR, CallRecord)
     if found is None and from_file(frame.attrs, CALL_ATTR):
-        found = CallRecord.from_plain(frame.attrs[CALL_ATTR])
+        plain = frame.attrs[CALL_ATTR]
+        found = CallRecord.from_plain(plain)
         if found is None:
+            held = ", ".join(f"{name}=" for name in plain.get("unwritten", ())) or "objects"
             raise HolySheepError(
-                "escalate() asks rows again through the call that made this frame, and a "
-                "frame read back from Parquet keeps only its name when the call held objects "
-                "JSON cannot write (a pydantic schema, a frame of examples, a policy): call it "
-                "on the frame the call returned, or one kept with DataFrame.to_pickle, which "
-                "keeps the call whole"
+                f"escalate() asks rows again through the call that made this frame, and a "
+                f"frame read back from Parquet keeps only the call's method and model when the "
+                f"call held what JSON cannot write, such as a pydantic class, a frame of "
+                f"examples or a policy object (here: {held}): call it on the frame the call "
+                f"returned, or on one kept with DataFrame.to_pickle, which keeps the call whole"
             )
     if found is None:
         raise HolySheepError(
@@ -261,9 +305,10 @@ async def escalate_frame(
     from holysheep_nb.job_options import check_names
     from holysheep_nb.report import RunReport, attach, attached
 
+    made = call_of(frame)
+    _check_not_arguments(options, made)
     check_names(options, ["below"], "escalate()")  # a misspelt model= is named, not missing
     model = check_model(options.get("model"))
-    made = call_of(frame)
     inputs = made.input_columns
     positions = np.flatnonzero(doubtful(frame, below, inputs))
     before = attached(frame.attrs)
@@ -273,7 +318,7 @@ async def escalate_frame(
     recounted: dict[str, Any] = {}  # the failures of the merged frame, when rows were asked
     if positions.size:
         rows = frame.iloc[positions][list(inputs)]
-        asked = await rows.holysheep._acall(made.call, {**made.options, **options})
+        asked = await rows.holysheep._acall(made.call, _options(made, options, model))
         kept = attached(asked.attrs)
         if kept is not None and kept.stop is not None:
             raise RunStoppedError(
@@ -300,6 +345,7 @@ async def escalate_frame(
                 succeeded=len(out) - failed,
                 failed=failed,
                 cached=_count(out, "cached", report.cached),
+                truncated=_truncated(out, report.truncated),
                 deduplicated=_count(out, "shared", report.deduplicated),
                 frame_rows=len(out),
                 labels=_label_counts(out, inputs) or report.labels,

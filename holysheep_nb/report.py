@@ -493,7 +493,8 @@ class RunReport:
                 (
                     usage.model,
                     f"{usage.prompt_tokens:,} / {usage.completion_tokens:,}",
-                    f"({usage.rows:,} rows answered; cost {cost_text(usage.cost)})",
+                    f"({usage.rows:,} row{'' if usage.rows == 1 else 's'}; "
+                    f"cost {cost_text(usage.cost)})",
                 )
                 for usage in self.models
             ]

@@ -11,8 +11,10 @@ from typing import NamedTuple
 
 
 class ModelUsage(NamedTuple):
-    """What one model took: rows it answered (cache hits and repeats included), tokens in
-    and out, and the cost in USD (None when no prices were given)."""
+    """What one model took: rows asked of it (sent, or answered from its cache or by a
+    repeat; whatever came back), tokens in and out, and the cost in USD (None when no prices
+    were given). The report's line says "N rows": neither "answered" (a 404 answers
+    nothing) nor "sent" (a cache hit is not)."""
 
     model: str
     rows: int

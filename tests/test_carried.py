@@ -76,9 +76,15 @@ def test_a_frame_read_back_from_parquet_escalates_through_its_call(tmp_path: Pat
         extracted = frame.holysheep.extract("text", schema=Review, model="sim-small", **options)
         extracted.to_parquet(tmp_path / "extracted.parquet")
     again = pd.read_parquet(tmp_path / "extracted.parquet")
-    assert again.attrs["holysheep_call"] == {"method": "extract", "model": "sim-small"}
-    with pytest.raises(HolySheepError, match=r"pydantic schema.* DataFrame\.to_pickle"):
+    assert again.attrs["holysheep_call"] == {
+        "method": "extract",
+        "model": "sim-small",
+        "unwritten": ["schema"],
+    }
+    with pytest.raises(HolySheepError, match=r"method and model .*\(here: schema=\): .*to_pickle"):
         again.holysheep.escalate(model="sim-large")
+    with pytest.raises(ConfigError, match=r"schema= is an argument of the extract\(\) call"):
+        extracted.holysheep.escalate(model="sim-large", schema=Review)
 
 
 def test_a_report_comes_back_whole_from_its_dict(labelled: pd.DataFrame) -> None:

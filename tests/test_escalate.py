@@ -130,6 +130,36 @@ def test_the_report_counts_a_row_asked_again_by_its_new_answer_not_its_cached_on
     assert report.cached == int(out["cached"].sum())
 
 
+def test_another_model_is_not_priced_at_the_first_ones_rates_and_cut_answers_are_recounted() -> (
+    None
+):
+    """A fresh user's escalation to sim-large was charged at sim-small's prices, and its
+    report kept "truncated 1" for a row whose cut answer had been replaced."""
+    texts = ["t0", "t1"]
+    frame = pd.DataFrame({"text": texts})
+    cut = json.loads(ok_body("posi"))
+    cut["choices"][0]["finish_reason"] = "length"
+    with scripted() as server:
+        server.script("t0", Reply(body=ok_body("positive", 10, 2)))
+        server.script("t1", Reply(body=json.dumps(cut)))
+        first = frame.holysheep.label("text", labels=LABELS, model="small", prices=SMALL, **QUIET)
+        assert first.holysheep.report().truncated == 1
+        server.script("t1", Reply(body=ok_body("negative", 10, 2)))
+        unpriced = first.holysheep.escalate(model="large")
+        same = first.holysheep.escalate(model="small")
+    report = unpriced.holysheep.report()
+    assert (report.failed, report.truncated, report.failures) == (0, 0, ())
+    small, large = report.models
+    assert small.cost is not None
+    assert large.cost is None
+    assert report.cost is None
+    assert str(report).endswith("large  10 / 2   (1 row; cost n/a)")
+    (again,) = same.holysheep.report().models  # the same model keeps its prices
+    assert again.model == "small"
+    assert again.cost is not None
+    assert again.cost > small.cost
+
+
 def _not_found(model: str) -> str:
     message = f"The model `{model}` does not exist or you do not have access to it."
     return json.dumps({"error": {"message": message, "type": "invalid_request_error",
@@ -206,7 +236,7 @@ def test_rows_never_sent_are_not_counted_as_asked_of_the_model(server: LocalServ
     assert (report.rows, report.not_sent) == (4, 2)
     (line,) = report.models
     assert line.rows == 2
-    assert "(2 rows answered; cost n/a)" in str(report)
+    assert "(2 rows; cost n/a)" in str(report)
 
 
 def test_a_threshold_chosen_on_gold_rows_a_chain_of_models_the_cache_and_batch(

@@ -125,7 +125,7 @@ def _check_escalation(text: str) -> None:
     assert 0 < int(escalated[1].replace(",", "")) < 2000
     for model in ("sim-small", "sim-large"):  # the report's line per model, with its cost
         assert re.search(
-            rf"{model}\s+[\d,]+ / [\d,]+\s+\([\d,]+ rows answered; cost \$0\.\d+\)",
+            rf"{model}\s+[\d,]+ / [\d,]+\s+\([\d,]+ rows; cost \$0\.\d+\)",
             text,
         )
     estimates = re.findall(r"(before|after): +whole frame .*?: ([\d.]+)% of 2,000 rows", text)
