@@ -89,7 +89,11 @@ K = OutcomeKind
             "HTTP 404: model x: not found after all",
             "HTTP 404",
         ),
-        (RowOutcome(0, K.TRUNCATED), "truncated at the token limit", "truncated at the token limit"),
+        (
+            RowOutcome(0, K.TRUNCATED),
+            "truncated at the token limit",
+            "truncated at the token limit",
+        ),
         (
             RowOutcome(0, K.REFUSED, detail="I can't help with that."),
             "refused by the model: I can't help with that.",
