@@ -3,6 +3,7 @@
     python benchmarks/instructions.py --only own         # complete() without the network
     python benchmarks/instructions.py --repeat 3         # every contender, medians
     python benchmarks/instructions.py --only raw complete --slow-server   # client vs raw
+    python benchmarks/instructions.py --only raw complete --slow-server --simulate
 
 Each contender's client runs alone under Valgrind's callgrind (which counts the
 instructions it executes, however busy the machine is) at two row counts; the difference
@@ -46,9 +47,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 from baseline import raw_aiohttp, request_body
@@ -72,6 +75,7 @@ _CANNED = json.dumps(
     }
 ).encode()
 _COLLECTED = re.compile(r"Collected : (\d+)")
+T = TypeVar("T")
 #: The counted client's environment: the same dict layouts in every count, and no threads
 #: that work on a timer (numpy's BLAS pool, pyarrow's jemalloc pool), which Valgrind's
 #: slowdown and a busy machine would stretch. Two counts of ``own`` under two busy loops and
@@ -159,16 +163,61 @@ def instructions(contender: str, rows: int, base_url: str) -> int:
     return int(found[1])
 
 
+def simulated(contender: str, rows: int, base_url: str) -> dict[str, int]:
+    """Callgrind's event counts for one whole client process with its cache and branch
+    simulation on: instructions (``Ir``), data reads and writes, L1 and last-level misses,
+    conditional and indirect branches and their mispredictions (``Bcm``, ``Bim``)."""
+    with tempfile.TemporaryDirectory(prefix="holysheep-callgrind-") as folder:
+        out = Path(folder) / "callgrind.out"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
+             f"--callgrind-out-file={out}", sys.executable, __file__, "--client", contender,
+             str(rows), base_url],
+            capture_output=True, text=True, timeout=7200, check=False,
+            env={**os.environ, **_STEADY},
+        )  # fmt: skip
+        if done.returncode != 0 or not out.exists():
+            raise SystemExit(f"{contender} at {rows} rows failed:\n{done.stderr[-2000:]}")
+        lines = dict(
+            line.split(":", 1) for line in out.read_text().splitlines() if ":" in line[:12]
+        )
+    return dict(zip(lines["events"].split(), map(int, lines["summary"].split()), strict=True))
+
+
 def fresh_count(contender: str, rows: int, slow_server: bool = False) -> int:
     """``instructions`` against a server started (and warmed up) for this count alone; with
     ``slow_server``, a server that runs under callgrind too."""
+    return fresh(instructions, contender, rows, slow_server)
+
+
+def fresh(count: Callable[[str, int, str], T], contender: str, rows: int, slow_server: bool) -> T:
+    """``count(contender, rows, base_url)`` against a server started for it (see
+    ``fresh_count``)."""
     if slow_server:
         with server_under_valgrind() as base_url:
             raw_aiohttp(base_url, prompts(200, "warm-up "), 16)
-            return instructions(contender, rows, base_url)
+            return count(contender, rows, base_url)
     with server() as process:
         warm_up(process)
-        return instructions(contender, rows, process.base_url)
+        return count(contender, rows, process.base_url)
+
+
+def simulate(contenders: list[str], few: int, many: int, slow_server: bool) -> None:
+    """Print each contender's simulated events a row (the difference of two row counts),
+    and their ratio to raw aiohttp's when it is among them."""
+    per_row: dict[str, dict[str, float]] = {}
+    for contender in contenders:
+        low, high = (fresh(simulated, contender, rows, slow_server) for rows in (few, many))
+        per_row[contender] = {name: (high[name] - low[name]) / (many - few) for name in high}
+    names = list(next(iter(per_row.values())))
+    print(f"{'events a row':12s} " + " ".join(f"{name:>9s}" for name in names))
+    for contender, counts in per_row.items():
+        print(f"{contender:12s} " + " ".join(f"{counts[name]:>9,.0f}" for name in names))
+    raw = per_row.get("raw")
+    for contender, counts in per_row.items():
+        if raw is not None and contender != "raw":
+            ratios = (counts[n] / raw[n] if raw[n] else float("nan") for n in names)
+            print(f"{contender + '/raw':12s} " + " ".join(f"{r:>9.3f}" for r in ratios))
 
 
 @contextlib.contextmanager
@@ -205,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slow-server", action="store_true", help="run the server under callgrind too"
     )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="count simulated cache misses and branch mispredictions too (one run each)",
+    )
     parser.add_argument("--client", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
@@ -215,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     few, many = sorted(args.rows)
+    if args.simulate:
+        simulate(args.only, few, many, args.slow_server)
+        return 0
     estimates: dict[str, list[float]] = {contender: [] for contender in args.only}
     for _ in range(args.repeat):
         for contender in args.only:
