@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
@@ -36,7 +35,7 @@ from holysheep_nb.answers import Answer
 from holysheep_nb.attempt import Attempt, Sender, open_sender
 from holysheep_nb.clock import Clock, SystemClock
 from holysheep_nb.endpoint import Endpoint
-from holysheep_nb.errors import HolySheepWarning, redact
+from holysheep_nb.errors import redact, warn
 from holysheep_nb.form_watch import FormWatch
 from holysheep_nb.holds import BudgetHolds
 from holysheep_nb.model_list import LIST_TIMEOUT, listed_ids
@@ -400,12 +399,10 @@ class _Run:
         if not self.structured:
             return
         self.structured = False
-        warnings.warn(
+        warn(
             f"the server rejected response_format ({attempt.detail}); holysheep_nb asks without "
             "it for the rest of this run and reads the answers all the same. Pass "
-            "structured=False to skip the first try.",
-            HolySheepWarning,
-            stacklevel=1,
+            "structured=False to skip the first try."
         )
 
     def in_words(self, row: RowState, outcome: RowOutcome) -> bool:
@@ -430,14 +427,12 @@ class _Run:
         if not self.form.switch or not self.structured:
             return
         self.structured = False
-        warnings.warn(
+        warn(
             f"{self.form.misses} answers in a row did not fit the schema although the request "
             f"asked for it in response_format ({outcome.detail}): this server seems to ignore "
             "response_format. holysheep_nb writes the whole schema into the system message for "
             "the rest of this run, and sends rows whose answer did not fit again that way while "
-            "they have attempts left. Pass structured=False to skip the first try.",
-            HolySheepWarning,
-            stacklevel=1,
+            "they have attempts left. Pass structured=False to skip the first try."
         )
 
     def count_connect_failure(self, attempt: Attempt) -> None:
@@ -503,4 +498,4 @@ class _Run:
 
 
 def _tell(stop: RunStop) -> None:
-    warnings.warn(f"holysheep_nb stopped the run: {stop}", HolySheepWarning, stacklevel=1)
+    warn(f"holysheep_nb stopped the run: {stop}")

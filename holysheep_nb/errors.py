@@ -23,9 +23,14 @@ exist, a server that cannot be reached) stops it: answered rows keep their answe
 say ``not sent: <cause>``, and a ``HolySheepWarning`` says what happened and what to do
 (``compare()`` then raises ``RunStoppedError`` instead of going on to the next variant).
 ``asyncio.CancelledError`` and ``KeyboardInterrupt`` are never caught and always propagate.
+The engine's warnings go through ``warn``, which names the user's line that made the call.
 """
 
 from __future__ import annotations
+
+import sys
+import warnings
+from types import FrameType
 
 
 class HolySheepError(Exception):
@@ -101,3 +106,21 @@ def redact(text: str, secret: str | None) -> str:
         return text
     assert secret is not None
     return text.replace(secret, "***")
+
+
+#: Modules whose frames a warning is never attributed to: ours, and the event loop's
+#: machinery between a synchronous call and the engine's tasks.
+_MACHINERY = ("holysheep_nb", "asyncio", "nest_asyncio", "nest_asyncio2")
+
+
+def warn(message: str, category: type[Warning] = HolySheepWarning) -> None:
+    """Warn at the user's line: the first frame outside this package and the event loop's
+    machinery (as pandas attributes its warnings), so that a notebook shows the cell's line,
+    not the engine's. A run that is awaited has no user frame below its tasks: the warning
+    is then the caller's own line."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 2  # the caller of warn()
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _MACHINERY:
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)

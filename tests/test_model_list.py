@@ -15,6 +15,7 @@ from aioresponses import aioresponses
 from holysheep_nb.endpoint import Endpoint
 from holysheep_nb.errors import HolySheepWarning
 from holysheep_nb.model_list import advice, listed_ids
+from holysheep_nb.server import LocalServer
 from tests.helpers_reliability import bounded
 
 URL = "https://api.example.test/v1/models"
@@ -166,3 +167,14 @@ def mocked_url(url: str) -> Any:
     from yarl import URL as Yarl
 
     return Yarl(url)
+
+
+def test_the_stop_is_told_at_the_users_line_not_the_engines() -> None:
+    """A notebook showed `holysheep_nb/engine.py:506` and the engine's `warnings.warn(...)`
+    line above the stop; pandas-like, the warning now names the line that made the call."""
+    frame = pd.DataFrame({"text": ["kettle"]})
+    with LocalServer() as server, pytest.warns(HolySheepWarning, match="stopped") as notices:
+        frame.holysheep.complete("text", model="sim-lage", base_url=server.base_url, cache=False)
+    (notice,) = notices
+    assert notice.filename == __file__
+    assert "did you mean model='sim-large'?" in str(notice.message)
