@@ -96,7 +96,8 @@ async def votes_apart(
 def recorded(out: Any, call: Call, options: dict[str, Any], job: CompletionJob) -> Any:
     """``out`` with the call that made it (for ``escalate``), its report's tokens and cost
     per model, and the samples read (``votes``)."""
-    from holysheep_nb.escalate import keep_call, record, with_usage
+    from holysheep_nb.call_record import keep_call, record
+    from holysheep_nb.escalate import with_usage
     from holysheep_nb.report import attach
 
     model = job.options.endpoint.model

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 import holysheep_nb  # noqa: F401 - registers df.holysheep
+from holysheep_nb.call_record import call_of
 from holysheep_nb.errors import (
     ConfigError,
     HolySheepError,
     HolySheepWarning,
     RunStoppedError,
 )
-from holysheep_nb.escalate import call_of
 from holysheep_nb.sample import load_reviews
 from holysheep_nb.server import LocalServer
 from tests.scripted import BASE_URL, Reply, ok_body, scripted
