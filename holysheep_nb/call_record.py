@@ -138,16 +138,22 @@ def call_of(frame: pd.DataFrame) -> CallRecord:
     return found
 
 
+#: The arguments of ``complete()``, ``label()`` and ``extract()`` besides the run options.
+CALL_ARGUMENTS = frozenset(
+    {"column", "template", "labels", "instructions", "multi", "structured", "schema", "flatten"}
+)
+
+
 def check_not_arguments(options: Mapping[str, Any], made: CallRecord) -> None:
-    """``ConfigError`` for an argument of the call (``schema``, ``labels``, ``template`` ...)
+    """``ConfigError`` for an argument of a call (``schema``, ``labels``, ``template`` ...)
     given to ``escalate()``: the rows go through the call as it was made."""
     method = made.call.method
-    arguments = {*made.call.arguments, "template", "column"}
-    given = sorted(name for name in options if name in arguments)
+    given = sorted(name for name in options if name in CALL_ARGUMENTS | set(made.call.arguments))
     if given:
+        names = ", ".join(f"{name}=" for name in given)
         raise ConfigError(
-            f"{', '.join(f'{name}=' for name in given)} is an argument of the {method}() call "
-            f"that made this frame, and escalate() asks the rows through that call as it was "
-            f"made, with other options only (model=, prices=, ...): to ask with another "
-            f"{given[0]}, call {method}() on the rows you want"
+            f"{names} is not an option of escalate(): it asks the rows again through the "
+            f"{method}() call that made this frame, as it was made, with other options only "
+            f"(model=, prices=, ...); to ask with another {given[0]}, call a method on the "
+            f"rows you want"
         )

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from holysheep_nb.call_record import CallRecord, call_of, check_not_arguments, keep_call
-from holysheep_nb.errors import ConfigError, RunStoppedError
+from holysheep_nb.errors import ConfigError, RunStoppedError, warn
 from holysheep_nb.outcome import cause_of_error
 from holysheep_nb.usage import ModelUsage
 
@@ -194,6 +194,7 @@ async def escalate_frame(
                 f"{kept.stop}. The frame it was called on is unchanged."
             )
         taken = _improves(frame, asked, positions)
+        _tell_kept(asked, taken, model)
         if kept is not None:
             reports.append(kept)
             recounted = _failures(kept, asked, taken)
@@ -222,6 +223,21 @@ async def escalate_frame(
         )
     keep_call(out.attrs, made)
     return cast(pd.DataFrame, out)
+
+
+def _tell_kept(asked: pd.DataFrame, taken: np.ndarray, model: str) -> None:
+    """Warn when rows the new model failed kept their earlier answer: the report counts them
+    as escalated, and the frame still has the first model's answers for them."""
+    if taken.all():
+        return
+    errors = asked["error"].to_numpy(dtype=object)[~taken]
+    causes = Counter(cause_of_error(error) for error in errors if isinstance(error, str))
+    said = ", ".join(f"{cause} {n:,}" for cause, n in causes.most_common())
+    warn(
+        f"{int((~taken).sum()):,} of the {taken.size:,} rows asked of {model!r} failed there "
+        f"({said}) and kept the answer they had; their model column still names the model "
+        "that gave it"
+    )
 
 
 def _failures(kept: RunReport, asked: pd.DataFrame, taken: np.ndarray) -> dict[str, Any]:

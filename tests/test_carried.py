@@ -83,8 +83,10 @@ def test_a_frame_read_back_from_parquet_escalates_through_its_call(tmp_path: Pat
     }
     with pytest.raises(HolySheepError, match=r"method and model .*\(here: schema=\): .*to_pickle"):
         again.holysheep.escalate(model="sim-large")
-    with pytest.raises(ConfigError, match=r"schema= is an argument of the extract\(\) call"):
+    with pytest.raises(ConfigError, match=r"schema= is not an option of escalate\(\).*extract"):
         extracted.holysheep.escalate(model="sim-large", schema=Review)
+    with pytest.raises(ConfigError, match=r"schema= is not an option of escalate\(\).*label"):
+        back.holysheep.escalate(model="sim-large", schema=Review)  # not label()'s either
 
 
 def test_a_report_comes_back_whole_from_its_dict(labelled: pd.DataFrame) -> None:
