@@ -18,6 +18,10 @@ apply. The answers replace the rows' result columns, but for a row the new model
 ``model`` column says which model answered each row, and the report adds up both runs:
 rows escalated, tokens and cost per model and in total. A chain of more models is one call
 per step.
+
+Length: which rows are doubtful, how their new answers merge, and how the merged report is
+counted again from the merged frame are one contract (about 330 lines); the call the frame
+keeps is ``call_record``'s.
 """
 
 from __future__ import annotations
@@ -194,10 +198,11 @@ async def escalate_frame(
                 f"{kept.stop}. The frame it was called on is unchanged."
             )
         taken = _improves(frame, asked, positions)
-        _tell_kept(asked, taken, model)
+        failed_anew = _failed_anew(asked, taken)
+        _tell_kept(failed_anew, taken.size, model)
         if kept is not None:
             reports.append(kept)
-            recounted = _failures(kept, asked, taken)
+            recounted = _failures(kept, failed_anew)
         out = merge(frame, asked.iloc[taken], positions[taken], inputs)
         answered_by[positions[taken]] = model
     column = _model_column(frame, inputs)
@@ -225,34 +230,39 @@ async def escalate_frame(
     return cast(pd.DataFrame, out)
 
 
-def _tell_kept(asked: pd.DataFrame, taken: np.ndarray, model: str) -> None:
+def _failed_anew(asked: pd.DataFrame, taken: np.ndarray) -> Counter[str]:
+    """The causes of the rows the new model failed that keep their earlier answer (those
+    not ``taken``), read back from their error cells."""
+    if "error" not in asked.columns:
+        return Counter()
+    errors = asked["error"].to_numpy(dtype=object)[~taken]
+    return Counter(cause_of_error(error) for error in errors if isinstance(error, str))
+
+
+def _tell_kept(failed_anew: Counter[str], asked: int, model: str) -> None:
     """Warn when rows the new model failed kept their earlier answer: the report counts them
     as escalated, and the frame still has the first model's answers for them."""
-    if taken.all():
+    if not failed_anew:
         return
-    errors = asked["error"].to_numpy(dtype=object)[~taken]
-    causes = Counter(cause_of_error(error) for error in errors if isinstance(error, str))
-    said = ", ".join(f"{cause} {n:,}" for cause, n in causes.most_common())
+    said = ", ".join(f"{cause} {n:,}" for cause, n in failed_anew.most_common())
     warn(
-        f"{int((~taken).sum()):,} of the {taken.size:,} rows asked of {model!r} failed there "
+        f"{failed_anew.total():,} of the {asked:,} rows asked of {model!r} failed there "
         f"({said}) and kept the answer they had; their model column still names the model "
         "that gave it"
     )
 
 
-def _failures(kept: RunReport, asked: pd.DataFrame, taken: np.ndarray) -> dict[str, Any]:
+def _failures(kept: RunReport, failed_anew: Counter[str]) -> dict[str, Any]:
     """The merged frame's failures by cause: the new run's, less those of the rows that keep
     their earlier answer. Every row that had failed was asked again (``doubtful``), so none of
     the first run's failures is left."""
     from holysheep_nb.report import most_frequent
 
     causes = Counter(dict(kept.failures))
-    if "error" in asked.columns:
-        kept_before = asked["error"].to_numpy(dtype=object)[~taken]
-        causes.subtract(cause_of_error(error) for error in kept_before if isinstance(error, str))
-    left = {cause: n for cause, n in causes.items() if n > 0}
+    causes.subtract(failed_anew)
+    left = Counter({cause: n for cause, n in causes.items() if n > 0})
     return {
-        "failures": most_frequent(Counter(left)),
+        "failures": most_frequent(left),
         "failure_examples": tuple(
             (cause, shown) for cause, shown in kept.failure_examples if cause in left
         ),
