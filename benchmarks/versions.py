@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from analysis import median_interval
 
@@ -37,9 +38,8 @@ HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
 
 
-def _time(run: object, rows: int) -> dict[str, float]:
+def _time(run: Callable[[], None], rows: int) -> dict[str, float]:
     """One untimed warm run, then one timed: CPU microseconds a row and rows a second."""
-    assert callable(run)
     run()
     wall, cpu = time.perf_counter(), time.process_time()
     run()
@@ -47,7 +47,7 @@ def _time(run: object, rows: int) -> dict[str, float]:
     return {"cpu_us": cpu / rows * 1e6, "rows_per_second": rows / wall}
 
 
-def contender(kind: str, base_url: str, job: dict[str, str]) -> dict[str, float]:
+def contender(kind: str, base_url: str, job: dict[str, Any]) -> dict[str, float]:
     """The run of one contender, in this process (started by ``round_of``). ``job`` holds
     the prompts, model and system message: this process imports nothing of the benchmarks'
     harness, which imports this tree's package, unless it is raw aiohttp's."""

@@ -180,9 +180,8 @@ class _Run:
                 await self.pool.finish()
             finally:
                 remember_width(engine.endpoint.chat_url, self.window)
-            stop = self.halt.reason
-            if stop is not None and stop.missing_model:
-                await self.name_models(stop, sender)
+            if self.halt.reason is not None:
+                await self.tell_stop(self.halt.reason, sender)
 
     def spawn(self) -> None:
         """Start one more worker on the shared rows."""
@@ -474,28 +473,22 @@ class _Run:
 
     def stop_run(self, stop: RunStop) -> None:
         """Stop the run (the first reason wins): nothing more is sent, waiters wake up. The
-        user is told at once, or, for a model the server does not know, once the run has
-        asked the server what it has (``name_models``)."""
+        user is told when the run's workers are done (``tell_stop``)."""
         if self.halt.reason is not None:
             return
         stop = replace(stop, cause=redact(stop.cause, self.engine.endpoint.api_key))
         self.halt.reason = self.stats.stop = stop
         self.halt.event.set()
         self.shared.stop(stop)
-        if not stop.missing_model:
-            _tell(stop)
 
-    async def name_models(self, stop: RunStop, sender: Sender) -> None:
-        """Put the server's closest model ids in the advice of a stop for a model it does
-        not know (``model_list``: one ``GET /models``), then tell the user."""
-        endpoint = self.engine.endpoint
-        url = endpoint.models_url
-        raw = None if url is None else await sender.read(url, LIST_TIMEOUT)
-        listed = None if raw is None else listed_ids(raw)
-        stop = replace(stop, advice=model_advice(self.model, url, listed))
-        self.halt.reason = self.stats.stop = stop
-        _tell(stop)
-
-
-def _tell(stop: RunStop) -> None:
-    warn(f"holysheep_nb stopped the run: {stop}")
+    async def tell_stop(self, stop: RunStop, sender: Sender) -> None:
+        """Tell the user why the run stopped, once. For a model the server does not know,
+        the advice first names the closest of the server's models (``model_list``: one
+        ``GET /models`` on the run's session)."""
+        if stop.missing_model:
+            url = self.engine.endpoint.models_url
+            raw = None if url is None else await sender.read(url, LIST_TIMEOUT)
+            listed = None if raw is None else listed_ids(raw)
+            stop = replace(stop, advice=model_advice(self.model, url, listed))
+            self.halt.reason = self.stats.stop = stop
+        warn(f"holysheep_nb stopped the run: {stop}")
